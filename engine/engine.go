@@ -1,0 +1,72 @@
+// Package engine is the contract between the batcher and a model: the
+// interface the batcher's step loop drives and the plain data types that cross
+// it. It imports nothing of ours, so the batcher and the model packages can
+// both depend on it without depending on each other.
+package engine
+
+// ImageToken marks, in Chunk.Tokens, a position whose input is a row of
+// Chunk.Image instead of a token embedding.
+const ImageToken int32 = -200
+
+// Spec holds the static facts about a loaded model that the batcher needs.
+type Spec struct {
+	Name          string // model name, e.g. "tiny (random weights)"
+	Hidden        int    // LLM hidden size
+	VocabSize     int    // rows of the logits
+	ImageTokens   int    // image feature rows per image (576 for LLaVA-1.5)
+	ImageSize     int    // side of the square model input in pixels (336)
+	MaxContext    int    // max positions (4096)
+	BOS, EOS      int32  // special token ids
+	KVBlockSize   int    // tokens per KV-cache block
+	KVBlocks      int    // blocks in the KV pool
+	DType         string // weight dtype as stored: "float32", "bfloat16", "float16"
+	Device        string // "cpu" or "cuda:N"
+	RandomWeights bool   // true for generated checkpoints: say so to users
+}
+
+// Image is a preprocessed image ready for the vision tower.
+type Image struct {
+	Pixels        []float32 // [3 × ImageSize × ImageSize], normalised CHW
+	Width, Height int       // original size in pixels, before padding
+}
+
+// Chunk is one sequence's slice of work in a forward step: Tokens are fed at
+// positions Pos, Pos+1, … and their keys and values are written into the KV
+// cache blocks named by Blocks (block i holds positions
+// [i·KVBlockSize, (i+1)·KVBlockSize)). Attention reads all positions < Pos+i
+// from the same blocks.
+type Chunk struct {
+	Blocks []int32   // block table covering at least Pos+len(Tokens) positions
+	Pos    int       // position of Tokens[0]
+	Tokens []int32   // token ids, or ImageToken where Image supplies the input
+	Image  []float32 // [count(ImageToken in Tokens) × Hidden], rows in order
+	Logits bool      // return the logits of the last position of this chunk
+}
+
+// Tokenizer turns text into token ids and back.
+type Tokenizer interface {
+	// Encode tokenises text as LLaMA's tokenizer does; bos prepends BOS.
+	Encode(text string, bos bool) []int32
+	// Decode returns the text of ids, skipping special tokens, as
+	// tokenizer.decode(ids, skip_special_tokens=True) does.
+	Decode(ids []int32) string
+}
+
+// Engine is a loaded model as the step loop sees it. Only Preprocess and
+// Tokenizer may be called concurrently; everything else is called from the
+// one goroutine that owns the device.
+type Engine interface {
+	Spec() Spec
+	Tokenizer() Tokenizer
+	// Preprocess decodes an encoded image (JPEG, PNG, WebP, GIF) and applies
+	// the model's preprocessing. Safe for concurrent use.
+	Preprocess(data []byte) (Image, error)
+	// EncodeImages runs the vision tower and projector on a batch of images.
+	// Result i is [ImageTokens × Hidden].
+	EncodeImages(imgs []Image) ([][]float32, error)
+	// Forward runs one step over a batch of chunks, writing their keys and
+	// values into the KV cache. It returns one [VocabSize] row per chunk with
+	// Logits set, in batch order. The result of a chunk never depends on the
+	// other chunks of the batch.
+	Forward(batch []Chunk) ([][]float32, error)
+}
