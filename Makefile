@@ -1,0 +1,60 @@
+# Pancap Serve build, test and code generation. `make help` lists the targets.
+
+GO              ?= go
+PYTHON          ?= $(CURDIR)/.venv/bin/python
+BIN             := $(CURDIR)/bin
+PROTOC          ?= protoc
+PROTOC_VERSION  := 3.21.12
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+PROTO_SRC       := proto/pancap/v1/pancap.proto
+VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS         := -X main.version=$(VERSION)
+
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/pancap
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pancap ./cmd/pancap
+
+test: lint go-test python-test proto-check ## everything CI runs: vet, gofmt, go test -race, Python client tests, proto staleness
+
+go-test: ## go test -race ./...
+	$(GO) test -race ./...
+
+python-stubs: ## generate the Python client's gRPC stubs from the proto
+	$(PYTHON) clients/python/gen_stubs.py
+
+python-test: build python-stubs ## the Python client's tests against a real `pancap serve`
+	cd clients/python && PANCAP_BIN=$(BIN)/pancap $(PYTHON) -m pytest -q tests
+
+proto-tools: ## install the pinned protoc plugins into bin/
+	@$(PROTOC) --version | grep -q ' $(PROTOC_VERSION)$$' || \
+		{ echo "need protoc $(PROTOC_VERSION), have: $$($(PROTOC) --version)"; exit 1; }
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+proto: proto-tools ## regenerate the Go code of the API
+	$(PROTOC) -I proto \
+		--plugin=protoc-gen-go=$(BIN)/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		$(PROTO_SRC)
+
+proto-check: proto ## fail when the committed generated code is stale
+	@git diff --exit-code -- proto/ || { echo "generated code in proto/ is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard proto/)" || \
+		{ echo "untracked generated files in proto/: run make proto and commit"; exit 1; }
+
+run: build ## serve the embedded default model on 127.0.0.1:50051
+	$(BIN)/pancap serve
+
+bench: ## Go microbenchmarks
+	$(GO) test -run x -bench . ./...
+
+lint: ## go vet and a gofmt check
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
