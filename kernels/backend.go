@@ -1,0 +1,152 @@
+// Package kernels defines Backend, the small set of tensor operations the
+// model's forward passes are written in. A backend owns its activation
+// buffers and its uploaded weights; the model only holds handles to them, so
+// the same straight-line forward runs on the pure-Go CPU backend (kernels/cpu,
+// the executable specification) and on accelerator backends. Host memory is
+// touched only through Write (inputs) and Read (logits, image features).
+//
+// Every operation treats rows independently: the result of a row never
+// depends on the other rows of the call (batch invariance), so a sequence's
+// logits are the same whatever batch it runs in.
+package kernels
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DType is the storage type of a weight.
+type DType int
+
+// Weight storage types. Activations are always float32.
+const (
+	F32  DType = iota + 1 // IEEE float32
+	BF16                  // bfloat16 (upper half of a float32)
+	F16                   // IEEE half precision
+)
+
+// String returns the dtype's name as Hugging Face configs spell it.
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "float32"
+	case BF16:
+		return "bfloat16"
+	case F16:
+		return "float16"
+	}
+	return fmt.Sprintf("DType(%d)", int(d))
+}
+
+// Size is the byte size of one element.
+func (d DType) Size() int {
+	if d == F32 {
+		return 4
+	}
+	return 2
+}
+
+// ErrWeight reports a weight that a backend cannot take (bad dtype, shape or
+// byte length).
+var ErrWeight = errors.New("kernels: invalid weight")
+
+// Buffer is a backend-owned float32 activation buffer.
+type Buffer interface {
+	// Len is the number of float32 elements.
+	Len() int
+}
+
+// Weight is a backend-owned, read-only tensor in its stored dtype.
+type Weight interface {
+	// Shape is the tensor's shape, outermost first.
+	Shape() []int
+	// DType is the storage type.
+	DType() DType
+}
+
+// Seq describes one sequence of a paged-attention call: its query rows are
+// Rows consecutive rows starting at Row, at positions Pos, Pos+1, …; its keys
+// and values live in the KV cache blocks of Blocks (block i holds positions
+// [i·blockSize, (i+1)·blockSize)).
+type Seq struct {
+	Row    int     // first query row of the sequence in q and out
+	Rows   int     // number of query rows
+	Pos    int     // position of the first query row
+	Blocks []int32 // block table covering positions [0, Pos+Rows)
+}
+
+// Backend is the op set the model's forward passes use. All buffers and
+// weights passed to a backend must come from that backend. A Backend is not
+// safe for concurrent use: one goroutine owns it.
+//
+// Shapes are given in elements; "rows × width" buffers are row-major.
+type Backend interface {
+	// Name identifies the backend and device, e.g. "cpu" or "cuda:0".
+	Name() string
+	// Close releases the backend's workers and memory.
+	Close()
+
+	// Alloc returns a zeroed buffer of n float32 elements.
+	Alloc(n int) Buffer
+	// Free releases a buffer returned by Alloc.
+	Free(b Buffer)
+	// Write copies src into dst[off : off+len(src)].
+	Write(dst Buffer, off int, src []float32)
+	// Read copies src[off : off+len(dst)] into dst.
+	Read(dst []float32, src Buffer, off int)
+	// Copy copies n elements from src[srcOff:] to dst[dstOff:].
+	Copy(dst Buffer, dstOff int, src Buffer, srcOff, n int)
+
+	// LoadWeight makes a weight from little-endian bytes in dtype dt. The
+	// backend may keep a reference to data (the CPU backend does, so
+	// memory-mapped files stay the only copy); data must not change later.
+	LoadWeight(dt DType, shape []int, data []byte) (Weight, error)
+
+	// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n] when bias
+	// is non-nil), with w widened from its dtype on the fly and float32
+	// accumulation.
+	MatMul(out, x Buffer, w, bias Weight, m int)
+	// Embed gathers out[i] = table[ids[i]] for rows with ids[i] ≥ 0; rows
+	// with a negative id are left untouched. table is [vocab × width].
+	Embed(out Buffer, table Weight, ids []int32)
+	// CopyWeight copies all of w, flattened, into dst[off:].
+	CopyWeight(dst Buffer, off int, w Weight)
+	// AddWeight adds all of w, flattened, to dst[off:].
+	AddWeight(dst Buffer, off int, w Weight)
+
+	// RMSNorm computes out[i] = x[i] / sqrt(mean(x[i]²) + eps) · w for m rows
+	// of width len(w).
+	RMSNorm(out, x Buffer, w Weight, m int, eps float32)
+	// LayerNorm computes out[i] = (x[i] − mean) / sqrt(var + eps) · w + b for
+	// m rows of width len(w).
+	LayerNorm(out, x Buffer, w, b Weight, m int, eps float32)
+	// RoPE rotates x[m × heads·headDim] in place, row i at position pos[i],
+	// with LLaMA's rotate_half pairing (d, d + headDim/2) and frequencies
+	// θ^(−2d/headDim).
+	RoPE(x Buffer, pos []int32, heads, headDim int, theta float32)
+
+	// Add computes out[:n] = a[:n] + b[:n]; out may alias a or b.
+	Add(out, a, b Buffer, n int)
+	// SiLUMul computes out[:n] = silu(gate[:n]) · up[:n]; out may alias gate.
+	SiLUMul(out, gate, up Buffer, n int)
+	// GELU applies the exact (erf) GELU to x[:n] in place.
+	GELU(x Buffer, n int)
+	// QuickGELU applies x·sigmoid(1.702·x) to x[:n] in place.
+	QuickGELU(x Buffer, n int)
+
+	// ScatterRows copies row i of src[len(rows) × width] to row rows[i] of dst.
+	ScatterRows(dst, src Buffer, rows []int32, width int)
+	// GatherRows copies row rows[i] of src to row i of dst[len(rows) × width].
+	GatherRows(dst, src Buffer, rows []int32, width int)
+
+	// Attention computes dense, non-causal multi-head attention for seqs
+	// independent sequences of seqLen rows each: q, k, v and out are
+	// [seqs·seqLen × heads·headDim], scores are scaled by 1/sqrt(headDim).
+	Attention(out, q, k, v Buffer, seqs, seqLen, heads, headDim int)
+	// PagedAttention computes causal multi-head attention of the query rows
+	// of each Seq over the keys and values stored in the paged caches kc and
+	// vc ([blocks × blockSize × heads·headDim]); query row j of a sequence
+	// sees positions 0 … Pos+j. The caller writes the rows' own keys and
+	// values (ScatterRows) before calling.
+	PagedAttention(out, q, kc, vc Buffer, seqs []Seq, heads, headDim, blockSize int)
+}

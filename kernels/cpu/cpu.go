@@ -1,0 +1,419 @@
+// Package cpu is the pure-Go kernels.Backend: the executable specification
+// of every op, parallel over the machine's cores through a persistent worker
+// pool. GEMMs go through kernels/cpu/linalg. Weights are kept in their stored
+// dtype (aliasing the caller's bytes, e.g. a memory-mapped file) and widened
+// on the fly.
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+)
+
+// Backend is the CPU implementation of kernels.Backend. It is not safe for
+// concurrent use.
+type Backend struct {
+	pool *pool
+	mm   matMulTask
+	attn attentionTask
+	ew   elementwiseTask
+	rows rowTask
+}
+
+var _ kernels.Backend = (*Backend)(nil)
+
+// New returns a backend using the given number of worker goroutines
+// (0 means runtime.GOMAXPROCS(0)).
+func New(workers int) *Backend {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	b := &Backend{pool: newPool(workers)}
+	b.mm.tmp = make([][]float32, b.pool.workers)
+	b.attn.scores = make([][]float32, b.pool.workers)
+	return b
+}
+
+// Name returns "cpu".
+func (b *Backend) Name() string { return "cpu" }
+
+// Close stops the worker goroutines.
+func (b *Backend) Close() { b.pool.close() }
+
+// buffer is a CPU activation buffer.
+type buffer struct{ d []float32 }
+
+func (x *buffer) Len() int { return len(x.d) }
+
+func data(x kernels.Buffer) []float32 { return x.(*buffer).d }
+
+// weight is a CPU weight: f32 holds float32 data, u16 bf16/fp16 bit patterns.
+type weight struct {
+	dt    kernels.DType
+	shape []int
+	f32   []float32
+	u16   []uint16
+	n     int // element count
+}
+
+func (w *weight) Shape() []int         { return w.shape }
+func (w *weight) DType() kernels.DType { return w.dt }
+func wt(w kernels.Weight) *weight      { return w.(*weight) }
+func (w *weight) at(i int) float32     { return widen(w.dt, w.f32, w.u16, i) }
+
+func widen(dt kernels.DType, f []float32, u []uint16, i int) float32 {
+	switch dt {
+	case kernels.BF16:
+		return linalg.BF16ToF32(u[i])
+	case kernels.F16:
+		return linalg.F16ToF32(u[i])
+	}
+	return f[i]
+}
+
+// Alloc returns a zeroed buffer of n elements.
+func (b *Backend) Alloc(n int) kernels.Buffer { return &buffer{d: make([]float32, n)} }
+
+// Free drops the buffer's storage.
+func (b *Backend) Free(x kernels.Buffer) { x.(*buffer).d = nil }
+
+// Write copies src into dst[off:].
+func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
+	copy(data(dst)[off:off+len(src)], src)
+}
+
+// Read copies src[off:off+len(dst)] into dst.
+func (b *Backend) Read(dst []float32, src kernels.Buffer, off int) {
+	copy(dst, data(src)[off:off+len(dst)])
+}
+
+// Copy copies n elements from src[srcOff:] to dst[dstOff:].
+func (b *Backend) Copy(dst kernels.Buffer, dstOff int, src kernels.Buffer, srcOff, n int) {
+	copy(data(dst)[dstOff:dstOff+n], data(src)[srcOff:srcOff+n])
+}
+
+// LoadWeight wraps data without copying it when it is suitably aligned.
+// The host must be little-endian (amd64, arm64).
+func (b *Backend) LoadWeight(dt kernels.DType, shape []int, raw []byte) (kernels.Weight, error) {
+	n := 1
+	for _, d := range shape {
+		if d <= 0 {
+			return nil, fmt.Errorf("%w: shape %v", kernels.ErrWeight, shape)
+		}
+		n *= d
+	}
+	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
+		return nil, fmt.Errorf("%w: dtype %v", kernels.ErrWeight, dt)
+	}
+	if len(raw) != n*dt.Size() {
+		return nil, fmt.Errorf("%w: %d bytes for %v %v", kernels.ErrWeight, len(raw), dt, shape)
+	}
+	w := &weight{dt: dt, shape: append([]int(nil), shape...), n: n}
+	p := unsafe.Pointer(unsafe.SliceData(raw))
+	if uintptr(p)%uintptr(dt.Size()) != 0 {
+		raw = append([]byte(nil), raw...) // misaligned: copy once
+		p = unsafe.Pointer(unsafe.SliceData(raw))
+	}
+	if dt == kernels.F32 {
+		w.f32 = unsafe.Slice((*float32)(p), n)
+	} else {
+		w.u16 = unsafe.Slice((*uint16)(p), n)
+	}
+	return w, nil
+}
+
+// vec returns a float32 view or widened copy of a 1-D weight into dst.
+func (w *weight) vec(dst []float32) []float32 {
+	if w.dt == kernels.F32 {
+		return w.f32
+	}
+	for i := range dst[:w.n] {
+		dst[i] = w.at(i)
+	}
+	return dst[:w.n]
+}
+
+// matMulTask splits the n output columns over the workers; each worker
+// computes an [m × cols] block into its own scratch and copies it out. The
+// split depends only on n, so every row's result is independent of m.
+type matMulTask struct {
+	out, x  []float32
+	w, bias *weight
+	m, n, k int
+	tmp     [][]float32 // per-worker [m × cols] scratch, grown as needed
+}
+
+const matMulGrain = 64 // minimum output columns per worker
+
+func (t *matMulTask) run(wk, lo, hi int) {
+	cols := hi - lo
+	dst := t.out
+	if cols != t.n {
+		if cap(t.tmp[wk]) < t.m*cols {
+			t.tmp[wk] = make([]float32, t.m*cols)
+		}
+		dst = t.tmp[wk][:t.m*cols]
+	}
+	x, k := t.x[:t.m*t.k], t.k
+	switch t.w.dt {
+	case kernels.F32:
+		linalg.MatMulF32(dst, x, t.w.f32[lo*k:hi*k], t.m, cols, k)
+	case kernels.BF16:
+		linalg.MatMulBF16(dst, x, t.w.u16[lo*k:hi*k], t.m, cols, k)
+	case kernels.F16:
+		linalg.MatMulF16(dst, x, t.w.u16[lo*k:hi*k], t.m, cols, k)
+	}
+	for i := 0; i < t.m; i++ {
+		row := t.out[i*t.n+lo : i*t.n+hi]
+		if cols != t.n {
+			copy(row, dst[i*cols:(i+1)*cols])
+		}
+		if t.bias != nil {
+			for j := range row {
+				row[j] += t.bias.at(lo + j)
+			}
+		}
+	}
+}
+
+// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias).
+func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
+	t := &b.mm
+	t.w = wt(w)
+	t.n, t.k = t.w.shape[0], t.w.n/t.w.shape[0]
+	t.out, t.x, t.m = data(out)[:m*t.n], data(x), m
+	t.bias = nil
+	if bias != nil {
+		t.bias = wt(bias)
+	}
+	b.pool.parallel(t, t.n, matMulGrain)
+}
+
+// Embed gathers table rows for non-negative ids.
+func (b *Backend) Embed(out kernels.Buffer, table kernels.Weight, ids []int32) {
+	w, o := wt(table), data(out)
+	width := w.n / w.shape[0]
+	for i, id := range ids {
+		if id < 0 {
+			continue
+		}
+		row := o[i*width : (i+1)*width]
+		base := int(id) * width
+		for j := range row {
+			row[j] = w.at(base + j)
+		}
+	}
+}
+
+// CopyWeight copies w into dst[off:].
+func (b *Backend) CopyWeight(dst kernels.Buffer, off int, w kernels.Weight) {
+	ww, d := wt(w), data(dst)[off:]
+	for i := 0; i < ww.n; i++ {
+		d[i] = ww.at(i)
+	}
+}
+
+// AddWeight adds w to dst[off:].
+func (b *Backend) AddWeight(dst kernels.Buffer, off int, w kernels.Weight) {
+	ww, d := wt(w), data(dst)[off:]
+	for i := 0; i < ww.n; i++ {
+		d[i] += ww.at(i)
+	}
+}
+
+// ScatterRows copies row i of src to row rows[i] of dst.
+func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
+	d, s := data(dst), data(src)
+	for i, r := range rows {
+		copy(d[int(r)*width:(int(r)+1)*width], s[i*width:(i+1)*width])
+	}
+}
+
+// GatherRows copies row rows[i] of src to row i of dst.
+func (b *Backend) GatherRows(dst, src kernels.Buffer, rows []int32, width int) {
+	d, s := data(dst), data(src)
+	for i, r := range rows {
+		copy(d[i*width:(i+1)*width], s[int(r)*width:(int(r)+1)*width])
+	}
+}
+
+// rowOp selects the per-row normalisation of rowTask.
+type rowOp int
+
+const (
+	opRMSNorm rowOp = iota
+	opLayerNorm
+	opRoPE
+)
+
+// rowTask runs a per-row op over [lo, hi) rows.
+type rowTask struct {
+	op        rowOp
+	out, x    []float32
+	w, bias   *weight
+	width     int
+	eps       float32
+	pos       []int32
+	heads, hd int
+	invFreq   []float32 // [hd/2]
+}
+
+const rowGrain = 4
+
+func (t *rowTask) run(_, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		switch t.op {
+		case opRMSNorm:
+			t.rmsNorm(i)
+		case opLayerNorm:
+			t.layerNorm(i)
+		case opRoPE:
+			t.rope(i)
+		}
+	}
+}
+
+// rmsNorm follows LLaMA: x · rsqrt(mean(x²) + eps), then · w.
+func (t *rowTask) rmsNorm(i int) {
+	x, o := t.x[i*t.width:(i+1)*t.width], t.out[i*t.width:(i+1)*t.width]
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	r := float32(1 / math.Sqrt(ss/float64(t.width)+float64(t.eps)))
+	for j, v := range x {
+		o[j] = t.w.at(j) * (v * r)
+	}
+}
+
+func (t *rowTask) layerNorm(i int) {
+	x, o := t.x[i*t.width:(i+1)*t.width], t.out[i*t.width:(i+1)*t.width]
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	mean := s / float64(t.width)
+	var vs float64
+	for _, v := range x {
+		d := float64(v) - mean
+		vs += d * d
+	}
+	r := 1 / math.Sqrt(vs/float64(t.width)+float64(t.eps))
+	for j, v := range x {
+		o[j] = float32((float64(v)-mean)*r)*t.w.at(j) + t.bias.at(j)
+	}
+}
+
+// rope rotates row i with angles computed in float32 as PyTorch does.
+func (t *rowTask) rope(i int) {
+	half := t.hd / 2
+	p := float32(t.pos[i])
+	row := t.x[i*t.heads*t.hd : (i+1)*t.heads*t.hd]
+	for d := 0; d < half; d++ {
+		a := float64(p * t.invFreq[d])
+		c, s := float32(math.Cos(a)), float32(math.Sin(a))
+		for h := 0; h < t.heads; h++ {
+			x := row[h*t.hd : (h+1)*t.hd]
+			x1, x2 := x[d], x[d+half]
+			x[d] = x1*c - x2*s
+			x[d+half] = x2*c + x1*s
+		}
+	}
+}
+
+// RMSNorm normalises m rows of width len(w).
+func (b *Backend) RMSNorm(out, x kernels.Buffer, w kernels.Weight, m int, eps float32) {
+	t := &b.rows
+	*t = rowTask{op: opRMSNorm, out: data(out), x: data(x), w: wt(w), width: wt(w).n, eps: eps, invFreq: t.invFreq}
+	b.pool.parallel(t, m, rowGrain)
+}
+
+// LayerNorm normalises m rows of width len(w).
+func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int, eps float32) {
+	t := &b.rows
+	*t = rowTask{op: opLayerNorm, out: data(out), x: data(x), w: wt(w), bias: wt(bias), width: wt(w).n, eps: eps, invFreq: t.invFreq}
+	b.pool.parallel(t, m, rowGrain)
+}
+
+// RoPE rotates x in place, row i at position pos[i].
+func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta float32) {
+	t := &b.rows
+	inv := t.invFreq[:0]
+	for d := 0; d < headDim/2; d++ {
+		// 1 / θ^(2d/headDim), each step rounded to float32 like torch.
+		e := float32(2*d) / float32(headDim)
+		inv = append(inv, 1/float32(math.Pow(float64(theta), float64(e))))
+	}
+	*t = rowTask{op: opRoPE, x: data(x), pos: pos, heads: heads, hd: headDim, invFreq: inv}
+	b.pool.parallel(t, len(pos), rowGrain)
+}
+
+// ewOp selects the elementwise op of elementwiseTask.
+type ewOp int
+
+const (
+	opAdd ewOp = iota
+	opSiLUMul
+	opGELU
+	opQuickGELU
+)
+
+type elementwiseTask struct {
+	op        ewOp
+	out, a, c []float32
+}
+
+const ewGrain = 1 << 14
+
+func (t *elementwiseTask) run(_, lo, hi int) {
+	o, a := t.out[lo:hi], t.a[lo:hi]
+	switch t.op {
+	case opAdd:
+		c := t.c[lo:hi]
+		for i := range o {
+			o[i] = a[i] + c[i]
+		}
+	case opSiLUMul:
+		c := t.c[lo:hi]
+		for i, g := range a {
+			o[i] = g / (1 + float32(math.Exp(float64(-g)))) * c[i]
+		}
+	case opGELU:
+		for i, v := range a {
+			o[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+		}
+	case opQuickGELU:
+		for i, v := range a {
+			o[i] = v / (1 + float32(math.Exp(float64(-1.702*v))))
+		}
+	}
+}
+
+func (b *Backend) elementwise(op ewOp, out, a, c []float32, n int) {
+	t := &b.ew
+	*t = elementwiseTask{op: op, out: out, a: a, c: c}
+	b.pool.parallel(t, n, ewGrain)
+}
+
+// Add computes out = a + c elementwise over n elements.
+func (b *Backend) Add(out, a, c kernels.Buffer, n int) {
+	b.elementwise(opAdd, data(out), data(a), data(c), n)
+}
+
+// SiLUMul computes out = silu(gate) · up over n elements.
+func (b *Backend) SiLUMul(out, gate, up kernels.Buffer, n int) {
+	b.elementwise(opSiLUMul, data(out), data(gate), data(up), n)
+}
+
+// GELU applies the exact GELU in place.
+func (b *Backend) GELU(x kernels.Buffer, n int) { b.elementwise(opGELU, data(x), data(x), nil, n) }
+
+// QuickGELU applies x·sigmoid(1.702x) in place.
+func (b *Backend) QuickGELU(x kernels.Buffer, n int) {
+	b.elementwise(opQuickGELU, data(x), data(x), nil, n)
+}
