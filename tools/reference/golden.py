@@ -90,19 +90,22 @@ def encode_image(model, pixel_values):
 def greedy(model, embeds, n, stop_at_eos):
     """Greedy decoding with a KV cache over the first VOCAB logits only (the
     padded rows of the llava-hf vocab are never chosen). Returns (prefill
-    output, generated ids); with stop_at_eos the EOS id ends (and is kept in)
-    the list."""
+    output, generated ids, smallest top-1 minus top-2 logit gap of the
+    steps); with stop_at_eos the EOS id ends (and is kept in) the list."""
     lm = model.language_model
     out = lm(inputs_embeds=embeds, use_cache=True, output_hidden_states=True)
     first = out
     ids = []
+    margin = float("inf")
     for _ in range(n):
-        tok = int(torch.argmax(out.logits[0, -1, : common.VOCAB]))
+        top = torch.topk(out.logits[0, -1, : common.VOCAB], 2)
+        margin = min(margin, float(top.values[0] - top.values[1]))
+        tok = int(top.indices[0])
         ids.append(tok)
         if stop_at_eos and tok == common.EOS:
             break
         out = lm(input_ids=torch.tensor([[tok]]), past_key_values=out.past_key_values, use_cache=True)
-    return first, ids
+    return first, ids, margin
 
 
 @torch.no_grad()
@@ -128,7 +131,7 @@ def run_case(tokenizer, ckpt, image, prompt):
     pixel, resized = common.preprocess(path, size)
     vision_hidden, feats = encode_image(model, pixel)
     embeds = splice(model, input_ids, feats)
-    out, ids = greedy(model, embeds, GREEDY_TOKENS, stop_at_eos=False)
+    out, ids, margin = greedy(model, embeds, GREEDY_TOKENS, stop_at_eos=False)
     logits = out.logits[0, -1, : common.VOCAB]
     check_hf_forward(model, input_ids, pixel, logits)
     last = torch.stack([h[0, -1] for h in out.hidden_states])  # [(layers+1) × hidden]
@@ -167,6 +170,7 @@ def run_case(tokenizer, ckpt, image, prompt):
         "greedy_ids": ids,
         "greedy_note": f"{GREEDY_TOKENS} tokens, argmax over the first {common.VOCAB} logits, EOS does not stop",
         "greedy_text": tokenizer.decode(ids, skip_special_tokens=True),
+        "greedy_min_margin": margin,
         "files": files,
         "files_note": "little-endian float32, row-major; resized.u8 is the 8-bit image after pad, "
                       "bicubic resize and centre crop, [S × S × 3] HWC; vision_hidden[0] is the "
