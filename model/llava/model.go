@@ -1,0 +1,118 @@
+package llava
+
+import (
+	"fmt"
+
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
+)
+
+// Options are the parts of a Model that do not come from the checkpoint's
+// tensors.
+type Options struct {
+	Name          string // model name for engine.Spec
+	DType         string // stored weight dtype, for engine.Spec
+	RandomWeights bool   // generated checkpoint: say so to users
+	KVBlocks      int    // blocks in the KV pool
+	KVBlockSize   int    // positions per block
+	Tokenizer     engine.Tokenizer
+	// Preprocess decodes and preprocesses an encoded image; it must be safe
+	// for concurrent use.
+	Preprocess func(data []byte) (engine.Image, error)
+	// Close releases what the weights are views of (e.g. file mappings).
+	Close func() error
+}
+
+// Model is a loaded LLaVA-1.5 model. It implements engine.Engine; apart from
+// Spec, Tokenizer and Preprocess its methods must be called from one
+// goroutine.
+type Model struct {
+	cfg  Config
+	w    Weights
+	be   kernels.Backend
+	opts Options
+	spec engine.Spec
+	kc   []kernels.Buffer // [Text.Layers] of [KVBlocks × KVBlockSize × H] keys
+	vc   []kernels.Buffer // [Text.Layers] of [KVBlocks × KVBlockSize × H] values
+	txt  textState
+	vis  visionState
+}
+
+var _ engine.Engine = (*Model)(nil)
+
+// New makes a Model from bound weights, allocating its KV cache on be. The
+// Model owns be and closes it in Close.
+func New(cfg Config, w Weights, be kernels.Backend, opts Options) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.KVBlocks <= 0 || opts.KVBlockSize <= 0 {
+		return nil, fmt.Errorf("%w: KV cache of %d blocks × %d positions", ErrConfig, opts.KVBlocks, opts.KVBlockSize)
+	}
+	if opts.Tokenizer == nil || opts.Preprocess == nil {
+		return nil, fmt.Errorf("%w: a tokenizer and an image preprocessor are required", ErrConfig)
+	}
+	if len(w.Vision) != cfg.VisionLayersUsed() || len(w.Layers) != cfg.Text.Layers || len(w.Projector) != cfg.ProjectorLayers {
+		return nil, fmt.Errorf("%w: weights for %d vision, %d text, %d projector layers", ErrConfig, len(w.Vision), len(w.Layers), len(w.Projector))
+	}
+	m := &Model{cfg: cfg, w: w, be: be, opts: opts}
+	m.spec = engine.Spec{
+		Name:          opts.Name,
+		Hidden:        cfg.Text.Hidden,
+		VocabSize:     cfg.Vocab,
+		ImageTokens:   cfg.Vision.Patches(),
+		ImageSize:     cfg.Vision.ImageSize,
+		MaxContext:    cfg.Text.MaxPos,
+		BOS:           cfg.BOS,
+		EOS:           cfg.EOS,
+		KVBlockSize:   opts.KVBlockSize,
+		KVBlocks:      opts.KVBlocks,
+		DType:         opts.DType,
+		Device:        be.Name(),
+		RandomWeights: opts.RandomWeights,
+	}
+	kvLen := opts.KVBlocks * opts.KVBlockSize * cfg.Text.Hidden
+	for range cfg.Text.Layers {
+		m.kc = append(m.kc, be.Alloc(kvLen))
+		m.vc = append(m.vc, be.Alloc(kvLen))
+	}
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Spec returns the model's static facts.
+func (m *Model) Spec() engine.Spec { return m.spec }
+
+// Tokenizer returns the model's tokenizer.
+func (m *Model) Tokenizer() engine.Tokenizer { return m.opts.Tokenizer }
+
+// Preprocess decodes and preprocesses an encoded image.
+func (m *Model) Preprocess(data []byte) (engine.Image, error) { return m.opts.Preprocess(data) }
+
+// Close frees the KV cache and the backend, then releases the weights'
+// storage.
+func (m *Model) Close() error {
+	for i := range m.kc {
+		m.be.Free(m.kc[i])
+		m.be.Free(m.vc[i])
+	}
+	m.kc, m.vc = nil, nil
+	m.be.Close()
+	if m.opts.Close != nil {
+		return m.opts.Close()
+	}
+	return nil
+}
+
+// grow makes *buf hold at least n elements, reallocating only when it must.
+func grow(be kernels.Backend, buf *kernels.Buffer, n int) {
+	if *buf != nil && (*buf).Len() >= n {
+		return
+	}
+	if *buf != nil {
+		be.Free(*buf)
+	}
+	*buf = be.Alloc(n)
+}
