@@ -1,0 +1,291 @@
+package imageproc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+
+	"golang.org/x/image/webp"
+)
+
+// format is a container format recognised by its leading bytes.
+type format int
+
+const (
+	formatUnknown format = iota
+	formatJPEG
+	formatPNG
+	formatGIF
+	formatWebP
+)
+
+func (f format) String() string {
+	return [...]string{"unknown", "jpeg", "png", "gif", "webp"}[f]
+}
+
+// sniff names the format from the magic bytes at the start of data.
+func sniff(data []byte) format {
+	switch {
+	case bytes.HasPrefix(data, []byte("\xff\xd8\xff")):
+		return formatJPEG
+	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
+		return formatPNG
+	case bytes.HasPrefix(data, []byte("GIF87a")), bytes.HasPrefix(data, []byte("GIF89a")):
+		return formatGIF
+	case len(data) >= 12 && string(data[:4]) == "RIFF" && string(data[8:12]) == "WEBP":
+		return formatWebP
+	}
+	return formatUnknown
+}
+
+// Decode decodes a JPEG, PNG, GIF (first frame) or WebP image and converts it
+// to RGB exactly as PIL 9.4's Image.open(...).convert("RGB") does: alpha is
+// dropped (not composited), grey is replicated, palettes are looked up,
+// 16-bit RGB keeps the high byte, 16-bit grey is clipped to 255, CMYK uses
+// PIL's formula. The limits are checked on the header before any pixels are
+// allocated. The result is an *image.RGBA with alpha 255 and Rect at (0,0).
+func Decode(data []byte, lim Limits) (image.Image, error) {
+	return decodeRGB(data, lim)
+}
+
+// decodeRGB is Decode with its concrete result type.
+func decodeRGB(data []byte, lim Limits) (*image.RGBA, error) {
+	if err := lim.checkBytes(len(data)); err != nil {
+		return nil, err
+	}
+	f := sniff(data)
+	var (
+		cfg image.Config
+		err error
+	)
+	switch f {
+	case formatJPEG:
+		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+	case formatPNG:
+		cfg, err = png.DecodeConfig(bytes.NewReader(data))
+	case formatGIF:
+		cfg, err = gif.DecodeConfig(bytes.NewReader(data))
+	case formatWebP:
+		cfg, err = webp.DecodeConfig(bytes.NewReader(data))
+	default:
+		return nil, fmt.Errorf("%w: not JPEG, PNG, GIF or WebP (starts % x)", ErrUnsupportedFormat, data[:min(len(data), 4)])
+	}
+	if err != nil {
+		return nil, decodeError(f, err)
+	}
+	if err := lim.checkSize(cfg.Width, cfg.Height); err != nil {
+		return nil, err
+	}
+	var gifHead gifHeader
+	if f == formatGIF {
+		if gifHead, err = scanGIF(data, lim.MaxFrames); err != nil {
+			return nil, err
+		}
+	}
+	var img image.Image
+	switch f {
+	case formatJPEG:
+		img, err = jpeg.Decode(bytes.NewReader(data))
+	case formatPNG:
+		img, err = png.Decode(bytes.NewReader(data))
+	case formatGIF:
+		img, err = gif.Decode(bytes.NewReader(data))
+	case formatWebP:
+		img, err = webp.Decode(bytes.NewReader(data))
+	}
+	if err != nil {
+		return nil, decodeError(f, err)
+	}
+	if b := img.Bounds(); f != formatGIF && (b.Dx() != cfg.Width || b.Dy() != cfg.Height) {
+		return nil, fmt.Errorf("%w: decode %v: header says %d×%d, pixels are %d×%d",
+			ErrCorrupt, f, cfg.Width, cfg.Height, b.Dx(), b.Dy())
+	}
+	switch f {
+	case formatGIF:
+		p, ok := img.(*image.Paletted)
+		if !ok {
+			return nil, fmt.Errorf("%w: decode gif: unexpected %T", ErrCorrupt, img)
+		}
+		return gifToRGB(p, gifHead, cfg.Width, cfg.Height), nil
+	case formatJPEG:
+		switch m := img.(type) {
+		case *image.YCbCr:
+			return jpegYCbCrToRGB(m), nil
+		case *image.CMYK:
+			return cmykToRGB(m), nil
+		}
+	case formatWebP:
+		switch m := img.(type) {
+		case *image.YCbCr:
+			return webpYCbCrToRGB(m), nil
+		case *image.NYCbCrA:
+			return webpYCbCrToRGB(&m.YCbCr), nil
+		}
+	case formatPNG:
+		if cfg.ColorModel == color.Gray16Model {
+			return gray16ToRGB(img), nil
+		}
+	}
+	return toRGB(img), nil
+}
+
+// decodeError wraps a decoder error: truncation and malformed data are
+// ErrCorrupt; features the Go decoders lack are ErrUnsupportedFormat.
+func decodeError(f format, err error) error {
+	var (
+		jpegUnsupported jpeg.UnsupportedError
+		pngUnsupported  png.UnsupportedError
+	)
+	switch {
+	case errors.As(err, &jpegUnsupported), errors.As(err, &pngUnsupported):
+		return fmt.Errorf("%w: decode %v: %v", ErrUnsupportedFormat, f, err)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: decode %v: %v", ErrCorrupt, f, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("%w: decode %v: %v", ErrCorrupt, f, err)
+}
+
+// newRGB allocates an opaque w×h RGBA image at the origin.
+func newRGB(w, h int) *image.RGBA {
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 3; i < len(m.Pix); i += 4 {
+		m.Pix[i] = 0xff
+	}
+	return m
+}
+
+// toRGB converts the image types whose PIL conversion is a per-pixel function
+// of the stored, non-premultiplied values. Premultiplied types are never
+// produced by the decoders, so every colour is read straight from storage.
+func toRGB(img image.Image) *image.RGBA {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := newRGB(w, h)
+	for y := 0; y < h; y++ {
+		row := out.Pix[y*out.Stride : y*out.Stride+4*w]
+		switch m := img.(type) {
+		case *image.Gray:
+			for x, v := range m.Pix[y*m.Stride : y*m.Stride+w] {
+				row[4*x], row[4*x+1], row[4*x+2] = v, v, v
+			}
+		case *image.NRGBA:
+			src := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := 0; x < 4*w; x += 4 {
+				row[x], row[x+1], row[x+2] = src[x], src[x+1], src[x+2]
+			}
+		case *image.RGBA: // opaque RGB (PNG truecolour without tRNS, Adobe RGB JPEG)
+			src := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := 0; x < 4*w; x += 4 {
+				row[x], row[x+1], row[x+2] = src[x], src[x+1], src[x+2]
+			}
+		case *image.NRGBA64: // PIL unpacks 16-bit samples by their high byte
+			src := m.Pix[y*m.Stride : y*m.Stride+8*w]
+			for x := 0; x < w; x++ {
+				row[4*x], row[4*x+1], row[4*x+2] = src[8*x], src[8*x+2], src[8*x+4]
+			}
+		case *image.RGBA64: // opaque 16-bit RGB
+			src := m.Pix[y*m.Stride : y*m.Stride+8*w]
+			for x := 0; x < w; x++ {
+				row[4*x], row[4*x+1], row[4*x+2] = src[8*x], src[8*x+2], src[8*x+4]
+			}
+		case *image.Paletted:
+			lut := paletteRGB(m.Palette)
+			for x, i := range m.Pix[y*m.Stride : y*m.Stride+w] {
+				copy(row[4*x:4*x+3], lut[3*int(i):3*int(i)+3])
+			}
+		default:
+			for x := 0; x < w; x++ {
+				c := color.NRGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+				row[4*x], row[4*x+1], row[4*x+2] = c.R, c.G, c.B
+			}
+		}
+	}
+	return out
+}
+
+// paletteRGB returns the 256-entry RGB lookup table of a palette, reading the
+// stored colour of every entry (PIL ignores transparency when converting
+// "P" to "RGB"); entries past the palette's end are black.
+func paletteRGB(p color.Palette) []byte {
+	lut := make([]byte, 3*256)
+	for i, c := range p[:min(len(p), 256)] {
+		var r, g, b uint8
+		switch c := c.(type) {
+		case color.RGBA:
+			r, g, b = c.R, c.G, c.B
+		case color.NRGBA:
+			r, g, b = c.R, c.G, c.B
+		default:
+			n := color.NRGBAModel.Convert(c).(color.NRGBA)
+			r, g, b = n.R, n.G, n.B
+		}
+		lut[3*i], lut[3*i+1], lut[3*i+2] = r, g, b
+	}
+	return lut
+}
+
+// gray16ToRGB converts a 16-bit greyscale PNG: PIL opens it as mode "I" and
+// its I→RGB conversion clips each value to [0, 255] (it does not rescale).
+// The Go decoder returns *image.Gray16, or *image.NRGBA64 when the PNG has a
+// tRNS chunk; both store the grey value big-endian in the first sample.
+func gray16ToRGB(img image.Image) *image.RGBA {
+	var (
+		pix    []byte
+		stride int
+		step   int
+	)
+	switch m := img.(type) {
+	case *image.Gray16:
+		pix, stride, step = m.Pix, m.Stride, 2
+	case *image.NRGBA64:
+		pix, stride, step = m.Pix, m.Stride, 8
+	default:
+		return toRGB(img)
+	}
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := newRGB(w, h)
+	for y := 0; y < h; y++ {
+		src := pix[y*stride:]
+		row := out.Pix[y*out.Stride:]
+		for x := 0; x < w; x++ {
+			v := uint8(255)
+			if src[step*x] == 0 {
+				v = src[step*x+1]
+			}
+			row[4*x], row[4*x+1], row[4*x+2] = v, v, v
+		}
+	}
+	return out
+}
+
+// cmykToRGB applies PIL's cmyk2rgb to Go's (already de-inverted) CMYK:
+// nk = 255-K; out = nk - C·nk/255 with PIL's rounding MULDIV255.
+func cmykToRGB(m *image.CMYK) *image.RGBA {
+	b := m.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := newRGB(w, h)
+	for y := 0; y < h; y++ {
+		src := m.Pix[y*m.Stride : y*m.Stride+4*w]
+		row := out.Pix[y*out.Stride:]
+		for x := 0; x < 4*w; x += 4 {
+			nk := 255 - int(src[x+3])
+			for c := 0; c < 3; c++ {
+				row[x+c] = uint8(nk - mulDiv255(int(src[x+c]), nk))
+			}
+		}
+	}
+	return out
+}
+
+// mulDiv255 is PIL's MULDIV255: a·b/255 rounded as ((t>>8)+t)>>8, t=a·b+128.
+func mulDiv255(a, b int) int {
+	t := a*b + 128
+	return ((t >> 8) + t) >> 8
+}
