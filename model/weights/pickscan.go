@@ -26,16 +26,14 @@ type pickleOp struct {
 // pickleOps describes every opcode of pickle protocols 0 to 5.
 var pickleOps = func() map[byte]pickleOp {
 	m := map[byte]pickleOp{}
-	for _, c := range "(.012NaebdlostuR)]}Q\x81\x85\x86\x87\x88\x89\x8f\x90\x91\x92\x93\x94\x97\x98" {
-		m[byte(c)] = pickleOp{kind: argNone}
+	for _, c := range []byte("(.012NaebdlostuR)]}Q\x81\x85\x86\x87\x88\x89\x8f\x90\x91\x92\x93\x94\x97\x98") {
+		m[c] = pickleOp{kind: argNone}
 	}
 	for c, n := range map[byte]int{'K': 1, 'M': 2, 'J': 4, 'G': 8, 'h': 1, 'j': 4, 'q': 1, 'r': 4, 0x80: 1, 0x82: 1, 0x83: 2, 0x84: 4, 0x95: 8} {
 		m[c] = pickleOp{kind: argFixed, fixed: n}
 	}
-	for _, c := range "IL FSVPgp" {
-		if c != ' ' {
-			m[byte(c)] = pickleOp{kind: argLine}
-		}
+	for _, c := range []byte("ILFSVPgp") {
+		m[c] = pickleOp{kind: argLine}
 	}
 	m['c'], m['i'] = pickleOp{kind: argLine2}, pickleOp{kind: argLine2}
 	for _, c := range []byte{'U', 'C', 0x8c, 0x8a} {

@@ -3,6 +3,7 @@ package weights
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -37,6 +38,11 @@ type torchArchive struct {
 
 // storageClass is an allowed torch.*Storage global.
 type storageClass struct{ dtype DType }
+
+// forbiddenGlobal is the error of a pickle global outside the allow-list.
+type forbiddenGlobal string
+
+func (g forbiddenGlobal) Error() string { return "forbidden pickle global " + string(g) }
 
 // storageRef is a storage loaded by the pickle's persistent ids.
 type storageRef struct {
@@ -124,8 +130,12 @@ func (a *torchArchive) entryBytes(f *zip.File, want int64) ([]byte, error) {
 	if _, err := io.ReadFull(rc, buf); err != nil {
 		return nil, fmt.Errorf("%w: %s: entry %s shorter than its declared %d bytes: %v", ErrFormat, a.file, f.Name, size, err)
 	}
-	if n, _ := rc.Read(make([]byte, 1)); n != 0 {
+	extra, err := io.Copy(io.Discard, io.LimitReader(rc, 1))
+	if extra != 0 || errors.Is(err, zip.ErrFormat) {
 		return nil, fmt.Errorf("%w: %s: entry %s longer than its declared %d bytes (zip bomb)", ErrTooLarge, a.file, f.Name, size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: entry %s: %v", ErrFormat, a.file, f.Name, err)
 	}
 	return buf, nil
 }
@@ -146,6 +156,10 @@ func (a *torchArchive) unpickle(prog []byte) (obj any, err error) {
 		}
 	}()
 	obj, err = u.Load()
+	var fg forbiddenGlobal
+	if errors.As(err, &fg) {
+		return nil, fmt.Errorf("%w: %s: data.pkl names %s; only the tensor-rebuild globals are allowed", ErrForbidden, a.file, string(fg))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: data.pkl: %w", ErrFormat, a.file, err)
 	}
@@ -166,7 +180,7 @@ func findClass(a *torchArchive) func(module, name string) (any, error) {
 		if dt, ok := storageDTypes[name]; ok && module == "torch" {
 			return storageClass{dt}, nil
 		}
-		return nil, fmt.Errorf("%w: %s.%s", ErrForbidden, module, name)
+		return nil, forbiddenGlobal(module + "." + name)
 	}
 }
 
