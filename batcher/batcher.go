@@ -1,0 +1,703 @@
+package batcher
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pancap-serve/pancap/chain"
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model/kvcache"
+	"github.com/pancap-serve/pancap/model/sample"
+)
+
+// Batcher is the continuous batcher. Submit methods and Ready, Spec and
+// Shutdown are safe for concurrent use; one goroutine, the step loop, owns
+// the engine's device work and all scheduling state.
+type Batcher struct {
+	eng  engine.Engine
+	spec engine.Spec
+	tok  engine.Tokenizer
+	cfg  Config
+	kv   *kvcache.Cache
+	m    *metrics
+	base [4]int // prompt ids of each stage's template with an empty hand-off
+
+	mu      sync.Mutex
+	waiting []*request // FCFS, at most cfg.MaxQueue
+	closing bool
+	started bool
+
+	active   atomic.Int64 // requests accepted and not yet done
+	ready    atomic.Bool
+	wake     chan struct{} // capacity 1: "there may be work"
+	quit     chan struct{} // closed by Shutdown: cancel the rest and exit
+	quitOnce sync.Once
+	done     chan struct{} // closed when the step loop exits
+
+	// Step loop state.
+	running  []*request // admitted, in admission order
+	reserved int        // KV blocks promised to running requests
+	order    uint64
+	feats    *featureCache
+}
+
+// New returns a Batcher over eng. Call Start to run its step loop. The KV
+// pool has the engine's Spec().KVBlocks blocks of KVBlockSize tokens.
+func New(eng engine.Engine, cfg Config) *Batcher {
+	cfg = cfg.withDefaults()
+	spec := eng.Spec()
+	b := &Batcher{
+		eng:   eng,
+		spec:  spec,
+		tok:   eng.Tokenizer(),
+		cfg:   cfg,
+		kv:    kvcache.New(spec.KVBlocks, spec.KVBlockSize),
+		m:     newMetrics(cfg.Metrics),
+		wake:  make(chan struct{}, 1),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+		feats: newFeatureCache(cfg.FeatureCache),
+	}
+	for k, st := range chain.Stages {
+		b.base[k] = len(b.promptTokens(chain.Template(chain.Prompt(st, ""))))
+	}
+	return b
+}
+
+// Start runs the step loop. Requests submitted before Start wait in the
+// queue.
+func (b *Batcher) Start() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closing {
+		return
+	}
+	b.started = true
+	go b.run()
+}
+
+// Ready reports whether the step loop is running and accepting work: false
+// before Start, while the loop restarts after a panic, and from Shutdown on.
+func (b *Batcher) Ready() bool { return b.ready.Load() }
+
+// Spec returns the engine's model facts.
+func (b *Batcher) Spec() engine.Spec { return b.spec }
+
+// SubmitChain queues a PancapChain request. Validation and image
+// preprocessing run in the caller's goroutine; their errors wrap
+// ErrInvalidRequest, ErrInvalidImage or ErrPromptTooLong. A full queue gives
+// ErrQueueFull and a shut-down batcher ErrNotServing. The channel yields the
+// request's events and is closed after EventDone; the caller reads it to the
+// end or cancels ctx.
+func (b *Batcher) SubmitChain(ctx context.Context, r ChainRequest) (<-chan Event, error) {
+	req, err := b.newChainRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	return b.enqueue(ctx, req)
+}
+
+// SubmitGenerate queues a free-form generation; see SubmitChain.
+func (b *Batcher) SubmitGenerate(ctx context.Context, r GenerateRequest) (<-chan Event, error) {
+	req, err := b.newGenerateRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	return b.enqueue(ctx, req)
+}
+
+// enqueue admits req to the bounded queue.
+func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
+	}
+	if n := len(b.waiting); n >= b.cfg.MaxQueue {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d requests waiting (queue length %d)", ErrQueueFull, n, b.cfg.MaxQueue)
+	}
+	req.ctx, req.submitted = ctx, time.Now()
+	req.out = newStream(ctx)
+	req.out.push(Event{Kind: EventQueued, Position: len(b.waiting)})
+	b.waiting = append(b.waiting, req)
+	b.active.Add(1)
+	b.m.waiting.Set(float64(len(b.waiting)))
+	b.mu.Unlock()
+	b.poke()
+	return req.out.out, nil
+}
+
+// poke wakes the step loop.
+func (b *Batcher) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Shutdown stops accepting requests, waits for the admitted and queued ones
+// to finish until ctx is done, then cancels the rest with ErrNotServing and
+// stops the step loop. It returns ctx's error when it had to cancel.
+func (b *Batcher) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	b.closing = true
+	started := b.started
+	b.mu.Unlock()
+	b.ready.Store(false)
+	var err error
+	if started {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for b.active.Load() > 0 && err == nil {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-tick.C:
+			}
+		}
+	}
+	b.quitOnce.Do(func() { close(b.quit) })
+	if started {
+		<-b.done
+	} else {
+		b.failWaiting(fmt.Errorf("%w: shut down before start", ErrNotServing))
+	}
+	return err
+}
+
+// run is the step loop's goroutine: it restarts the loop after a panic.
+func (b *Batcher) run() {
+	defer close(b.done)
+	for !b.loop() {
+	}
+}
+
+// loop steps until Shutdown. It returns false after recovering a panic,
+// having failed the in-flight requests with ErrInternal.
+func (b *Batcher) loop() (quit bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.ready.Store(false)
+			b.m.panics.Inc()
+			b.cfg.Logger.Error("batcher: step loop panic; failing in-flight requests",
+				"panic", r, "stack", string(debug.Stack()))
+			b.failRunning(fmt.Errorf("%w: step loop panic: %v", ErrInternal, r))
+			b.feats.clear()
+			quit = false
+		}
+	}()
+	if !b.closing0() {
+		b.ready.Store(true)
+	}
+	for {
+		select {
+		case <-b.quit:
+			err := fmt.Errorf("%w: shut down", ErrNotServing)
+			b.failRunning(err)
+			b.failWaiting(err)
+			return true
+		default:
+		}
+		if len(b.running) == 0 && b.numWaiting() == 0 {
+			select {
+			case <-b.wake:
+			case <-b.quit:
+			}
+			continue
+		}
+		b.step()
+	}
+}
+
+// closing0 reports whether Shutdown has begun.
+func (b *Batcher) closing0() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closing
+}
+
+// numWaiting returns the queue length.
+func (b *Batcher) numWaiting() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiting)
+}
+
+// step is one iteration: drop cancelled work, admit, encode, forward.
+func (b *Batcher) step() {
+	b.reap()
+	b.admit()
+	b.encode()
+	b.forward()
+	b.running = slices.DeleteFunc(b.running, func(r *request) bool { return r.done })
+	st := b.kv.Stats()
+	b.m.running.Set(float64(len(b.running)))
+	b.m.waiting.Set(float64(b.numWaiting()))
+	b.m.kvUsage.Set(float64(st.Used) / float64(st.Blocks))
+}
+
+// reap fails every request whose context is done, freeing its blocks.
+func (b *Batcher) reap() {
+	for _, r := range b.running {
+		if err := r.ctx.Err(); err != nil && !r.done {
+			b.fail(r, fmt.Errorf("request %q: %w", r.id, err))
+		}
+	}
+	b.mu.Lock()
+	var gone []*request
+	b.waiting = slices.DeleteFunc(b.waiting, func(r *request) bool {
+		if r.ctx.Err() != nil {
+			gone = append(gone, r)
+			return true
+		}
+		return false
+	})
+	b.mu.Unlock()
+	for _, r := range gone {
+		b.fail(r, fmt.Errorf("request %q: %w", r.id, r.ctx.Err()))
+	}
+}
+
+// admit moves queued requests to running, first come first served, while
+// the KV blocks they may need fit beside those promised to running ones.
+// With nothing running, the head is always admitted (it fits the pool).
+func (b *Batcher) admit() {
+	for {
+		b.mu.Lock()
+		if len(b.waiting) == 0 || (len(b.running) > 0 && b.reserved+b.waiting[0].need > b.kv.NumBlocks()) {
+			b.mu.Unlock()
+			return
+		}
+		r := b.waiting[0]
+		b.waiting = b.waiting[1:]
+		b.mu.Unlock()
+		r.admitted = time.Now()
+		r.order = b.order
+		b.order++
+		b.reserved += r.need
+		b.running = append(b.running, r)
+		b.m.queueTime.Observe(r.admitted.Sub(r.submitted).Seconds())
+		b.startStage(r, r.firstStage(), "")
+	}
+}
+
+// startStage builds stage's sequence, with the hand-off list of the stage
+// before, and looks its prompt up in the prefix cache.
+func (b *Batcher) startStage(r *request, stage chain.Stage, handoff string) {
+	prompt := r.prompt
+	maxNew := r.maxNew[0]
+	if r.chain {
+		prompt = b.promptTokens(chain.Template(chain.Prompt(stage, handoff)))
+		maxNew = r.maxNew[stage-1]
+	}
+	if len(prompt) >= b.spec.MaxContext {
+		b.fail(r, fmt.Errorf("%w: stage %d prompt has %d tokens, the context holds %d",
+			ErrPromptTooLong, stage, len(prompt), b.spec.MaxContext))
+		return
+	}
+	sampler, err := sample.New(r.params)
+	if err != nil { // validated at submission
+		b.fail(r, fmt.Errorf("%w: %w", ErrInternal, err))
+		return
+	}
+	s := &seq{
+		req:       r,
+		stage:     stage,
+		tokens:    slices.Clip(prompt),
+		promptLen: len(prompt),
+		imgAt:     slices.Index(prompt, engine.ImageToken),
+		kv:        b.kv.NewSeq(r.imgHash),
+		sampler:   sampler,
+		det:       newDetok(b.tok, r.stops),
+		maxNew:    min(maxNew, b.spec.MaxContext-len(prompt)),
+		start:     time.Now(),
+	}
+	if stage == r.firstStage() {
+		s.start = r.submitted // first-token latency includes the queue
+	}
+	if b.cfg.ChainReuse {
+		s.cached = b.match(s)
+	}
+	r.cur = s
+	label := stageLabel(stage)
+	b.m.promptTokens.WithLabelValues(label).Add(float64(len(prompt)))
+	r.out.push(Event{Kind: EventStageStarted, Stage: stage,
+		Usage: Usage{PromptTokens: len(prompt), CachedTokens: s.cached}})
+	if b.cfg.ChainReuse && r.img != nil && !r.reported && (!b.needsImage(s) || r.features != nil) {
+		// Reuse mode: the prefix cache already holds the image positions.
+		r.reported = true
+		r.out.push(Event{Kind: EventImageEncoded, Stage: stage, Cached: true})
+	}
+}
+
+// match looks the sequence's tokens up in the prefix cache.
+func (b *Batcher) match(s *seq) int {
+	n := b.kv.Match(s.kv, s.tokens)
+	s.computed = n
+	b.m.prefixQuery.Add(float64(len(s.tokens)))
+	b.m.prefixHit.Add(float64(n))
+	return n
+}
+
+// needsImage reports whether image positions of s remain to be run.
+func (b *Batcher) needsImage(s *seq) bool {
+	return s.imgAt >= 0 && s.computed < s.imgAt+b.spec.ImageTokens
+}
+
+// encode runs the vision encoder on up to MaxEncodeBatch images that
+// running sequences need, started chains first. In reuse mode features come
+// from the feature cache when they can, and one image is encoded once even
+// when several requests need it.
+func (b *Batcher) encode() {
+	var (
+		imgs  []engine.Image
+		users [][]*request // users[i] wait for imgs[i]
+		index = map[kvcache.Hash]int{}
+	)
+	for _, r := range b.prioritized() {
+		if r.done || r.features != nil || !b.needsImage(r.cur) {
+			continue
+		}
+		if b.cfg.ChainReuse {
+			if f, ok := b.feats.get(r.imgHash); ok {
+				b.setFeatures(r, f, 0, true)
+				continue
+			}
+			if i, ok := index[r.imgHash]; ok {
+				users[i] = append(users[i], r)
+				continue
+			}
+		}
+		if len(imgs) == b.cfg.MaxEncodeBatch {
+			continue
+		}
+		index[r.imgHash] = len(imgs)
+		imgs = append(imgs, *r.img)
+		users = append(users, []*request{r})
+	}
+	if len(imgs) == 0 {
+		return
+	}
+	t0 := time.Now()
+	out, err := b.eng.EncodeImages(imgs)
+	if err == nil && len(out) != len(imgs) {
+		err = fmt.Errorf("engine returned %d feature sets for %d images", len(out), len(imgs))
+	}
+	dt := time.Since(t0)
+	b.m.visionRuns.Add(float64(len(imgs)))
+	for i, rs := range users {
+		for _, r := range rs {
+			if err != nil {
+				b.fail(r, fmt.Errorf("%w: vision encoder: %w", ErrInternal, err))
+				continue
+			}
+			b.setFeatures(r, out[i], dt, false)
+		}
+		if err == nil && b.cfg.ChainReuse {
+			b.feats.put(rs[0].imgHash, out[i])
+		}
+	}
+}
+
+// setFeatures gives r its image features and reports the encode.
+func (b *Batcher) setFeatures(r *request, f []float32, took time.Duration, cached bool) {
+	r.features = f
+	if b.cfg.ChainReuse && r.reported {
+		return
+	}
+	r.reported = true
+	r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: cached, Timing: Timing{Total: took}})
+}
+
+// prioritized returns the running requests in scheduling order: stages of
+// started chains (and preempted sequences) before the first stage of new
+// ones, then admission order.
+func (b *Batcher) prioritized() []*request {
+	rs := slices.Clone(b.running)
+	slices.SortStableFunc(rs, func(x, y *request) int {
+		return cmp.Or(cmp.Compare(b.rank(x), b.rank(y)), cmp.Compare(x.order, y.order))
+	})
+	return rs
+}
+
+// rank is 0 for sequences of started chains, 1 for new ones.
+func (b *Batcher) rank(r *request) int {
+	if r.cur != nil && r.cur.stage == r.firstStage() && r.cur.computed < r.cur.promptLen {
+		return 1
+	}
+	return 0
+}
+
+// forward builds one batch under the token budget (decode tokens first,
+// then prefill chunks in priority order), runs it and consumes the logits.
+func (b *Batcher) forward() {
+	order := b.prioritized()
+	// Decoding sequences (one token to run) go first: they keep the
+	// inter-token latency low and cost one token each.
+	decoding := func(r *request) int {
+		if len(r.cur.tokens)-r.cur.computed == 1 {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(order, func(x, y *request) int { return cmp.Compare(decoding(x), decoding(y)) })
+	budget := b.cfg.MaxBatchTokens
+	var (
+		chunks  []engine.Chunk
+		seqs    []*seq
+		inBatch = map[*request]bool{}
+	)
+	for _, r := range order {
+		s := r.cur
+		if r.done || budget == 0 || (b.needsImage(s) && r.features == nil) {
+			continue
+		}
+		if s.preempted {
+			s.preempted = false
+			if b.cfg.ChainReuse {
+				b.match(s)
+			}
+		}
+		n := min(len(s.tokens)-s.computed, budget)
+		if n <= 0 || !b.reserve(r, s.computed+n, inBatch) {
+			continue
+		}
+		chunks = append(chunks, b.chunk(s, n))
+		seqs = append(seqs, s)
+		inBatch[r] = true
+		budget -= n
+	}
+	if len(chunks) == 0 {
+		return
+	}
+	b.m.batchSize.Observe(float64(len(chunks)))
+	b.m.stepTokens.Observe(float64(b.cfg.MaxBatchTokens - budget))
+	logits, err := b.eng.Forward(chunks)
+	want := 0
+	for _, c := range chunks {
+		if c.Logits {
+			want++
+		}
+	}
+	if err == nil && len(logits) != want {
+		err = fmt.Errorf("engine returned %d logit rows for %d requested", len(logits), want)
+	}
+	if err != nil {
+		for _, s := range seqs {
+			b.fail(s.req, fmt.Errorf("%w: forward: %w", ErrInternal, err))
+		}
+		return
+	}
+	for i, c := range chunks {
+		s := seqs[i]
+		b.kv.Append(s.kv, c.Tokens, b.cfg.ChainReuse)
+		s.computed += len(c.Tokens)
+		if c.Logits {
+			b.onLogits(s, logits[0])
+			logits = logits[1:]
+		}
+	}
+}
+
+// chunk returns the next n tokens of s as a Chunk.
+func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
+	c := engine.Chunk{
+		Blocks: s.kv.Blocks(),
+		Pos:    s.computed,
+		Tokens: s.tokens[s.computed : s.computed+n],
+		Logits: s.computed+n == len(s.tokens),
+	}
+	if s.imgAt >= 0 {
+		// Image rows of positions [lo, hi) of the chunk.
+		lo := max(s.computed, s.imgAt)
+		hi := min(s.computed+n, s.imgAt+b.spec.ImageTokens)
+		if lo < hi {
+			h := b.spec.Hidden
+			c.Image = s.req.features[(lo-s.imgAt)*h : (hi-s.imgAt)*h]
+		}
+	}
+	return c
+}
+
+// reserve grows r's block table to n positions. When the pool is short it
+// preempts running requests of lower priority that are not in this step's
+// batch (their sequences are recomputed later). It returns false when r has
+// to wait; when r alone cannot fit the pool, r fails.
+func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
+	for {
+		err := b.kv.Reserve(r.cur.kv, n)
+		if err == nil {
+			return true
+		}
+		victim := b.victim(r, inBatch)
+		if victim == nil {
+			if b.kv.Stats().Used == len(r.cur.kv.Blocks()) && len(inBatch) == 0 {
+				b.fail(r, fmt.Errorf("%w: %w", ErrPromptTooLong, err))
+			}
+			return false
+		}
+		b.m.preemptions.Inc()
+		b.kv.Free(victim.cur.kv)
+		victim.cur.computed = 0
+		victim.cur.preempted = true
+	}
+}
+
+// victim picks the running request of lowest priority below r that holds
+// blocks and is not in the batch being built.
+func (b *Batcher) victim(r *request, inBatch map[*request]bool) *request {
+	order := b.prioritized()
+	for i := len(order) - 1; i >= 0 && order[i] != r; i-- {
+		v := order[i]
+		if !v.done && !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
+			return v
+		}
+	}
+	return nil
+}
+
+// onLogits samples the next token of s and streams it.
+func (b *Batcher) onLogits(s *seq, row []float32) {
+	r := s.req
+	id := s.sampler.Next(row)
+	now := time.Now()
+	label := stageLabel(s.stage)
+	if s.first.IsZero() {
+		s.first = now
+		b.m.ttft.WithLabelValues(label).Observe(now.Sub(s.start).Seconds())
+	} else {
+		b.m.itl.WithLabelValues(label).Observe(now.Sub(s.last).Seconds())
+	}
+	s.last = now
+	if id == b.spec.EOS && !r.ignoreEOS {
+		b.endStage(s, "eos")
+		return
+	}
+	s.tokens = append(s.tokens, id)
+	s.pending = append(s.pending, id)
+	b.m.genTokens.WithLabelValues(label).Inc()
+	delta, stopped := s.det.push(id)
+	if delta != "" {
+		r.out.push(Event{Kind: EventDelta, Stage: s.stage, Text: delta, TokenIDs: s.pending})
+		s.pending = nil
+	}
+	switch {
+	case stopped:
+		b.endStage(s, "stop")
+	case len(s.generated()) >= s.maxNew:
+		b.endStage(s, "length")
+	}
+}
+
+// endStage finishes the running stage of a request and starts the next one
+// or completes the request.
+func (b *Batcher) endStage(s *seq, finish string) {
+	r := s.req
+	now := time.Now()
+	delta, text := s.det.finish()
+	if delta != "" || len(s.pending) > 0 {
+		r.out.push(Event{Kind: EventDelta, Stage: s.stage, Text: delta, TokenIDs: s.pending})
+		s.pending = nil
+	}
+	res := StageResult{
+		Stage:    s.stage,
+		Text:     text,
+		TokenIDs: slices.Clone(s.generated()),
+		Usage:    Usage{PromptTokens: s.promptLen, CachedTokens: s.cached, GeneratedTokens: len(s.generated())},
+		Timing:   Timing{Total: now.Sub(s.start)},
+		Finish:   finish,
+	}
+	if !s.first.IsZero() {
+		res.Timing.FirstToken = s.first.Sub(s.start)
+	}
+	if s.stage == r.firstStage() {
+		res.Timing.Queued = r.admitted.Sub(r.submitted)
+	}
+	var next string
+	if r.chain {
+		res.Entities, next = r.handoff(s.stage, text)
+	}
+	r.results = append(r.results, res)
+	r.out.push(Event{Kind: EventStageFinished, Stage: s.stage, Text: text, Entities: res.Entities,
+		Usage: res.Usage, Timing: res.Timing})
+	// Free before the next stage's lookup: the blocks stay in the prefix
+	// cache (nothing is allocated in between), and the lookup takes them.
+	b.kv.Free(s.kv)
+	if !b.cfg.ChainReuse {
+		r.features = nil // the baseline re-encodes the image every stage
+		r.reported = false
+	}
+	if r.chain && s.stage < r.stages {
+		b.startStage(r, s.stage+1, next)
+		return
+	}
+	b.complete(r)
+}
+
+// complete ends a request successfully.
+func (b *Batcher) complete(r *request) {
+	res := &Result{Stages: r.results, Entities: r.final}
+	if r.img != nil {
+		res.Width, res.Height = r.img.Width, r.img.Height
+	}
+	if last := r.results[len(r.results)-1]; last.Stage == chain.Caption {
+		res.Caption, res.Mentions = last.Text, last.Entities
+	}
+	b.m.e2e.WithLabelValues(stageLabel(r.cur.stage)).Observe(time.Since(r.submitted).Seconds())
+	b.end(r, Event{Kind: EventDone, Result: res})
+}
+
+// fail ends a request with err, freeing its blocks.
+func (b *Batcher) fail(r *request, err error) {
+	if r.cur != nil {
+		b.kv.Free(r.cur.kv)
+	}
+	b.end(r, Event{Kind: EventDone, Err: err})
+}
+
+// end sends the final event and releases the request's reservation.
+func (b *Batcher) end(r *request, ev Event) {
+	if r.done {
+		return
+	}
+	r.done = true
+	if !r.admitted.IsZero() {
+		b.reserved -= r.need
+	}
+	r.features = nil
+	r.out.push(ev)
+	b.active.Add(-1)
+}
+
+// failRunning fails every admitted request with err and empties the KV
+// pool. It frees no sequence one by one, as it also runs after a panic that
+// may have left the block tables and the engine's KV memory inconsistent.
+func (b *Batcher) failRunning(err error) {
+	for _, r := range b.running {
+		b.end(r, Event{Kind: EventDone, Err: err})
+	}
+	b.running = nil
+	b.reserved = 0
+	b.kv.Reset()
+}
+
+// failWaiting fails every queued request with err.
+func (b *Batcher) failWaiting(err error) {
+	b.mu.Lock()
+	gone := b.waiting
+	b.waiting = nil
+	b.mu.Unlock()
+	for _, r := range gone {
+		b.fail(r, err)
+	}
+}

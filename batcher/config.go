@@ -1,0 +1,59 @@
+package batcher
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Limits on a request that do not depend on the model.
+const (
+	MaxStopStrings = 16  // stop strings per request
+	MaxStopBytes   = 256 // bytes per stop string
+)
+
+// Config tunes a Batcher. Zero fields take the defaults named below; the
+// zero ChainReuse is the baseline mode.
+type Config struct {
+	// MaxQueue is how many requests may wait for admission; more get
+	// ErrQueueFull at once. Default 64.
+	MaxQueue int
+	// MaxBatchTokens is the per-step token budget shared by decode tokens and
+	// prefill chunks. Default 512.
+	MaxBatchTokens int
+	// MaxEncodeBatch is the most images per vision-encoder call. Default 8.
+	MaxEncodeBatch int
+	// ChainReuse encodes each image once per chain and shares prefix KV
+	// blocks across stages and requests. False is the baseline mode: every
+	// stage re-encodes the image and prefills its whole prompt, as the
+	// authors' script does.
+	ChainReuse bool
+	// DefaultMaxNewTokens applies when a request leaves a stage's limit at 0.
+	// Default 1024.
+	DefaultMaxNewTokens int
+	// FeatureCache is how many images' encoder outputs are kept for later
+	// requests with the same image bytes (reuse mode only). Default 8.
+	FeatureCache int
+	// Metrics registers the batcher's Prometheus collectors; nil: none.
+	Metrics prometheus.Registerer
+	// Logger receives the step loop's panics; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with zero fields replaced by the defaults.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxQueue, 64)
+	def(&c.MaxBatchTokens, 512)
+	def(&c.MaxEncodeBatch, 8)
+	def(&c.DefaultMaxNewTokens, 1024)
+	def(&c.FeatureCache, 8)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

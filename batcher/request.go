@@ -1,0 +1,276 @@
+package batcher
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pancap-serve/pancap/chain"
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model/kvcache"
+	"github.com/pancap-serve/pancap/model/sample"
+)
+
+// handoffSlack is the tokens added per hand-off list to the admission
+// estimate: re-tokenising a serialised list can differ from the generated
+// ids at its edges.
+const handoffSlack = 4
+
+// request is one admitted or waiting ChainRequest or GenerateRequest. Its
+// fields after out are owned by the step loop.
+type request struct {
+	ctx       context.Context
+	id        string
+	chain     bool          // a ChainRequest
+	stages    chain.Stage   // chain: last stage to run
+	maxNew    [4]int        // chain: per stage; generate: [0]
+	params    sample.Params // validated
+	stops     []string
+	ignoreEOS bool
+	prompt    []int32       // generate: the prompt ids
+	img       *engine.Image // nil for a text-only generation
+	imgHash   kvcache.Hash  // content hash of the encoded image bytes
+	need      int           // KV blocks reserved at admission
+	submitted time.Time
+	out       *stream
+
+	admitted time.Time
+	order    uint64    // admission order: FCFS among new requests
+	cur      *seq      // the running stage
+	features []float32 // [ImageTokens × Hidden] once encoded; nil otherwise
+	reported bool      // EventImageEncoded sent (reuse mode: once per request)
+	results  []StageResult
+	tagged   []chain.Entity // stage 2's entities, merged with stage 3's
+	final    []chain.Entity // the latest hand-off list
+	done     bool
+}
+
+// firstStage is the stage a request starts with (0 for a generation).
+func (r *request) firstStage() chain.Stage {
+	if r.chain {
+		return chain.Localize
+	}
+	return 0
+}
+
+// seq is one stage of a request: its tokens and KV blocks.
+type seq struct {
+	req       *request
+	stage     chain.Stage // 0 for a generation
+	tokens    []int32     // prompt ++ generated; the last generated one not yet run
+	promptLen int
+	imgAt     int  // index of the first ImageToken in tokens; -1 when none
+	computed  int  // leading positions whose KV is written
+	preempted bool // blocks taken back: look the prefix up again
+	cached    int  // prompt tokens served by the prefix cache at stage start
+	kv        *kvcache.Seq
+	sampler   *sample.Sampler
+	det       *detok
+	maxNew    int
+	pending   []int32 // generated ids not yet sent in an EventDelta
+	start     time.Time
+	first     time.Time // first generated token
+	last      time.Time // latest generated token
+}
+
+// generated returns the ids generated so far.
+func (s *seq) generated() []int32 { return s.tokens[s.promptLen:] }
+
+// stageLabel is the metrics label of a stage.
+func stageLabel(s chain.Stage) string {
+	if s == 0 {
+		return "generate"
+	}
+	return s.String()
+}
+
+// invalid returns an ErrInvalidRequest naming field.
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, field, fmt.Sprintf(format, args...))
+}
+
+// checkCommon validates what chain and generate requests share.
+func (b *Batcher) checkCommon(p sample.Params, stops []string) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%w: sampling.%w", ErrInvalidRequest, err)
+	}
+	if len(stops) > MaxStopStrings {
+		return invalid("stop", "at most %d strings, got %d", MaxStopStrings, len(stops))
+	}
+	for i, s := range stops {
+		if s == "" || len(s) > MaxStopBytes {
+			return invalid(fmt.Sprintf("stop[%d]", i), "must be 1 to %d bytes", MaxStopBytes)
+		}
+	}
+	return nil
+}
+
+// maxNewTokens resolves one token limit: 0 is the default.
+func (b *Batcher) maxNewTokens(field string, v int) (int, error) {
+	if v == 0 {
+		v = b.cfg.DefaultMaxNewTokens
+	}
+	if v < 1 || v > b.spec.MaxContext {
+		return 0, invalid(field, "must be between 1 and %d", b.spec.MaxContext)
+	}
+	return v, nil
+}
+
+// preprocess decodes and prepares an image in the caller's goroutine.
+func (b *Batcher) preprocess(data []byte) (*engine.Image, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: image: must not be empty", ErrInvalidImage)
+	}
+	img, err := b.eng.Preprocess(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: image: %w", ErrInvalidImage, err)
+	}
+	return &img, nil
+}
+
+// newChainRequest validates r and preprocesses its image.
+func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
+	stages := r.Stages
+	if stages == 0 {
+		stages = 4
+	}
+	if stages < 1 || stages > 4 {
+		return nil, invalid("stages", "must be between 1 and 4")
+	}
+	req := &request{id: r.RequestID, chain: true, stages: chain.Stage(stages), params: r.Sampling,
+		stops: r.Stop, ignoreEOS: r.IgnoreEOS}
+	for i := range stages {
+		v, err := b.maxNewTokens(fmt.Sprintf("max_new_tokens[%d]", i), r.MaxNewTokens[i])
+		if err != nil {
+			return nil, err
+		}
+		req.maxNew[i] = v
+	}
+	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
+		return nil, err
+	}
+	if n := b.base[0] + req.maxNew[0]; n > b.spec.MaxContext {
+		return nil, fmt.Errorf("%w: stage 1 needs %d prompt + %d new tokens, the context holds %d",
+			ErrPromptTooLong, b.base[0], req.maxNew[0], b.spec.MaxContext)
+	}
+	// The stages run one after another on one shared prefix, so the chain
+	// needs as much KV as its largest stage: that stage's prompt with the
+	// longest hand-off list the earlier limits allow, plus its own limit.
+	handoff := [4]int{0, req.maxNew[0], req.maxNew[1], req.maxNew[1] + req.maxNew[2]}
+	for k := range stages {
+		n := min(b.base[k]+handoff[k]+handoffSlack+req.maxNew[k], b.spec.MaxContext)
+		req.need = max(req.need, b.kv.BlocksFor(n))
+	}
+	if err := b.fitsPool(req.need); err != nil {
+		return nil, err
+	}
+	img, err := b.preprocess(r.Image)
+	if err != nil {
+		return nil, err
+	}
+	req.img, req.imgHash = img, kvcache.ImageHash(r.Image)
+	return req, nil
+}
+
+// newGenerateRequest validates r, builds its prompt and preprocesses its
+// image.
+func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
+	maxNew, err := b.maxNewTokens("max_new_tokens", r.MaxNewTokens)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
+		return nil, err
+	}
+	hasImage := len(r.Image) > 0
+	text := r.Prompt
+	switch n := strings.Count(text, chain.ImagePlaceholder); {
+	case strings.TrimSpace(text) == "":
+		return nil, invalid("prompt", "must not be empty")
+	case !r.Raw && n > 0:
+		return nil, invalid("prompt", "must not contain %s unless raw is set", chain.ImagePlaceholder)
+	case r.Raw && hasImage && n != 1:
+		return nil, invalid("prompt", "must contain %s exactly once with an image, found %d", chain.ImagePlaceholder, n)
+	case r.Raw && !hasImage && n != 0:
+		return nil, invalid("prompt", "contains %s but no image was given", chain.ImagePlaceholder)
+	case !r.Raw && hasImage:
+		text = chain.Template(text)
+	case !r.Raw:
+		text = chain.System + " USER: " + text + " ASSISTANT:"
+	}
+	req := &request{id: r.RequestID, params: r.Sampling, stops: r.Stop, ignoreEOS: r.IgnoreEOS}
+	req.maxNew[0] = maxNew
+	req.prompt = b.promptTokens(text)
+	if n := len(req.prompt) + maxNew; n > b.spec.MaxContext {
+		return nil, fmt.Errorf("%w: %d prompt + %d new tokens, the context holds %d",
+			ErrPromptTooLong, len(req.prompt), maxNew, b.spec.MaxContext)
+	}
+	req.need = b.kv.BlocksFor(len(req.prompt) + maxNew)
+	if err := b.fitsPool(req.need); err != nil {
+		return nil, err
+	}
+	if hasImage {
+		if req.img, err = b.preprocess(r.Image); err != nil {
+			return nil, err
+		}
+		req.imgHash = kvcache.ImageHash(r.Image)
+	}
+	return req, nil
+}
+
+// fitsPool refuses a request that could never be admitted.
+func (b *Batcher) fitsPool(need int) error {
+	if need > b.kv.NumBlocks() {
+		return fmt.Errorf("%w: needs %d KV blocks, the pool holds %d", ErrPromptTooLong, need, b.kv.NumBlocks())
+	}
+	return nil
+}
+
+// promptTokens tokenises a templated prompt as LLaVA's tokenizer_image_token
+// does: the text is split at <image>, the first piece keeps its BOS, later
+// pieces are tokenised without one, and ImageTokens image positions go where
+// each <image> was.
+func (b *Batcher) promptTokens(text string) []int32 {
+	parts := strings.Split(text, chain.ImagePlaceholder)
+	ids := b.tok.Encode(parts[0], true)
+	for _, p := range parts[1:] {
+		for range b.spec.ImageTokens {
+			ids = append(ids, engine.ImageToken)
+		}
+		ids = append(ids, b.tok.Encode(p, false)...)
+	}
+	return ids
+}
+
+// handoff parses the text of a finished stage. It returns the entities to
+// report for the stage (with pixel boxes) and the serialised list the next
+// stage's prompt takes, and records the request's running entity lists.
+func (r *request) handoff(stage chain.Stage, text string) (ents []chain.Entity, next string) {
+	switch stage {
+	case chain.Localize:
+		boxes := chain.ParseBoxes(text)
+		for _, bx := range boxes {
+			ents = append(ents, chain.Entity{Box: bx, Stage: chain.Localize})
+		}
+		next = chain.SerializeBoxes(boxes)
+		r.final = ents
+	case chain.Tag:
+		ents = chain.ParseTagged(text)
+		for i := range ents {
+			ents[i].Stage = chain.Tag
+		}
+		r.tagged, r.final = ents, ents
+		next = chain.SerializeTagged(ents)
+	case chain.Discover:
+		ents = chain.Merge(r.tagged, chain.ParseTagged(text), text)
+		r.final = ents
+		next = chain.SerializeTagged(ents)
+	case chain.Caption:
+		ents = chain.Mentions(text)
+	}
+	if r.img != nil {
+		chain.SetPixels(ents, r.img.Width, r.img.Height)
+	}
+	return ents, next
+}
