@@ -1,0 +1,312 @@
+// Package model loads LLaVA-1.5 checkpoints into an engine: it reads the
+// configuration of either layout (llava-hf or the authors'), finds the CLIP
+// tower, merges a LoRA adapter, binds every tensor by its explicit name with
+// shape checks into llava.Weights, and reports tensors it did not use.
+// Weights stay in their stored dtype, memory-mapped, not copied.
+package model
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu"
+	"github.com/pancap-serve/pancap/model/imageproc"
+	"github.com/pancap-serve/pancap/model/llava"
+	"github.com/pancap-serve/pancap/model/weights"
+	"github.com/pancap-serve/pancap/tokenizer"
+)
+
+// Errors of loading; every error returned by Load wraps one of these or one
+// of package weights' sentinels.
+var (
+	// ErrConfig reports a missing, malformed or unsupported config.json.
+	ErrConfig = errors.New("model: bad config")
+	// ErrVisionTower reports a CLIP tower directory that cannot be found.
+	ErrVisionTower = errors.New("model: vision tower not found")
+	// ErrTokenizer reports a missing or unreadable tokenizer.model.
+	ErrTokenizer = errors.New("model: bad tokenizer")
+)
+
+// Options tune loading.
+type Options struct {
+	LoRA        string          // PEFT LoRA adapter directory to merge, or ""
+	KVBlocks    int             // KV cache blocks (0: enough for 8 full contexts, at most 4 GiB)
+	KVBlockSize int             // positions per KV block (0: 16)
+	Backend     kernels.Backend // compute backend (nil: the CPU backend on all cores)
+	Name        string          // model name for engine.Spec (0: the directory name)
+	// RandomWeights marks a generated checkpoint in engine.Spec.
+	RandomWeights bool
+	// ImageLimits bound image decoding (zero: imageproc.DefaultLimits()).
+	ImageLimits *imageproc.Limits
+}
+
+// LoadReport tells what loading found besides the model.
+type LoadReport struct {
+	Layout      Layout
+	Dir         string   // model directory
+	VisionDir   string   // CLIP tower directory (authors' layout)
+	DType       string   // dtype of the LLM's weights as stored
+	WeightBytes int64    // bytes of the tensors bound
+	Unused      []string // tensors never bound, as "origin: name"
+	// ExpectedUnused are unused tensors that are normal for LLaVA: CLIP's
+	// post_layernorm, the vision layers after the selected one, a CLIP
+	// checkpoint's text model, rotary caches.
+	ExpectedUnused int
+}
+
+// Log writes the report to l: a summary, and a warning per unexpected
+// unused tensor.
+func (r *LoadReport) Log(l *slog.Logger) {
+	l.Info("model loaded", "dir", r.Dir, "layout", string(r.Layout), "dtype", r.DType,
+		"weight_bytes", r.WeightBytes, "expected_unused", r.ExpectedUnused)
+	for _, u := range r.Unused {
+		l.Warn("unused tensor in checkpoint", "tensor", u)
+	}
+}
+
+// source reads a model's files from disk or from an fs.FS.
+type source struct {
+	fsys fs.FS // nil: the OS file system
+}
+
+func (s source) join(elem ...string) string {
+	if s.fsys != nil {
+		return path.Join(elem...)
+	}
+	return filepath.Join(elem...)
+}
+
+func (s source) readFile(name string) ([]byte, error) {
+	if s.fsys != nil {
+		return fs.ReadFile(s.fsys, name)
+	}
+	return os.ReadFile(name)
+}
+
+func (s source) isDir(name string) bool {
+	var st fs.FileInfo
+	var err error
+	if s.fsys != nil {
+		st, err = fs.Stat(s.fsys, name)
+	} else {
+		st, err = os.Stat(name)
+	}
+	return err == nil && st.IsDir()
+}
+
+func (s source) open(dir string) (*weights.Store, error) {
+	if s.fsys != nil {
+		return weights.OpenFS(s.fsys, dir)
+	}
+	return weights.Open(dir)
+}
+
+// Load loads the checkpoint in dir and logs its LoadReport with
+// slog.Default().
+func Load(dir string, opts Options) (*llava.Model, error) {
+	m, rep, err := Open(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep.Log(slog.Default())
+	return m, nil
+}
+
+// Open loads the checkpoint in dir and returns its LoadReport.
+func Open(dir string, opts Options) (*llava.Model, *LoadReport, error) {
+	return open(source{}, dir, opts)
+}
+
+// OpenFS is Open for a checkpoint directory of fsys (e.g. an embedded one);
+// its tensors are read into memory.
+func OpenFS(fsys fs.FS, dir string, opts Options) (*llava.Model, *LoadReport, error) {
+	return open(source{fsys: fsys}, dir, opts)
+}
+
+// stores are the open weight stores of a model, closed together.
+type stores []*weights.Store
+
+func (ss stores) close() error {
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, err error) {
+	cfgPath := src.join(dir, "config.json")
+	data, err := src.readFile(cfgPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	raw, err := parseRawConfig(data, cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	layout, err := raw.layout(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &LoadReport{Layout: layout, Dir: dir}
+
+	var ss stores
+	defer func() {
+		if err != nil {
+			ss.close()
+		}
+	}()
+	main, err := src.open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ss = append(ss, main)
+
+	var cfg llava.Config
+	vision := main // store holding the CLIP tensors
+	if layout == LayoutHF {
+		if cfg, err = raw.hfConfig(cfgPath); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		vdir, err := src.visionDir(dir, *raw.MMVisionTower)
+		if err != nil {
+			return nil, nil, err
+		}
+		rep.VisionDir = vdir
+		vcPath := src.join(vdir, "config.json")
+		vdata, err := src.readFile(vcPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		}
+		vraw, err := parseRawConfig(vdata, vcPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cfg, err = raw.llavaConfig(cfgPath, vraw); err != nil {
+			return nil, nil, err
+		}
+		if vision, err = src.open(vdir); err != nil {
+			return nil, nil, err
+		}
+		ss = append(ss, vision)
+	}
+
+	tokPath := src.join(dir, "tokenizer.model")
+	tokData, err := src.readFile(tokPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrTokenizer, err)
+	}
+	tok, err := tokenizer.Parse(tokData)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrTokenizer, tokPath, err)
+	}
+	// The true vocabulary is the tokenizer's; rows past it (llava-hf pads
+	// 32000 to 32064, adding <image> and <pad>) are never sampled.
+	cfg.Vocab = min(tok.VocabSize(), cfg.Text.VocabRows)
+	cfg.BOS, cfg.EOS = tok.BOS(), tok.EOS()
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfgPath, err)
+	}
+
+	if opts.LoRA != "" {
+		if err := mergeLoRA(main, layout, opts.LoRA); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	be := opts.Backend
+	if be == nil {
+		be = cpu.New(runtime.GOMAXPROCS(0))
+	}
+	defer func() {
+		if err != nil && opts.Backend == nil {
+			be.Close()
+		}
+	}()
+	b := &binder{be: be, layout: layout, cfg: cfg}
+	w := b.bind(main, vision)
+	if err := errors.Join(b.errs...); err != nil {
+		return nil, nil, err
+	}
+	rep.DType, rep.WeightBytes = b.dtype.String(), b.bytes
+	for _, s := range ss {
+		for _, name := range s.Unused() {
+			if expectedUnused(name, layout, cfg) {
+				rep.ExpectedUnused++
+			} else {
+				rep.Unused = append(rep.Unused, s.Origin()+": "+name)
+			}
+		}
+	}
+
+	lim := imageproc.DefaultLimits()
+	if opts.ImageLimits != nil {
+		lim = *opts.ImageLimits
+	}
+	size := cfg.Vision.ImageSize
+	name := opts.Name
+	if name == "" {
+		name = filepath.Base(filepath.Clean(dir))
+	}
+	if opts.RandomWeights {
+		name += " (random weights)"
+	}
+	blockSize := opts.KVBlockSize
+	if blockSize <= 0 {
+		blockSize = 16
+	}
+	m, err := llava.New(cfg, w, be, llava.Options{
+		Name:          name,
+		DType:         rep.DType,
+		RandomWeights: opts.RandomWeights,
+		KVBlocks:      kvBlocks(opts.KVBlocks, blockSize, cfg.Text),
+		KVBlockSize:   blockSize,
+		Tokenizer:     tok,
+		Preprocess: func(data []byte) (engine.Image, error) {
+			r, err := imageproc.Preprocess(data, size, lim)
+			if err != nil {
+				return engine.Image{}, err
+			}
+			return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
+		},
+		Close: ss.close,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, rep, nil
+}
+
+// kvBlocks is the KV pool size: n when set, else enough blocks for 8 full
+// contexts but at most 4 GiB of float32 keys and values, and at least one
+// full context.
+func kvBlocks(n, blockSize int, t llava.TextConfig) int {
+	if n > 0 {
+		return n
+	}
+	perContext := (t.MaxPos + blockSize - 1) / blockSize
+	blockBytes := 2 * t.Layers * blockSize * t.Hidden * 4
+	return max(perContext, min(8*perContext, (4<<30)/blockBytes))
+}
+
+// visionDir resolves mm_vision_tower: an absolute path, or a path relative
+// to the model directory.
+func (s source) visionDir(dir, tower string) (string, error) {
+	cand := tower
+	if s.fsys != nil || !filepath.IsAbs(tower) {
+		cand = s.join(dir, tower)
+	}
+	if s.isDir(cand) {
+		return cand, nil
+	}
+	return "", fmt.Errorf("%w: mm_vision_tower %q: %s is not a directory (hub names are not downloaded: point mm_vision_tower at a local CLIP checkpoint, absolute or relative to %s)", ErrVisionTower, tower, cand, dir)
+}
