@@ -15,16 +15,19 @@ import common
 
 GREEDY_TOKENS = 32
 
-# image name -> path; shapes is drawn by draw_shapes, waterview is shared data.
+# image name -> path; shapes is drawn by draw_shapes, the others are shared
+# data (waterview a progressive JPEG, ironing a baseline one).
 IMAGES = {
     "shapes": os.path.join(common.IMAGES, "shapes.png"),
     "waterview": os.path.join(common.SHARED_TESTDATA, "images", "waterview.jpg"),
+    "ironing": os.path.join(common.SHARED_TESTDATA, "images", "extreme_ironing.jpg"),
 }
 
 # (checkpoint, image, user prompt)
 CASES = [
     ("tiny", "shapes", "Please localize all entities in this image."),
     ("tiny", "waterview", "What are the things I should be cautious about when I visit here?"),
+    ("tiny", "ironing", "What is unusual about this image?"),
     ("tiny-bf16", "shapes", "Please localize all entities in this image."),
     ("tiny-fp16", "shapes", "Please localize all entities in this image."),
     ("clip336", "shapes", "Describe the shapes, their colours and positions."),
