@@ -173,3 +173,44 @@ func numel(shape []int, elemSize int) (int, bool) {
 	}
 	return n, true
 }
+
+// EncodeFloat32 stores src into dst as raw little-endian elements of dtype
+// dt (F32, F16 or BF16, rounded to nearest even); dst must hold exactly
+// len(src)·dt.Size() bytes.
+func EncodeFloat32(dst []byte, dt DType, src []float32) error {
+	if !dt.IsFloat() {
+		return fmt.Errorf("%w: cannot encode float32 values as %s", ErrDType, dt)
+	}
+	if len(dst) != len(src)*dt.Size() {
+		return fmt.Errorf("%w: %d bytes for %d %s values", ErrShape, len(dst), len(src), dt)
+	}
+	switch dt {
+	case F32:
+		for i, v := range src {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+		}
+	case BF16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(v))
+		}
+	case F16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], F32ToF16(v))
+		}
+	}
+	return nil
+}
+
+// FromFloat32 builds a tensor of dtype dt (F32, F16 or BF16) and the given
+// shape from values in row-major order.
+func FromFloat32(name string, dt DType, shape []int, values []float32) (*Tensor, error) {
+	n, ok := numel(shape, max(dt.Size(), 1))
+	if !ok || n != len(values) {
+		return nil, fmt.Errorf("%w: %s: %d values for shape %v", ErrShape, name, len(values), shape)
+	}
+	t := &Tensor{Name: name, DType: dt, Shape: append([]int{}, shape...), Data: make([]byte, n*dt.Size())}
+	if err := EncodeFloat32(t.Data, dt, values); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return t, nil
+}
