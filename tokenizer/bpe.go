@@ -1,7 +1,5 @@
 package tokenizer
 
-import "container/heap"
-
 // symbol is a span [start, end) of the normalised text in the BPE working
 // list; a symbol merged into its left neighbour has start == end.
 type symbol struct {
@@ -18,24 +16,53 @@ type pair struct {
 	size        int
 }
 
-// agenda is a max-heap of candidate merges ordered as sentencepiece orders
-// them: higher score first, then the leftmost.
+// agenda is a binary max-heap of candidate merges ordered as sentencepiece
+// orders them: higher score first, then the leftmost.
 type agenda []pair
 
-func (a agenda) Len() int { return len(a) }
-func (a agenda) Less(i, j int) bool {
-	if a[i].score != a[j].score {
-		return a[i].score > a[j].score
+// before reports whether a pops before b.
+func (a pair) before(b pair) bool {
+	if a.score != b.score {
+		return a.score > b.score
 	}
-	return a[i].left < a[j].left
+	return a.left < b.left
 }
-func (a agenda) Swap(i, j int) { a[i], a[j] = a[j], a[i] }
-func (a *agenda) Push(x any)   { *a = append(*a, x.(pair)) }
-func (a *agenda) Pop() any {
-	old := *a
-	x := old[len(old)-1]
-	*a = old[:len(old)-1]
-	return x
+
+func (h *agenda) push(p pair) {
+	*h = append(*h, p)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !a[i].before(a[parent]) {
+			break
+		}
+		a[i], a[parent] = a[parent], a[i]
+		i = parent
+	}
+}
+
+func (h *agenda) pop() pair {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for i := 0; ; {
+		best, l, r := i, 2*i+1, 2*i+2
+		if l < n && a[l].before(a[best]) {
+			best = l
+		}
+		if r < n && a[r].before(a[best]) {
+			best = r
+		}
+		if best == i {
+			break
+		}
+		a[i], a[best] = a[best], a[i]
+		i = best
+	}
+	*h = a
+	return top
 }
 
 // bpe splits normalised text into pieces with sentencepiece's BPE algorithm
@@ -55,7 +82,7 @@ func (t *Tokenizer) bpe(norm string) []string {
 		}
 		syms = append(syms, s)
 	}
-	var ag agenda
+	ag := make(agenda, 0, len(syms))
 	var revMerge map[string][2]string
 	add := func(l, r int) {
 		if l < 0 || r < 0 || syms[l].freeze || syms[r].freeze {
@@ -66,7 +93,7 @@ func (t *Tokenizer) bpe(norm string) []string {
 		if !ok {
 			return
 		}
-		heap.Push(&ag, pair{left: l, right: r, score: t.model.Pieces[id].Score, size: len(piece)})
+		ag.push(pair{left: l, right: r, score: t.model.Pieces[id].Score, size: len(piece)})
 		if t.model.Pieces[id].Type == Unused {
 			if revMerge == nil {
 				revMerge = make(map[string][2]string)
@@ -77,8 +104,8 @@ func (t *Tokenizer) bpe(norm string) []string {
 	for i := 1; i < len(syms); i++ {
 		add(i-1, i)
 	}
-	for ag.Len() > 0 {
-		top := heap.Pop(&ag).(pair)
+	for len(ag) > 0 {
+		top := ag.pop()
 		l, r := &syms[top.left], &syms[top.right]
 		// Skip merges made stale by an earlier merge of either side.
 		if l.start == l.end || r.start == r.end || (l.end-l.start)+(r.end-r.start) != top.size {
