@@ -164,14 +164,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 			ss.close()
 		}
 	}()
-	main, err := src.open(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	ss = append(ss, main)
-
 	var cfg llava.Config
-	vision := main // store holding the CLIP tensors
 	if layout == LayoutHF {
 		if cfg, err = raw.hfConfig(cfgPath); err != nil {
 			return nil, nil, err
@@ -194,10 +187,6 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		if cfg, err = raw.llavaConfig(cfgPath, vraw); err != nil {
 			return nil, nil, err
 		}
-		if vision, err = src.open(vdir); err != nil {
-			return nil, nil, err
-		}
-		ss = append(ss, vision)
 	}
 
 	tokPath := src.join(dir, "tokenizer.model")
@@ -217,6 +206,18 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfgPath, err)
 	}
 
+	main, err := src.open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	ss = append(ss, main)
+	vision := main // store holding the CLIP tensors
+	if layout == LayoutLLaVA {
+		if vision, err = src.open(rep.VisionDir); err != nil {
+			return nil, nil, err
+		}
+		ss = append(ss, vision)
+	}
 	if opts.LoRA != "" {
 		if err := mergeLoRA(main, layout, opts.LoRA); err != nil {
 			return nil, nil, err

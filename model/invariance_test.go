@@ -1,0 +1,94 @@
+package model_test
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model/llava"
+)
+
+// TestPrefillInvariance checks that the prompt logits are bitwise the same
+// whether the prompt is prefilled at once, in chunks of several sizes, or
+// in a batch beside other sequences.
+func TestPrefillInvariance(t *testing.T) {
+	dirs := goldenCases(t)
+	dir := filepath.Join(filepath.Dir(dirs[0]), "tiny-shapes")
+	c := readCase(t, dir)
+	m := openCase(t, c, "hf")
+	feats, err := m.EncodeImages([]engine.Image{{Pixels: readF32(t, filepath.Join(dir, "pixel_values.f32"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := llava.ExpandImageTokens(c.InputIDs, c.ImageTokens)
+	want, err := m.NewSequence().Feed(prompt, feats[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 5, 16, 17} {
+		got, err := m.NewSequence().Feed(prompt, feats[0], chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("prefill in chunks of %d: logits differ from one-shot prefill", chunk)
+		}
+	}
+
+	// The prompt as the second chunk of a batch, beside a text prefill and a
+	// decode step of other sequences on other blocks.
+	blocks := func(first, n int32) []int32 {
+		var b []int32
+		for i := range n {
+			b = append(b, first+i)
+		}
+		return b
+	}
+	other := []int32{1, 300, 301, 302, 303, 304, 305}
+	if _, err := m.Forward([]engine.Chunk{{Blocks: blocks(20, 4), Pos: 0, Tokens: other}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Forward([]engine.Chunk{
+		{Blocks: blocks(10, 8), Pos: 0, Tokens: other[:5], Logits: true},
+		{Blocks: blocks(0, 10), Pos: 0, Tokens: prompt, Image: feats[0], Logits: true},
+		{Blocks: blocks(20, 4), Pos: len(other), Tokens: []int32{7}, Logits: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 3 {
+		t.Fatalf("%d logit rows, want 3", len(out))
+	}
+	if !slices.Equal(out[1], want) {
+		t.Error("prompt logits in a batch differ from the prompt alone")
+	}
+	alone, err := m.Forward([]engine.Chunk{{Blocks: blocks(10, 8), Pos: 0, Tokens: other[:5], Logits: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out[0], alone[0]) {
+		t.Error("a text prefill's logits depend on its batch")
+	}
+}
+
+// TestForwardRejectsBadChunks checks the engine's input validation.
+func TestForwardRejectsBadChunks(t *testing.T) {
+	dirs := goldenCases(t)
+	c := readCase(t, filepath.Join(filepath.Dir(dirs[0]), "tiny-shapes"))
+	m := openCase(t, c, "llava")
+	for name, ch := range map[string]engine.Chunk{
+		"no blocks":          {Pos: 0, Tokens: []int32{1, 2}},
+		"block out of pool":  {Blocks: []int32{1 << 20}, Tokens: []int32{1}},
+		"token out of vocab": {Blocks: []int32{0}, Tokens: []int32{5000}},
+		"image without rows": {Blocks: []int32{0}, Tokens: []int32{1, engine.ImageToken}},
+		"past max context":   {Blocks: []int32{0}, Pos: 1 << 20, Tokens: []int32{1}},
+	} {
+		if _, err := m.Forward([]engine.Chunk{ch}); err == nil {
+			t.Errorf("%s: Forward accepted the chunk", name)
+		}
+	}
+	if _, err := m.EncodeImages([]engine.Image{{Pixels: make([]float32, 10)}}); err == nil {
+		t.Error("EncodeImages accepted a wrong-sized image")
+	}
+}

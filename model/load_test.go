@@ -1,0 +1,177 @@
+package model_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pancap-serve/pancap/kernels/cpu"
+	"github.com/pancap-serve/pancap/model"
+	"github.com/pancap-serve/pancap/model/weights"
+)
+
+// tinyDir is the fp32 tiny checkpoint in the llava-hf layout.
+var tinyDir = filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "hf")
+
+// brokenCopy copies tiny's config and tokenizer into a temporary directory
+// and writes its tensors, after edit, as model.safetensors there.
+func brokenCopy(t *testing.T, edit func(ts []*weights.Tensor) []*weights.Tensor) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(tinyDir, "model.safetensors")); err != nil {
+		t.Skip("tiny checkpoint absent (run tools/reference)")
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "tokenizer.model"} {
+		data, err := os.ReadFile(filepath.Join(tinyDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := weights.Open(tinyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var ts []*weights.Tensor
+	for _, name := range s.Names() {
+		tt, err := s.Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := *tt
+		c.Data = append([]byte(nil), tt.Data...)
+		ts = append(ts, &c)
+	}
+	if err := weights.WriteSafetensorsFile(filepath.Join(dir, "model.safetensors"), edit(ts), nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func openErr(t *testing.T, dir string) error {
+	t.Helper()
+	m, _, err := model.Open(dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
+	if err == nil {
+		m.Close()
+		t.Fatal("load succeeded on a broken checkpoint")
+	}
+	return err
+}
+
+func wantIn(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not mention %q", err, p)
+		}
+	}
+}
+
+const victim = "language_model.model.layers.1.mlp.up_proj.weight"
+
+func TestLoadMissingTensor(t *testing.T) {
+	dir := brokenCopy(t, func(ts []*weights.Tensor) []*weights.Tensor {
+		var out []*weights.Tensor
+		for _, x := range ts {
+			if x.Name != victim {
+				out = append(out, x)
+			}
+		}
+		return out
+	})
+	err := openErr(t, dir)
+	if !errors.Is(err, weights.ErrMissing) {
+		t.Errorf("error %v does not wrap ErrMissing", err)
+	}
+	wantIn(t, err, victim, filepath.Join(dir, "model.safetensors"))
+}
+
+func TestLoadWrongShape(t *testing.T) {
+	dir := brokenCopy(t, func(ts []*weights.Tensor) []*weights.Tensor {
+		for _, x := range ts {
+			if x.Name == victim {
+				x.Shape = []int{x.Shape[1], x.Shape[0]} // transposed
+			}
+		}
+		return ts
+	})
+	err := openErr(t, dir)
+	if !errors.Is(err, weights.ErrShape) {
+		t.Errorf("error %v does not wrap ErrShape", err)
+	}
+	wantIn(t, err, victim, "model.safetensors")
+}
+
+func TestLoadNaN(t *testing.T) {
+	dir := brokenCopy(t, func(ts []*weights.Tensor) []*weights.Tensor {
+		for _, x := range ts {
+			if x.Name == victim {
+				copy(x.Data[8:], []byte{0, 0, 0xc0, 0x7f}) // a float32 NaN
+			}
+		}
+		return ts
+	})
+	err := openErr(t, dir)
+	if !errors.Is(err, weights.ErrNotFinite) {
+		t.Errorf("error %v does not wrap ErrNotFinite", err)
+	}
+	wantIn(t, err, victim)
+}
+
+func TestLoadTruncatedAndBadHeader(t *testing.T) {
+	for name, mangle := range map[string]func([]byte) []byte{
+		"truncated":  func(b []byte) []byte { return b[:len(b)-100] },
+		"bad header": func(b []byte) []byte { c := append([]byte(nil), b...); c[9] = '!'; return c },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := brokenCopy(t, func(ts []*weights.Tensor) []*weights.Tensor { return ts })
+			file := filepath.Join(dir, "model.safetensors")
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, mangle(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err = openErr(t, dir)
+			if !errors.Is(err, weights.ErrFormat) {
+				t.Errorf("error %v does not wrap ErrFormat", err)
+			}
+			wantIn(t, err, file)
+		})
+	}
+}
+
+func TestLoadBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type": "llama"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := openErr(t, dir)
+	if !errors.Is(err, model.ErrConfig) {
+		t.Errorf("error %v does not wrap ErrConfig", err)
+	}
+}
+
+func TestLoadVisionTowerMissing(t *testing.T) {
+	src := filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "llava", "config.json")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Skip("tiny checkpoint absent (run tools/reference)")
+	}
+	dir := t.TempDir()
+	cfg := strings.Replace(string(data), `"../clip"`, `"openai/clip-vit-large-patch14-336"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = openErr(t, dir)
+	if !errors.Is(err, model.ErrVisionTower) {
+		t.Errorf("error %v does not wrap ErrVisionTower", err)
+	}
+	wantIn(t, err, "openai/clip-vit-large-patch14-336")
+}
