@@ -20,17 +20,16 @@ import (
 // Text is produced as soon as it can no longer change: the bytes of a byte
 // run that may still become a character are held in pending.
 type decoder struct {
-	t          *Tokenizer
-	started    bool   // the first non-special piece has been seen
-	bosWsSeen  bool   // the previous piece consumed the leading "▁"
-	isBosWs    bool   // a leading "▁" may still be consumed
-	nonEmpty   bool   // some text has been produced
-	pending    []byte // trailing byte-piece bytes not yet decoded
-	unkSurface string
+	t         *Tokenizer
+	started   bool   // the first non-special piece has been seen
+	bosWsSeen bool   // the previous piece consumed the leading "▁"
+	isBosWs   bool   // a leading "▁" may still be consumed
+	nonEmpty  bool   // some text has been produced
+	pending   []byte // trailing byte-piece bytes not yet decoded
 }
 
 func (t *Tokenizer) newDecoder() decoder {
-	return decoder{t: t, isBosWs: true, unkSurface: t.model.UnkSurface}
+	return decoder{t: t, isBosWs: true}
 }
 
 // push feeds one id and appends the text that became final to out.
@@ -70,7 +69,7 @@ func (d *decoder) piece(out []byte, piece string, id int32) ([]byte, bool) {
 		return out, false
 	case Unknown:
 		if m.Pieces[id].Text == piece {
-			return append(out, d.unkSurface...), false
+			return append(out, m.UnkSurface...), false
 		}
 		return append(out, piece...), false
 	}

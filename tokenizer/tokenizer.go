@@ -62,12 +62,12 @@ func Parse(data []byte) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(m), nil
+	return newTokenizer(m), nil
 }
 
-// New builds a Tokenizer from a parsed model. The model must not be
-// modified afterwards.
-func New(m *Model) *Tokenizer {
+// newTokenizer builds the lookup tables of a model that ParseModel has
+// validated.
+func newTokenizer(m *Model) *Tokenizer {
 	t := &Tokenizer{
 		model:    m,
 		pieces:   make(map[string]int32, len(m.Pieces)),

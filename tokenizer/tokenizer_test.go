@@ -2,12 +2,14 @@ package tokenizer
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -160,6 +162,30 @@ func TestEncodeBOSAndImage(t *testing.T) {
 	ids := tok.EncodeImagePrompt("a<image>b<image>")
 	if n := strings.Count("a<image>b<image>", "<image>"); countOf(ids, engine.ImageToken) != n || countOf(ids, tok.BOS()) != 1 {
 		t.Errorf("EncodeImagePrompt = %v", ids)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	tok := loadPreset(t, "tiny.model")
+	text := "tree <box>[[1, 2, 3, 4]]</box>, 日本"
+	want := tok.Encode(text, true)
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				if got := tok.Encode(text, true); !slices.Equal(got, want) {
+					errs <- fmt.Sprint(got)
+					return
+				}
+				tok.Decode(want)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent Encode = %s, want %v", e, want)
 	}
 }
 

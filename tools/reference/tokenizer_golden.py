@@ -12,6 +12,10 @@ writes tokenizer/testdata/llama_golden[_bench].json with
   image:  LLaVA's tokenizer_image_token of vicuna_v1 prompts holding <image>
           (the four PancapChain stage prompts among them).
 
+It also writes tokenizer/testdata/ties.model, a hand-made BPE model with tied
+merge scores, Unused and user-defined pieces and no byte fallback, and its
+encodings in llama_golden_ties.json.
+
 The strings come from a fixed-seed generator, so reruns give identical files.
 Run from the repository root:
 
@@ -157,21 +161,54 @@ def image_cases(rng, tok):
     return [{"prompt": p, "ids": tokenizer_image_token(p, tok)} for p in prompts]
 
 
+def ties_model(path):
+    """A hand-made BPE model whose merges tie in score, with an Unused merge
+    intermediate, a user-defined symbol and no byte fallback (so unknown
+    characters become <unk>): it pins sentencepiece's tie-breaking rules."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    m = pb.ModelProto()
+    P = pb.ModelProto.SentencePiece
+    pieces = [("<unk>", 0, P.UNKNOWN), ("<s>", 0, P.CONTROL), ("</s>", 0, P.CONTROL), ("<box>", 0, P.USER_DEFINED)]
+    pieces += [(w, 0.0, P.NORMAL) for w in ["ab", "bc", "ca", "aa", "\u2581a", "\u2581\u2581", "abc"]]
+    pieces += [(w, -1.0, P.NORMAL) for w in ["cab", "aab", "\u2581ab", "bca"]]
+    pieces += [("cc", -0.5, P.UNUSED), ("ccc", -2.0, P.NORMAL)]
+    pieces += [(w, -5.0, P.NORMAL) for w in ["\u2581", "a", "b", "c", "x", "<", ">"]]
+    for text, score, typ in pieces:
+        p = m.pieces.add()
+        p.piece, p.score, p.type = text, score, typ
+    m.trainer_spec.model_type = pb.TrainerSpec.BPE
+    m.trainer_spec.byte_fallback = False
+    m.normalizer_spec.name = "identity"
+    m.normalizer_spec.add_dummy_prefix = True
+    m.normalizer_spec.remove_extra_whitespaces = False
+    with open(path, "wb") as fh:
+        fh.write(m.SerializeToString())
+
+
+def ties_strings(rng):
+    alphabet = ["a", "b", "c", "x", " ", "  ", "<box>", "<", ">", "\u65e5", "<s>", "cc"]
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 14))) for _ in range(300)]
+
+
 def main():
-    for name, suffix in (("tiny", ""), ("bench", "_bench")):
-        path = os.path.join(ROOT, "model", "presets", "tokenizers", name + ".model")
+    ties = os.path.join("tokenizer", "testdata", "ties.model")
+    ties_model(os.path.join(ROOT, ties))
+    for model, suffix in ((os.path.join("model", "presets", "tokenizers", "tiny.model"), ""),
+                          (os.path.join("model", "presets", "tokenizers", "bench.model"), "_bench"),
+                          (ties, "_ties")):
+        path = os.path.join(ROOT, model)
         if not os.path.exists(path):
             continue
         tok = LlamaTokenizer(vocab_file=path)
         assert tok.legacy, "transformers default must be legacy=True"
         rng = random.Random(1234)
-        enc = [{"text": s, "ids": tok.encode(s)} for s in strings(rng)]
+        enc = [{"text": s, "ids": tok.encode(s)} for s in (ties_strings(rng) if suffix == "_ties" else strings(rng))]
         golden = {
-            "model": name + ".model",
+            "model": model,
             "transformers": transformers.__version__,
             "encode": enc,
-            "decode": decode_cases(rng, tok),
-            "image": image_cases(rng, tok),
+            "decode": [] if suffix == "_ties" else decode_cases(rng, tok),
+            "image": [] if suffix == "_ties" else image_cases(rng, tok),
         }
         dst = os.path.join(ROOT, "tokenizer", "testdata", "llama_golden%s.json" % suffix)
         with open(dst, "w", encoding="utf-8") as fh:
