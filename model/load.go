@@ -51,11 +51,12 @@ type Options struct {
 // LoadReport tells what loading found besides the model.
 type LoadReport struct {
 	Layout      Layout
-	Dir         string   // model directory
-	VisionDir   string   // CLIP tower directory (authors' layout)
-	DType       string   // dtype of the LLM's weights as stored
-	WeightBytes int64    // bytes of the tensors bound
-	Unused      []string // tensors never bound, as "origin: name"
+	Dir         string              // model directory
+	VisionDir   string              // CLIP tower directory (authors' layout)
+	DType       string              // dtype of the LLM's weights as stored
+	WeightBytes int64               // bytes of the tensors bound
+	Unused      []string            // tensors never bound, as "origin: name"
+	LoRA        *weights.LoRAReport // the merged adapter, or nil
 	// ExpectedUnused are unused tensors that are normal for LLaVA: CLIP's
 	// post_layernorm, the vision layers after the selected one, a CLIP
 	// checkpoint's text model, rotary caches.
@@ -67,6 +68,10 @@ type LoadReport struct {
 func (r *LoadReport) Log(l *slog.Logger) {
 	l.Info("model loaded", "dir", r.Dir, "layout", string(r.Layout), "dtype", r.DType,
 		"weight_bytes", r.WeightBytes, "expected_unused", r.ExpectedUnused)
+	if r.LoRA != nil {
+		l.Info("LoRA adapter merged", "rank", r.LoRA.Rank, "alpha", r.LoRA.Alpha,
+			"merged", len(r.LoRA.Merged), "overridden", len(r.LoRA.Overridden))
+	}
 	for _, u := range r.Unused {
 		l.Warn("unused tensor in checkpoint", "tensor", u)
 	}
@@ -219,7 +224,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		ss = append(ss, vision)
 	}
 	if opts.LoRA != "" {
-		if err := mergeLoRA(main, layout, opts.LoRA); err != nil {
+		if rep.LoRA, err = mergeLoRA(main, layout, opts.LoRA); err != nil {
 			return nil, nil, err
 		}
 	}
