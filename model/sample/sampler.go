@@ -1,7 +1,6 @@
 package sample
 
 import (
-	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -22,9 +21,10 @@ type Sampler struct {
 	p    Params
 	rng  *rand.Rand
 	val  []float32 // [vocab] logits / temperature; -Inf when excluded
+	wt   []float64 // [vocab] exp(val − max) of the candidates
 	cand []int32   // ids still in the running
 	heap []float32 // [top_k] min-heap of the largest values
-	asc  func(a, b int32) int
+	keys []uint64  // [vocab] sort keys of top-p: value bits, then id
 }
 
 // New returns a Sampler for p, or p.Validate's error.
@@ -32,11 +32,7 @@ func New(p Params) (*Sampler, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sampler{p: p, rng: rand.New(rand.NewPCG(p.Seed, pcgStream))}
-	s.asc = func(a, b int32) int { // by value, then id: a deterministic order
-		return cmp.Or(cmp.Compare(s.val[a], s.val[b]), cmp.Compare(a, b))
-	}
-	return s, nil
+	return &Sampler{p: p, rng: rand.New(rand.NewPCG(p.Seed, pcgStream))}, nil
 }
 
 // Params returns the parameters the Sampler was built with.
@@ -54,6 +50,7 @@ func (s *Sampler) Next(logits []float32) int32 {
 	}
 	if cap(s.val) < len(logits) {
 		s.val = make([]float32, len(logits))
+		s.wt = make([]float64, len(logits))
 		s.cand = make([]int32, 0, len(logits))
 	}
 	val, cand := s.val[:len(logits)], s.cand[:0]
@@ -75,10 +72,11 @@ func (s *Sampler) Next(logits []float32) int32 {
 	if k := s.p.TopK; k > 0 && k < len(cand) {
 		cand = s.topK(cand, k)
 	}
+	total := s.weigh(cand)
 	if p := float64(s.p.TopP); p > 0 && p < 1 {
-		cand = s.topP(cand, p)
+		cand, total = s.topP(cand, total, p)
 	}
-	return s.draw(cand)
+	return s.draw(cand, total)
 }
 
 // topK keeps the candidates whose value is at least the k-th largest, as
@@ -110,56 +108,87 @@ func (s *Sampler) topK(cand []int32, k int) []int32 {
 	return kept
 }
 
-// topP keeps the smallest set of most likely candidates whose probability
-// reaches p, as TopPLogitsWarper does: sorted ascending, the candidates whose
-// cumulative probability is <= 1-p are dropped, the most likely one never.
-func (s *Sampler) topP(cand []int32, p float64) []int32 {
-	slices.SortFunc(cand, s.asc)
-	maxv := s.val[cand[len(cand)-1]]
-	total := 0.0
-	for _, id := range cand {
-		total += s.weight(id, maxv)
-	}
-	cut, cum := 0, 0.0
-	for cut < len(cand)-1 {
-		cum += s.weight(cand[cut], maxv)
-		if cum/total > 1-p {
-			break
-		}
-		cut++
-	}
-	return cand[cut:]
-}
-
-// draw samples one candidate with probability proportional to its softmax
-// weight.
-func (s *Sampler) draw(cand []int32) int32 {
+// weigh sets wt[id] = exp(val[id] − max) for the candidates and returns
+// their sum. The maximum itself weighs 1, so +Inf logits share the mass
+// equally instead of giving NaN.
+func (s *Sampler) weigh(cand []int32) float64 {
 	maxv := s.val[cand[0]]
 	for _, id := range cand[1:] {
 		maxv = max(maxv, s.val[id])
 	}
 	total := 0.0
 	for _, id := range cand {
-		total += s.weight(id, maxv)
+		w := 1.0
+		if v := s.val[id]; v != maxv {
+			w = math.Exp(float64(v) - float64(maxv))
+		}
+		s.wt[id] = w
+		total += w
 	}
+	return total
+}
+
+// topP keeps the smallest set of most likely candidates whose probability
+// reaches p, as TopPLogitsWarper does: in ascending order, the candidates
+// whose cumulative probability is <= 1−p are dropped, the most likely one
+// never. It returns the kept candidates and their total weight.
+//
+// Only part of the list is sorted: the candidates lighter than
+// (1−p)·total/n weigh at most (1−p)·total together, so they all belong to
+// the dropped prefix whatever their order.
+func (s *Sampler) topP(cand []int32, total, p float64) ([]int32, float64) {
+	limit := (1 - p) * total
+	light := limit / float64(len(cand))
+	if cap(s.keys) < len(cand) {
+		s.keys = make([]uint64, 0, cap(s.cand))
+	}
+	keys, cum := s.keys[:0], 0.0
+	for _, id := range cand {
+		if s.wt[id] < light {
+			cum += s.wt[id]
+		} else {
+			keys = append(keys, uint64(orderedBits(s.val[id]))<<32|uint64(uint32(id)))
+		}
+	}
+	slices.Sort(keys) // ascending by value, then by id
+	heavy := cand[:len(keys)]
+	for i, k := range keys {
+		heavy[i] = int32(uint32(k))
+	}
+	cut := 0
+	for ; cut < len(heavy)-1; cut++ {
+		if cum+s.wt[heavy[cut]] > limit {
+			break
+		}
+		cum += s.wt[heavy[cut]]
+	}
+	kept, sum := heavy[cut:], 0.0
+	for _, id := range kept {
+		sum += s.wt[id]
+	}
+	return kept, sum
+}
+
+// orderedBits maps a float32 to a uint32 of the same order (−0 just
+// below +0), so sorting packed keys sorts by value.
+func orderedBits(v float32) uint32 {
+	b := math.Float32bits(v)
+	if b>>31 == 1 {
+		return ^b
+	}
+	return b | 1<<31
+}
+
+// draw samples one candidate with probability proportional to its weight.
+func (s *Sampler) draw(cand []int32, total float64) int32 {
 	u := s.rng.Float64() * total
 	for _, id := range cand {
-		u -= s.weight(id, maxv)
+		u -= s.wt[id]
 		if u < 0 {
 			return id
 		}
 	}
 	return cand[len(cand)-1] // rounding left u a hair above zero
-}
-
-// weight is exp(val[id] − maxv), 1 for the maximum itself (so +Inf logits
-// share the mass equally instead of giving NaN).
-func (s *Sampler) weight(id int32, maxv float32) float64 {
-	v := s.val[id]
-	if v == maxv {
-		return 1
-	}
-	return math.Exp(float64(v) - float64(maxv))
 }
 
 // Argmax returns the index of the largest logit, the lowest index among

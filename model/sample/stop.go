@@ -49,8 +49,7 @@ func (m *StopMatcher) Feed(delta string) bool {
 		}
 	}
 	if at >= 0 {
-		m.text = m.text[:from+at]
-		m.sent = min(m.sent, len(m.text))
+		m.text = m.text[:from+at] // never shorter than sent: Hold kept the match back
 		m.stopped = true
 	}
 	return m.stopped
