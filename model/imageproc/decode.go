@@ -7,11 +7,12 @@ import (
 	"image"
 	"image/color"
 	"image/gif"
-	"image/jpeg"
 	"image/png"
 	"io"
 
 	"golang.org/x/image/webp"
+
+	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
 )
 
 // format is a container format recognised by its leading bytes.
@@ -116,7 +117,7 @@ func decodeRGB(data []byte, lim Limits) (*image.RGBA, error) {
 	case formatJPEG:
 		switch m := img.(type) {
 		case *image.YCbCr:
-			return jpegYCbCrToRGB(m), nil
+			return jpeg.YCCToRGB(m), nil
 		case *image.CMYK:
 			return cmykToRGB(m), nil
 		}

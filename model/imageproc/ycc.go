@@ -1,168 +1,10 @@
 package imageproc
 
-import "image"
+import (
+	"image"
 
-// Chroma upsampling and YCbCr→RGB conversion as the C libraries behind PIL
-// do them. Go's decoders return the subsampled chroma planes untouched (an
-// *image.YCbCr); converting them with Go's nearest-neighbour replication and
-// color.YCbCrToRGB would differ from PIL on most edge pixels.
-
-// chromaFactors returns how many luma samples one chroma sample spans
-// horizontally and vertically.
-func chromaFactors(r image.YCbCrSubsampleRatio) (h, v int) {
-	switch r {
-	case image.YCbCrSubsampleRatio422:
-		return 2, 1
-	case image.YCbCrSubsampleRatio420:
-		return 2, 2
-	case image.YCbCrSubsampleRatio440:
-		return 1, 2
-	case image.YCbCrSubsampleRatio411:
-		return 4, 1
-	case image.YCbCrSubsampleRatio410:
-		return 4, 2
-	}
-	return 1, 1
-}
-
-// plane is an 8-bit sample plane of w×h valid samples with a row stride.
-type plane struct {
-	pix    []byte
-	stride int
-	w, h   int
-}
-
-func (p plane) row(y int) []byte { return p.pix[y*p.stride : y*p.stride+p.w] }
-
-// chromaPlanes returns the Cb and Cr planes of m limited to the samples that
-// cover the image (libjpeg's downsampled_width/height: ceil(W·h/hmax)); the
-// Go decoder's planes also hold MCU padding, which libjpeg never reads.
-func chromaPlanes(m *image.YCbCr) (cb, cr plane, fh, fv int) {
-	fh, fv = chromaFactors(m.SubsampleRatio)
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	cw, ch := (w+fh-1)/fh, (h+fv-1)/fv
-	off := m.COffset(m.Rect.Min.X, m.Rect.Min.Y)
-	cb = plane{m.Cb[off:], m.CStride, cw, ch}
-	cr = plane{m.Cr[off:], m.CStride, cw, ch}
-	return cb, cr, fh, fv
-}
-
-// libjpeg-turbo's ycc_rgb_convert tables (jdcolor.c, SCALEBITS 16).
-var (
-	jpegCrR, jpegCbB [256]int32
-	jpegCrG, jpegCbG [256]int32
+	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
 )
-
-func init() {
-	const scaleBits = 16
-	fix := func(x float64) int32 { return int32(x*(1<<scaleBits) + 0.5) }
-	const half = 1 << (scaleBits - 1)
-	for i := range 256 {
-		x := int32(i - 128)
-		jpegCrR[i] = (fix(1.40200)*x + half) >> scaleBits
-		jpegCbB[i] = (fix(1.77200)*x + half) >> scaleBits
-		jpegCrG[i] = -fix(0.71414) * x
-		jpegCbG[i] = -fix(0.34414)*x + half
-	}
-}
-
-func clamp8(v int32) uint8 {
-	if v < 0 {
-		return 0
-	}
-	if v > 255 {
-		return 255
-	}
-	return uint8(v)
-}
-
-// jpegYCbCrToRGB converts a decoded JPEG as libjpeg-turbo's default
-// decompressor does: "fancy" (triangle-filter) chroma upsampling for h2v1,
-// h1v2 and h2v2 sampling (plain replication for the others and for chroma
-// planes at most two samples wide), then the ISLOW colour tables.
-func jpegYCbCrToRGB(m *image.YCbCr) *image.RGBA {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := newRGB(w, h)
-	cb, cr, fh, fv := chromaPlanes(m)
-	fancyH := fh == 2 && (fv == 1 || fv == 2) && cb.w > 2
-	fancyV := fv == 2 && (fh == 1 || fancyH)
-	cbRow, crRow := make([]byte, w), make([]byte, w)
-	tmpCb, tmpCr := make([]int32, cb.w), make([]int32, cb.w)
-	for y := 0; y < h; y++ {
-		cy := y / fv
-		if fancyV {
-			// nearer chroma row weighs 3, the next-nearer (above for even
-			// rows, below for odd ones, replicated at the edges) 1.
-			far := cy - 1 + 2*(y&1)
-			far = min(max(far, 0), cb.h-1)
-			for i, p := range [2]plane{cb, cr} {
-				sum := [2][]int32{tmpCb, tmpCr}[i]
-				near, fr := p.row(cy), p.row(far)
-				for x := range sum {
-					sum[x] = 3*int32(near[x]) + int32(fr[x])
-				}
-			}
-			if fancyH {
-				jpegFancyH2V2(cbRow, tmpCb)
-				jpegFancyH2V2(crRow, tmpCr)
-			} else {
-				bias := int32(1 + y&1)
-				for x := 0; x < w; x++ {
-					cbRow[x] = uint8((tmpCb[x] + bias) >> 2)
-					crRow[x] = uint8((tmpCr[x] + bias) >> 2)
-				}
-			}
-		} else if fancyH {
-			jpegFancyH2V1(cbRow, cb.row(cy))
-			jpegFancyH2V1(crRow, cr.row(cy))
-		} else {
-			cbr, crr := cb.row(cy), cr.row(cy)
-			for x := 0; x < w; x++ {
-				cbRow[x], crRow[x] = cbr[x/fh], crr[x/fh]
-			}
-		}
-		yRow := m.Y[m.YOffset(m.Rect.Min.X, m.Rect.Min.Y+y):]
-		dst := out.Pix[y*out.Stride:]
-		for x := 0; x < w; x++ {
-			yy, cbv, crv := int32(yRow[x]), cbRow[x], crRow[x]
-			dst[4*x] = clamp8(yy + jpegCrR[crv])
-			dst[4*x+1] = clamp8(yy + (jpegCbG[cbv]+jpegCrG[crv])>>16)
-			dst[4*x+2] = clamp8(yy + jpegCbB[cbv])
-		}
-	}
-	return out
-}
-
-// jpegFancyH2V1 is libjpeg-turbo's h2v1_fancy_upsample of one row: each
-// output is 3/4 of the nearer input and 1/4 of the further, edges replicated,
-// with alternating rounding biases 1 and 2. dst may be one shorter than 2·len(src).
-func jpegFancyH2V1(dst []byte, src []byte) {
-	last := len(src) - 1
-	for j, v := range src {
-		c := 3 * int32(v)
-		if 2*j < len(dst) {
-			dst[2*j] = uint8((c + int32(src[max(j-1, 0)]) + 1) >> 2)
-		}
-		if 2*j+1 < len(dst) {
-			dst[2*j+1] = uint8((c + int32(src[min(j+1, last)]) + 2) >> 2)
-		}
-	}
-}
-
-// jpegFancyH2V2 is the horizontal half of libjpeg-turbo's h2v2_fancy_upsample,
-// applied to column sums 3·near+far of the vertical half, biases 8 and 7.
-func jpegFancyH2V2(dst []byte, sum []int32) {
-	last := len(sum) - 1
-	for j, c := range sum {
-		c *= 3
-		if 2*j < len(dst) {
-			dst[2*j] = uint8((c + sum[max(j-1, 0)] + 8) >> 4)
-		}
-		if 2*j+1 < len(dst) {
-			dst[2*j+1] = uint8((c + sum[min(j+1, last)] + 7) >> 4)
-		}
-	}
-}
 
 // libwebp's YUV→RGB (dsp/yuv.h): 14-bit fixed point, YUV_FIX2 = 6.
 func webpMultHi(v, coeff int32) int32 { return (v * coeff) >> 8 }
@@ -184,7 +26,7 @@ func webpClip8(v int32) uint8 {
 func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
 	out := newRGB(w, h)
-	cb, cr, _, _ := chromaPlanes(m)
+	cb, cr, _, _ := jpeg.ChromaPlanes(m)
 	uRow, vRow := make([]int32, w), make([]int32, w)
 	for y := 0; y < h; y++ {
 		// Output row 2k-1 lies between chroma rows k-1 (nearer) and k, row
@@ -194,12 +36,12 @@ func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
 		switch {
 		case y == 0:
 		case y&1 == 1:
-			near, far = (y-1)/2, min((y+1)/2, cb.h-1)
+			near, far = (y-1)/2, min((y+1)/2, cb.H-1)
 		default:
 			near, far = y/2, y/2-1
 		}
-		webpUpsampleRow(uRow, cb.row(near), cb.row(far))
-		webpUpsampleRow(vRow, cr.row(near), cr.row(far))
+		webpUpsampleRow(uRow, cb.Row(near), cb.Row(far))
+		webpUpsampleRow(vRow, cr.Row(near), cr.Row(far))
 		yRow := m.Y[m.YOffset(m.Rect.Min.X, m.Rect.Min.Y+y):]
 		dst := out.Pix[y*out.Stride:]
 		for x := 0; x < w; x++ {
