@@ -13,6 +13,10 @@
 // normalisation, spaces become "▁", a "▁" is prepended), applies the BPE
 // merges by score, and spells characters missing from the vocabulary as
 // <0xNN> byte pieces.
+//
+// Parity with transformers is checked by golden files in testdata/, written
+// by tools/reference/tokenizer_golden.py (run it from the repository root
+// with the project's .venv after changing a preset tokenizer).
 package tokenizer
 
 import (
