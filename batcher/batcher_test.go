@@ -234,14 +234,19 @@ func TestVisionOncePerImageAndPrefixHits(t *testing.T) {
 func TestCancelHalf(t *testing.T) {
 	ref, _ := newTest(t, 2048, Config{ChainReuse: true})
 	b, _ := newTest(t, 2048, Config{ChainReuse: true, MaxBatchTokens: 64})
-	var wg sync.WaitGroup
+	var reqs []ChainRequest
+	wants := map[int][]string{}
 	for i := range 32 {
 		r := chainReq(fmt.Sprint("c", i))
 		r.Stages, r.IgnoreEOS = 2, true
-		var want []string
+		reqs = append(reqs, r)
 		if i%2 == 1 {
-			want = runOne(t, ref, r).stages
+			wants[i] = runOne(t, ref, r).stages
 		}
+	}
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		want := wants[i]
 		ctx, cancel := context.WithCancel(context.Background())
 		ch, err := b.SubmitChain(ctx, r)
 		if err != nil {

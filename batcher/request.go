@@ -106,10 +106,12 @@ func (b *Batcher) checkCommon(p sample.Params, stops []string) error {
 	return nil
 }
 
-// maxNewTokens resolves one token limit: 0 is the default.
-func (b *Batcher) maxNewTokens(field string, v int) (int, error) {
+// maxNewTokens resolves one token limit. 0 is the default, cut to room (the
+// context left after the prompt) but at least 1; an explicit value must lie
+// in [1, MaxContext].
+func (b *Batcher) maxNewTokens(field string, v, room int) (int, error) {
 	if v == 0 {
-		v = b.cfg.DefaultMaxNewTokens
+		return max(1, min(b.cfg.DefaultMaxNewTokens, room)), nil
 	}
 	if v < 1 || v > b.spec.MaxContext {
 		return 0, invalid(field, "must be between 1 and %d", b.spec.MaxContext)
@@ -141,7 +143,7 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 	req := &request{id: r.RequestID, chain: true, stages: chain.Stage(stages), params: r.Sampling,
 		stops: r.Stop, ignoreEOS: r.IgnoreEOS}
 	for i := range stages {
-		v, err := b.maxNewTokens(fmt.Sprintf("max_new_tokens[%d]", i), r.MaxNewTokens[i])
+		v, err := b.maxNewTokens(fmt.Sprintf("max_new_tokens[%d]", i), r.MaxNewTokens[i], b.spec.MaxContext-b.base[i])
 		if err != nil {
 			return nil, err
 		}
@@ -176,10 +178,6 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 // newGenerateRequest validates r, builds its prompt and preprocesses its
 // image.
 func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
-	maxNew, err := b.maxNewTokens("max_new_tokens", r.MaxNewTokens)
-	if err != nil {
-		return nil, err
-	}
 	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
 		return nil, err
 	}
@@ -200,8 +198,12 @@ func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
 		text = chain.System + " USER: " + text + " ASSISTANT:"
 	}
 	req := &request{id: r.RequestID, params: r.Sampling, stops: r.Stop, ignoreEOS: r.IgnoreEOS}
-	req.maxNew[0] = maxNew
 	req.prompt = b.promptTokens(text)
+	maxNew, err := b.maxNewTokens("max_new_tokens", r.MaxNewTokens, b.spec.MaxContext-len(req.prompt))
+	if err != nil {
+		return nil, err
+	}
+	req.maxNew[0] = maxNew
 	if n := len(req.prompt) + maxNew; n > b.spec.MaxContext {
 		return nil, fmt.Errorf("%w: %d prompt + %d new tokens, the context holds %d",
 			ErrPromptTooLong, len(req.prompt), maxNew, b.spec.MaxContext)

@@ -1,0 +1,246 @@
+package batcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pancap-serve/pancap/model/sample"
+)
+
+func nan() float64 { return math.NaN() }
+
+func genReq(prompt string, image string) GenerateRequest {
+	r := GenerateRequest{RequestID: prompt, Prompt: prompt, MaxNewTokens: 40, IgnoreEOS: true}
+	if image != "" {
+		r.Image = []byte(image)
+	}
+	return r
+}
+
+// runGen runs one generation and returns its outcome.
+func runGen(t *testing.T, b *Batcher, r GenerateRequest) outcome {
+	t.Helper()
+	ch, err := b.SubmitGenerate(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := collect(t, ch)
+	if o.err != nil {
+		t.Fatalf("%s: %v", r.RequestID, o.err)
+	}
+	return o
+}
+
+func TestGenerate(t *testing.T) {
+	b, eng := newTest(t, 1024, Config{ChainReuse: true})
+	text := runGen(t, b, genReq("Tell me a story.", ""))
+	img := runGen(t, b, genReq("Tell me a story.", "pic"))
+	if eng.imagesEncoded.Load() != 1 {
+		t.Errorf("%d images encoded, want 1", eng.imagesEncoded.Load())
+	}
+	for _, o := range []outcome{text, img} {
+		s := o.result.Stages
+		if len(s) != 1 || s[0].Stage != 0 || s[0].Usage.GeneratedTokens != 40 || s[0].Finish != "length" {
+			t.Fatalf("result %+v", o.result)
+		}
+	}
+	if text.result.Stages[0].Text == img.result.Stages[0].Text {
+		t.Error("the image did not change the output")
+	}
+	// Raw prompts go in as given.
+	raw := GenerateRequest{Prompt: "USER: <image>\nHi ASSISTANT:", Raw: true, Image: []byte("pic"), MaxNewTokens: 5}
+	o := runGen(t, b, raw)
+	if got := o.result.Stages[0].Usage.PromptTokens; got != len("USER: ")+1+6+len("\nHi ASSISTANT:") {
+		t.Errorf("raw prompt has %d tokens", got)
+	}
+}
+
+func TestStopStrings(t *testing.T) {
+	b, _ := newTest(t, 1024, Config{ChainReuse: true})
+	r := genReq("Say something long.", "")
+	r.MaxNewTokens = 80
+	full := runGen(t, b, r).result.Stages[0]
+	runes := []rune(full.Text)
+	stop := string(runes[len(runes)/2 : len(runes)/2+2])
+	r.Stop = []string{stop, "never appears"}
+	got := runGen(t, b, r)
+	s := got.result.Stages[0]
+	want := strings.TrimRight(full.Text[:strings.Index(full.Text, stop)], " \n")
+	if s.Finish != "stop" || s.Text != want {
+		t.Fatalf("stop %q: finish %s text %q, want %q", stop, s.Finish, s.Text, want)
+	}
+	if got.deltas[0] != want {
+		t.Fatalf("streamed %q", got.deltas[0])
+	}
+}
+
+// TestPreemption over-admits requests into a pool too small for them all:
+// sequences are preempted and recomputed, and outputs do not change.
+func TestPreemption(t *testing.T) {
+	for _, reuse := range []bool{true, false} {
+		ref, _ := newTest(t, 1024, Config{ChainReuse: reuse})
+		b, _ := newTest(t, 66, Config{ChainReuse: reuse, MaxBatchTokens: 64})
+		var reqs []GenerateRequest
+		var wants [][]string
+		for i := range 4 {
+			r := genReq(fmt.Sprintf("Request number %d, please answer.", i), fmt.Sprint("im", i%2))
+			reqs = append(reqs, r)
+			wants = append(wants, runGen(t, ref, r).stages)
+		}
+		var wg sync.WaitGroup
+		for i, r := range reqs {
+			want := wants[i]
+			req, err := b.newGenerateRequest(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.need = 0 // defeat admission control
+			ch, err := b.enqueue(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				o := collect(t, ch)
+				if o.err != nil || fmt.Sprint(o.stages) != fmt.Sprint(want) {
+					t.Errorf("reuse %v request %d: err %v\n got %v\nwant %v", reuse, i, o.err, o.stages, want)
+				}
+			})
+		}
+		wg.Wait()
+		if testutil.ToFloat64(b.m.preemptions) == 0 {
+			t.Errorf("reuse %v: no preemption happened", reuse)
+		}
+	}
+}
+
+// TestDeadline: a deadline ends the request with the context's error within
+// one step and frees its blocks.
+func TestDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		eng := newFakeEngine(1024)
+		eng.delay = time.Millisecond
+		b := New(eng, Config{ChainReuse: true})
+		b.Start()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		r := chainReq("slow")
+		r.IgnoreEOS, r.MaxNewTokens = true, [4]int{500, 500, 500, 500}
+		start := time.Now()
+		ch, err := b.SubmitChain(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := collect(t, ch)
+		if !errors.Is(o.err, context.DeadlineExceeded) {
+			t.Fatalf("err %v, want the deadline", o.err)
+		}
+		if took := time.Since(start); took > 52*time.Millisecond {
+			t.Errorf("ended %v after submission, deadline was 50ms", took)
+		}
+		synctest.Wait()
+		if st := b.kv.Stats(); st.Used != 0 {
+			t.Errorf("%d blocks still used", st.Used)
+		}
+		if err := b.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := New(newFakeEngine(64), Config{})
+		if b.Ready() {
+			t.Fatal("ready before Start")
+		}
+		b.Start()
+		synctest.Wait()
+		if !b.Ready() {
+			t.Fatal("not ready after Start")
+		}
+		if err := b.Shutdown(context.Background()); err != nil || b.Ready() {
+			t.Fatalf("shutdown: %v, ready %v", err, b.Ready())
+		}
+	})
+}
+
+func TestValidation(t *testing.T) {
+	b := New(newFakeEngine(1024), Config{})
+	small := New(newFakeEngine(8), Config{})
+	chainCases := []struct {
+		name  string
+		b     *Batcher
+		edit  func(*ChainRequest)
+		want  error
+		field string
+	}{
+		{"stages", b, func(r *ChainRequest) { r.Stages = 5 }, ErrInvalidRequest, "stages: must be between 1 and 4"},
+		{"negative stages", b, func(r *ChainRequest) { r.Stages = -1 }, ErrInvalidRequest, "stages:"},
+		{"max new", b, func(r *ChainRequest) { r.MaxNewTokens[2] = -1 }, ErrInvalidRequest, "max_new_tokens[2]: must be between 1 and 1024"},
+		{"max new big", b, func(r *ChainRequest) { r.MaxNewTokens[0] = 5000 }, ErrInvalidRequest, "max_new_tokens[0]"},
+		{"temperature", b, func(r *ChainRequest) { r.Sampling.Temperature = float32(nan()) }, ErrInvalidRequest, "sampling.temperature"},
+		{"top_p", b, func(r *ChainRequest) { r.Sampling.TopP = 1.5 }, ErrInvalidRequest, "sampling.top_p"},
+		{"top_k", b, func(r *ChainRequest) { r.Sampling.TopK = -1 }, ErrInvalidRequest, "sampling.top_k"},
+		{"stops", b, func(r *ChainRequest) { r.Stop = make([]string, 17) }, ErrInvalidRequest, "stop: at most 16"},
+		{"empty stop", b, func(r *ChainRequest) { r.Stop = []string{"x", ""} }, ErrInvalidRequest, "stop[1]"},
+		{"no image", b, func(r *ChainRequest) { r.Image = nil }, ErrInvalidImage, "image: must not be empty"},
+		{"bad image", b, func(r *ChainRequest) { r.Image = []byte("bad bytes") }, ErrInvalidImage, "unsupported format"},
+		{"context", b, func(r *ChainRequest) { r.MaxNewTokens[0] = 1000 }, ErrPromptTooLong, "stage 1"},
+		{"pool", small, func(r *ChainRequest) {}, ErrPromptTooLong, "pool holds 8"},
+	}
+	for _, c := range chainCases {
+		r := chainReq("v")
+		c.edit(&r)
+		_, err := c.b.SubmitChain(context.Background(), r)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s: %v, want %v naming %q", c.name, err, c.want, c.field)
+		}
+	}
+	queued, err := b.SubmitChain(context.Background(), ChainRequest{Image: []byte("x"), Sampling: sample.Params{TopP: 1}})
+	if err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	genCases := []struct {
+		name  string
+		r     GenerateRequest
+		want  error
+		field string
+	}{
+		{"empty", GenerateRequest{Prompt: "  "}, ErrInvalidRequest, "prompt: must not be empty"},
+		{"placeholder", GenerateRequest{Prompt: "a <image> b"}, ErrInvalidRequest, "prompt: must not contain"},
+		{"raw no image", GenerateRequest{Prompt: "a <image>", Raw: true}, ErrInvalidRequest, "no image was given"},
+		{"raw twice", GenerateRequest{Prompt: "<image><image>", Raw: true, Image: []byte("i")}, ErrInvalidRequest, "exactly once"},
+		{"tokens", GenerateRequest{Prompt: "hi", MaxNewTokens: 2000}, ErrInvalidRequest, "max_new_tokens: must be between 1 and 1024"},
+		{"too long", GenerateRequest{Prompt: strings.Repeat("x", 900), MaxNewTokens: 100}, ErrPromptTooLong, "context holds 1024"},
+		{"bad image", GenerateRequest{Prompt: "hi", Image: []byte("bad")}, ErrInvalidImage, "image:"},
+	}
+	for _, c := range genCases {
+		_, err := b.SubmitGenerate(context.Background(), c.r)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s: %v, want %v naming %q", c.name, err, c.want, c.field)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.SubmitChain(ctx, chainReq("c")); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if o := collect(t, queued); !errors.Is(o.err, ErrNotServing) {
+		t.Errorf("queued request at shutdown: %v", o.err)
+	}
+	if err := small.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
