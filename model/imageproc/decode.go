@@ -52,7 +52,11 @@ func sniff(data []byte) format {
 // PIL's formula. The limits are checked on the header before any pixels are
 // allocated. The result is an *image.RGBA with alpha 255 and Rect at (0,0).
 func Decode(data []byte, lim Limits) (image.Image, error) {
-	return decodeRGB(data, lim)
+	img, err := decodeRGB(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	return img, nil
 }
 
 // decodeRGB is Decode with its concrete result type.

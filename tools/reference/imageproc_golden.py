@@ -84,7 +84,7 @@ def draw_sources(rng):
     pal = rgba.convert("RGB").quantize(colors=40, dither=Image.Dither.NONE)
     save("palette_trns.png", pal, "PNG", transparency=3)
     save("palette.gif", pal, "GIF", transparency=5)
-    frames = [pal] + [pal.transpose(Image.Transpose.FLIP_LEFT_RIGHT)] * 2
+    frames = [pal, pal.transpose(Image.Transpose.FLIP_LEFT_RIGHT), pal.transpose(Image.Transpose.FLIP_TOP_BOTTOM)]
     save("anim.gif", frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
     # 16-bit: RGB with a tRNS-free header, grey with values straddling 255
     # (PIL clips mode "I" to 255 when converting to RGB).

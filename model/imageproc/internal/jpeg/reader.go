@@ -607,7 +607,10 @@ func (d *decoder) decode(r io.Reader, configOnly bool) (image.Image, error) {
 			d.baseline = marker == sof0Marker
 			d.progressive = marker == sof2Marker
 			err = d.processSOF(n)
-			if configOnly && d.jfif {
+			// The size is all this fork's callers need from DecodeConfig:
+			// stop at the frame header even when an Adobe APP14 segment
+			// might follow and refine the colour model.
+			if configOnly {
 				return nil, err
 			}
 		case dhtMarker:

@@ -1,0 +1,157 @@
+package imageproc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// forgedPNG is a PNG signature and IHDR chunk (valid CRC) claiming w×h RGB,
+// followed by nothing.
+func forgedPNG(w, h uint32) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := binary.BigEndian.AppendUint32([]byte("IHDR"), w)
+	ihdr = binary.BigEndian.AppendUint32(ihdr, h)
+	ihdr = append(ihdr, 8, 2, 0, 0, 0)
+	b.Write(binary.BigEndian.AppendUint32(nil, 13))
+	b.Write(ihdr)
+	b.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(ihdr)))
+	return b.Bytes()
+}
+
+// forgedJPEG is an SOI and a baseline SOF0 segment claiming w×h YCbCr 4:2:0.
+func forgedJPEG(w, h uint16) []byte {
+	b := []byte{0xff, 0xd8, 0xff, 0xc0, 0, 17, 8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), 3}
+	return append(b, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1)
+}
+
+// forgedGIF is a GIF header whose logical screen is w×h.
+func forgedGIF(w, h uint16) []byte {
+	b := []byte("GIF89a")
+	b = binary.LittleEndian.AppendUint16(b, w)
+	b = binary.LittleEndian.AppendUint16(b, h)
+	return append(b, 0, 0, 0, 0x3b)
+}
+
+// forgedWebP is a VP8X WebP header with a w×h canvas.
+func forgedWebP(w, h int) []byte {
+	b := []byte("RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00")
+	b = append(b, byte(w-1), byte((w-1)>>8), byte((w-1)>>16), byte(h-1), byte((h-1)>>8), byte((h-1)>>16))
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(b)-8))
+	return b
+}
+
+func TestForgedHugeHeadersRefusedWithoutAllocating(t *testing.T) {
+	cases := []struct {
+		name, msg string
+		data      []byte
+	}{
+		{"png", "image is 65535×65535 = 4.3 GP, limit 40 MP", forgedPNG(65535, 65535)},
+		{"jpeg", "image is 65535×65535 = 4.3 GP, limit 40 MP", forgedJPEG(65535, 65535)},
+		{"gif", "image is 65535×65535 = 4.3 GP, limit 40 MP", forgedGIF(65535, 65535)},
+		{"webp", "image is 16384×16384 = 268.4 MP, limit 40 MP", forgedWebP(16384, 16384)},
+		{"png-wide", "image is 4000000×11 = 44 MP, limit 40 MP", forgedPNG(4_000_000, 11)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := Decode(c.data, DefaultLimits())
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want ErrTooLarge with %q", err, c.msg)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Errorf("allocated %d bytes before refusing", n)
+			}
+		})
+	}
+}
+
+func readTestdata(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestLimitsAndBadInput(t *testing.T) {
+	png := readTestdata(t, "rgba_wide.png")
+	jpg := readTestdata(t, "progressive.jpg")
+	anim := readTestdata(t, "anim.gif")
+	webp := readTestdata(t, "lossy.webp")
+	def := DefaultLimits()
+	cases := []struct {
+		name string
+		data []byte
+		lim  Limits
+		want error
+		msg  string
+	}{
+		{"empty", nil, def, ErrCorrupt, "empty input"},
+		{"bytes over limit", png, Limits{MaxBytes: 100, MaxPixels: 1 << 20, MaxFrames: 1}, ErrTooLarge, "bytes, limit 100"},
+		{"pixels over limit", png, Limits{MaxBytes: 1 << 20, MaxPixels: 97*61 - 1, MaxFrames: 1}, ErrTooLarge, "image is 97×61"},
+		{"frames over limit", anim, Limits{MaxBytes: 1 << 20, MaxPixels: 1 << 20, MaxFrames: 2}, ErrTooLarge, "more than 2 frames"},
+		{"zero width png", forgedPNG(0, 10), def, ErrCorrupt, "png"},
+		{"zero height jpeg", forgedJPEG(10, 0), def, ErrCorrupt, "0"},
+		{"truncated png", png[:len(png)/2], def, ErrCorrupt, "decode png: "},
+		{"truncated jpeg", jpg[:len(jpg)/2], def, ErrCorrupt, "decode jpeg"},
+		{"truncated gif", anim[:200], def, ErrCorrupt, "decode gif"},
+		{"truncated webp", webp[:len(webp)/2], def, ErrCorrupt, "decode webp"},
+		{"header only png", forgedPNG(10, 10), def, ErrCorrupt, "decode png"},
+		{"bmp", []byte("BM\x36\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00"), def, ErrUnsupportedFormat, "not JPEG, PNG, GIF or WebP"},
+		{"tiff", []byte("II*\x00\x08\x00\x00\x00"), def, ErrUnsupportedFormat, "49 49 2a 00"},
+		{"text", []byte("hello"), def, ErrUnsupportedFormat, "starts"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img, err := Decode(c.data, c.lim)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, c.want, c.msg)
+			}
+			if img != nil {
+				t.Errorf("image %v returned with error", img.Bounds())
+			}
+			if _, err := Preprocess(c.data, 56, c.lim); !errors.Is(err, c.want) {
+				t.Errorf("Preprocess err = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDefaultLimitsAcceptTestImages(t *testing.T) {
+	lim := DefaultLimits()
+	if lim.MaxBytes != 20<<20 || lim.MaxPixels != 40_000_000 || lim.MaxFrames != 100 {
+		t.Fatalf("DefaultLimits() = %+v", lim)
+	}
+	// The first frame of an animation within the limit is what is used.
+	img, err := Decode(readTestdata(t, "anim.gif"), Limits{MaxBytes: 1 << 20, MaxPixels: 97 * 61, MaxFrames: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := img.Bounds().Size(); got.X != 97 || got.Y != 61 {
+		t.Errorf("size %v, want 97×61", got)
+	}
+}
+
+func TestPreprocessRejectsBadSize(t *testing.T) {
+	if _, err := Preprocess(readTestdata(t, "gray_small.png"), 0, DefaultLimits()); err == nil {
+		t.Fatal("size 0 accepted")
+	}
+}
+
+func TestPixelCount(t *testing.T) {
+	for n, want := range map[int64]string{999: "999 P", 1500: "1.5 kP", 40_000_000: "40 MP", 4_294_836_225: "4.3 GP"} {
+		if got := pixelCount(n); got != want {
+			t.Errorf("pixelCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
