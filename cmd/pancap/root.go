@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// commands holds the constructors of the subcommands; each command's file
+// adds its own in an init function: register(newXCmd).
+var commands []func() *cobra.Command
+
+// register adds a subcommand constructor to the root command.
+func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
+
+// envPrefix prefixes the environment variable of every flag: --metrics-addr
+// is read from PANCAP_METRICS_ADDR when not given on the command line.
+const envPrefix = "PANCAP_"
+
+// newRootCmd builds the command tree. Each call returns a fresh tree, so
+// tests can run commands in isolation.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pancap",
+		Short:         "Panoptic captioning with PancapChain over gRPC",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd.Flags())
+		},
+	}
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd())
+	}
+	return root
+}
+
+// envName is the environment variable of a flag.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, when that is set: the one place where environment
+// variables become configuration.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// envUsage appends the environment variables of a command's flags to their
+// usage text.
+func envUsage(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		f.Usage += " [$" + envName(f.Name) + "]"
+	})
+}

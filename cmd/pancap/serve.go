@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pancap-serve/pancap/batcher"
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/server"
+)
+
+func init() { register(newServeCmd) }
+
+// serveConfig is the whole configuration of `pancap serve`.
+type serveConfig struct {
+	server.Config
+
+	Model        string // checkpoint directory; "" means the embedded default model
+	LoRA         string // PEFT LoRA adapter directory merged at load time
+	MaxQueue     int    // requests waiting for admission before RESOURCE_EXHAUSTED
+	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
+	ChainReuse   bool   // share the image prefix's KV across stages and requests
+	LogLevel     string // debug, info, warn, error
+	LogFormat    string // text or json
+}
+
+// newServeCmd runs the gRPC server.
+func newServeCmd() *cobra.Command {
+	cfg := serveConfig{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the model over gRPC",
+		Long: "Serve PancapChain over gRPC (pancap.v1.Captioner, grpc.health.v1, reflection) and\n" +
+			"Prometheus metrics over HTTP. Every flag can also be set by its environment variable.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:50051", "gRPC listen address")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HTTP listen address of /metrics (empty: off)")
+	f.StringVar(&cfg.Model, "model", "", "model directory (empty: the embedded default model)")
+	f.StringVar(&cfg.LoRA, "lora", "", "PEFT LoRA adapter directory to merge at load time")
+	f.StringVar(&cfg.AuthToken, "auth-token", "", "require this bearer token on every call but health and reflection")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM); with --tls-key turns TLS on")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
+	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
+	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
+	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
+	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
+	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
+	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")
+	f.IntVar(&cfg.MaxNewTokens, "max-new-tokens-limit", server.DefaultMaxNewTokensLimit, "largest max_new_tokens accepted per stage")
+	f.Float64Var(&cfg.RateLimit, "rate-limit", 0, "calls admitted per second over the whole server (0: unlimited)")
+	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "burst of the rate limiter (0: the rate)")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	envUsage(f)
+	return cmd
+}
+
+// newLogger builds the server's logger on stderr.
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
+}
+
+// runServe serves until ctx is cancelled. The server listens at once and
+// reports NOT_SERVING while the model loads in the background.
+func runServe(ctx context.Context, cfg serveConfig) error {
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	backend := &loadingBackend{}
+	srv, err := server.New(cfg.Config, backend)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		loadErr error
+		stop    func()
+		loading sync.WaitGroup
+	)
+	loading.Go(func() {
+		start := time.Now()
+		eng, err := loadEngine(ctx, cfg)
+		if err == nil {
+			var b server.Backend
+			if b, stop, err = startBatcher(eng, cfg); err == nil {
+				backend.set(b)
+				sp := b.Spec()
+				log.Info("model loaded", "name", sp.Name, "device", sp.Device, "dtype", sp.DType,
+					"random_weights", sp.RandomWeights, "took", time.Since(start).Round(time.Millisecond))
+				return
+			}
+		}
+		loadErr = fmt.Errorf("load model: %w", err)
+		cancel()
+	})
+	runErr := srv.Run(ctx)
+	cancel()
+	loading.Wait()
+	if stop != nil {
+		stop()
+	}
+	if loadErr != nil {
+		return loadErr
+	}
+	return runErr
+}
+
+// loadingBackend stands in for the batcher while the model loads: not ready,
+// refusing work with batcher.ErrNotServing, then delegating to it.
+type loadingBackend struct {
+	b atomic.Pointer[server.Backend]
+}
+
+// set installs the loaded backend.
+func (l *loadingBackend) set(b server.Backend) { l.b.Store(&b) }
+
+func (l *loadingBackend) get() (server.Backend, error) {
+	if b := l.b.Load(); b != nil {
+		return *b, nil
+	}
+	return nil, fmt.Errorf("%w: the model is loading", batcher.ErrNotServing)
+}
+
+// SubmitChain delegates to the loaded backend.
+func (l *loadingBackend) SubmitChain(ctx context.Context, req batcher.ChainRequest) (<-chan batcher.Event, error) {
+	b, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return b.SubmitChain(ctx, req)
+}
+
+// SubmitGenerate delegates to the loaded backend.
+func (l *loadingBackend) SubmitGenerate(ctx context.Context, req batcher.GenerateRequest) (<-chan batcher.Event, error) {
+	b, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return b.SubmitGenerate(ctx, req)
+}
+
+// Spec is the loaded model's, or the zero Spec while loading.
+func (l *loadingBackend) Spec() engine.Spec {
+	if b, err := l.get(); err == nil {
+		return b.Spec()
+	}
+	return engine.Spec{}
+}
+
+// Ready reports whether the model is loaded and the backend ready.
+func (l *loadingBackend) Ready() bool {
+	b, err := l.get()
+	return err == nil && b.Ready()
+}
