@@ -136,3 +136,13 @@ func TestPresets(t *testing.T) {
 		t.Error("I8 weights accepted")
 	}
 }
+
+// BenchmarkWriteBench writes the 330 MB bench checkpoint (run with
+// -benchtime 1x; it needs that much free disk).
+func BenchmarkWriteBench(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if err := Write(b.TempDir(), Bench, weights.BF16, uint64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
