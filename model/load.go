@@ -243,7 +243,8 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if err := errors.Join(b.errs...); err != nil {
 		return nil, nil, err
 	}
-	rep.DType, rep.WeightBytes = b.dtype.String(), b.bytes
+	kdt, _ := kernelDType(b.dtype)
+	rep.DType, rep.WeightBytes = kdt.String(), b.bytes
 	for _, s := range ss {
 		for _, name := range s.Unused() {
 			if expectedUnused(name, layout, cfg) {

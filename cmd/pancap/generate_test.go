@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writePNG draws a small two-colour test image.
+func writePNG(t *testing.T) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 40, 30))
+	for y := 0; y < 30; y++ {
+		for x := 0; x < 40; x++ {
+			img.Set(x, y, color.RGBA{uint8(6 * x), uint8(8 * y), 200, 255})
+		}
+	}
+	path := filepath.Join(t.TempDir(), "img.png")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestGenerateEmbeddedJSON(t *testing.T) {
+	dump := filepath.Join(t.TempDir(), "logits.f32")
+	var out bytes.Buffer
+	err := runGenerate(&out, generateFlags{
+		image: writePNG(t), prompt: "Please localize all entities in this image.",
+		maxNew: 5, json: true, ignoreEOS: true, dumpLogits: dump,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r generateResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !r.RandomWeights || !strings.Contains(r.Model, "random weights") {
+		t.Errorf("model %q random_weights %v: the embedded model must say it is random", r.Model, r.RandomWeights)
+	}
+	if !strings.HasSuffix(r.Prompt, "USER: <image>\nPlease localize all entities in this image. ASSISTANT:") {
+		t.Errorf("prompt not wrapped in vicuna_v1: %q", r.Prompt)
+	}
+	images := 0
+	for _, id := range r.InputIDs {
+		if id == -200 {
+			images++
+		}
+	}
+	if images != 1 || r.InputIDs[0] != 1 {
+		t.Errorf("input ids %v: want BOS first and one image placeholder", r.InputIDs)
+	}
+	if len(r.GeneratedIDs) != 5 || r.Finish != "length" || r.Timings.DecodeTokens != 5 || r.Timings.PrefillTokens != len(r.InputIDs)-1+16 {
+		t.Errorf("result %+v", r)
+	}
+	data, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != 4*1000 {
+		t.Errorf("dumped %d bytes of logits, want 4×1000", len(data))
+	}
+}
+
+func TestGenerateTextOnlyAndErrors(t *testing.T) {
+	var out bytes.Buffer
+	if err := runGenerate(&out, generateFlags{prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "RANDOM WEIGHTS") || !strings.Contains(out.String(), "generated ids (3, length)") {
+		t.Errorf("unexpected output:\n%s", out.String())
+	}
+	err := runGenerate(&out, generateFlags{prompt: "<image>\nhi", raw: true, maxNew: 1})
+	if !errors.Is(err, errGenerateArgs) {
+		t.Errorf("a raw <image> prompt without --image gave %v", err)
+	}
+	if err := runGenerate(&out, generateFlags{prompt: "hi", maxNew: 1, model: t.TempDir()}); err == nil {
+		t.Error("an empty model directory loaded")
+	}
+}
