@@ -185,3 +185,55 @@ func TestExpectAndCheckFinite(t *testing.T) {
 		t.Errorf("max half: %v", err)
 	}
 }
+
+func TestStoreShardedBin(t *testing.T) {
+	dir := t.TempDir()
+	for src, dst := range map[string]string{
+		"testdata/torch/state.bin":                      "pytorch_model-00001-of-00002.bin",
+		"testdata/lora/adapter/non_lora_trainables.bin": "pytorch_model-00002-of-00002.bin",
+	} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, dst), b, 0o644)
+	}
+	writeIndex(t, filepath.Join(dir, BinIndex), `{"weight_map":{"f32":"pytorch_model-00001-of-00002.bin","base_model.model.model.mm_projector.0.weight":"pytorch_model-00002-of-00002.bin"}}`)
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.Get("base_model.model.model.mm_projector.0.weight")
+	if err != nil || p.Expect(6, 4) != nil || p.DType != BF16 {
+		t.Fatalf("projector: %+v %v", p, err)
+	}
+	if !s.Has("i64") || !strings.HasSuffix(s.Origin(), BinIndex) {
+		t.Error("tensors beyond the index not kept, or wrong origin")
+	}
+	bin, _ := os.ReadFile("testdata/torch/state.bin")
+	fsys := fstest.MapFS{"m/" + BinFile: {Data: bin}}
+	fs, err := OpenFS(fsys, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	if f, err := fs.Get("f32"); err != nil || f.Expect(2, 3) != nil || f.File != "m/"+BinFile {
+		t.Errorf("OpenFS .bin: %+v %v", f, err)
+	}
+}
+
+func FuzzIndex(f *testing.F) {
+	f.Add([]byte(`{"metadata":{"total_size":4},"weight_map":{"a":"model-00001-of-00002.safetensors"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseIndex(data)
+		if err != nil {
+			return
+		}
+		for name, file := range m {
+			if !filepath.IsLocal(file) {
+				t.Fatalf("%s: shard %q accepted", name, file)
+			}
+		}
+	})
+}
