@@ -66,10 +66,15 @@ func TestGoldenChains(t *testing.T) {
 func checkGoldenChain(t *testing.T, c goldenChain) {
 	handoff := ""
 	var stage2 []Entity
+	var h Handoff
 	for _, st := range c.Stages {
 		if got := Prompt(st.Stage, handoff); got != st.Prompt {
 			t.Fatalf("stage %d prompt = %q, want %q", st.Stage, got, st.Prompt)
 		}
+		if got := h.Prompt(st.Stage); got != st.Prompt {
+			t.Fatalf("Handoff: stage %d prompt = %q, want %q", st.Stage, got, st.Prompt)
+		}
+		checkAdvance(t, st, h.Advance(st.Stage, st.Text))
 		switch st.Stage {
 		case Localize:
 			var want []Box
@@ -105,6 +110,34 @@ func checkGoldenChain(t *testing.T, c goldenChain) {
 		}
 		if st.Handoff == nil || *st.Handoff != handoff {
 			t.Fatalf("stage %d hand-off = %q, want %v", st.Stage, handoff, st.Handoff)
+		}
+	}
+}
+
+// checkAdvance compares Handoff.Advance's list with the golden stage's.
+func checkAdvance(t *testing.T, st goldenStage, got []Entity) {
+	t.Helper()
+	var want []goldenEntity
+	switch st.Stage {
+	case Localize:
+		var boxes []Box
+		mustUnmarshal(t, st.Parsed, &boxes)
+		for _, b := range boxes {
+			want = append(want, goldenEntity{Box: b})
+		}
+	case Tag:
+		mustUnmarshal(t, st.Parsed, &want)
+	case Discover:
+		want = st.Merged
+	case Caption:
+		return
+	}
+	if !sameEntities(got, want) {
+		t.Fatalf("Handoff: stage %d list %v, want %v", st.Stage, got, want)
+	}
+	for _, e := range got {
+		if e.Stage != st.Stage && !(st.Stage == Discover && e.Stage == Tag) {
+			t.Fatalf("Handoff: stage %d entity %v has stage %d", st.Stage, e, e.Stage)
 		}
 	}
 }
