@@ -54,9 +54,8 @@ func (s *Sampler) Next(logits []float32) int32 {
 		s.cand = make([]int32, 0, len(logits))
 	}
 	val, cand := s.val[:len(logits)], s.cand[:0]
-	inv := 1 / s.p.Temperature
 	for i, v := range logits {
-		v *= inv
+		v /= s.p.Temperature // as TemperatureLogitsWarper: a division, not a reciprocal
 		if v != v { // NaN
 			v = float32(math.Inf(-1))
 		}
