@@ -55,8 +55,9 @@ func (s *Sampler) Next(logits []float32) int32 {
 	}
 	val, cand := s.val[:len(logits)], s.cand[:0]
 	for i, v := range logits {
-		v /= s.p.Temperature // as TemperatureLogitsWarper: a division, not a reciprocal
-		if v != v {          // NaN
+		// as TemperatureLogitsWarper: a division, not a reciprocal
+		v /= s.p.Temperature
+		if v != v { // NaN
 			v = float32(math.Inf(-1))
 		}
 		val[i] = v
