@@ -5,9 +5,9 @@ import (
 	"image"
 )
 
-// PadColor is LLaVA's expand2square background: the CLIP mean times 255,
+// padColor is LLaVA's expand2square background: the CLIP mean times 255,
 // truncated to integers.
-var PadColor = [3]uint8{122, 116, 104}
+var padColor = [3]uint8{122, 116, 104}
 
 // CLIP normalisation constants (CLIPImageProcessor image_mean / image_std).
 var (
@@ -38,7 +38,7 @@ type Result struct {
 
 // Preprocess decodes data (see Decode) and produces the vision tower's input
 // as LLaVA-1.5 with image_aspect_ratio "pad" does: expand2square with
-// PadColor, then CLIPImageProcessor with shortest_edge = crop_size = size.
+// padColor, then CLIPImageProcessor with shortest_edge = crop_size = size.
 // After padding the image is square, so the shortest-edge resize yields
 // size×size directly and the centre crop is the identity.
 func Preprocess(data []byte, size int, lim Limits) (Result, error) {
@@ -58,7 +58,7 @@ func Preprocess(data []byte, size int, lim Limits) (Result, error) {
 	}, nil
 }
 
-// expandToSquare is LLaVA's expand2square: a max(w,h)² canvas of PadColor
+// expandToSquare is LLaVA's expand2square: a max(w,h)² canvas of padColor
 // with the image pasted at ((side−w)/2, (side−h)/2), floor division.
 func expandToSquare(img *image.RGBA) *image.RGBA {
 	w, h := img.Rect.Dx(), img.Rect.Dy()
@@ -67,7 +67,7 @@ func expandToSquare(img *image.RGBA) *image.RGBA {
 	}
 	side := max(w, h)
 	out := image.NewRGBA(image.Rect(0, 0, side, side))
-	fill := [4]uint8{PadColor[0], PadColor[1], PadColor[2], 0xff}
+	fill := [4]uint8{padColor[0], padColor[1], padColor[2], 0xff}
 	for i := 0; i < len(out.Pix); i += 4 {
 		copy(out.Pix[i:i+4], fill[:])
 	}
