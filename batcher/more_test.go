@@ -244,3 +244,42 @@ func TestValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzValidate feeds arbitrary request fields to validation: every refusal
+// wraps a sentinel, and every accepted request fits the context and pool.
+func FuzzValidate(f *testing.F) {
+	f.Add(4, 24, 0, -1, 5000, float32(0.7), float32(0.9), 5, "stop", "describe", []byte("img"), false)
+	f.Add(0, 0, 0, 0, 0, float32(0), float32(0), 0, "", "", []byte{}, true)
+	f.Add(9, 1, 1, 1, 1, float32(-1), float32(2), -3, "<image>", "<image> hi", []byte("bad"), true)
+	b := New(newFakeEngine(512), Config{})
+	f.Fuzz(func(t *testing.T, stages, m0, m1, m2, m3 int, temp, topP float32, topK int, stop, prompt string, img []byte, raw bool) {
+		params := sample.Params{Temperature: temp, TopP: topP, TopK: topK}
+		var stops []string
+		if stop != "" {
+			stops = []string{stop}
+		}
+		sentinels := []error{ErrInvalidRequest, ErrInvalidImage, ErrPromptTooLong}
+		check := func(req *request, err error) {
+			if err != nil {
+				for _, s := range sentinels {
+					if errors.Is(err, s) {
+						return
+					}
+				}
+				t.Fatalf("error %v wraps no sentinel", err)
+			}
+			if req.need > b.kv.NumBlocks() || req.need < 1 {
+				t.Fatalf("accepted request needs %d blocks", req.need)
+			}
+			for _, m := range req.maxNew[:max(1, int(req.stages))] {
+				if m < 1 || m > b.spec.MaxContext {
+					t.Fatalf("accepted max_new_tokens %d", m)
+				}
+			}
+		}
+		check(b.newChainRequest(ChainRequest{Stages: stages, MaxNewTokens: [4]int{m0, m1, m2, m3},
+			Sampling: params, Stop: stops, Image: img}))
+		check(b.newGenerateRequest(GenerateRequest{Prompt: prompt, Raw: raw, Image: img, MaxNewTokens: m0,
+			Sampling: params, Stop: stops}))
+	})
+}
