@@ -1,0 +1,22 @@
+//go:build amd64 && cgo
+
+// Interface of the AVX2 GEMM kernels in gemm_avx2.c.
+
+#ifndef PANCAP_LINALG_GEMM_H
+#define PANCAP_LINALG_GEMM_H
+
+enum { PC_F32 = 0, PC_BF16 = 1, PC_F16 = 2 };
+
+// Rows above which weights are widened and blocked for the caches.
+#define PC_PACK_M 16
+
+// pc_gemm computes out[i*n + j] = sum_p x[i*k + p] * w[j*k + p] for i < m,
+// j0 <= j < j1, with w of type wt. scratch (pc_gemm_scratch(k) floats) may
+// be NULL, which selects the unblocked path (same results bit for bit).
+void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
+	long j1, float *scratch);
+
+// pc_gemm_scratch is the number of floats of scratch pc_gemm uses for k.
+long pc_gemm_scratch(long k);
+
+#endif

@@ -1,0 +1,312 @@
+//go:build amd64 && cgo
+
+// AVX2/FMA/F16C GEMM kernels: out[m×n] = x[m×k] · w[n×k]ᵀ with w in fp32,
+// bf16 or fp16 and fp32 accumulation, computed over a range of columns.
+//
+// Every output element is reduced in one fixed order, whatever the tile,
+// path, block sizes or number of rows:
+//   lane l (0..7) accumulates fma(x[p], w[p], acc) for p = l, l+8, … < kv
+//   (kv = k rounded down to a multiple of 8), in increasing p, from 0;
+//   the 8 lanes are summed as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7));
+//   the tail p = kv … k-1 is then added with scalar fma in increasing p.
+// bf16 and fp16 weights are widened exactly to fp32 before the fma, so
+// the packed path (weights widened into a scratch block) and the direct
+// path (widened in registers) give bit-identical results. That makes every
+// row's result independent of m (batch invariance) and of how the columns
+// are split over workers.
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+#define KC 512   // k block of the packed path: a 4×KC x tile is 8 KiB (L1)
+#define L2W (256 * 1024) // bytes of widened weights kept in L2 per block
+#define NCMAX 480        // widest column block (acc buffer 4×NCMAX×8 floats)
+#define CHUNK 24         // column chunk of the direct path (lcm of the NRs)
+
+static inline __attribute__((always_inline)) __m256 load_w(int wt, const void *w, long off) {
+	switch (wt) {
+	case PC_BF16: {
+		__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + off));
+		return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+	}
+	case PC_F16:
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + off)));
+	default:
+		return _mm256_loadu_ps((const float *)w + off);
+	}
+}
+
+static inline __attribute__((always_inline)) float widen1(int wt, const void *w, long off) {
+	switch (wt) {
+	case PC_BF16: {
+		uint32_t b = (uint32_t)((const uint16_t *)w)[off] << 16;
+		float f;
+		memcpy(&f, &b, 4);
+		return f;
+	}
+	case PC_F16:
+		return _cvtsh_ss(((const uint16_t *)w)[off]);
+	default:
+		return ((const float *)w)[off];
+	}
+}
+
+// hsum8 sums the 8 lanes in the fixed tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)).
+static inline __attribute__((always_inline)) float hsum8(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+// tile accumulates acc[i][j] (MR×NR vectors) over p in [p0, p1) (multiples
+// of 8): x rows at stride ldx, w rows (of type wt) at stride ldw.
+static inline __attribute__((always_inline)) void tile(const int MR, const int NR, const int wt,
+	const float *x, long ldx, const void *w, long ldw, long p0, long p1, __m256 acc[4][8]) {
+	__m256 a[4][8];
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NR; j++)
+			a[i][j] = acc[i][j];
+	for (long p = p0; p < p1; p += 8) {
+		if (MR * NR + NR + 1 <= 16) { // weights in registers, x streamed
+			__m256 wv[8];
+#pragma GCC unroll 8
+			for (int j = 0; j < NR; j++)
+				wv[j] = load_w(wt, w, j * ldw + p);
+#pragma GCC unroll 8
+			for (int i = 0; i < MR; i++) {
+				__m256 xv = _mm256_loadu_ps(x + i * ldx + p);
+#pragma GCC unroll 8
+				for (int j = 0; j < NR; j++)
+					a[i][j] = _mm256_fmadd_ps(xv, wv[j], a[i][j]);
+			}
+		} else { // x in registers, weights streamed
+			__m256 xv[4];
+#pragma GCC unroll 8
+			for (int i = 0; i < MR; i++)
+				xv[i] = _mm256_loadu_ps(x + i * ldx + p);
+#pragma GCC unroll 8
+			for (int j = 0; j < NR; j++) {
+				__m256 wv = load_w(wt, w, j * ldw + p);
+#pragma GCC unroll 8
+				for (int i = 0; i < MR; i++)
+					a[i][j] = _mm256_fmadd_ps(xv[i], wv, a[i][j]);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NR; j++)
+			acc[i][j] = a[i][j];
+}
+
+// finish reduces the accumulators of an MR×NR tile, adds the k tail and
+// stores the results at out (row stride ldo).
+static inline __attribute__((always_inline)) void finish(const int MR, const int NR, const int wt,
+	const float *x, long ldx, const void *w, long ldw, long kv, long k, __m256 acc[4][8],
+	float *out, long ldo) {
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NR; j++) {
+			float s = hsum8(acc[i][j]);
+			for (long p = kv; p < k; p++)
+				s = __builtin_fmaf(x[i * ldx + p], widen1(wt, w, j * ldw + p), s);
+			out[i * ldo + j] = s;
+		}
+}
+
+static inline __attribute__((always_inline)) void zero(__m256 acc[4][8]) {
+#pragma GCC unroll 8
+	for (int i = 0; i < 4; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+			acc[i][j] = _mm256_setzero_ps();
+}
+
+// full computes an MR×NR tile over all of k in registers.
+static inline __attribute__((always_inline)) void full(const int MR, const int NR, const int wt,
+	const float *x, long ldx, const void *w, long ldw, long kv, long k, float *out, long ldo) {
+	__m256 acc[4][8];
+	zero(acc);
+	tile(MR, NR, wt, x, ldx, w, ldw, 0, kv, acc);
+	finish(MR, NR, wt, x, ldx, w, ldw, kv, k, acc, out, ldo);
+}
+
+// nr_of is the tile width used with MR rows: the widest that keeps the
+// accumulators and operands in the 16 ymm registers.
+static inline int nr_of(int mr) {
+	switch (mr) {
+	case 4:
+		return 3;
+	case 3:
+		return 4;
+	case 2:
+		return 6;
+	default:
+		return 8;
+	}
+}
+
+static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
+
+// rows runs MR rows of x against columns [j0, j1) of w (row stride ldw,
+// first row w) over all of k, writing out[i*ldo + j - j0].
+#define ROWS(MR, NR, WT)                                                                       \
+	static void rows_##MR##_##WT(const float *x, long ldx, const void *w, long ldw, long kv, long k, \
+		long nc, float *out, long ldo) {                                                   \
+		long j = 0;                                                                        \
+		for (; j + NR <= nc; j += NR)                                                      \
+			full(MR, NR, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, kv, k, out + j, ldo); \
+		for (; j < nc; j++)                                                                \
+			full(MR, 1, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, kv, k, out + j, ldo); \
+	}
+
+#define ROWS_ALL(WT) ROWS(4, 3, WT) ROWS(3, 4, WT) ROWS(2, 6, WT) ROWS(1, 8, WT)
+ROWS_ALL(0)
+ROWS_ALL(1)
+ROWS_ALL(2)
+
+typedef void (*rows_fn)(const float *, long, const void *, long, long, long, long, float *, long);
+static const rows_fn rows_tab[3][5] = {
+	{0, rows_1_0, rows_2_0, rows_3_0, rows_4_0},
+	{0, rows_1_1, rows_2_1, rows_3_1, rows_4_1},
+	{0, rows_1_2, rows_2_2, rows_3_2, rows_4_2},
+};
+
+// direct: weights read where they lie; for small m (decode), where each
+// weight is used by few rows and the weights stream from memory once.
+static void gemm_direct(int wt, float *out, const float *x, const void *w, long m, long n, long k,
+	long j0, long j1) {
+	long kv = k & ~7L;
+	for (long jc = j0; jc < j1; jc += CHUNK) {
+		long nc = j1 - jc < CHUNK ? j1 - jc : CHUNK;
+		const char *wc = (const char *)w + jc * k * esz(wt);
+		for (long i = 0; i < m;) {
+			int mr = m - i >= 4 ? 4 : (int)(m - i);
+			rows_tab[wt][mr](x + i * k, k, wc, k, kv, k, nc, out + i * n + jc, n);
+			i += mr;
+		}
+	}
+}
+
+// kblock runs an MR×NR tile (fp32 weights) over [p0, p1), keeping the
+// accumulators in buf between k blocks and finishing on the last.
+static inline __attribute__((always_inline)) void kblock(const int MR, const int NR, const float *x,
+	long ldx, const float *w, long ldw, long p0, long p1, long kv, long k, __m256 *buf, float *out,
+	long ldo) {
+	__m256 acc[4][8];
+	if (p0 == 0)
+		zero(acc);
+	else
+#pragma GCC unroll 8
+		for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+			for (int j = 0; j < NR; j++)
+				acc[i][j] = buf[i * NR + j];
+	tile(MR, NR, PC_F32, x, ldx, w, ldw, p0, p1, acc);
+	if (p1 == kv) {
+		finish(MR, NR, PC_F32, x, ldx, w, ldw, kv, k, acc, out, ldo);
+		return;
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NR; j++)
+			buf[i * NR + j] = acc[i][j];
+}
+
+#define KROWS(MR, NR)                                                                           \
+	static void krows_##MR(const float *x, long ldx, const float *w, long ldw, long p0, long p1,  \
+		long kv, long k, long nc, __m256 *buf, float *out, long ldo) {                        \
+		long j = 0;                                                                           \
+		for (; j + NR <= nc; j += NR, buf += MR * NR)                                         \
+			kblock(MR, NR, x, ldx, w + j * ldw, ldw, p0, p1, kv, k, buf, out + j, ldo);      \
+		for (; j < nc; j++, buf += MR)                                                        \
+			kblock(MR, 1, x, ldx, w + j * ldw, ldw, p0, p1, kv, k, buf, out + j, ldo);       \
+	}
+KROWS(4, 3)
+KROWS(3, 4)
+KROWS(2, 6)
+KROWS(1, 8)
+
+typedef void (*krows_fn)(const float *, long, const float *, long, long, long, long, long, long,
+	__m256 *, float *, long);
+static const krows_fn krows_tab[5] = {0, krows_1, krows_2, krows_3, krows_4};
+
+// widen_rows converts nc rows of k weights to fp32 at dst.
+static void widen_rows(int wt, float *dst, const void *w, long nc, long k) {
+	long total = nc * k, p = 0;
+	for (; p + 8 <= total; p += 8)
+		_mm256_storeu_ps(dst + p, load_w(wt, w, p));
+	for (; p < total; p++)
+		dst[p] = widen1(wt, w, p);
+}
+
+// ncols is the column block of the packed path for k.
+static long ncols(long k) {
+	long nc = L2W / (4 * (k > 0 ? k : 1)) / CHUNK * CHUNK;
+	if (nc < CHUNK)
+		nc = CHUNK;
+	if (nc > NCMAX)
+		nc = NCMAX;
+	return nc;
+}
+
+long pc_gemm_scratch(long k) {
+	long nc = ncols(k);
+	return nc * k + 4 * NCMAX * 8 + 8; // widened block + accumulators + alignment
+}
+
+// packed: for large m; columns in blocks whose fp32 weights fit in L2, k in
+// blocks of KC whose 4-row x tile stays in L1.
+static void gemm_packed(int wt, float *out, const float *x, const void *w, long m, long n, long k,
+	long j0, long j1, float *scratch) {
+	long kv = k & ~7L, ncb = ncols(k);
+	uintptr_t a = ((uintptr_t)scratch + 31) & ~(uintptr_t)31;
+	__m256 *buf = (__m256 *)a;
+	float *wide = (float *)(buf + 4 * NCMAX);
+	for (long jb = j0; jb < j1; jb += ncb) {
+		long nc = j1 - jb < ncb ? j1 - jb : ncb;
+		const float *wb;
+		if (wt == PC_F32) {
+			wb = (const float *)w + jb * k;
+		} else {
+			widen_rows(wt, wide, (const char *)w + jb * k * 2, nc, k);
+			wb = wide;
+		}
+		for (long i = 0; i < m;) {
+			int mr = m - i >= 4 ? 4 : (int)(m - i);
+			if (kv == 0) {
+				rows_tab[PC_F32][mr](x + i * k, k, wb, k, kv, k, nc, out + i * n + jb, n);
+			} else {
+				for (long p0 = 0; p0 < kv; p0 += KC) {
+					long p1 = kv - p0 < KC ? kv : p0 + KC;
+					krows_tab[mr](x + i * k, k, wb, k, p0, p1, kv, k, nc, buf, out + i * n + jb, n);
+				}
+			}
+			i += mr;
+		}
+	}
+}
+
+void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
+	long j1, float *scratch) {
+	if (m <= 0 || j1 <= j0)
+		return;
+	if (m > PC_PACK_M && scratch)
+		gemm_packed(wt, out, x, w, m, n, k, j0, j1, scratch);
+	else
+		gemm_direct(wt, out, x, w, m, n, k, j0, j1);
+}
+
+#pragma GCC pop_options
