@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
+
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
 // PEFT file names of a LoRA adapter directory.
@@ -21,6 +21,9 @@ const (
 	AdapterBin         = "adapter_model.bin"
 	NonLoRATrainables  = "non_lora_trainables.bin"
 )
+
+// mergeBlock is the number of elements of B·A computed at a time.
+const mergeBlock = 1 << 22
 
 // peftPrefix starts every tensor name of a PEFT adapter.
 const peftPrefix = "base_model.model."
@@ -220,32 +223,27 @@ func mergeOne(w, a, b *Tensor, r int, scale float32, fanInFanOut bool) (*Tensor,
 	if err != nil {
 		return nil, err
 	}
-	workers := min(runtime.GOMAXPROCS(0), out)
-	var wg sync.WaitGroup
-	for k := 0; k < workers; k++ {
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			acc := make([]float32, in) // one row of B·A
-			for i := lo; i < hi; i++ {
-				clear(acc)
-				for p := 0; p < r; p++ {
-					bip := bf[i*r+p]
-					for j, ajp := range af[p*in : (p+1)*in] {
-						acc[j] += bip * ajp
-					}
-				}
-				for j, d := range acc {
-					if fanInFanOut {
-						wf[j*out+i] += scale * d
-					} else {
-						wf[i*in+j] += scale * d
-					}
+	at := make([]float32, in*r) // [in × r]: Aᵀ, so that B·A = B·(Aᵀ)ᵀ
+	for p := 0; p < r; p++ {
+		for j, v := range af[p*in : (p+1)*in] {
+			at[j*r+p] = v
+		}
+	}
+	rows := max(1, min(out, mergeBlock/in))
+	d := make([]float32, rows*in) // [rows × in]: a block of rows of B·A
+	for i0 := 0; i0 < out; i0 += rows {
+		n := min(rows, out-i0)
+		linalg.MatMulF32(d[:n*in], bf[i0*r:(i0+n)*r], at, n, in, r)
+		for i := 0; i < n; i++ {
+			for j, v := range d[i*in : (i+1)*in] {
+				if fanInFanOut {
+					wf[j*out+i0+i] += scale * v
+				} else {
+					wf[(i0+i)*in+j] += scale * v
 				}
 			}
-		}(k*out/workers, (k+1)*out/workers)
+		}
 	}
-	wg.Wait()
 	return FromFloat32(w.Name, w.DType, w.Shape, wf)
 }
 
