@@ -254,10 +254,12 @@ func (s *Store) loadFile(src source, name string) (map[string]*Tensor, error) {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
 	var ts map[string]*Tensor
-	if strings.HasSuffix(name, ".safetensors") || !bytes.HasPrefix(data, []byte("PK\x03\x04")) {
-		ts, _, err = parseSafetensors(file, data)
-	} else {
+	ext := path.Ext(name)
+	isZip := bytes.HasPrefix(data, []byte("PK\x03\x04"))
+	if ext != ".safetensors" && (isZip || ext == ".bin" || ext == ".pt" || ext == ".pth") {
 		ts, err = parseTorchZip(file, data)
+	} else {
+		ts, _, err = parseSafetensors(file, data)
 	}
 	if err != nil {
 		release()

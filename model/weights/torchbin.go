@@ -63,7 +63,7 @@ type rebuildParameter struct{}
 func parseTorchZip(file string, data []byte) (map[string]*Tensor, error) {
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: not a PyTorch zip archive: %v", ErrFormat, file, err)
+		return nil, fmt.Errorf("%w: %s: not a PyTorch zip archive (files saved by torch < 1.6 must be re-saved): %v", ErrFormat, file, err)
 	}
 	a := &torchArchive{file: file, data: data, entries: map[string]*zip.File{}, storages: map[string]*storageRef{}}
 	var pkl *zip.File
@@ -118,7 +118,7 @@ func (a *torchArchive) entryBytes(f *zip.File, want int64) ([]byte, error) {
 		}
 		return a.data[off : off+int64(size) : off+int64(size)], nil
 	}
-	if size > maxDeflateRatio*(f.CompressedSize64+1) {
+	if f.CompressedSize64 > uint64(len(a.data)) || size > maxDeflateRatio*(f.CompressedSize64+1) {
 		return nil, fmt.Errorf("%w: %s: entry %s expands %d bytes to %d (zip bomb)", ErrTooLarge, a.file, f.Name, f.CompressedSize64, size)
 	}
 	rc, err := f.Open()
@@ -126,18 +126,19 @@ func (a *torchArchive) entryBytes(f *zip.File, want int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: entry %s: %v", ErrFormat, a.file, f.Name, err)
 	}
 	defer rc.Close()
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, fmt.Errorf("%w: %s: entry %s shorter than its declared %d bytes: %v", ErrFormat, a.file, f.Name, size, err)
-	}
-	extra, err := io.Copy(io.Discard, io.LimitReader(rc, 1))
-	if extra != 0 || errors.Is(err, zip.ErrFormat) {
+	// Grow the buffer only as data really arrives, reading one byte past
+	// the declared size to catch an entry longer than it says.
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(rc, int64(size)+1))
+	switch {
+	case uint64(n) > size || errors.Is(err, zip.ErrFormat):
 		return nil, fmt.Errorf("%w: %s: entry %s longer than its declared %d bytes (zip bomb)", ErrTooLarge, a.file, f.Name, size)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("%w: %s: entry %s: %v", ErrFormat, a.file, f.Name, err)
+	case uint64(n) < size:
+		return nil, fmt.Errorf("%w: %s: entry %s shorter than its declared %d bytes", ErrFormat, a.file, f.Name, size)
 	}
-	return buf, nil
+	return buf.Bytes(), nil
 }
 
 // unpickle runs the pickle program with only the tensor-rebuild globals

@@ -196,6 +196,11 @@ func TestTorchBinHostileArchives(t *testing.T) {
 			}
 		})
 	}
+	legacy := filepath.Join(dir, "legacy.bin")
+	os.WriteFile(legacy, []byte("\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."), 0o644)
+	if _, err := OpenFile(legacy); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "torch < 1.6") {
+		t.Errorf("legacy torch file: %v", err)
+	}
 	raw, _ := os.ReadFile(src)
 	for _, n := range []int{0, 10, len(raw) / 2, len(raw) - 10} {
 		if _, err := parseTorchZip("cut.bin", raw[:n]); !errors.Is(err, ErrFormat) {
