@@ -19,7 +19,6 @@ import (
 // concurrent use.
 type Backend struct {
 	pool *pool
-	mm   matMulTask
 	attn attentionTask
 	ew   elementwiseTask
 	rows rowTask
@@ -34,7 +33,6 @@ func New(workers int) *Backend {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	b := &Backend{pool: newPool(workers)}
-	b.mm.tmp = make([][]float32, b.pool.workers)
 	b.attn.scores = make([][]float32, b.pool.workers)
 	return b
 }
@@ -127,71 +125,31 @@ func (b *Backend) LoadWeight(dt kernels.DType, shape []int, raw []byte) (kernels
 	return w, nil
 }
 
-// vec returns a float32 view or widened copy of a 1-D weight into dst.
-func (w *weight) vec(dst []float32) []float32 {
-	if w.dt == kernels.F32 {
-		return w.f32
-	}
-	for i := range dst[:w.n] {
-		dst[i] = w.at(i)
-	}
-	return dst[:w.n]
-}
-
-// matMulTask splits the n output columns over the workers; each worker
-// computes an [m × cols] block into its own scratch and copies it out. The
-// split depends only on n, so every row's result is independent of m.
-type matMulTask struct {
-	out, x  []float32
-	w, bias *weight
-	m, n, k int
-	tmp     [][]float32 // per-worker [m × cols] scratch, grown as needed
-}
-
-const matMulGrain = 64 // minimum output columns per worker
-
-func (t *matMulTask) run(wk, lo, hi int) {
-	cols := hi - lo
-	dst := t.out
-	if cols != t.n {
-		if cap(t.tmp[wk]) < t.m*cols {
-			t.tmp[wk] = make([]float32, t.m*cols)
-		}
-		dst = t.tmp[wk][:t.m*cols]
-	}
-	x, k := t.x[:t.m*t.k], t.k
-	switch t.w.dt {
-	case kernels.F32:
-		linalg.MatMulF32(dst, x, t.w.f32[lo*k:hi*k], t.m, cols, k)
-	case kernels.BF16:
-		linalg.MatMulBF16(dst, x, t.w.u16[lo*k:hi*k], t.m, cols, k)
-	case kernels.F16:
-		linalg.MatMulF16(dst, x, t.w.u16[lo*k:hi*k], t.m, cols, k)
-	}
-	for i := 0; i < t.m; i++ {
-		row := t.out[i*t.n+lo : i*t.n+hi]
-		if cols != t.n {
-			copy(row, dst[i*cols:(i+1)*cols])
-		}
-		if t.bias != nil {
-			for j := range row {
-				row[j] += t.bias.at(lo + j)
-			}
-		}
-	}
-}
-
-// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias).
+// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias). The product
+// runs in linalg, which parallelises it over its own workers by columns and
+// keeps every row's reduction order independent of m.
 func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
-	t := &b.mm
-	t.w = wt(w)
-	t.n, t.k = t.w.shape[0], t.w.n/t.w.shape[0]
-	t.out, t.x, t.m = data(out)[:m*t.n], data(x), m
-	t.bias = nil
-	if bias != nil {
-		t.bias = wt(bias)
+	ww := wt(w)
+	n, k := ww.shape[0], ww.n/ww.shape[0]
+	o, xs := data(out)[:m*n], data(x)[:m*k]
+	switch ww.dt {
+	case kernels.F32:
+		linalg.MatMulF32(o, xs, ww.f32, m, n, k)
+	case kernels.BF16:
+		linalg.MatMulBF16(o, xs, ww.u16, m, n, k)
+	case kernels.F16:
+		linalg.MatMulF16(o, xs, ww.u16, m, n, k)
 	}
-	b.pool.parallel(t, t.n, matMulGrain)
+	if bias == nil {
+		return
+	}
+	bw := wt(bias)
+	for i := 0; i < m; i++ {
+		row := o[i*n : (i+1)*n]
+		for j := range row {
+			row[j] += bw.at(j)
+		}
+	}
 }
 
 // Embed gathers table rows for non-negative ids.
