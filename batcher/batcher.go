@@ -365,7 +365,7 @@ func (b *Batcher) encode() {
 		index = map[kvcache.Hash]int{}
 	)
 	for _, r := range b.prioritized() {
-		if r.done || r.features != nil || !b.needsImage(r.cur) {
+		if r.features != nil || !b.needsImage(r.cur) {
 			continue
 		}
 		if b.cfg.ChainReuse {
@@ -419,11 +419,11 @@ func (b *Batcher) setFeatures(r *request, f []float32, took time.Duration, cache
 	r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: cached, Timing: Timing{Total: took}})
 }
 
-// prioritized returns the running requests in scheduling order: stages of
-// started chains (and preempted sequences) before the first stage of new
-// ones, then admission order.
+// prioritized returns the unfinished running requests in scheduling order:
+// stages of started chains (and preempted sequences) before the first stage
+// of new ones, then admission order.
 func (b *Batcher) prioritized() []*request {
-	rs := slices.Clone(b.running)
+	rs := slices.DeleteFunc(slices.Clone(b.running), func(r *request) bool { return r.done })
 	slices.SortStableFunc(rs, func(x, y *request) int {
 		return cmp.Or(cmp.Compare(b.rank(x), b.rank(y)), cmp.Compare(x.order, y.order))
 	})
@@ -432,7 +432,7 @@ func (b *Batcher) prioritized() []*request {
 
 // rank is 0 for sequences of started chains, 1 for new ones.
 func (b *Batcher) rank(r *request) int {
-	if r.cur != nil && r.cur.stage == r.firstStage() && r.cur.computed < r.cur.promptLen {
+	if r.cur.stage == r.firstStage() && r.cur.computed < r.cur.promptLen {
 		return 1
 	}
 	return 0
@@ -459,7 +459,7 @@ func (b *Batcher) forward() {
 	)
 	for _, r := range order {
 		s := r.cur
-		if r.done || budget == 0 || (b.needsImage(s) && r.features == nil) {
+		if r.done || budget == 0 || (b.needsImage(s) && r.features == nil) { // done: failed in this step
 			continue
 		}
 		if s.preempted {
@@ -559,7 +559,7 @@ func (b *Batcher) victim(r *request, inBatch map[*request]bool) *request {
 	order := b.prioritized()
 	for i := len(order) - 1; i >= 0 && order[i] != r; i-- {
 		v := order[i]
-		if !v.done && !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
+		if !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
 			return v
 		}
 	}

@@ -390,3 +390,46 @@ func TestShutdownDrainsThenCancels(t *testing.T) {
 		t.Fatalf("cut-off request: %v, want ErrNotServing", o.err)
 	}
 }
+
+// TestChainHandoff runs a scripted chain: each stage's parsed list reaches
+// the next stage's prompt, and the result carries the merged entities.
+func TestChainHandoff(t *testing.T) {
+	eng := newFakeEngine(1024)
+	eng.script = map[string]string{
+		"localize":  "<box>[[0, 500, 1000, 1000]]</box>, <box>[[0, 500, 1000, 1000]]</box>, <box>[[1, 2, 3, 4]]</box>",
+		"semantic":  "cat <box>[[0, 500, 1000, 1000]]</box>, dog <box>[[1, 2, 3, 4]]</box>, bad item",
+		"missing":   "sky <box>[[0, 0, 1000, 400]]</box>",
+		"hyper-det": "A cat <box>[[0, 500, 1000, 1000]]</box> under the sky <box>[[0, 0, 1000, 400]]</box>.",
+	}
+	b := New(eng, Config{ChainReuse: true})
+	b.Start()
+	defer b.Shutdown(context.Background())
+	r := chainReq("scripted")
+	r.MaxNewTokens = [4]int{200, 200, 200, 200}
+	o := runOne(t, b, r)
+	st := o.result.Stages
+	lists := []string{
+		"<box>[[0, 500, 1000, 1000]]</box>, <box>[[1, 2, 3, 4]]</box>",
+		"cat <box>[[0, 500, 1000, 1000]]</box>, dog <box>[[1, 2, 3, 4]]</box>",
+		"cat <box>[[0, 500, 1000, 1000]]</box>, dog <box>[[1, 2, 3, 4]]</box>, sky <box>[[0, 0, 1000, 400]]</box>",
+	}
+	for k := 1; k < 4; k++ {
+		if want := b.base[k] + len(lists[k-1]); st[k].Usage.PromptTokens != want {
+			t.Errorf("stage %d prompt has %d tokens, want %d (with list %q)", k+1, st[k].Usage.PromptTokens, want, lists[k-1])
+		}
+	}
+	if len(st[0].Entities) != 2 || len(st[1].Entities) != 2 || len(st[2].Entities) != 3 {
+		t.Fatalf("entities per stage: %d %d %d", len(st[0].Entities), len(st[1].Entities), len(st[2].Entities))
+	}
+	final := o.result.Entities
+	if len(final) != 3 || final[2].Tag != "sky" || final[2].Stage != chain.Discover || final[0].Stage != chain.Tag {
+		t.Fatalf("final entities %+v", final)
+	}
+	// 100×60 image padded to 100×100 (20 px above): y 500‰ → 50−20 = 30.
+	if p := final[0].Pixel; p != (chain.PixelBox{0, 30, 100, 60}) {
+		t.Errorf("pixel box %v", p)
+	}
+	if len(o.result.Mentions) != 2 || o.result.Caption != eng.script["hyper-det"] {
+		t.Errorf("caption %q mentions %+v", o.result.Caption, o.result.Mentions)
+	}
+}

@@ -71,6 +71,9 @@ type fakeEngine struct {
 	forwards      atomic.Int64
 	panicAt       atomic.Int64 // panic in this Forward call (1-based); 0: never
 	delay         time.Duration
+	// script, when set, answers a prompt containing a key with its value
+	// (then EOS) instead of hashed tokens.
+	script map[string]string
 }
 
 func newFakeEngine(blocks int) *fakeEngine {
@@ -186,7 +189,12 @@ func (e *fakeEngine) next(blocks []int32, n int) ([]float32, error) {
 	}
 	x := hh.Sum64()
 	var tok int32
+	reply, scripted := e.scripted(hist)
 	switch need := pendingUTF8(hist); {
+	case scripted && reply == "":
+		tok = fakeEOS
+	case scripted:
+		tok = byteBase + int32(reply[0])
 	case need > 0:
 		tok = byteBase + int32(0x80+x%64)
 	case x%100 < 4:
@@ -205,6 +213,24 @@ func (e *fakeEngine) next(blocks []int32, n int) ([]float32, error) {
 	logits := make([]float32, e.spec.VocabSize)
 	logits[tok] = 1
 	return logits, nil
+}
+
+// scripted returns what remains of the scripted reply to the prompt in hist.
+func (e *fakeEngine) scripted(hist []int32) (string, bool) {
+	if e.script == nil {
+		return "", false
+	}
+	text := fakeTokenizer{}.Decode(hist)
+	prompt, gen, ok := strings.Cut(text, " ASSISTANT:")
+	if !ok {
+		return "", false
+	}
+	for key, reply := range e.script {
+		if strings.Contains(prompt, key) && strings.HasPrefix(reply, gen) {
+			return reply[len(gen):], true
+		}
+	}
+	return "", false
 }
 
 // pendingUTF8 returns how many continuation bytes the byte tokens at the end
