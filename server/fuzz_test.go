@@ -1,0 +1,55 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
+)
+
+// FuzzValidateCaption parses arbitrary wire bytes as a CaptionRequest, as
+// the server does, and checks that validation never panics, that every
+// failure names a field, and that every accepted request maps to a batcher
+// request within the limits.
+func FuzzValidateCaption(f *testing.F) {
+	for _, r := range []*pb.CaptionRequest{
+		{Image: []byte("x")},
+		{Image: []byte("x"), Stages: 2, MaxNewTokens: []int32{5, 6}, Stop: []string{"</s>"}},
+		{Image: []byte("x"), Sampling: &pb.SamplingParams{Temperature: 0.7, TopP: 0.9, TopK: 40, Seed: 1}},
+		{Image: []byte("x"), Stages: -1, MaxNewTokens: []int32{1, 2, 3, 4, 5}},
+	} {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	v := validator{Config{}.withDefaults()}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		var req pb.CaptionRequest
+		if proto.Unmarshal(wire, &req) != nil {
+			return
+		}
+		if err := v.check(&req); err != nil {
+			fe, ok := err.(*fieldError)
+			if !ok || fe.field == "" || !strings.HasPrefix(err.Error(), fe.field+": ") {
+				t.Fatalf("error %q does not name a field", err)
+			}
+			return
+		}
+		c := chainRequest(&req)
+		if c.Stages < 0 || c.Stages > 4 || len(c.Image) == 0 || len(c.Stop) > v.cfg.MaxStopStrings {
+			t.Fatalf("accepted %+v", c)
+		}
+		for _, n := range c.MaxNewTokens {
+			if n < 0 || n > v.cfg.MaxNewTokens {
+				t.Fatalf("accepted max_new_tokens %d", n)
+			}
+		}
+		if c.Sampling.TopP < 0 || c.Sampling.TopP > 1 || !(c.Sampling.Temperature >= 0) || c.Sampling.TopK < 0 {
+			t.Fatalf("accepted sampling %+v", c.Sampling)
+		}
+	})
+}
