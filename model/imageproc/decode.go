@@ -13,6 +13,7 @@ import (
 	"golang.org/x/image/webp"
 
 	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // format is a container format recognised by its leading bytes.
@@ -156,22 +157,13 @@ func decodeError(f format, err error) error {
 	return fmt.Errorf("%w: decode %v: %v", ErrCorrupt, f, err)
 }
 
-// newRGB allocates an opaque w×h RGBA image at the origin.
-func newRGB(w, h int) *image.RGBA {
-	m := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := 3; i < len(m.Pix); i += 4 {
-		m.Pix[i] = 0xff
-	}
-	return m
-}
-
 // toRGB converts the image types whose PIL conversion is a per-pixel function
 // of the stored, non-premultiplied values. Premultiplied types are never
 // produced by the decoders, so every colour is read straight from storage.
 func toRGB(img image.Image) *image.RGBA {
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := newRGB(w, h)
+	out := pix.NewRGB(w, h)
 	for y := 0; y < h; y++ {
 		row := out.Pix[y*out.Stride : y*out.Stride+4*w]
 		switch m := img.(type) {
@@ -241,23 +233,23 @@ func paletteRGB(p color.Palette) []byte {
 // tRNS chunk; both store the grey value big-endian in the first sample.
 func gray16ToRGB(img image.Image) *image.RGBA {
 	var (
-		pix    []byte
-		stride int
-		step   int
+		samples []byte
+		stride  int
+		step    int
 	)
 	switch m := img.(type) {
 	case *image.Gray16:
-		pix, stride, step = m.Pix, m.Stride, 2
+		samples, stride, step = m.Pix, m.Stride, 2
 	case *image.NRGBA64:
-		pix, stride, step = m.Pix, m.Stride, 8
+		samples, stride, step = m.Pix, m.Stride, 8
 	default:
 		return toRGB(img)
 	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := newRGB(w, h)
+	out := pix.NewRGB(w, h)
 	for y := 0; y < h; y++ {
-		src := pix[y*stride:]
+		src := samples[y*stride:]
 		row := out.Pix[y*out.Stride:]
 		for x := 0; x < w; x++ {
 			v := uint8(255)
@@ -275,7 +267,7 @@ func gray16ToRGB(img image.Image) *image.RGBA {
 func cmykToRGB(m *image.CMYK) *image.RGBA {
 	b := m.Bounds()
 	w, h := b.Dx(), b.Dy()
-	out := newRGB(w, h)
+	out := pix.NewRGB(w, h)
 	for y := 0; y < h; y++ {
 		src := m.Pix[y*m.Stride : y*m.Stride+4*w]
 		row := out.Pix[y*out.Stride:]

@@ -3,6 +3,8 @@ package imageproc
 import (
 	"fmt"
 	"image"
+
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // gifHeader is what PIL uses from a GIF besides the first frame's indices and
@@ -95,7 +97,7 @@ func gifToRGB(frame *image.Paletted, h gifHeader, w, ht int) *image.RGBA {
 	lut := make([]byte, 3*256)
 	copy(lut, h.palette)
 	fill := max(h.transparent, 0)
-	out := newRGB(w, ht)
+	out := pix.NewRGB(w, ht)
 	fb := frame.Bounds()
 	for y := 0; y < ht; y++ {
 		row := out.Pix[y*out.Stride:]

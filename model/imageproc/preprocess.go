@@ -49,33 +49,13 @@ func Preprocess(data []byte, size int, lim Limits) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	sq := resizeBicubic(expandToSquare(img), size, size)
+	sq := padAndResize(img, size)
 	return Result{
 		Pixels: normalize(sq),
 		Width:  img.Rect.Dx(),
 		Height: img.Rect.Dy(),
 		Square: sq,
 	}, nil
-}
-
-// expandToSquare is LLaVA's expand2square: a max(w,h)² canvas of padColor
-// with the image pasted at ((side−w)/2, (side−h)/2), floor division.
-func expandToSquare(img *image.RGBA) *image.RGBA {
-	w, h := img.Rect.Dx(), img.Rect.Dy()
-	if w == h {
-		return img
-	}
-	side := max(w, h)
-	out := image.NewRGBA(image.Rect(0, 0, side, side))
-	fill := [4]uint8{padColor[0], padColor[1], padColor[2], 0xff}
-	for i := 0; i < len(out.Pix); i += 4 {
-		copy(out.Pix[i:i+4], fill[:])
-	}
-	ox, oy := (side-w)/2, (side-h)/2
-	for y := range h {
-		copy(out.Pix[out.PixOffset(ox, oy+y):], img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w])
-	}
-	return out
 }
 
 // normalize returns the CHW float32 tensor [3 × h × w] of an RGB image.

@@ -3,6 +3,9 @@ package imageproc
 import (
 	"image"
 	"math"
+	"slices"
+
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // PIL 9.4's ImagingResample (libImaging/Resample.c) for 8-bit images:
@@ -82,76 +85,101 @@ func clip8(v int32) uint8 {
 	return uint8(v >> precisionBits)
 }
 
-// resizeBicubic resizes an RGB image (alpha ignored, output opaque) to w×h
-// exactly as PIL 9.4's Image.resize((w, h), Image.BICUBIC) on an "RGB" image.
-func resizeBicubic(src *image.RGBA, w, h int) *image.RGBA {
-	sw, sh := src.Rect.Dx(), src.Rect.Dy()
-	if sw == w && sh == h {
-		out := newRGB(w, h)
-		for y := range h {
-			copy(out.Pix[y*out.Stride:y*out.Stride+4*w], src.Pix[src.PixOffset(src.Rect.Min.X, src.Rect.Min.Y+y):])
+// padAndResize is LLaVA's expand2square followed by PIL 9.4's
+// Image.resize((size, size), BICUBIC) on the "RGB" result, without
+// materialising the padded square: the square's side is max(w, h), the image
+// sits at ((side−w)/2, (side−h)/2), and every padding row has the same
+// horizontal-pass output, computed once.
+func padAndResize(img *image.RGBA, size int) *image.RGBA {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	side := max(w, h)
+	ox, oy := (side-w)/2, (side-h)/2
+	padRow := make([]byte, 3*side) // [side × 3] a row of pure padding
+	for x := range side {
+		copy(padRow[3*x:], padColor[:])
+	}
+	// fillRow returns padded source row y, using row [side × 3] (whose
+	// padding columns already hold padColor) for the image rows.
+	fillRow := func(row []byte, y int) []byte {
+		if y < oy || y >= oy+h {
+			return padRow
+		}
+		src := img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y-oy):]
+		dst := row[3*ox : 3*(ox+w)]
+		for x := range w {
+			dst[3*x], dst[3*x+1], dst[3*x+2] = src[4*x], src[4*x+1], src[4*x+2]
+		}
+		return row
+	}
+	out := pix.NewRGB(size, size)
+	if side == size { // PIL returns a copy when the size does not change
+		row := slices.Clone(padRow)
+		for y := range size {
+			r := fillRow(row, y)
+			o := out.Pix[y*out.Stride:]
+			for x := range size {
+				o[4*x], o[4*x+1], o[4*x+2] = r[3*x], r[3*x+1], r[3*x+2]
+			}
 		}
 		return out
 	}
-	cur := src
-	vert := precomputeCoeffs(sh, h)
-	if sw != w {
-		// Only the source rows the vertical pass reads are resampled.
-		first := vert.bounds[0]
-		last := vert.bounds[2*h-2] + vert.bounds[2*h-1]
-		tmp := newRGB(w, last-first)
-		resampleHorizontal(tmp, src, first, precomputeCoeffs(sw, w))
-		for i := range h {
-			vert.bounds[2*i] -= first
+	c := precomputeCoeffs(side, size) // the same taps serve both directions
+	// Horizontal pass over the source rows the vertical pass reads.
+	first := c.bounds[0]
+	last := c.bounds[2*size-2] + c.bounds[2*size-1]
+	tmp := make([]byte, (last-first)*3*size) // [rows × size × 3]
+	padOut := make([]byte, 3*size)           // [size × 3] horizontal pass of padRow
+	resampleRow(padOut, padRow, c)
+	pix.ParallelRows(last-first, func(lo, hi int) {
+		row := make([]byte, 3*side) // [side × 3] the padded source row
+		copy(row, padRow)
+		for y := first + lo; y < first+hi; y++ {
+			dst := tmp[(y-first)*3*size : (y-first+1)*3*size]
+			if y < oy || y >= oy+h {
+				copy(dst, padOut)
+				continue
+			}
+			resampleRow(dst, fillRow(row, y), c)
 		}
-		cur = tmp
-	}
-	if sh == h {
-		return cur
-	}
-	out := newRGB(w, h)
-	resampleVertical(out, cur, vert)
+	})
+	// Vertical pass, accumulating whole rows for sequential memory access.
+	pix.ParallelRows(size, func(lo, hi int) {
+		acc := make([]int32, 3*size) // [size × 3]
+		for yy := lo; yy < hi; yy++ {
+			ymin, n := c.bounds[2*yy]-first, c.bounds[2*yy+1]
+			for i := range acc {
+				acc[i] = 1 << (precisionBits - 1)
+			}
+			for t, k := range c.k[yy*c.ksize : yy*c.ksize+n] {
+				src := tmp[(ymin+t)*3*size : (ymin+t+1)*3*size]
+				src = src[:len(acc)]
+				for i, v := range src {
+					acc[i] += int32(v) * k
+				}
+			}
+			o := out.Pix[yy*out.Stride : yy*out.Stride+4*size]
+			for x := range size {
+				o[4*x], o[4*x+1], o[4*x+2] = clip8(acc[3*x]), clip8(acc[3*x+1]), clip8(acc[3*x+2])
+			}
+		}
+	})
 	return out
 }
 
-// resampleHorizontal fills dst (rows of src starting at row offset) [dh × w].
-func resampleHorizontal(dst, src *image.RGBA, offset int, c coeffs) {
-	w := dst.Rect.Dx()
-	for y := range dst.Rect.Dy() {
-		in := src.Pix[src.PixOffset(src.Rect.Min.X, src.Rect.Min.Y+y+offset):]
-		row := dst.Pix[y*dst.Stride:]
-		for xx := range w {
-			xmin, n := c.bounds[2*xx], c.bounds[2*xx+1]
-			k := c.k[xx*c.ksize : xx*c.ksize+n]
-			px := in[4*xmin : 4*(xmin+n)]
-			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-			for x, kx := range k {
-				s0 += int32(px[4*x]) * kx
-				s1 += int32(px[4*x+1]) * kx
-				s2 += int32(px[4*x+2]) * kx
-			}
-			row[4*xx], row[4*xx+1], row[4*xx+2] = clip8(s0), clip8(s1), clip8(s2)
+// resampleRow is PIL's horizontal 8-bit pass over one packed RGB row:
+// dst [out × 3] from src [in × 3].
+func resampleRow(dst, src []byte, c coeffs) {
+	for xx := range len(dst) / 3 {
+		xmin, n := c.bounds[2*xx], c.bounds[2*xx+1]
+		k := c.k[xx*c.ksize : xx*c.ksize+n]
+		px := src[3*xmin : 3*(xmin+n)]
+		px = px[:3*len(k)]
+		s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
+		for x, kx := range k {
+			s0 += int32(px[3*x]) * kx
+			s1 += int32(px[3*x+1]) * kx
+			s2 += int32(px[3*x+2]) * kx
 		}
-	}
-}
-
-// resampleVertical fills dst [h × w] from the rows of src.
-func resampleVertical(dst, src *image.RGBA, c coeffs) {
-	w := dst.Rect.Dx()
-	for yy := range dst.Rect.Dy() {
-		ymin, n := c.bounds[2*yy], c.bounds[2*yy+1]
-		k := c.k[yy*c.ksize : yy*c.ksize+n]
-		row := dst.Pix[yy*dst.Stride:]
-		for xx := range w {
-			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-			off := src.PixOffset(src.Rect.Min.X+xx, src.Rect.Min.Y+ymin)
-			for _, ky := range k {
-				s0 += int32(src.Pix[off]) * ky
-				s1 += int32(src.Pix[off+1]) * ky
-				s2 += int32(src.Pix[off+2]) * ky
-				off += src.Stride
-			}
-			row[4*xx], row[4*xx+1], row[4*xx+2] = clip8(s0), clip8(s1), clip8(s2)
-		}
+		dst[3*xx], dst[3*xx+1], dst[3*xx+2] = clip8(s0), clip8(s1), clip8(s2)
 	}
 }

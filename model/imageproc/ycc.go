@@ -4,6 +4,7 @@ import (
 	"image"
 
 	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // libwebp's YUV→RGB (dsp/yuv.h): 14-bit fixed point, YUV_FIX2 = 6.
@@ -25,7 +26,7 @@ func webpClip8(v int32) uint8 {
 // computed through two diagonal averages) and VP8YUVToR/G/B.
 func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := newRGB(w, h)
+	out := pix.NewRGB(w, h)
 	cb, cr, _, _ := jpeg.ChromaPlanes(m)
 	uRow, vRow := make([]int32, w), make([]int32, w)
 	for y := 0; y < h; y++ {

@@ -1,6 +1,10 @@
 package jpeg
 
-import "image"
+import (
+	"image"
+
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
+)
 
 // Chroma upsampling and YCbCr→RGB conversion as libjpeg-turbo's default
 // decompressor does them. Converting the planes with Go's nearest-neighbour
@@ -81,14 +85,22 @@ func clamp8(v int32) uint8 {
 // h1v2 and h2v2 sampling (plain replication for the others and for chroma
 // planes at most two samples wide), then the ISLOW colour tables.
 func YCCToRGB(m *image.YCbCr) *image.RGBA {
-	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := newRGB(w, h)
+	out := pix.NewRGB(m.Rect.Dx(), m.Rect.Dy())
+	pix.ParallelRows(m.Rect.Dy(), func(lo, hi int) {
+		yccRows(out, m, lo, hi)
+	})
+	return out
+}
+
+// yccRows upsamples and converts rows [lo, hi) of m into out.
+func yccRows(out *image.RGBA, m *image.YCbCr, lo, hi int) {
+	w := m.Rect.Dx()
 	cb, cr, fh, fv := ChromaPlanes(m)
 	fancyH := fh == 2 && (fv == 1 || fv == 2) && cb.W > 2
 	fancyV := fv == 2 && (fh == 1 || fancyH)
-	cbRow, crRow := make([]byte, w), make([]byte, w)
+	cbRow, crRow := make([]byte, w), make([]byte, w) // [w] upsampled chroma of row y
 	tmpCb, tmpCr := make([]int32, cb.W), make([]int32, cb.W)
-	for y := 0; y < h; y++ {
+	for y := lo; y < hi; y++ {
 		cy := y / fv
 		if fancyV {
 			// nearer chroma row weighs 3, the next-nearer (above for even
@@ -130,7 +142,6 @@ func YCCToRGB(m *image.YCbCr) *image.RGBA {
 			dst[4*x+2] = clamp8(yy + jpegCbB[cbv])
 		}
 	}
-	return out
 }
 
 // jpegFancyH2V1 is libjpeg-turbo's h2v1_fancy_upsample of one row: each
@@ -162,13 +173,4 @@ func jpegFancyH2V2(dst []byte, sum []int32) {
 			dst[2*j+1] = uint8((c + sum[min(j+1, last)] + 7) >> 4)
 		}
 	}
-}
-
-// newRGB allocates an opaque w×h RGBA image at the origin.
-func newRGB(w, h int) *image.RGBA {
-	m := image.NewRGBA(image.Rect(0, 0, w, h))
-	for i := 3; i < len(m.Pix); i += 4 {
-		m.Pix[i] = 0xff
-	}
-	return m
 }

@@ -1,0 +1,50 @@
+package imageproc
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkPreprocess measures the per-request cost on the 1000×667
+// progressive JPEG photo at the real model's 336 pixels.
+func BenchmarkPreprocess(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(photoDir, "waterview.jpg"))
+	if err != nil {
+		b.Skip("photo absent:", err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Preprocess(data, 336, DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPadAndResize isolates padding and resizing the decoded photo.
+func BenchmarkPadAndResize(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(photoDir, "waterview.jpg"))
+	if err != nil {
+		b.Skip("photo absent:", err)
+	}
+	img, err := decodeRGB(data, DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		padAndResize(img, 336)
+	}
+}
+
+// BenchmarkDecode isolates decoding and RGB conversion of the photo.
+func BenchmarkDecode(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(photoDir, "waterview.jpg"))
+	if err != nil {
+		b.Skip("photo absent:", err)
+	}
+	for b.Loop() {
+		if _, err := decodeRGB(data, DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
