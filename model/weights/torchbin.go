@@ -42,6 +42,7 @@ type storageClass struct{ dtype DType }
 // forbiddenGlobal is the error of a pickle global outside the allow-list.
 type forbiddenGlobal string
 
+// Error names the refused global.
 func (g forbiddenGlobal) Error() string { return "forbidden pickle global " + string(g) }
 
 // storageRef is a storage loaded by the pickle's persistent ids.
