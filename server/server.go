@@ -59,8 +59,8 @@ const (
 	DefaultMaxConcurrentStreams = 1024
 	DefaultMaxNewTokens         = 1024 // per stage, as the reference
 	DefaultMaxNewTokensLimit    = 4096 // the context of LLaMA-2
-	DefaultMaxStopStrings       = 16
-	DefaultMaxStopBytes         = 256
+	DefaultMaxStopStrings       = batcher.MaxStopStrings
+	DefaultMaxStopBytes         = batcher.MaxStopBytes
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultKeepaliveTime        = 2 * time.Minute
 	DefaultKeepaliveTimeout     = 20 * time.Second
@@ -329,6 +329,10 @@ func (s *Server) Serve(lis net.Listener) error {
 func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics})
 }
+
+// Registerer is the registry behind MetricsHandler, for the backend's own
+// collectors.
+func (s *Server) Registerer() prometheus.Registerer { return s.metrics }
 
 // Shutdown stops the server gracefully: health goes NOT_SERVING, new calls
 // are refused and calls in flight may finish until ctx is done; then the

@@ -109,7 +109,7 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		eng, err := loadEngine(ctx, cfg)
 		if err == nil {
 			var b server.Backend
-			if b, stop, err = startBatcher(eng, cfg); err == nil {
+			if b, stop, err = startBatcher(eng, cfg, srv.Registerer()); err == nil {
 				backend.set(b)
 				sp := b.Spec()
 				log.Info("model loaded", "name", sp.Name, "device", sp.Device, "dtype", sp.DType,

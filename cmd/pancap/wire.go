@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/server"
 )
@@ -18,7 +20,8 @@ func loadEngine(ctx context.Context, cfg serveConfig) (engine.Engine, error) {
 }
 
 // startBatcher starts the batcher's step loop over eng with cfg's queue and
-// KV-cache settings; stop drains it and waits for the loop to end.
-func startBatcher(eng engine.Engine, cfg serveConfig) (b server.Backend, stop func(), err error) {
+// KV-cache settings, registering its metrics with reg and logging to
+// cfg.Logger; stop drains it and waits for the loop to end.
+func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer) (b server.Backend, stop func(), err error) {
 	return nil, nil, errEngineNotBuilt
 }
