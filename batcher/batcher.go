@@ -331,13 +331,23 @@ func (b *Batcher) startStage(r *request, stage chain.Stage, handoff string) {
 	r.cur = s
 	label := stageLabel(stage)
 	b.m.promptTokens.WithLabelValues(label).Add(float64(len(prompt)))
-	r.out.push(Event{Kind: EventStageStarted, Stage: stage,
-		Usage: Usage{PromptTokens: len(prompt), CachedTokens: s.cached}})
-	if b.cfg.ChainReuse && r.img != nil && !r.reported && (!b.needsImage(s) || r.features != nil) {
-		// Reuse mode: the prefix cache already holds the image positions.
+	if b.needsImage(s) && r.features == nil {
+		return // announced by setFeatures once the image is encoded
+	}
+	if r.img != nil && !r.reported {
+		// Reuse mode: the prefix cache holds the image positions.
 		r.reported = true
 		r.out.push(Event{Kind: EventImageEncoded, Stage: stage, Cached: true})
 	}
+	b.announce(s)
+}
+
+// announce sends the EventStageStarted of s: after the image event, when
+// the stage is ready to prefill.
+func (b *Batcher) announce(s *seq) {
+	s.announced = true
+	s.req.out.push(Event{Kind: EventStageStarted, Stage: s.stage,
+		Usage: Usage{PromptTokens: s.promptLen, CachedTokens: s.cached}})
 }
 
 // match looks the sequence's tokens up in the prefix cache.
@@ -412,11 +422,13 @@ func (b *Batcher) encode() {
 // setFeatures gives r its image features and reports the encode.
 func (b *Batcher) setFeatures(r *request, f []float32, took time.Duration, cached bool) {
 	r.features = f
-	if b.cfg.ChainReuse && r.reported {
-		return
+	if !r.reported {
+		r.reported = true
+		r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: cached, Timing: Timing{Total: took}})
 	}
-	r.reported = true
-	r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: cached, Timing: Timing{Total: took}})
+	if !r.cur.announced {
+		b.announce(r.cur)
+	}
 }
 
 // prioritized returns the unfinished running requests in scheduling order:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,19 +107,27 @@ func runOne(t *testing.T, b *Batcher, r ChainRequest) outcome {
 }
 
 func TestChainEvents(t *testing.T) {
+	base, _ := newTest(t, 1024, Config{})
 	b, _ := newTest(t, 1024, Config{ChainReuse: true})
 	o := runOne(t, b, chainReq("a"))
-	kinds := []EventKind{}
-	for _, ev := range o.events {
-		if ev.Kind != EventDelta {
-			kinds = append(kinds, ev.Kind)
+	kinds := func(o outcome) []EventKind {
+		var ks []EventKind
+		for _, ev := range o.events {
+			if ev.Kind != EventDelta {
+				ks = append(ks, ev.Kind)
+			}
 		}
+		return ks
 	}
-	want := []EventKind{EventQueued, EventStageStarted, EventImageEncoded, EventStageFinished,
-		EventStageStarted, EventStageFinished, EventStageStarted, EventStageFinished,
-		EventStageStarted, EventStageFinished, EventDone}
-	if fmt.Sprint(kinds) != fmt.Sprint(want) {
-		t.Fatalf("event kinds %v, want %v", kinds, want)
+	stage := []EventKind{EventStageStarted, EventStageFinished}
+	reuse := slices.Concat([]EventKind{EventQueued, EventImageEncoded}, stage, stage, stage, stage, []EventKind{EventDone})
+	if got := kinds(o); !slices.Equal(got, reuse) {
+		t.Fatalf("reuse mode: event kinds %v, want %v", got, reuse)
+	}
+	stage = slices.Concat([]EventKind{EventImageEncoded}, stage)
+	baseline := slices.Concat([]EventKind{EventQueued}, stage, stage, stage, stage, []EventKind{EventDone})
+	if got := kinds(runOne(t, base, chainReq("a"))); !slices.Equal(got, baseline) {
+		t.Fatalf("baseline: event kinds %v, want %v", got, baseline)
 	}
 	if len(o.result.Stages) != 4 || o.result.Width != 100 || o.result.Height != 60 {
 		t.Fatalf("result %+v", o.result)

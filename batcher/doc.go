@@ -2,4 +2,48 @@
 // free-form generation requests, runs the four stages of many images together
 // in one step loop over an engine.Engine, shares each image's prefix KV blocks
 // across its stages, and streams every request's events.
+//
+// # Life of a request
+//
+// SubmitChain and SubmitGenerate validate the request, decode and preprocess
+// its image (in the caller's goroutine) and put it in a bounded FCFS queue;
+// a full queue answers ErrQueueFull at once. The step loop admits the head of
+// the queue when the KV blocks the whole request may need (its largest stage:
+// prompt, longest possible hand-off list, token limit) fit beside the blocks
+// promised to running requests. Each stage of a request is a sequence that
+// goes Encoding (vision encoder, batched across images) → Prefill (chunked) →
+// Decode → Done, or is Cancelled when its context ends (checked every step).
+//
+// # One step
+//
+// The step loop is the only caller of Engine.EncodeImages and Engine.Forward.
+// A step drops cancelled work (freeing its blocks), admits, encodes up to
+// MaxEncodeBatch images, then builds one Forward batch under MaxBatchTokens:
+// one token for every decoding sequence first, then prefill chunks, stages of
+// started chains before the first stage of new ones, and admission order
+// within each. When the pool runs short anyway, a sequence of lower priority
+// is preempted: its blocks are freed and it is recomputed later from its
+// prompt and the tokens it already generated, so no request fails for memory.
+// A panic in the loop fails the admitted requests with ErrInternal, empties
+// the KV pool and restarts the loop; queued requests are kept.
+//
+// # Reuse
+//
+// With Config.ChainReuse, the KV cache (model/kvcache) keys full blocks by a
+// hash chain over the image bytes and token ids: stage k+1 finds the blocks
+// of the system text, "USER: ", the image and the prompt words the stages
+// share already computed by stage k, and a later request with the same image
+// bytes finds them too. Encoder outputs are kept for the chain's life and in
+// a small cache for repeated images, so each image is encoded once. Without
+// ChainReuse (the baseline), every stage re-encodes its image and prefills
+// its whole prompt, as the authors' script does; outputs are the same.
+//
+// # Streams
+//
+// Events go through a per-request unbounded buffer drained by a goroutine,
+// so a slow reader never stalls the step loop. Read the channel until it is
+// closed (after EventDone), or cancel the request's context: then pending
+// events are dropped and EventDone waits briefly for a reader. Stage text is
+// streamed as it is detokenised; the concatenated deltas of a stage equal its
+// final text (see detok for the whitespace and UTF-8 rules).
 package batcher

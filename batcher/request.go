@@ -63,6 +63,7 @@ type seq struct {
 	imgAt     int  // index of the first ImageToken in tokens; -1 when none
 	computed  int  // leading positions whose KV is written
 	preempted bool // blocks taken back: look the prefix up again
+	announced bool // EventStageStarted sent
 	cached    int  // prompt tokens served by the prefix cache at stage start
 	kv        *kvcache.Seq
 	sampler   *sample.Sampler
