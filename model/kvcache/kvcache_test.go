@@ -282,3 +282,26 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// BenchmarkPrefixReuse measures one stage's bookkeeping on a 640-token
+// prompt whose 600-token prefix is cached: lookup, reserve, append, free.
+func BenchmarkPrefixReuse(b *testing.B) {
+	c := New(1024, 16)
+	img := ImageHash([]byte("bench"))
+	prompt := seqTokens(640, 1)
+	s := c.NewSeq(img)
+	if err := c.Reserve(s, 600); err != nil {
+		b.Fatal(err)
+	}
+	c.Append(s, prompt[:600], true)
+	c.Free(s)
+	for b.Loop() {
+		s := c.NewSeq(img)
+		n := c.Match(s, prompt)
+		if err := c.Reserve(s, len(prompt)+128); err != nil {
+			b.Fatal(err)
+		}
+		c.Append(s, prompt[n:], true)
+		c.Free(s)
+	}
+}
