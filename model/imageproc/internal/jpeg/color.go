@@ -70,14 +70,14 @@ func init() {
 	}
 }
 
-func clamp8(v int32) uint8 {
-	if v < 0 {
-		return 0
+// rangeTab[v+256] is v clamped to [0, 255] (libjpeg's sample_range_limit),
+// for v in [-256, 512).
+var rangeTab [768]uint8
+
+func init() {
+	for i := range rangeTab {
+		rangeTab[i] = uint8(min(max(i-256, 0), 255))
 	}
-	if v > 255 {
-		return 255
-	}
-	return uint8(v)
 }
 
 // YCCToRGB converts a decoded JPEG as libjpeg-turbo's default
@@ -98,7 +98,8 @@ func yccRows(out *image.RGBA, m *image.YCbCr, lo, hi int) {
 	cb, cr, fh, fv := ChromaPlanes(m)
 	fancyH := fh == 2 && (fv == 1 || fv == 2) && cb.W > 2
 	fancyV := fv == 2 && (fh == 1 || fancyH)
-	cbRow, crRow := make([]byte, w), make([]byte, w) // [w] upsampled chroma of row y
+	// [fh·cb.W ≥ w] upsampled chroma of row y
+	cbRow, crRow := make([]byte, fh*cb.W), make([]byte, fh*cb.W)
 	tmpCb, tmpCr := make([]int32, cb.W), make([]int32, cb.W)
 	for y := lo; y < hi; y++ {
 		cy := y / fv
@@ -135,42 +136,53 @@ func yccRows(out *image.RGBA, m *image.YCbCr, lo, hi int) {
 		}
 		yRow := m.Y[m.YOffset(m.Rect.Min.X, m.Rect.Min.Y+y):]
 		dst := out.Pix[y*out.Stride:]
-		for x := 0; x < w; x++ {
-			yy, cbv, crv := int32(yRow[x]), cbRow[x], crRow[x]
-			dst[4*x] = clamp8(yy + jpegCrR[crv])
-			dst[4*x+1] = clamp8(yy + (jpegCbG[cbv]+jpegCrG[crv])>>16)
-			dst[4*x+2] = clamp8(yy + jpegCbB[cbv])
+		yRow, cbr, crr := yRow[:w], cbRow[:w], crRow[:w]
+		dst = dst[:4*w]
+		for x, yv := range yRow {
+			yy, cbv, crv := int32(yv)+256, cbr[x], crr[x]
+			dst[4*x] = rangeTab[yy+jpegCrR[crv]]
+			dst[4*x+1] = rangeTab[yy+(jpegCbG[cbv]+jpegCrG[crv])>>16]
+			dst[4*x+2] = rangeTab[yy+jpegCbB[cbv]]
 		}
 	}
 }
 
 // jpegFancyH2V1 is libjpeg-turbo's h2v1_fancy_upsample of one row: each
 // output is 3/4 of the nearer input and 1/4 of the further, edges replicated,
-// with alternating rounding biases 1 and 2. dst may be one shorter than 2·len(src).
+// with alternating rounding biases 1 and 2. dst holds 2·len(src) samples.
 func jpegFancyH2V1(dst []byte, src []byte) {
-	last := len(src) - 1
-	for j, v := range src {
-		c := 3 * int32(v)
-		if 2*j < len(dst) {
-			dst[2*j] = uint8((c + int32(src[max(j-1, 0)]) + 1) >> 2)
-		}
-		if 2*j+1 < len(dst) {
-			dst[2*j+1] = uint8((c + int32(src[min(j+1, last)]) + 2) >> 2)
-		}
+	n := len(src)
+	dst = dst[:2*n]
+	edge := func(j int) {
+		c := 3 * int32(src[j])
+		dst[2*j] = uint8((c + int32(src[max(j-1, 0)]) + 1) >> 2)
+		dst[2*j+1] = uint8((c + int32(src[min(j+1, n-1)]) + 2) >> 2)
 	}
+	edge(0)
+	for j := 1; j < n-1; j++ {
+		c := 3 * int32(src[j])
+		dst[2*j] = uint8((c + int32(src[j-1]) + 1) >> 2)
+		dst[2*j+1] = uint8((c + int32(src[j+1]) + 2) >> 2)
+	}
+	edge(n - 1)
 }
 
 // jpegFancyH2V2 is the horizontal half of libjpeg-turbo's h2v2_fancy_upsample,
 // applied to column sums 3·near+far of the vertical half, biases 8 and 7.
+// dst holds 2·len(sum) samples.
 func jpegFancyH2V2(dst []byte, sum []int32) {
-	last := len(sum) - 1
-	for j, c := range sum {
-		c *= 3
-		if 2*j < len(dst) {
-			dst[2*j] = uint8((c + sum[max(j-1, 0)] + 8) >> 4)
-		}
-		if 2*j+1 < len(dst) {
-			dst[2*j+1] = uint8((c + sum[min(j+1, last)] + 7) >> 4)
-		}
+	n := len(sum)
+	dst = dst[:2*n]
+	edge := func(j int) {
+		c := 3 * sum[j]
+		dst[2*j] = uint8((c + sum[max(j-1, 0)] + 8) >> 4)
+		dst[2*j+1] = uint8((c + sum[min(j+1, n-1)] + 7) >> 4)
 	}
+	edge(0)
+	for j := 1; j < n-1; j++ {
+		c := 3 * sum[j]
+		dst[2*j] = uint8((c + sum[j-1] + 8) >> 4)
+		dst[2*j+1] = uint8((c + sum[j+1] + 7) >> 4)
+	}
+	edge(n - 1)
 }

@@ -53,16 +53,16 @@ func idctISLOW(b *block, dst []byte, stride int) {
 
 	// Pass 1: columns from input into ws.
 	for c := range 8 {
-		in := func(r int) int64 { return int64(b[8*r+c]) }
 		if b[8+c] == 0 && b[16+c] == 0 && b[24+c] == 0 && b[32+c] == 0 &&
 			b[40+c] == 0 && b[48+c] == 0 && b[56+c] == 0 {
-			dc := in(0) << pass1Bits
+			dc := int64(b[c]) << pass1Bits
 			for r := range 8 {
 				ws[8*r+c] = dc
 			}
 			continue
 		}
-		o := butterfly(in(0), in(1), in(2), in(3), in(4), in(5), in(6), in(7))
+		o := butterfly(int64(b[c]), int64(b[8+c]), int64(b[16+c]), int64(b[24+c]),
+			int64(b[32+c]), int64(b[40+c]), int64(b[48+c]), int64(b[56+c]))
 		for r := range 8 {
 			ws[8*r+c] = descale(o[r], constBits-pass1Bits)
 		}

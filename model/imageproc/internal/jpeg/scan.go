@@ -6,6 +6,8 @@ package jpeg
 
 import (
 	"image"
+
+	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // makeImg allocates and initializes the destination image.
@@ -450,13 +452,19 @@ func (d *decoder) reconstructProgressiveImage() error {
 		v := 8 * d.comp[0].v / d.comp[i].v
 		h := 8 * d.comp[0].h / d.comp[i].h
 		stride := mxx * d.comp[i].h
-		for by := 0; by*v < d.height; by++ {
-			for bx := 0; bx*h < d.width; bx++ {
-				if err := d.reconstructBlock(&d.progCoeffs[i][by*stride+bx], bx, by, i); err != nil {
-					return err
+		// reconstructBlock fails only for a component index over 3, the
+		// same for every block of the component: check it once, then
+		// reconstruct the (independent) block rows in parallel.
+		if d.nComp > 1 && i > 3 {
+			return UnsupportedError("too many components")
+		}
+		pix.ParallelRows((d.height+v-1)/v, func(lo, hi int) {
+			for by := lo; by < hi; by++ {
+				for bx := 0; bx*h < d.width; bx++ {
+					_ = d.reconstructBlock(&d.progCoeffs[i][by*stride+bx], bx, by, i)
 				}
 			}
-		}
+		})
 	}
 	return nil
 }
