@@ -185,7 +185,7 @@ func streamCaption(ctx context.Context, c *client.Client, req *pb.CaptionRequest
 		}
 	}
 	prog.Clear()
-	return nil, fmt.Errorf("%w: the stream ended without a result", errRPC)
+	return nil, errNoResult
 }
 
 // The --json output.

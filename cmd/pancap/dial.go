@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/pancap-serve/pancap/client"
@@ -56,16 +57,25 @@ func (d *dialFlags) dial() (*client.Client, error) {
 	return client.Dial(d.addr, opts...)
 }
 
-// errRPC is wrapped by the errors of failed calls.
-var errRPC = errors.New("rpc failed")
+// errNoResult is returned when a stream ends without its final event.
+var errNoResult = errors.New("the stream ended without a result")
 
-// rpcError formats a failed call as "CODE: message", the gRPC code name first.
+// callError is a failed call; it prints as "CODE: message", the canonical
+// gRPC code name first.
+type callError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *callError) Error() string { return codeName(e.code.String()) + ": " + e.msg }
+
+// rpcError turns a gRPC status error into a callError; others pass.
 func rpcError(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
 	}
-	return fmt.Errorf("%w: %s: %s", errRPC, codeName(st.Code().String()), st.Message())
+	return &callError{code: st.Code(), msg: st.Message()}
 }
 
 // codeName turns grpc-go's code name ("InvalidArgument") into the canonical
