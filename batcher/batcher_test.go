@@ -442,3 +442,24 @@ func TestChainHandoff(t *testing.T) {
 		t.Errorf("caption %q mentions %+v", o.result.Caption, o.result.Mentions)
 	}
 }
+
+// TestSlowReader: a stream nobody reads does not hold back the others.
+func TestSlowReader(t *testing.T) {
+	b, _ := newTest(t, 1024, Config{ChainReuse: true})
+	slow := chainReq("slow")
+	slow.IgnoreEOS = true
+	idle, err := b.SubmitChain(context.Background(), slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		runOne(t, b, chainReq(fmt.Sprint("fast", i)))
+	}
+	o := collect(t, idle)
+	if o.err != nil || len(o.result.Stages) != 4 {
+		t.Fatalf("slow reader's request: %v", o.err)
+	}
+	if n := len(o.events); n < 4*16 {
+		t.Fatalf("slow reader got %d events, want every delta", n)
+	}
+}
