@@ -132,7 +132,7 @@ func generateResult(requestID string, r *batcher.Result) *pb.GenerateResult {
 func queuedPB(ev *batcher.Event) *pb.Queued { return &pb.Queued{Position: int32(ev.Position)} }
 
 func imageEncodedPB(ev *batcher.Event) *pb.ImageEncoded {
-	return &pb.ImageEncoded{Cached: ev.Cached, Duration: durationPB(ev.Timing.Total)}
+	return &pb.ImageEncoded{Cached: ev.Cached, Duration: durationPB(ev.Timing.Total), Stage: stagePB(ev.Stage)}
 }
 
 func stageStartedPB(ev *batcher.Event) *pb.StageStarted {

@@ -929,7 +929,10 @@ type ImageEncoded struct {
 	// before).
 	Cached bool `protobuf:"varint,1,opt,name=cached,proto3" json:"cached,omitempty"`
 	// Time the vision encoder took (0 when cached).
-	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	Duration *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	// The stage the features are for: without chain reuse every stage encodes
+	// the image again; with it the image is encoded once, before stage 1.
+	Stage         Stage `protobuf:"varint,3,opt,name=stage,proto3,enum=pancap.v1.Stage" json:"stage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -976,6 +979,13 @@ func (x *ImageEncoded) GetDuration() *durationpb.Duration {
 		return x.Duration
 	}
 	return nil
+}
+
+func (x *ImageEncoded) GetStage() Stage {
+	if x != nil {
+		return x.Stage
+	}
+	return Stage_STAGE_UNSPECIFIED
 }
 
 // StageStarted reports that a stage's prompt was admitted.
@@ -2084,10 +2094,11 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"imageWidth\x12!\n" +
 	"\fimage_height\x18\a \x01(\x05R\vimageHeight\"$\n" +
 	"\x06Queued\x12\x1a\n" +
-	"\bposition\x18\x01 \x01(\x05R\bposition\"]\n" +
+	"\bposition\x18\x01 \x01(\x05R\bposition\"\x85\x01\n" +
 	"\fImageEncoded\x12\x16\n" +
 	"\x06cached\x18\x01 \x01(\bR\x06cached\x125\n" +
-	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x80\x01\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12&\n" +
+	"\x05stage\x18\x03 \x01(\x0e2\x10.pancap.v1.StageR\x05stage\"\x80\x01\n" +
 	"\fStageStarted\x12&\n" +
 	"\x05stage\x18\x01 \x01(\x0e2\x10.pancap.v1.StageR\x05stage\x12#\n" +
 	"\rprompt_tokens\x18\x02 \x01(\x05R\fpromptTokens\x12#\n" +
@@ -2246,42 +2257,43 @@ var file_pancap_v1_pancap_proto_depIdxs = []int32{
 	6,  // 13: pancap.v1.CaptionResponse.entities:type_name -> pancap.v1.Entity
 	6,  // 14: pancap.v1.CaptionResponse.mentions:type_name -> pancap.v1.Entity
 	24, // 15: pancap.v1.ImageEncoded.duration:type_name -> google.protobuf.Duration
-	0,  // 16: pancap.v1.StageStarted.stage:type_name -> pancap.v1.Stage
-	0,  // 17: pancap.v1.TokenDelta.stage:type_name -> pancap.v1.Stage
-	0,  // 18: pancap.v1.StageFinished.stage:type_name -> pancap.v1.Stage
-	6,  // 19: pancap.v1.StageFinished.entities:type_name -> pancap.v1.Entity
-	7,  // 20: pancap.v1.StageFinished.usage:type_name -> pancap.v1.Usage
-	8,  // 21: pancap.v1.StageFinished.timing:type_name -> pancap.v1.Timing
-	11, // 22: pancap.v1.CaptionEvent.queued:type_name -> pancap.v1.Queued
-	12, // 23: pancap.v1.CaptionEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
-	13, // 24: pancap.v1.CaptionEvent.stage_started:type_name -> pancap.v1.StageStarted
-	14, // 25: pancap.v1.CaptionEvent.token_delta:type_name -> pancap.v1.TokenDelta
-	15, // 26: pancap.v1.CaptionEvent.stage_finished:type_name -> pancap.v1.StageFinished
-	10, // 27: pancap.v1.CaptionEvent.final:type_name -> pancap.v1.CaptionResponse
-	2,  // 28: pancap.v1.GenerateRequest.sampling:type_name -> pancap.v1.SamplingParams
-	7,  // 29: pancap.v1.GenerateResult.usage:type_name -> pancap.v1.Usage
-	8,  // 30: pancap.v1.GenerateResult.timing:type_name -> pancap.v1.Timing
-	1,  // 31: pancap.v1.GenerateResult.finish_reason:type_name -> pancap.v1.FinishReason
-	11, // 32: pancap.v1.GenerateEvent.queued:type_name -> pancap.v1.Queued
-	12, // 33: pancap.v1.GenerateEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
-	13, // 34: pancap.v1.GenerateEvent.started:type_name -> pancap.v1.StageStarted
-	14, // 35: pancap.v1.GenerateEvent.token_delta:type_name -> pancap.v1.TokenDelta
-	18, // 36: pancap.v1.GenerateEvent.final:type_name -> pancap.v1.GenerateResult
-	21, // 37: pancap.v1.ModelInfo.architecture:type_name -> pancap.v1.Architecture
-	22, // 38: pancap.v1.ModelInfo.limits:type_name -> pancap.v1.Limits
-	3,  // 39: pancap.v1.Captioner.Caption:input_type -> pancap.v1.CaptionRequest
-	3,  // 40: pancap.v1.Captioner.StreamCaption:input_type -> pancap.v1.CaptionRequest
-	17, // 41: pancap.v1.Captioner.Generate:input_type -> pancap.v1.GenerateRequest
-	20, // 42: pancap.v1.Captioner.GetModelInfo:input_type -> pancap.v1.GetModelInfoRequest
-	10, // 43: pancap.v1.Captioner.Caption:output_type -> pancap.v1.CaptionResponse
-	16, // 44: pancap.v1.Captioner.StreamCaption:output_type -> pancap.v1.CaptionEvent
-	19, // 45: pancap.v1.Captioner.Generate:output_type -> pancap.v1.GenerateEvent
-	23, // 46: pancap.v1.Captioner.GetModelInfo:output_type -> pancap.v1.ModelInfo
-	43, // [43:47] is the sub-list for method output_type
-	39, // [39:43] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	0,  // 16: pancap.v1.ImageEncoded.stage:type_name -> pancap.v1.Stage
+	0,  // 17: pancap.v1.StageStarted.stage:type_name -> pancap.v1.Stage
+	0,  // 18: pancap.v1.TokenDelta.stage:type_name -> pancap.v1.Stage
+	0,  // 19: pancap.v1.StageFinished.stage:type_name -> pancap.v1.Stage
+	6,  // 20: pancap.v1.StageFinished.entities:type_name -> pancap.v1.Entity
+	7,  // 21: pancap.v1.StageFinished.usage:type_name -> pancap.v1.Usage
+	8,  // 22: pancap.v1.StageFinished.timing:type_name -> pancap.v1.Timing
+	11, // 23: pancap.v1.CaptionEvent.queued:type_name -> pancap.v1.Queued
+	12, // 24: pancap.v1.CaptionEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
+	13, // 25: pancap.v1.CaptionEvent.stage_started:type_name -> pancap.v1.StageStarted
+	14, // 26: pancap.v1.CaptionEvent.token_delta:type_name -> pancap.v1.TokenDelta
+	15, // 27: pancap.v1.CaptionEvent.stage_finished:type_name -> pancap.v1.StageFinished
+	10, // 28: pancap.v1.CaptionEvent.final:type_name -> pancap.v1.CaptionResponse
+	2,  // 29: pancap.v1.GenerateRequest.sampling:type_name -> pancap.v1.SamplingParams
+	7,  // 30: pancap.v1.GenerateResult.usage:type_name -> pancap.v1.Usage
+	8,  // 31: pancap.v1.GenerateResult.timing:type_name -> pancap.v1.Timing
+	1,  // 32: pancap.v1.GenerateResult.finish_reason:type_name -> pancap.v1.FinishReason
+	11, // 33: pancap.v1.GenerateEvent.queued:type_name -> pancap.v1.Queued
+	12, // 34: pancap.v1.GenerateEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
+	13, // 35: pancap.v1.GenerateEvent.started:type_name -> pancap.v1.StageStarted
+	14, // 36: pancap.v1.GenerateEvent.token_delta:type_name -> pancap.v1.TokenDelta
+	18, // 37: pancap.v1.GenerateEvent.final:type_name -> pancap.v1.GenerateResult
+	21, // 38: pancap.v1.ModelInfo.architecture:type_name -> pancap.v1.Architecture
+	22, // 39: pancap.v1.ModelInfo.limits:type_name -> pancap.v1.Limits
+	3,  // 40: pancap.v1.Captioner.Caption:input_type -> pancap.v1.CaptionRequest
+	3,  // 41: pancap.v1.Captioner.StreamCaption:input_type -> pancap.v1.CaptionRequest
+	17, // 42: pancap.v1.Captioner.Generate:input_type -> pancap.v1.GenerateRequest
+	20, // 43: pancap.v1.Captioner.GetModelInfo:input_type -> pancap.v1.GetModelInfoRequest
+	10, // 44: pancap.v1.Captioner.Caption:output_type -> pancap.v1.CaptionResponse
+	16, // 45: pancap.v1.Captioner.StreamCaption:output_type -> pancap.v1.CaptionEvent
+	19, // 46: pancap.v1.Captioner.Generate:output_type -> pancap.v1.GenerateEvent
+	23, // 47: pancap.v1.Captioner.GetModelInfo:output_type -> pancap.v1.ModelInfo
+	44, // [44:48] is the sub-list for method output_type
+	40, // [40:44] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_pancap_v1_pancap_proto_init() }
