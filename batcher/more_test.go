@@ -283,3 +283,59 @@ func FuzzValidate(f *testing.F) {
 			Sampling: params, Stop: stops}))
 	})
 }
+
+// TestReuseCutsLaterStageLatency: with a fixed cost per forward step, the
+// first token of stages 2–4 comes sooner with reuse (shared prefix, no
+// re-encode) than in the baseline, and timings are consistent.
+func TestReuseCutsLaterStageLatency(t *testing.T) {
+	ttft := func(reuse bool) [4]time.Duration {
+		var out [4]time.Duration
+		synctest.Test(t, func(t *testing.T) {
+			eng := newFakeEngine(1024)
+			eng.delay = time.Millisecond
+			b := New(eng, Config{ChainReuse: reuse, MaxBatchTokens: 32})
+			b.Start()
+			o := runOne(t, b, chainReq("timed"))
+			for i, s := range o.result.Stages {
+				out[i] = s.Timing.FirstToken
+				if s.Timing.FirstToken <= 0 || s.Timing.Total < s.Timing.FirstToken {
+					t.Errorf("stage %d timing %+v", i+1, s.Timing)
+				}
+			}
+			if err := b.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return out
+	}
+	reuse, base := ttft(true), ttft(false)
+	if reuse[0] != base[0] {
+		t.Errorf("stage 1 first token: reuse %v, baseline %v; want equal", reuse[0], base[0])
+	}
+	for k := 1; k < 4; k++ {
+		if reuse[k] >= base[k] {
+			t.Errorf("stage %d first token: reuse %v, baseline %v; want sooner", k+1, reuse[k], base[k])
+		}
+	}
+}
+
+func TestFeatureCacheLRU(t *testing.T) {
+	c := newFeatureCache(2)
+	h := func(i byte) [32]byte { return [32]byte{i} }
+	c.put(h(1), []float32{1})
+	c.put(h(2), []float32{2})
+	if _, ok := c.get(h(1)); !ok { // 1 becomes most recent
+		t.Fatal("1 missing")
+	}
+	c.put(h(3), []float32{3}) // evicts 2
+	if _, ok := c.get(h(2)); ok {
+		t.Fatal("2 survived")
+	}
+	if f, ok := c.get(h(1)); !ok || f[0] != 1 {
+		t.Fatal("1 evicted")
+	}
+	c.clear()
+	if _, ok := c.get(h(3)); ok {
+		t.Fatal("clear kept 3")
+	}
+}
