@@ -61,6 +61,22 @@ def write_png_raw(path, arr, color_type, trns=None):
         f.write(out)
 
 
+def offset_gif(data, screen, offset):
+    """Rewrites a single-frame GIF so that its frame sits at offset on a
+    larger logical screen."""
+    b = bytearray(data)
+    b[6:10] = struct.pack("<HH", *screen)
+    pos = 13 + (3 << ((b[10] & 7) + 1) if b[10] & 0x80 else 0)
+    while b[pos] == 0x21:  # skip extensions
+        pos += 2
+        while b[pos]:
+            pos += b[pos] + 1
+        pos += 1
+    assert b[pos] == 0x2C, "image descriptor expected"
+    b[pos + 1:pos + 5] = struct.pack("<HH", *offset)
+    return bytes(b)
+
+
 def draw_sources(rng):
     """Writes the drawn test images; returns {name: (file, kind)}."""
     os.makedirs(PKG, exist_ok=True)
@@ -86,6 +102,17 @@ def draw_sources(rng):
     save("palette.gif", pal, "GIF", transparency=5)
     frames = [pal, pal.transpose(Image.Transpose.FLIP_LEFT_RIGHT), pal.transpose(Image.Transpose.FLIP_TOP_BOTTOM)]
     save("anim.gif", frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    save("bilevel.png", Image.fromarray(rgb[..., 0] > 128), "PNG")
+    save("palette4.png", rgba.convert("RGB").quantize(colors=12, dither=Image.Dither.NONE), "PNG", bits=4)
+    # A first frame smaller than the logical screen, at an offset: PIL fills
+    # the rest of the canvas with the transparent index, else index 0.
+    for name, trns in (("gif_offset", None), ("gif_offset_trns", 2)):
+        small = pal.crop((0, 0, 9, 5))
+        buf = io.BytesIO()
+        small.save(buf, "GIF", optimize=False, **({} if trns is None else {"transparency": trns}))
+        cases[name] = (os.path.join(PKG, name + ".gif"), "exact")
+        with open(cases[name][0], "wb") as f:
+            f.write(offset_gif(buf.getvalue(), screen=(23, 11), offset=(6, 3)))
     # 16-bit: RGB with a tRNS-free header, grey with values straddling 255
     # (PIL clips mode "I" to 255 when converting to RGB).
     rgb16 = (rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape)).astype(np.uint16)
