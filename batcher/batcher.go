@@ -89,6 +89,10 @@ func (b *Batcher) Ready() bool { return b.ready.Load() }
 // Spec returns the engine's model facts.
 func (b *Batcher) Spec() engine.Spec { return b.spec }
 
+// KVStats returns the KV-cache pool's counters (blocks free, used, cached;
+// prefix-cache queries and hits in tokens).
+func (b *Batcher) KVStats() kvcache.Stats { return b.kv.Stats() }
+
 // SubmitChain queues a PancapChain request. Validation and image
 // preprocessing run in the caller's goroutine; their errors wrap
 // ErrInvalidRequest, ErrInvalidImage or ErrPromptTooLong. A full queue gives

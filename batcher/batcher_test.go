@@ -287,7 +287,7 @@ func TestCancelHalf(t *testing.T) {
 	for b.active.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	st := b.kv.Stats()
+	st := b.KVStats()
 	if st.Used != 0 || st.Free+st.Cached != st.Blocks {
 		t.Fatalf("blocks not returned: %+v", st)
 	}
