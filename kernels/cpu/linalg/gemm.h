@@ -7,12 +7,12 @@
 
 enum { PC_F32 = 0, PC_BF16 = 1, PC_F16 = 2 };
 
-// Rows above which weights are widened and blocked for the caches.
+// Rows above which 16-bit weights are widened into scratch once per block.
 #define PC_PACK_M 16
 
 // pc_gemm computes out[i*n + j] = sum_p x[i*k + p] * w[j*k + p] for i < m,
 // j0 <= j < j1, with w of type wt. scratch (pc_gemm_scratch(k) floats) may
-// be NULL, which selects the unblocked path (same results bit for bit).
+// be NULL, which widens 16-bit weights in registers (same results bit for bit).
 void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
 	long j1, float *scratch);
 

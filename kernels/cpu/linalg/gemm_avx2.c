@@ -10,8 +10,8 @@
 //   the 8 lanes are summed as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7));
 //   the tail p = kv … k-1 is then added with scalar fma in increasing p.
 // bf16 and fp16 weights are widened exactly to fp32 before the fma, so
-// the packed path (weights widened into a scratch block) and the direct
-// path (widened in registers) give bit-identical results. That makes every
+// widening a block of weights into scratch first or widening them in
+// registers gives bit-identical results. That makes every
 // row's result independent of m (batch invariance) and of how the columns
 // are split over workers.
 
@@ -24,10 +24,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
-#define KC 512   // k block of the packed path: a 4×KC x tile is 8 KiB (L1)
-#define L2W (256 * 1024) // bytes of widened weights kept in L2 per block
-#define NCMAX 480        // widest column block (acc buffer 4×NCMAX×8 floats)
-#define CHUNK 24         // column chunk of the direct path (lcm of the NRs)
+#define CHUNK 24 // column chunk: a multiple of every tile width
 
 static inline __attribute__((always_inline)) __m256 load_w(int wt, const void *w, long off) {
 	switch (wt) {
@@ -142,21 +139,6 @@ static inline __attribute__((always_inline)) void full(const int MR, const int N
 	finish(MR, NR, wt, x, ldx, w, ldw, kv, k, acc, out, ldo);
 }
 
-// nr_of is the tile width used with MR rows: the widest that keeps the
-// accumulators and operands in the 16 ymm registers.
-static inline int nr_of(int mr) {
-	switch (mr) {
-	case 4:
-		return 3;
-	case 3:
-		return 4;
-	case 2:
-		return 6;
-	default:
-		return 8;
-	}
-}
-
 static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 
 // rows runs MR rows of x against columns [j0, j1) of w (row stride ldw,
@@ -171,6 +153,8 @@ static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 			full(MR, 1, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, kv, k, out + j, ldo); \
 	}
 
+// Tile widths per row count: the widest that keeps accumulators and
+// operands in the 16 ymm registers.
 #define ROWS_ALL(WT) ROWS(4, 3, WT) ROWS(3, 4, WT) ROWS(2, 6, WT) ROWS(1, 8, WT)
 ROWS_ALL(0)
 ROWS_ALL(1)
@@ -183,66 +167,6 @@ static const rows_fn rows_tab[3][5] = {
 	{0, rows_1_2, rows_2_2, rows_3_2, rows_4_2},
 };
 
-// direct: weights read where they lie; for small m (decode), where each
-// weight is used by few rows and the weights stream from memory once.
-static void gemm_direct(int wt, float *out, const float *x, const void *w, long m, long n, long k,
-	long j0, long j1) {
-	long kv = k & ~7L;
-	for (long jc = j0; jc < j1; jc += CHUNK) {
-		long nc = j1 - jc < CHUNK ? j1 - jc : CHUNK;
-		const char *wc = (const char *)w + jc * k * esz(wt);
-		for (long i = 0; i < m;) {
-			int mr = m - i >= 4 ? 4 : (int)(m - i);
-			rows_tab[wt][mr](x + i * k, k, wc, k, kv, k, nc, out + i * n + jc, n);
-			i += mr;
-		}
-	}
-}
-
-// kblock runs an MR×NR tile (fp32 weights) over [p0, p1), keeping the
-// accumulators in buf between k blocks and finishing on the last.
-static inline __attribute__((always_inline)) void kblock(const int MR, const int NR, const float *x,
-	long ldx, const float *w, long ldw, long p0, long p1, long kv, long k, __m256 *buf, float *out,
-	long ldo) {
-	__m256 acc[4][8];
-	if (p0 == 0)
-		zero(acc);
-	else
-#pragma GCC unroll 8
-		for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-			for (int j = 0; j < NR; j++)
-				acc[i][j] = buf[i * NR + j];
-	tile(MR, NR, PC_F32, x, ldx, w, ldw, p0, p1, acc);
-	if (p1 == kv) {
-		finish(MR, NR, PC_F32, x, ldx, w, ldw, kv, k, acc, out, ldo);
-		return;
-	}
-#pragma GCC unroll 8
-	for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
-		for (int j = 0; j < NR; j++)
-			buf[i * NR + j] = acc[i][j];
-}
-
-#define KROWS(MR, NR)                                                                           \
-	static void krows_##MR(const float *x, long ldx, const float *w, long ldw, long p0, long p1,  \
-		long kv, long k, long nc, __m256 *buf, float *out, long ldo) {                        \
-		long j = 0;                                                                           \
-		for (; j + NR <= nc; j += NR, buf += MR * NR)                                         \
-			kblock(MR, NR, x, ldx, w + j * ldw, ldw, p0, p1, kv, k, buf, out + j, ldo);      \
-		for (; j < nc; j++, buf += MR)                                                        \
-			kblock(MR, 1, x, ldx, w + j * ldw, ldw, p0, p1, kv, k, buf, out + j, ldo);       \
-	}
-KROWS(4, 3)
-KROWS(3, 4)
-KROWS(2, 6)
-KROWS(1, 8)
-
-typedef void (*krows_fn)(const float *, long, const float *, long, long, long, long, long, long,
-	__m256 *, float *, long);
-static const krows_fn krows_tab[5] = {0, krows_1, krows_2, krows_3, krows_4};
-
 // widen_rows converts nc rows of k weights to fp32 at dst.
 static void widen_rows(int wt, float *dst, const void *w, long nc, long k) {
 	long total = nc * k, p = 0;
@@ -252,61 +176,34 @@ static void widen_rows(int wt, float *dst, const void *w, long nc, long k) {
 		dst[p] = widen1(wt, w, p);
 }
 
-// ncols is the column block of the packed path for k.
-static long ncols(long k) {
-	long nc = L2W / (4 * (k > 0 ? k : 1)) / CHUNK * CHUNK;
-	if (nc < CHUNK)
-		nc = CHUNK;
-	if (nc > NCMAX)
-		nc = NCMAX;
-	return nc;
-}
+long pc_gemm_scratch(long k) { return CHUNK * k; }
 
-long pc_gemm_scratch(long k) {
-	long nc = ncols(k);
-	return nc * k + 4 * NCMAX * 8 + 8; // widened block + accumulators + alignment
-}
-
-// packed: for large m; columns in blocks whose fp32 weights fit in L2, k in
-// blocks of KC whose 4-row x tile stays in L1.
-static void gemm_packed(int wt, float *out, const float *x, const void *w, long m, long n, long k,
-	long j0, long j1, float *scratch) {
-	long kv = k & ~7L, ncb = ncols(k);
-	uintptr_t a = ((uintptr_t)scratch + 31) & ~(uintptr_t)31;
-	__m256 *buf = (__m256 *)a;
-	float *wide = (float *)(buf + 4 * NCMAX);
-	for (long jb = j0; jb < j1; jb += ncb) {
-		long nc = j1 - jb < ncb ? j1 - jb : ncb;
-		const float *wb;
-		if (wt == PC_F32) {
-			wb = (const float *)w + jb * k;
-		} else {
-			widen_rows(wt, wide, (const char *)w + jb * k * 2, nc, k);
-			wb = wide;
+// pc_gemm walks the columns in chunks of CHUNK whose weights stay in L2,
+// and within a chunk the rows in groups of up to 4 whose x tile stays in
+// L1 (for k up to ~1000) while the chunk's tiles run over all of k in
+// registers. With scratch, 16-bit weights of a chunk are widened once into
+// it and shared by all row groups (large m); without, they are widened in
+// registers as they are loaded (small m, where weights stream from memory
+// once and the widening hides under the memory time).
+void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
+	long j1, float *scratch) {
+	long kv = k & ~7L;
+	int widen = wt != PC_F32 && scratch && m > PC_PACK_M;
+	for (long jc = j0; jc < j1; jc += CHUNK) {
+		long nc = j1 - jc < CHUNK ? j1 - jc : CHUNK;
+		const void *wc = (const char *)w + jc * k * esz(wt);
+		int t = wt;
+		if (widen) {
+			widen_rows(wt, scratch, wc, nc, k);
+			wc = scratch;
+			t = PC_F32;
 		}
 		for (long i = 0; i < m;) {
 			int mr = m - i >= 4 ? 4 : (int)(m - i);
-			if (kv == 0) {
-				rows_tab[PC_F32][mr](x + i * k, k, wb, k, kv, k, nc, out + i * n + jb, n);
-			} else {
-				for (long p0 = 0; p0 < kv; p0 += KC) {
-					long p1 = kv - p0 < KC ? kv : p0 + KC;
-					krows_tab[mr](x + i * k, k, wb, k, p0, p1, kv, k, nc, buf, out + i * n + jb, n);
-				}
-			}
+			rows_tab[t][mr](x + i * k, k, wc, k, kv, k, nc, out + i * n + jc, n);
 			i += mr;
 		}
 	}
-}
-
-void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
-	long j1, float *scratch) {
-	if (m <= 0 || j1 <= j0)
-		return;
-	if (m > PC_PACK_M && scratch)
-		gemm_packed(wt, out, x, w, m, n, k, j0, j1, scratch);
-	else
-		gemm_direct(wt, out, x, w, m, n, k, j0, j1);
 }
 
 #pragma GCC pop_options
