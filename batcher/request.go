@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
@@ -100,8 +101,8 @@ func (b *Batcher) checkCommon(p sample.Params, stops []string) error {
 		return invalid("stop", "at most %d strings, got %d", MaxStopStrings, len(stops))
 	}
 	for i, s := range stops {
-		if s == "" || len(s) > MaxStopBytes {
-			return invalid(fmt.Sprintf("stop[%d]", i), "must be 1 to %d bytes", MaxStopBytes)
+		if s == "" || len(s) > MaxStopBytes || !utf8.ValidString(s) {
+			return invalid(fmt.Sprintf("stop[%d]", i), "must be 1 to %d bytes of UTF-8", MaxStopBytes)
 		}
 	}
 	return nil
