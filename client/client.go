@@ -58,7 +58,8 @@ func WithTLS(cfg *tls.Config) Option {
 	}
 }
 
-// WithToken sends "authorization: Bearer token" on every call.
+// WithToken sends "authorization: Bearer token" on every call (in the clear
+// unless WithTLS is given too).
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithTimeout sets the deadline of calls whose context has none (0: none).
