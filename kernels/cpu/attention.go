@@ -4,114 +4,171 @@ import (
 	"math"
 
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
-// attentionTask computes one (query row, head) unit per item: dense
-// (non-causal, equal-length sequences) or paged (causal, block tables).
-// Each unit reduces over its keys in position order, so its result does not
-// depend on the other units of the call.
+// attnRowBlock is the number of query rows of one attention work unit.
+const attnRowBlock = 64
+
+// attnUnit is one piece of attention work: query rows [row, row+rows) of
+// one sequence, one head. Its first row sees keys [0, firstKeys); row j
+// sees firstKeys+j keys when causal, else all firstKeys.
+type attnUnit struct {
+	seq, head int // index into seqs (paged) or sequence number (dense); head
+	row, rows int // first query row in q/out and the row count
+	firstKeys int
+}
+
+// attentionTask computes attention units in parallel. For each unit the
+// scores Q·Kᵀ come from linalg (whose reduction order depends only on the
+// head size), the softmax and the weighted sum of values run in position
+// order here, so a row's result never depends on the other rows or
+// sequences of the call.
 type attentionTask struct {
-	paged        bool
+	causal       bool
 	out, q, k, v []float32
 	heads, hd    int
 	seqLen       int           // dense: rows per sequence
 	seqs         []kernels.Seq // paged: the sequences
-	rowSeq       []int32       // paged: query row index → index into seqs, grown as needed
-	rowOf        []int32       // paged: query row index → row in q/out
 	blockSize    int
-	scores       [][]float32 // per-worker scratch [keys]
+	units        []attnUnit
+	scratch      []attnScratch // per worker
 }
 
-const attentionGrain = 2
+// attnScratch is one worker's buffers, grown as needed.
+type attnScratch struct {
+	qh []float32 // [rows × hd] the unit's queries of its head
+	kh []float32 // [keys × hd] the keys of its head
+	s  []float32 // [rows × keys] scores, then probabilities
+}
+
+func growTo(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
 
 func (t *attentionTask) run(wk, lo, hi int) {
+	sc := &t.scratch[wk]
 	width := t.heads * t.hd
 	scale := float32(1 / math.Sqrt(float64(t.hd)))
-	for u := lo; u < hi; u++ {
-		r, h := u/t.heads, u%t.heads
-		var (
-			qRow, nKeys, base int
-			blocks            []int32
-		)
-		if t.paged {
-			s := &t.seqs[t.rowSeq[r]]
-			qRow = int(t.rowOf[r])
-			nKeys = s.Pos + (qRow - s.Row) + 1
-			blocks = s.Blocks
-		} else {
-			qRow = r
-			nKeys = t.seqLen
-			base = (r / t.seqLen) * t.seqLen
+	for _, u := range t.units[lo:hi] {
+		nk := u.firstKeys
+		if t.causal {
+			nk += u.rows - 1
 		}
-		if cap(t.scores[wk]) < nKeys {
-			t.scores[wk] = make([]float32, nKeys*2)
+		hOff := u.head * t.hd
+		sc.qh = growTo(sc.qh, u.rows*t.hd)
+		sc.kh = growTo(sc.kh, nk*t.hd)
+		sc.s = growTo(sc.s, u.rows*nk)
+		for j := 0; j < u.rows; j++ {
+			copy(sc.qh[j*t.hd:(j+1)*t.hd], t.q[(u.row+j)*width+hOff:])
 		}
-		sc := t.scores[wk][:nKeys]
-		q := t.q[qRow*width+h*t.hd : qRow*width+(h+1)*t.hd]
-		mx := float32(math.Inf(-1))
-		for p := range sc {
-			k := t.k[t.keyOffset(blocks, base, p, h):][:t.hd]
-			var d float32
-			for i, qv := range q {
-				d += qv * k[i]
+		for p := 0; p < nk; p++ {
+			copy(sc.kh[p*t.hd:(p+1)*t.hd], t.k[t.keyRow(u, p)*width+hOff:])
+		}
+		linalg.MatMulF32(sc.s, sc.qh, sc.kh, u.rows, nk, t.hd)
+		for j := 0; j < u.rows; j++ {
+			keys := u.firstKeys
+			if t.causal {
+				keys += j
 			}
-			d *= scale
-			sc[p] = d
-			mx = max(mx, d)
-		}
-		var sum float32
-		for p, d := range sc {
-			e := float32(math.Exp(float64(d - mx)))
-			sc[p] = e
-			sum += e
-		}
-		o := t.out[qRow*width+h*t.hd : qRow*width+(h+1)*t.hd]
-		clear(o)
-		inv := 1 / sum
-		for p, e := range sc {
-			v := t.v[t.keyOffset(blocks, base, p, h):][:t.hd]
-			wgt := e * inv
-			for i := range o {
-				o[i] += wgt * v[i]
+			s := sc.s[j*nk : j*nk+keys]
+			mx := float32(math.Inf(-1))
+			for p, d := range s {
+				d *= scale
+				s[p] = d
+				mx = max(mx, d)
+			}
+			var sum float32
+			for p, d := range s {
+				e := float32(math.Exp(float64(d - mx)))
+				s[p] = e
+				sum += e
+			}
+			o := t.out[(u.row+j)*width+hOff : (u.row+j)*width+hOff+t.hd]
+			clear(o)
+			inv := 1 / sum
+			for p, e := range s {
+				axpy(o, e*inv, t.v[t.keyRow(u, p)*width+hOff:])
 			}
 		}
 	}
+}
+
+// axpy computes o += a·v[:len(o)].
+func axpy(o []float32, a float32, v []float32) {
+	v = v[:len(o)]
+	i := 0
+	for ; i+4 <= len(o); i += 4 {
+		oo, vv := o[i:i+4:i+4], v[i:i+4:i+4]
+		oo[0] += a * vv[0]
+		oo[1] += a * vv[1]
+		oo[2] += a * vv[2]
+		oo[3] += a * vv[3]
+	}
+	for ; i < len(o); i++ {
+		o[i] += a * v[i]
+	}
+}
+
+// keyRow is the row of key/value position p of unit u: in the paged cache
+// through the sequence's block table, else in the dense sequence.
+func (t *attentionTask) keyRow(u attnUnit, p int) int {
+	if t.seqs != nil {
+		blocks := t.seqs[u.seq].Blocks
+		return int(blocks[p/t.blockSize])*t.blockSize + p%t.blockSize
+	}
+	return u.seq*t.seqLen + p
+}
+
+// addUnits appends the units of rows query rows starting at row.
+func (t *attentionTask) addUnits(seq, row, rows, firstKeys int) {
+	for h := 0; h < t.heads; h++ {
+		for j := 0; j < rows; j += attnRowBlock {
+			n := min(attnRowBlock, rows-j)
+			fk := firstKeys
+			if t.causal {
+				fk += j
+			}
+			t.units = append(t.units, attnUnit{seq: seq, head: h, row: row + j, rows: n, firstKeys: fk})
+		}
+	}
+}
+
+func (b *Backend) attention(t *attentionTask) {
+	if len(t.scratch) < b.pool.workers {
+		t.scratch = make([]attnScratch, b.pool.workers)
+	}
+	b.pool.parallel(t, len(t.units), 1)
+	t.out, t.q, t.k, t.v, t.seqs = nil, nil, nil, nil, nil
 }
 
 // Attention computes dense non-causal attention over seqs sequences of
 // seqLen rows each.
 func (b *Backend) Attention(out, q, k, v kernels.Buffer, seqs, seqLen, heads, headDim int) {
 	t := &b.attn
-	t.paged = false
+	t.causal, t.seqs = false, nil
 	t.out, t.q, t.k, t.v = data(out), data(q), data(k), data(v)
 	t.heads, t.hd, t.seqLen = heads, headDim, seqLen
-	b.pool.parallel(t, seqs*seqLen*heads, attentionGrain)
+	t.units = t.units[:0]
+	for s := 0; s < seqs; s++ {
+		t.addUnits(s, s*seqLen, seqLen, seqLen)
+	}
+	b.attention(t)
 }
 
 // PagedAttention computes causal attention of each Seq's query rows over
 // the paged KV cache.
 func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.Seq, heads, headDim, blockSize int) {
 	t := &b.attn
-	t.paged = true
+	t.causal, t.seqs = true, seqs
 	t.out, t.q, t.k, t.v = data(out), data(q), data(kc), data(vc)
-	t.heads, t.hd, t.blockSize, t.seqs = heads, headDim, blockSize, seqs
-	t.rowSeq, t.rowOf = t.rowSeq[:0], t.rowOf[:0]
-	for si, s := range seqs {
-		for j := 0; j < s.Rows; j++ {
-			t.rowSeq = append(t.rowSeq, int32(si))
-			t.rowOf = append(t.rowOf, int32(s.Row+j))
-		}
+	t.heads, t.hd, t.blockSize = heads, headDim, blockSize
+	t.units = t.units[:0]
+	for i, s := range seqs {
+		t.addUnits(i, s.Row, s.Rows, s.Pos+1)
 	}
-	b.pool.parallel(t, len(t.rowSeq)*heads, attentionGrain)
-	t.seqs = nil
-}
-
-// keyOffset is the element offset of key/value position p, head h: in the
-// paged cache when blocks is set, else at row base+p of a dense buffer.
-func (t *attentionTask) keyOffset(blocks []int32, base, p, h int) int {
-	row := base + p
-	if blocks != nil {
-		row = int(blocks[p/t.blockSize])*t.blockSize + p%t.blockSize
-	}
-	return row*t.heads*t.hd + h*t.hd
+	b.attention(t)
 }

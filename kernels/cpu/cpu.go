@@ -33,7 +33,6 @@ func New(workers int) *Backend {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	b := &Backend{pool: newPool(workers)}
-	b.attn.scores = make([][]float32, b.pool.workers)
 	return b
 }
 
