@@ -38,7 +38,8 @@ var (
 // Options tune loading.
 type Options struct {
 	LoRA        string          // PEFT LoRA adapter directory to merge, or ""
-	KVBlocks    int             // KV cache blocks (0: enough for 8 full contexts, at most 4 GiB)
+	KVBlocks    int             // KV cache blocks (0: from KVBytes)
+	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts, at most 4 GiB)
 	KVBlockSize int             // positions per KV block (0: 16)
 	Backend     kernels.Backend // compute backend (nil: the CPU backend on all cores)
 	Name        string          // model name for engine.Spec (0: the directory name)
@@ -275,7 +276,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		Name:          name,
 		DType:         rep.DType,
 		RandomWeights: opts.RandomWeights,
-		KVBlocks:      kvBlocks(opts.KVBlocks, blockSize, cfg.Text),
+		KVBlocks:      kvBlocks(opts.KVBlocks, opts.KVBytes, blockSize, cfg.Text),
 		KVBlockSize:   blockSize,
 		Tokenizer:     tok,
 		Preprocess: func(data []byte) (engine.Image, error) {
@@ -293,16 +294,19 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	return m, rep, nil
 }
 
-// kvBlocks is the KV pool size: n when set, else enough blocks for 8 full
-// contexts but at most 4 GiB of float32 keys and values, and at least one
-// full context.
-func kvBlocks(n, blockSize int, t llava.TextConfig) int {
+// kvBlocks is the KV pool size: n when set, else as many blocks of float32
+// keys and values as fit in bytes, else enough blocks for 8 full contexts but
+// at most 4 GiB; never less than one full context.
+func kvBlocks(n int, bytes int64, blockSize int, t llava.TextConfig) int {
 	if n > 0 {
 		return n
 	}
 	perContext := (t.MaxPos + blockSize - 1) / blockSize
-	blockBytes := 2 * t.Layers * blockSize * t.Hidden * 4
-	return max(perContext, min(8*perContext, (4<<30)/blockBytes))
+	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * 4)
+	if bytes > 0 {
+		return max(perContext, int(bytes/blockBytes))
+	}
+	return max(perContext, min(8*perContext, int((4<<30)/blockBytes)))
 }
 
 // visionDir resolves mm_vision_tower: an absolute path, or a path relative

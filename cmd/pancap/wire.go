@@ -2,26 +2,56 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model"
+	"github.com/pancap-serve/pancap/model/embedded"
+	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/server"
 )
 
-// errEngineNotBuilt is returned until the engine and the batcher are wired in.
-var errEngineNotBuilt = errors.New("engine not built yet: the model and batcher are wired in cmd/pancap/wire.go")
-
 // loadEngine loads the model cfg names (cfg.Model; "" means the embedded
-// default model), merging the LoRA adapter cfg.LoRA when given.
-func loadEngine(ctx context.Context, cfg serveConfig) (engine.Engine, error) {
-	return nil, errEngineNotBuilt
+// default model), merging the LoRA adapter cfg.LoRA when given, and logs the
+// load report (unused tensors included).
+func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
+	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes}
+	var (
+		m   *llava.Model
+		rep *model.LoadReport
+		err error
+	)
+	if cfg.Model == "" {
+		m, rep, err = embedded.Open(opts)
+	} else {
+		m, rep, err = model.Open(cfg.Model, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.Log(cfg.Logger)
+	return m, nil
 }
 
 // startBatcher starts the batcher's step loop over eng with cfg's queue and
-// KV-cache settings, registering its metrics with reg and logging to
-// cfg.Logger; stop drains it and waits for the loop to end.
-func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer) (b server.Backend, stop func(), err error) {
-	return nil, nil, errEngineNotBuilt
+// reuse settings, registering its metrics with reg; stop drains it within
+// cfg.DrainTimeout and waits for the loop to end.
+func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer) (server.Backend, func(), error) {
+	b := batcher.New(eng, batcher.Config{
+		MaxQueue:   cfg.MaxQueue,
+		ChainReuse: cfg.ChainReuse,
+		Metrics:    reg,
+		Logger:     cfg.Logger,
+	})
+	b.Start()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil {
+			cfg.Logger.Warn("batcher shutdown", "err", err)
+		}
+	}
+	return b, stop, nil
 }
