@@ -92,3 +92,52 @@ func TestForwardRejectsBadChunks(t *testing.T) {
 		t.Error("EncodeImages accepted a wrong-sized image")
 	}
 }
+
+// TestEncodeImagesBatchInvariance checks that an image's features do not
+// depend on the other images of the batch.
+func TestEncodeImagesBatchInvariance(t *testing.T) {
+	dirs := goldenCases(t)
+	dir := filepath.Join(filepath.Dir(dirs[0]), "tiny-shapes")
+	c := readCase(t, dir)
+	m := openCase(t, c, "llava")
+	px := readF32(t, filepath.Join(dir, "pixel_values.f32"))
+	other := make([]float32, len(px))
+	for i := range other {
+		other[i] = float32(i%17)/8 - 1
+	}
+	alone, err := m.EncodeImages([]engine.Image{{Pixels: px}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := m.EncodeImages([]engine.Image{{Pixels: other}, {Pixels: px}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(both[1], alone[0]) {
+		t.Error("image features depend on the batch")
+	}
+	if slices.Equal(both[0], both[1]) {
+		t.Error("two different images gave the same features")
+	}
+}
+
+// TestDecodeStepAllocations checks that a decode step allocates only the
+// logits it returns.
+func TestDecodeStepAllocations(t *testing.T) {
+	dirs := goldenCases(t)
+	c := readCase(t, filepath.Join(filepath.Dir(dirs[0]), "tiny-shapes"))
+	m := openCase(t, c, "hf")
+	seq := m.NewSequence()
+	if _, err := seq.Feed([]int32{1, 300, 301, 302}, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	batch := []engine.Chunk{{Blocks: []int32{0, 1, 2, 3}, Pos: 4, Tokens: []int32{7}, Logits: true}}
+	allocs := testing.AllocsPerRun(10, func() {
+		if _, err := m.Forward(batch); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("a decode step allocates %v times, want ≤ 2 (the returned logits)", allocs)
+	}
+}
