@@ -2,6 +2,7 @@ package imageproc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -137,6 +138,9 @@ func decodeRGB(data []byte, lim Limits) (*image.RGBA, error) {
 		if cfg.ColorModel == color.Gray16Model {
 			return gray16ToRGB(img), nil
 		}
+		if p, ok := img.(*image.Paletted); ok {
+			p.Palette = p.Palette[:min(len(p.Palette), pngPaletteLen(data))]
+		}
 	}
 	return toRGB(img), nil
 }
@@ -192,7 +196,7 @@ func toRGB(img image.Image) *image.RGBA {
 				row[4*x], row[4*x+1], row[4*x+2] = src[8*x], src[8*x+2], src[8*x+4]
 			}
 		case *image.Paletted:
-			lut := paletteRGB(m.Palette)
+			lut := paletteLUT(paletteRGB(m.Palette, len(m.Palette)))
 			for x, i := range m.Pix[y*m.Stride : y*m.Stride+w] {
 				copy(row[4*x:4*x+3], lut[3*int(i):3*int(i)+3])
 			}
@@ -206,25 +210,54 @@ func toRGB(img image.Image) *image.RGBA {
 	return out
 }
 
-// paletteRGB returns the 256-entry RGB lookup table of a palette, reading the
-// stored colour of every entry (PIL ignores transparency when converting
-// "P" to "RGB"); entries past the palette's end are black.
-func paletteRGB(p color.Palette) []byte {
+// paletteLUT returns the 256-entry RGB lookup table PIL uses for a palette
+// of len(rgb)/3 stored colours (transparency ignored, as PIL's "P" to "RGB"
+// conversion does): PIL's palettes start as the grey ramp (i, i, i), so
+// indices past the stored entries map to grey, not black.
+func paletteLUT(rgb []byte) []byte {
 	lut := make([]byte, 3*256)
-	for i, c := range p[:min(len(p), 256)] {
-		var r, g, b uint8
+	for i := range 256 {
+		lut[3*i], lut[3*i+1], lut[3*i+2] = byte(i), byte(i), byte(i)
+	}
+	copy(lut, rgb[:min(len(rgb), len(lut))])
+	return lut
+}
+
+// paletteRGB returns the stored RGB triplets of the first n palette entries.
+func paletteRGB(p color.Palette, n int) []byte {
+	rgb := make([]byte, 0, 3*n)
+	for _, c := range p[:min(n, len(p))] {
 		switch c := c.(type) {
 		case color.RGBA:
-			r, g, b = c.R, c.G, c.B
+			rgb = append(rgb, c.R, c.G, c.B)
 		case color.NRGBA:
-			r, g, b = c.R, c.G, c.B
+			rgb = append(rgb, c.R, c.G, c.B)
 		default:
 			n := color.NRGBAModel.Convert(c).(color.NRGBA)
-			r, g, b = n.R, n.G, n.B
+			rgb = append(rgb, n.R, n.G, n.B)
 		}
-		lut[3*i], lut[3*i+1], lut[3*i+2] = r, g, b
 	}
-	return lut
+	return rgb
+}
+
+// pngPaletteLen returns the number of entries of a PNG's PLTE chunk (0 if
+// it has none before the image data). Go's decoder pads the palette with
+// opaque black up to the largest index used; PIL does not.
+func pngPaletteLen(data []byte) int {
+	for pos := 8; pos+8 <= len(data); {
+		n := int(binary.BigEndian.Uint32(data[pos:]))
+		switch string(data[pos+4 : pos+8]) {
+		case "PLTE":
+			return n / 3
+		case "IDAT":
+			return 0
+		}
+		if n < 0 || n > len(data) {
+			return 0
+		}
+		pos += 12 + n
+	}
+	return 0
 }
 
 // gray16ToRGB converts a 16-bit greyscale PNG: PIL opens it as mode "I" and

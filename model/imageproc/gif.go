@@ -94,8 +94,7 @@ func skipSubBlocks(data []byte, pos int) int {
 // logical screen) filled with the transparent index, else index 0, the frame
 // pasted at its offset, every index looked up in the frame's colour table.
 func gifToRGB(frame *image.Paletted, h gifHeader, w, ht int) *image.RGBA {
-	lut := make([]byte, 3*256)
-	copy(lut, h.palette)
+	lut := paletteLUT(h.palette)
 	fill := max(h.transparent, 0)
 	out := pix.NewRGB(w, ht)
 	fb := frame.Bounds()

@@ -48,12 +48,17 @@ def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
 
-def write_png_raw(path, arr, color_type, trns=None):
-    """Writes a 16-bit PNG directly (PIL 9.4 cannot save 16-bit RGB):
-    arr is uint16 [h x w x c]."""
+def write_png_raw(path, arr, color_type, trns=None, plte=None):
+    """Writes a PNG directly, for what PIL 9.4 cannot save (16-bit RGB, a
+    palette shorter than the indices used): arr is uint16 [h x w x c] written
+    as 16-bit samples, or uint8 [h x w] indices when plte is given."""
     h, w = arr.shape[:2]
-    raw = b"".join(b"\0" + arr[y].astype(">u2").tobytes() for y in range(h))
-    out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+    depth = 8 if plte is not None else 16
+    dtype = "u1" if depth == 8 else ">u2"
+    raw = b"".join(b"\0" + arr[y].astype(dtype).tobytes() for y in range(h))
+    out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 0))
+    if plte is not None:
+        out += png_chunk(b"PLTE", plte)
     if trns is not None:
         out += png_chunk(b"tRNS", trns)
     out += png_chunk(b"IDAT", zlib.compress(raw, 9)) + png_chunk(b"IEND", b"")
@@ -123,6 +128,10 @@ def draw_sources(rng):
     cases["gray16"] = (os.path.join(PKG, "gray16.png"), "exact")
     write_png_raw(os.path.join(PKG, "gray16_trns.png"), g16, 0, trns=struct.pack(">H", 100))
     cases["gray16_trns"] = (os.path.join(PKG, "gray16_trns.png"), "exact")
+    # Indices past the palette's end: PIL maps them to grey (i, i, i).
+    write_png_raw(os.path.join(PKG, "palette_short.png"), ((xx * 7 + yy * 3) % 256).astype(np.uint8), 3,
+                  plte=bytes(rng.integers(0, 256, 3 * 16, dtype=np.uint8)))
+    cases["palette_short"] = (os.path.join(PKG, "palette_short.png"), "exact")
     save("lossless.webp", rgba, "WEBP", lossless=True)
     save("lossy.webp", tall, "WEBP", quality=80)
     save("lossy_alpha.webp", rgba.crop((0, 0, 95, 61)), "WEBP", quality=70)
