@@ -1,0 +1,699 @@
+//go:build cuda
+
+package cuda
+
+/*
+#include <cuda.h>
+#include <stdint.h>
+
+static CUresult pc_alloc_host(void **p, size_t n) { return cuMemAllocHost(p, n); }
+static CUresult pc_free_host(void *p) { return cuMemFreeHost(p); }
+*/
+import "C"
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/pancap-serve/pancap/kernels"
+)
+
+//go:embed ptx/kernels.ptx
+var kernelsPTX string
+
+// ErrCUDA reports a failed CUDA driver call or kernel launch. Backend
+// methods have no error results, so they panic with an error wrapping
+// ErrCUDA; the batcher's recover turns that into failed requests.
+var ErrCUDA = errors.New("cuda: driver call failed")
+
+// GEMM selects how MatMul runs.
+type GEMM int
+
+const (
+	// GEMMCuBLAS uses cublasGemmEx: bf16/fp16 weights multiply activations
+	// rounded to the weight's dtype (float32 accumulation); float32 weights
+	// use a float32 GEMM. Fast; not bitwise batch-invariant.
+	GEMMCuBLAS GEMM = iota
+	// GEMMReference uses the backend's own tiled kernel: activations stay
+	// float32, each output is accumulated in k order, so rows are bitwise
+	// independent of the batch. No cuBLAS needed; slow.
+	GEMMReference
+)
+
+// Options configures New.
+type Options struct {
+	Device int  // CUDA device ordinal
+	GEMM   GEMM // MatMul implementation
+}
+
+// Launch configuration.
+const (
+	rowThreads = 256     // threads per row for row-wise kernels (multiple of 32)
+	ewThreads  = 256     // threads per block for elementwise kernels
+	gemmTile   = 16      // gemm_ref tile (GT in kernels.cu)
+	stageMin   = 1 << 20 // initial pinned staging arena, bytes
+)
+
+// Backend is the CUDA implementation of kernels.Backend. It is not safe for
+// concurrent use: one goroutine owns it, as the interface requires. Every
+// method locks its goroutine to its OS thread for the call and makes the
+// backend's context current, so callers need no thread discipline.
+type Backend struct {
+	dev    cu.Device
+	ctx    cu.CUContext
+	stream cu.Stream
+	mod    cu.Module
+	fn     functions
+	blas   *cublas // nil with GEMMReference
+	name   string
+
+	argv []uint64         // kernel argument values, reused
+	argp []unsafe.Pointer // pointers to argv's elements
+
+	stage   staging
+	half    scratch // activations rounded to bf16/fp16 for cuBLAS
+	attnBuf scratch // attention partials or dense scores
+	plan    attnPlan
+	host    []int32 // host-side descriptor assembly, reused
+}
+
+// functions are the module's kernels.
+type functions struct {
+	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, rope,
+	elementwise, softmax, argmax, attnPartial, attnCombine cu.Function
+}
+
+var _ kernels.Backend = (*Backend)(nil)
+
+// New creates a backend on opts.Device: it retains the device's primary
+// context (the one the CUDA runtime, and so cuBLAS, uses), creates a stream,
+// loads the embedded PTX (JIT-compiled by the driver for the device) and,
+// for GEMMCuBLAS, opens cuBLAS.
+func New(opts Options) (*Backend, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n, err := cu.NumDevices()
+	if err != nil {
+		return nil, fmt.Errorf("%w: cuDeviceGetCount: %v", ErrCUDA, err)
+	}
+	if opts.Device < 0 || opts.Device >= n {
+		return nil, fmt.Errorf("%w: device %d of %d", ErrCUDA, opts.Device, n)
+	}
+	b := &Backend{dev: cu.Device(opts.Device)}
+	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
+		return nil, fmt.Errorf("%w: retain primary context: %v", ErrCUDA, err)
+	}
+	if err := cu.SetCurrentContext(b.ctx); err != nil {
+		b.dev.ReleasePrimaryCtx()
+		return nil, fmt.Errorf("%w: set context: %v", ErrCUDA, err)
+	}
+	if err := b.init(opts); err != nil {
+		b.release()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Backend) init(opts Options) error {
+	name, _ := b.dev.Name()
+	major, minor, err := b.dev.ComputeCapability()
+	if err != nil {
+		return fmt.Errorf("%w: compute capability: %v", ErrCUDA, err)
+	}
+	if major < 8 {
+		return fmt.Errorf("%w: %s is sm_%d%d; the kernels need compute capability 8.0+", ErrCUDA, name, major, minor)
+	}
+	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
+		return fmt.Errorf("%w: create stream: %v", ErrCUDA, err)
+	}
+	if b.mod, err = cu.LoadData(kernelsPTX); err != nil {
+		return fmt.Errorf("%w: load PTX (driver too old for PTX ISA 7.8 / CUDA 11.8?): %v", ErrCUDA, err)
+	}
+	for _, k := range []struct {
+		f    *cu.Function
+		name string
+	}{
+		{&b.fn.gemmRef, "gemm_ref"}, {&b.fn.toHalf, "to_half"}, {&b.fn.biasRows, "bias_rows"},
+		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
+		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.rope, "rope"},
+		{&b.fn.elementwise, "elementwise"}, {&b.fn.softmax, "softmax"}, {&b.fn.argmax, "argmax"},
+		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
+	} {
+		if *k.f, err = b.mod.Function(k.name); err != nil {
+			return fmt.Errorf("%w: kernel %s: %v", ErrCUDA, k.name, err)
+		}
+	}
+	gemm := "gemm_ref"
+	if opts.GEMM == GEMMCuBLAS {
+		if b.blas, err = newCuBLAS(b.stream); err != nil {
+			return err
+		}
+		gemm = fmt.Sprintf("%s v%d", b.blas.lib, b.blas.version)
+	}
+	b.name = fmt.Sprintf("cuda:%d (%s, sm_%d%d, %s)", opts.Device, name, major, minor, gemm)
+	return nil
+}
+
+// release frees everything New acquired, in reverse order; zero handles are
+// skipped so it also cleans up after a failed init.
+func (b *Backend) release() {
+	if b.stream != (cu.Stream{}) {
+		b.stream.Synchronize()
+	}
+	if b.blas != nil {
+		b.blas.close()
+	}
+	b.half.free()
+	b.attnBuf.free()
+	b.stage.free()
+	if b.mod != (cu.Module{}) {
+		b.mod.Unload()
+	}
+	if b.stream != (cu.Stream{}) {
+		b.stream.Destroy()
+	}
+	b.dev.ReleasePrimaryCtx()
+}
+
+// enter binds the calling goroutine to its thread and the thread to the
+// backend's context; leave undoes the binding.
+func (b *Backend) enter() {
+	runtime.LockOSThread()
+	must("set context", cu.SetCurrentContext(b.ctx))
+}
+
+func (b *Backend) leave() { runtime.UnlockOSThread() }
+
+func must(op string, err error) {
+	if err != nil {
+		panic(fmt.Errorf("%w: %s: %v", ErrCUDA, op, err))
+	}
+}
+
+// Name describes the device, e.g. "cuda:0 (NVIDIA H100 80GB HBM3, sm_90,
+// libcublas.so.12 v120304)".
+func (b *Backend) Name() string { return b.name }
+
+// Close waits for outstanding work and releases the backend's resources.
+// Buffers and weights must not be used afterwards.
+func (b *Backend) Close() {
+	b.enter()
+	defer b.leave()
+	b.release()
+}
+
+// Synchronize waits until all queued work has finished.
+func (b *Backend) Synchronize() {
+	b.enter()
+	defer b.leave()
+	must("synchronize", b.stream.Synchronize())
+	b.stage.used = 0
+}
+
+// ---------------------------------------------------------------------------
+// Memory.
+
+// buffer is a device float32 activation buffer.
+type buffer struct {
+	p cu.DevicePtr
+	n int
+}
+
+func (x *buffer) Len() int { return x.n }
+
+func buf(x kernels.Buffer) *buffer { return x.(*buffer) }
+
+// at is the device address of element i.
+func (x *buffer) at(i int) uint64 { return uint64(x.p) + 4*uint64(i) }
+
+// weight is a device weight in its stored dtype.
+type weight struct {
+	p     cu.DevicePtr
+	dt    kernels.DType
+	shape []int
+	n     int
+}
+
+func (w *weight) Shape() []int         { return w.shape }
+func (w *weight) DType() kernels.DType { return w.dt }
+
+func wt(w kernels.Weight) *weight { return w.(*weight) }
+
+// Alloc returns a zeroed device buffer of n float32 elements.
+func (b *Backend) Alloc(n int) kernels.Buffer {
+	b.enter()
+	defer b.leave()
+	p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
+	must("cuMemAlloc", err)
+	must("cuMemsetD32", cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream))
+	return &buffer{p: p, n: n}
+}
+
+// Free releases a buffer after the work queued so far has finished.
+func (b *Backend) Free(x kernels.Buffer) {
+	b.enter()
+	defer b.leave()
+	bb := buf(x)
+	if bb.p == 0 {
+		return
+	}
+	must("synchronize", b.stream.Synchronize())
+	must("cuMemFree", cu.MemFree(bb.p))
+	bb.p, bb.n = 0, 0
+}
+
+// Write copies src into dst[off:]. It returns once src may be reused.
+func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
+	if len(src) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	d := buf(dst)
+	checkRange("Write", off, len(src), d.n)
+	// The synchronous copy is ordered after the stream's earlier work
+	// (our stream is a blocking one, so the legacy stream waits for it).
+	must("cuMemcpyHtoD", cu.MemcpyHtoD(cu.DevicePtr(d.at(off)), unsafe.Pointer(unsafe.SliceData(src)), int64(4*len(src))))
+}
+
+// Read waits for the queued work and copies src[off:off+len(dst)] into dst.
+func (b *Backend) Read(dst []float32, src kernels.Buffer, off int) {
+	if len(dst) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	s := buf(src)
+	checkRange("Read", off, len(dst), s.n)
+	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(dst)), cu.DevicePtr(s.at(off)), int64(4*len(dst)), b.stream))
+	must("synchronize", b.stream.Synchronize())
+	b.stage.used = 0 // every staged upload has been consumed
+}
+
+// Copy copies n elements from src[srcOff:] to dst[dstOff:] on the device.
+func (b *Backend) Copy(dst kernels.Buffer, dstOff int, src kernels.Buffer, srcOff, n int) {
+	if n == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	d, s := buf(dst), buf(src)
+	checkRange("Copy", dstOff, n, d.n)
+	checkRange("Copy", srcOff, n, s.n)
+	must("cuMemcpyDtoDAsync", cu.MemcpyDtoDAsync(cu.DevicePtr(d.at(dstOff)), cu.DevicePtr(s.at(srcOff)), int64(4*n), b.stream))
+}
+
+func checkRange(op string, off, n, size int) {
+	if off < 0 || n < 0 || off+n > size {
+		panic(fmt.Sprintf("cuda: %s [%d, %d) out of a buffer of %d", op, off, off+n, size))
+	}
+}
+
+// LoadWeight uploads data to the device (the backend keeps no reference to
+// data afterwards).
+func (b *Backend) LoadWeight(dt kernels.DType, shape []int, data []byte) (kernels.Weight, error) {
+	n := 1
+	for _, d := range shape {
+		if d <= 0 {
+			return nil, fmt.Errorf("%w: shape %v", kernels.ErrWeight, shape)
+		}
+		n *= d
+	}
+	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
+		return nil, fmt.Errorf("%w: dtype %v", kernels.ErrWeight, dt)
+	}
+	if len(shape) == 0 || len(data) != n*dt.Size() {
+		return nil, fmt.Errorf("%w: %d bytes for %v %v", kernels.ErrWeight, len(data), dt, shape)
+	}
+	b.enter()
+	defer b.leave()
+	p, err := cu.MemAlloc(int64(len(data)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v %v: cuMemAlloc: %v", ErrCUDA, dt, shape, err)
+	}
+	if err := cu.MemcpyHtoD(p, unsafe.Pointer(unsafe.SliceData(data)), int64(len(data))); err != nil {
+		cu.MemFree(p)
+		return nil, fmt.Errorf("%w: %v %v: cuMemcpyHtoD: %v", ErrCUDA, dt, shape, err)
+	}
+	return &weight{p: p, dt: dt, shape: append([]int(nil), shape...), n: n}, nil
+}
+
+// FreeWeight releases a weight's device memory (after queued work).
+func (b *Backend) FreeWeight(w kernels.Weight) {
+	b.enter()
+	defer b.leave()
+	ww := wt(w)
+	if ww.p == 0 {
+		return
+	}
+	must("synchronize", b.stream.Synchronize())
+	must("cuMemFree", cu.MemFree(ww.p))
+	ww.p = 0
+}
+
+// scratch is a device buffer that grows on demand.
+type scratch struct {
+	p    cu.DevicePtr
+	size int64
+}
+
+// get returns at least n bytes; growing waits for queued work that may
+// still use the old allocation.
+func (s *scratch) get(b *Backend, n int64) cu.DevicePtr {
+	if n <= s.size {
+		return s.p
+	}
+	if s.p != 0 {
+		must("synchronize", b.stream.Synchronize())
+		must("cuMemFree", cu.MemFree(s.p))
+		s.p, s.size = 0, 0
+	}
+	n = max(n, 2*s.size)
+	p, err := cu.MemAlloc(n)
+	must("cuMemAlloc scratch", err)
+	s.p, s.size = p, n
+	return p
+}
+
+func (s *scratch) free() {
+	if s.p != 0 {
+		cu.MemFree(s.p)
+		s.p, s.size = 0, 0
+	}
+}
+
+// staging uploads small host arrays (token ids, positions, row and block
+// tables) without a host-device synchronisation per call: values are copied
+// into pinned host memory and sent with cuMemcpyHtoDAsync into a device
+// arena at the same offset. The arena is rewound when the stream has
+// drained (Read, Synchronize, or a wrap, which synchronises first).
+type staging struct {
+	host unsafe.Pointer // pinned host arena (C memory)
+	dev  cu.DevicePtr   // device arena, same size
+	size int
+	used int
+}
+
+// put stages v and returns its device address.
+func (s *staging) put(b *Backend, v []int32) uint64 {
+	n := (4*len(v) + 15) &^ 15
+	if s.used+n > s.size {
+		must("synchronize", b.stream.Synchronize())
+		s.used = 0
+		if n > s.size {
+			s.free()
+			s.size = max(stageMin, 2*n)
+			var h unsafe.Pointer
+			if r := C.pc_alloc_host(&h, C.size_t(s.size)); r != C.CUDA_SUCCESS {
+				panic(fmt.Errorf("%w: cuMemAllocHost(%d): CUresult %d", ErrCUDA, s.size, int(r)))
+			}
+			s.host = h
+			d, err := cu.MemAlloc(int64(s.size))
+			must("cuMemAlloc staging", err)
+			s.dev = d
+		}
+	}
+	off := s.used
+	s.used += n
+	if len(v) == 0 {
+		return uint64(s.dev) + uint64(off)
+	}
+	dst := unsafe.Slice((*int32)(unsafe.Add(s.host, off)), len(v))
+	copy(dst, v)
+	must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(s.dev+cu.DevicePtr(off), unsafe.Pointer(&dst[0]), int64(4*len(v)), b.stream))
+	return uint64(s.dev) + uint64(off)
+}
+
+func (s *staging) free() {
+	if s.host != nil {
+		C.pc_free_host(s.host)
+		s.host = nil
+	}
+	if s.dev != 0 {
+		cu.MemFree(s.dev)
+		s.dev = 0
+	}
+	s.size, s.used = 0, 0
+}
+
+// ---------------------------------------------------------------------------
+// Launching.
+
+// Kernel argument encoders: every argument travels as 8 bytes (gorgonia.org/cu
+// copies 8 bytes per parameter); the kernel reads its own width from the
+// low bytes (little-endian).
+func i64(v int) uint64          { return uint64(int64(v)) }
+func f32(v float32) uint64      { return uint64(math.Float32bits(v)) }
+func ptr(p cu.DevicePtr) uint64 { return uint64(p) }
+
+// wptr is a weight's address, 0 for a nil weight (an optional bias).
+func wptr(w kernels.Weight) (uint64, uint64) {
+	if w == nil {
+		return 0, 0
+	}
+	ww := wt(w)
+	return uint64(ww.p), uint64(ww.dt)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// launch runs fn on the backend's stream; the caller has entered.
+func (b *Backend) launch(fn cu.Function, gx, gy, bx, by int, args ...uint64) {
+	if gx == 0 || gy == 0 {
+		return
+	}
+	b.argv = append(b.argv[:0], args...)
+	b.argp = b.argp[:0]
+	for i := range b.argv {
+		b.argp = append(b.argp, unsafe.Pointer(&b.argv[i]))
+	}
+	must("cuLaunchKernel", fn.Launch(gx, gy, 1, bx, by, 1, 0, b.stream, b.argp))
+}
+
+// ---------------------------------------------------------------------------
+// Ops.
+
+// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias).
+func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
+	if m == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	ww := wt(w)
+	n := ww.shape[0]
+	k := ww.n / n
+	o, xb := buf(out), buf(x)
+	checkRange("MatMul out", 0, m*n, o.n)
+	checkRange("MatMul x", 0, m*k, xb.n)
+	bp, bdt := wptr(bias)
+	if b.blas == nil {
+		b.launch(b.fn.gemmRef, ceilDiv(n, gemmTile), ceilDiv(m, gemmTile), gemmTile, gemmTile,
+			ptr(o.p), ptr(xb.p), ptr(ww.p), uint64(ww.dt), bp, bdt, i64(m), i64(n), i64(k))
+		return
+	}
+	beta := float32(0)
+	if bias != nil {
+		b.launch(b.fn.biasRows, ceilDiv(m*n, ewThreads), 1, ewThreads, 1, ptr(o.p), bp, bdt, i64(m), i64(n))
+		beta = 1
+	}
+	xp := xb.p
+	if ww.dt != kernels.F32 {
+		xp = b.half.get(b, int64(2*m*k))
+		b.launch(b.fn.toHalf, ceilDiv(m*k, ewThreads), 1, ewThreads, 1, ptr(xp), ptr(xb.p), i64(m*k), uint64(ww.dt))
+	}
+	must("MatMul", b.blas.gemm(o.p, xp, ww.p, ww.dt, m, n, k, beta))
+}
+
+// Embed gathers table rows for the non-negative ids.
+func (b *Backend) Embed(out kernels.Buffer, table kernels.Weight, ids []int32) {
+	if len(ids) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	t := wt(table)
+	width := t.n / t.shape[0]
+	o := buf(out)
+	checkRange("Embed", 0, len(ids)*width, o.n)
+	for _, id := range ids {
+		if int(id) >= t.shape[0] {
+			panic(fmt.Sprintf("cuda: Embed id %d out of a table of %d", id, t.shape[0]))
+		}
+	}
+	b.launch(b.fn.embed, len(ids), 1, 128, 1, ptr(o.p), ptr(t.p), uint64(t.dt), b.stage.put(b, ids), i64(width))
+}
+
+func (b *Backend) weightTo(dst kernels.Buffer, off int, w kernels.Weight, accumulate int) {
+	b.enter()
+	defer b.leave()
+	ww, d := wt(w), buf(dst)
+	checkRange("CopyWeight/AddWeight", off, ww.n, d.n)
+	b.launch(b.fn.weightTo, ceilDiv(ww.n, ewThreads), 1, ewThreads, 1, d.at(off), ptr(ww.p), uint64(ww.dt), i64(ww.n), i64(accumulate))
+}
+
+// CopyWeight copies all of w into dst[off:].
+func (b *Backend) CopyWeight(dst kernels.Buffer, off int, w kernels.Weight) {
+	b.weightTo(dst, off, w, 0)
+}
+
+// AddWeight adds all of w to dst[off:].
+func (b *Backend) AddWeight(dst kernels.Buffer, off int, w kernels.Weight) {
+	b.weightTo(dst, off, w, 1)
+}
+
+// RMSNorm normalises m rows of width len(w).
+func (b *Backend) RMSNorm(out, x kernels.Buffer, w kernels.Weight, m int, eps float32) {
+	b.rmsNorm(out, x, nil, w, m, eps)
+}
+
+// AddRMSNorm is the fused residual step of a LLaMA layer: x += delta, then
+// out = RMSNorm(x), in one pass over the rows. It is equivalent to
+// Add(x, x, delta, m·width) followed by RMSNorm(out, x, w, m, eps).
+func (b *Backend) AddRMSNorm(out, x, delta kernels.Buffer, w kernels.Weight, m int, eps float32) {
+	b.rmsNorm(out, x, delta, w, m, eps)
+}
+
+func (b *Backend) rmsNorm(out, x, delta kernels.Buffer, w kernels.Weight, m int, eps float32) {
+	b.enter()
+	defer b.leave()
+	ww := wt(w)
+	o, xb := buf(out), buf(x)
+	checkRange("RMSNorm", 0, m*ww.n, min(o.n, xb.n))
+	var dp uint64
+	if delta != nil {
+		d := buf(delta)
+		checkRange("AddRMSNorm", 0, m*ww.n, d.n)
+		dp = ptr(d.p)
+	}
+	b.launch(b.fn.rmsnorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), dp, ptr(ww.p), uint64(ww.dt), i64(ww.n), f32(eps))
+}
+
+// LayerNorm normalises m rows of width len(w).
+func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int, eps float32) {
+	b.enter()
+	defer b.leave()
+	ww, bb := wt(w), wt(bias)
+	o, xb := buf(out), buf(x)
+	checkRange("LayerNorm", 0, m*ww.n, min(o.n, xb.n))
+	b.launch(b.fn.layernorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), ptr(ww.p), uint64(ww.dt), ptr(bb.p), uint64(bb.dt), i64(ww.n), f32(eps))
+}
+
+// RoPE rotates x[len(pos) × heads·headDim] in place.
+func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta float32) {
+	if len(pos) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	xb := buf(x)
+	checkRange("RoPE", 0, len(pos)*heads*headDim, xb.n)
+	// inv_freq exactly as the CPU backend computes it, sent as bit patterns.
+	b.host = b.host[:0]
+	for d := 0; d < headDim/2; d++ {
+		e := float32(2*d) / float32(headDim)
+		b.host = append(b.host, int32(math.Float32bits(1/float32(math.Pow(float64(theta), float64(e))))))
+	}
+	inv := b.stage.put(b, b.host)
+	b.launch(b.fn.rope, len(pos), 1, 64, 1, ptr(xb.p), b.stage.put(b, pos), inv, i64(heads), i64(headDim))
+}
+
+// Elementwise op codes (EW_* in kernels.cu).
+const (
+	ewAdd = iota
+	ewSiLUMul
+	ewGELU
+	ewQuickGELU
+)
+
+func (b *Backend) elementwise(op int, out, a, c kernels.Buffer, n int) {
+	if n == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	o, ab := buf(out), buf(a)
+	checkRange("elementwise", 0, n, min(o.n, ab.n))
+	var cp uint64
+	if c != nil {
+		cb := buf(c)
+		checkRange("elementwise", 0, n, cb.n)
+		cp = ptr(cb.p)
+	}
+	b.launch(b.fn.elementwise, ceilDiv(n, ewThreads), 1, ewThreads, 1, ptr(o.p), ptr(ab.p), cp, i64(n), i64(op))
+}
+
+// Add computes out = a + c over n elements.
+func (b *Backend) Add(out, a, c kernels.Buffer, n int) { b.elementwise(ewAdd, out, a, c, n) }
+
+// SiLUMul computes out = silu(gate) · up over n elements.
+func (b *Backend) SiLUMul(out, gate, up kernels.Buffer, n int) {
+	b.elementwise(ewSiLUMul, out, gate, up, n)
+}
+
+// GELU applies the exact (erf) GELU to x[:n] in place.
+func (b *Backend) GELU(x kernels.Buffer, n int) { b.elementwise(ewGELU, x, x, nil, n) }
+
+// QuickGELU applies x·sigmoid(1.702x) to x[:n] in place.
+func (b *Backend) QuickGELU(x kernels.Buffer, n int) { b.elementwise(ewQuickGELU, x, x, nil, n) }
+
+// Softmax normalises each of the m rows of x[m × width] in place.
+func (b *Backend) Softmax(x kernels.Buffer, m, width int) {
+	b.enter()
+	defer b.leave()
+	xb := buf(x)
+	checkRange("Softmax", 0, m*width, xb.n)
+	b.launch(b.fn.softmax, m, 1, rowThreads, 1, ptr(xb.p), i64(width))
+}
+
+// Argmax writes the index of the largest value of each row of x[len(ids) ×
+// width] (the lowest index among ties) to ids: greedy decoding reads back
+// one int32 per row instead of the logits.
+func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
+	if len(ids) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	xb := buf(x)
+	checkRange("Argmax", 0, len(ids)*width, xb.n)
+	out := b.half.get(b, int64(4*len(ids)))
+	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
+	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
+	must("synchronize", b.stream.Synchronize())
+	b.stage.used = 0
+}
+
+func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter int) {
+	if len(rows) == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	d, s := buf(dst), buf(src)
+	big, small := d, s
+	if scatter == 0 {
+		big, small = s, d
+	}
+	checkRange("Scatter/GatherRows", 0, len(rows)*width, small.n)
+	for _, r := range rows {
+		checkRange("Scatter/GatherRows", int(r)*width, width, big.n)
+	}
+	b.launch(b.fn.moveRows, len(rows), 1, 128, 1, ptr(d.p), ptr(s.p), b.stage.put(b, rows), i64(width), i64(scatter))
+}
+
+// ScatterRows copies row i of src to row rows[i] of dst.
+func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
+	b.moveRows(dst, src, rows, width, 1)
+}
+
+// GatherRows copies row rows[i] of src to row i of dst.
+func (b *Backend) GatherRows(dst, src kernels.Buffer, rows []int32, width int) {
+	b.moveRows(dst, src, rows, width, 0)
+}
