@@ -107,3 +107,17 @@ func FuzzConfig(f *testing.F) {
 		_ = cfg.VisionLayersUsed()
 	})
 }
+
+func TestKVBlocks(t *testing.T) {
+	tc := llava.TextConfig{Hidden: 64, Layers: 2, MaxPos: 4096}
+	blockBytes := int64(2 * 2 * 16 * 64 * 4)
+	if got := kvBlocks(7, 1<<40, 16, tc); got != 7 {
+		t.Errorf("explicit blocks: %d", got)
+	}
+	if got := kvBlocks(0, 10*blockBytes+5, 16, tc); got != 10 {
+		t.Errorf("from bytes: %d, want 10", got)
+	}
+	if got := kvBlocks(0, 0, 16, tc); got < 256 || got > 8*256 {
+		t.Errorf("default: %d blocks, want between one and eight contexts of 256", got)
+	}
+}

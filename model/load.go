@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
@@ -294,19 +295,37 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	return m, rep, nil
 }
 
-// kvBlocks is the KV pool size: n when set, else as many blocks of float32
-// keys and values as fit in bytes, else enough blocks for 8 full contexts but
-// at most 4 GiB; never less than one full context.
-func kvBlocks(n int, bytes int64, blockSize int, t llava.TextConfig) int {
-	if n > 0 {
-		return n
+// kvBlocks is the KV pool size: blocks when set; else as many blocks as
+// bytes hold; else enough for 8 full contexts but within half the available
+// memory; never less than one full context unless bytes says so.
+func kvBlocks(blocks int, bytes int64, blockSize int, t llava.TextConfig) int {
+	if blocks > 0 {
+		return blocks
+	}
+	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * 4) // float32 keys and values
+	if bytes > 0 {
+		return int(max(bytes/blockBytes, 1))
 	}
 	perContext := (t.MaxPos + blockSize - 1) / blockSize
-	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * 4)
-	if bytes > 0 {
-		return max(perContext, int(bytes/blockBytes))
+	budget := availableMemory() / 2
+	return max(perContext, min(8*perContext, int(budget/blockBytes)))
+}
+
+// availableMemory is MemAvailable of /proc/meminfo, or 4 GiB where that
+// cannot be read.
+func availableMemory() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+				var kb int64
+				if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil && kb > 0 {
+					return kb << 10
+				}
+			}
+		}
 	}
-	return max(perContext, min(8*perContext, int((4<<30)/blockBytes)))
+	return 4 << 30
 }
 
 // visionDir resolves mm_vision_tower: an absolute path, or a path relative
