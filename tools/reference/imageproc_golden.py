@@ -123,6 +123,11 @@ def draw_sources(rng):
     rgb16 = (rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape)).astype(np.uint16)
     write_png_raw(os.path.join(PKG, "rgb16.png"), rgb16, 2)
     cases["rgb16"] = (os.path.join(PKG, "rgb16.png"), "exact")
+    a16 = (alpha.astype(np.uint16) * 257)[..., None]
+    write_png_raw(os.path.join(PKG, "rgba16.png"), np.concatenate([rgb16, a16], -1), 6)
+    cases["rgba16"] = (os.path.join(PKG, "rgba16.png"), "exact")
+    write_png_raw(os.path.join(PKG, "la16.png"), np.concatenate([rgb16[..., 1:2], a16], -1), 4)
+    cases["la16"] = (os.path.join(PKG, "la16.png"), "exact")
     g16 = (xx * 5 + yy).astype(np.uint16)[..., None]
     write_png_raw(os.path.join(PKG, "gray16.png"), g16, 0)
     cases["gray16"] = (os.path.join(PKG, "gray16.png"), "exact")
