@@ -1862,9 +1862,22 @@ type Limits struct {
 	// Longest stop string in bytes.
 	MaxStopBytes int32 `protobuf:"varint,5,opt,name=max_stop_bytes,json=maxStopBytes,proto3" json:"max_stop_bytes,omitempty"`
 	// Most stages a chain runs.
-	MaxStages     int32 `protobuf:"varint,6,opt,name=max_stages,json=maxStages,proto3" json:"max_stages,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxStages int32 `protobuf:"varint,6,opt,name=max_stages,json=maxStages,proto3" json:"max_stages,omitempty"`
+	// Largest encoded image in bytes.
+	MaxImageBytes int64 `protobuf:"varint,7,opt,name=max_image_bytes,json=maxImageBytes,proto3" json:"max_image_bytes,omitempty"`
+	// Largest decoded image, width × height, checked on the header before decoding.
+	MaxImagePixels int64 `protobuf:"varint,8,opt,name=max_image_pixels,json=maxImagePixels,proto3" json:"max_image_pixels,omitempty"`
+	// Most frames an animated GIF may hold (only the first is used).
+	MaxImageFrames int32 `protobuf:"varint,9,opt,name=max_image_frames,json=maxImageFrames,proto3" json:"max_image_frames,omitempty"`
+	// Longest Generate prompt in bytes, before tokenisation.
+	MaxPromptBytes int32 `protobuf:"varint,10,opt,name=max_prompt_bytes,json=maxPromptBytes,proto3" json:"max_prompt_bytes,omitempty"`
+	// Most tokens a sequence may hold: prompt (image tokens included) plus
+	// max_new_tokens must fit; longer requests get INVALID_ARGUMENT.
+	MaxContextTokens int32 `protobuf:"varint,11,opt,name=max_context_tokens,json=maxContextTokens,proto3" json:"max_context_tokens,omitempty"`
+	// Longest request_id in bytes; ids are logged with printable ASCII only.
+	MaxRequestIdBytes int32 `protobuf:"varint,12,opt,name=max_request_id_bytes,json=maxRequestIdBytes,proto3" json:"max_request_id_bytes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Limits) Reset() {
@@ -1935,6 +1948,48 @@ func (x *Limits) GetMaxStopBytes() int32 {
 func (x *Limits) GetMaxStages() int32 {
 	if x != nil {
 		return x.MaxStages
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxImageBytes() int64 {
+	if x != nil {
+		return x.MaxImageBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxImagePixels() int64 {
+	if x != nil {
+		return x.MaxImagePixels
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxImageFrames() int32 {
+	if x != nil {
+		return x.MaxImageFrames
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxPromptBytes() int32 {
+	if x != nil {
+		return x.MaxPromptBytes
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxContextTokens() int32 {
+	if x != nil {
+		return x.MaxContextTokens
+	}
+	return 0
+}
+
+func (x *Limits) GetMaxRequestIdBytes() int32 {
+	if x != nil {
+		return x.MaxRequestIdBytes
 	}
 	return 0
 }
@@ -2166,7 +2221,7 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\feos_token_id\x18\a \x01(\x05R\n" +
 	"eosTokenId\x12\"\n" +
 	"\rkv_block_size\x18\b \x01(\x05R\vkvBlockSize\x12\x1b\n" +
-	"\tkv_blocks\x18\t \x01(\x05R\bkvBlocks\"\xfe\x01\n" +
+	"\tkv_blocks\x18\t \x01(\x05R\bkvBlocks\"\x83\x04\n" +
 	"\x06Limits\x12*\n" +
 	"\x11max_request_bytes\x18\x01 \x01(\x03R\x0fmaxRequestBytes\x12$\n" +
 	"\x0emax_new_tokens\x18\x02 \x01(\x05R\fmaxNewTokens\x123\n" +
@@ -2174,7 +2229,14 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\x10max_stop_strings\x18\x04 \x01(\x05R\x0emaxStopStrings\x12$\n" +
 	"\x0emax_stop_bytes\x18\x05 \x01(\x05R\fmaxStopBytes\x12\x1d\n" +
 	"\n" +
-	"max_stages\x18\x06 \x01(\x05R\tmaxStages\"\xdc\x01\n" +
+	"max_stages\x18\x06 \x01(\x05R\tmaxStages\x12&\n" +
+	"\x0fmax_image_bytes\x18\a \x01(\x03R\rmaxImageBytes\x12(\n" +
+	"\x10max_image_pixels\x18\b \x01(\x03R\x0emaxImagePixels\x12(\n" +
+	"\x10max_image_frames\x18\t \x01(\x05R\x0emaxImageFrames\x12(\n" +
+	"\x10max_prompt_bytes\x18\n" +
+	" \x01(\x05R\x0emaxPromptBytes\x12,\n" +
+	"\x12max_context_tokens\x18\v \x01(\x05R\x10maxContextTokens\x12/\n" +
+	"\x14max_request_id_bytes\x18\f \x01(\x05R\x11maxRequestIdBytes\"\xdc\x01\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\farchitecture\x18\x02 \x01(\v2\x17.pancap.v1.ArchitectureR\farchitecture\x12\x14\n" +
