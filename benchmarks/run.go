@@ -291,7 +291,7 @@ dispatch:
 				break dispatch
 			}
 		}
-		if ctx.Err() != nil {
+		if stopCause(ctx) != nil {
 			break
 		}
 		wg.Add(1)
@@ -319,11 +319,20 @@ dispatch:
 		}()
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	if ctx.Err() != nil {
-		return out, wall, context.Cause(ctx)
+	return out, time.Since(start), stopCause(ctx)
+}
+
+// stopCause is why ctx stopped the run, nil while it runs. A deadline
+// counts from the moment it passes, which calls see before ctx's own timer
+// fires.
+func stopCause(ctx context.Context) error {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		<-ctx.Done()
 	}
-	return out, wall, nil
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 // do sends one request and records its timeline.
@@ -336,10 +345,13 @@ func do(ctx context.Context, s Streamer, req *pb.CaptionRequest, timeout time.Du
 	var tl Timeline
 	start := time.Now()
 	final := false
-	stage := func(n int) *StageTimeline {
-		if len(tl.Stages) == 0 || tl.Stages[len(tl.Stages)-1].Stage != n {
-			tl.Stages = append(tl.Stages, StageTimeline{Stage: n, Started: time.Since(start)})
+	stage := func(n int) *StageTimeline { // the timeline of stage n, added when new
+		for i := range tl.Stages {
+			if tl.Stages[i].Stage == n {
+				return &tl.Stages[i]
+			}
 		}
+		tl.Stages = append(tl.Stages, StageTimeline{Stage: n, Started: time.Since(start)})
 		return &tl.Stages[len(tl.Stages)-1]
 	}
 	for ev, err := range s.StreamCaption(ctx, req) {
@@ -414,15 +426,16 @@ var codeNames = map[codes.Code]string{
 	codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
 }
 
-// errCode names the gRPC code of a failed call and its message.
+// errCode names the gRPC code of a failed call and its message. When the
+// call's own context ended (deadline, run stopped) that is the reason,
+// whatever the server answered meanwhile.
 func errCode(ctx context.Context, err error) (string, string) {
 	st, ok := status.FromError(err)
-	if !ok {
-		if ctx.Err() != nil {
-			st = status.FromContextError(ctx.Err())
-		} else {
-			st = status.New(codes.Unknown, err.Error())
-		}
+	switch {
+	case ctx.Err() != nil:
+		st = status.FromContextError(ctx.Err())
+	case !ok:
+		st = status.New(codes.Unknown, err.Error())
 	}
 	name, ok := codeNames[st.Code()]
 	if !ok {
