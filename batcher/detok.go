@@ -3,7 +3,6 @@ package batcher
 import (
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/model/sample"
@@ -23,16 +22,25 @@ import (
 //     character is complete, so a delta never splits a UTF-8 sequence;
 //   - a tail that could begin a stop string is held back (sample.StopMatcher).
 //
-// It relies on Decode(ids[:k]) being a prefix of Decode(ids[:k+1]) once an
-// incomplete trailing character is set aside, which holds for SentencePiece.
-// Every push decodes the whole stage, O(n) per token, which is small next to
-// a forward step for the stage lengths of PancapChain.
+// Decoding is incremental, as vLLM's detokenize_incrementally: each push
+// decodes a short window of recent ids twice, with and without the ids not
+// yet read, and appends the difference. Both decodes drop the leading space
+// of the window's first piece alike, so the difference is exact as long as
+// the window's already-read part decodes to some text (windows only start
+// where it does). A window whose text ends in U+FFFD waits for the ids that
+// complete the character. finish decodes the
+// whole stage once, so the final text is strip(Decode(ids)) by construction;
+// this relies on Decode(ids[:k]) being a prefix of Decode(ids) once an
+// incomplete trailing character is set aside, as holds for SentencePiece.
 type detok struct {
-	tok  engine.Tokenizer
-	ids  []int32
-	stop *sample.StopMatcher
-	fed  int // bytes of the left-stripped decoded text fed to stop
-	sent int // bytes of stop.Text() streamed
+	tok    engine.Tokenizer
+	ids    []int32
+	prefix int             // start of the decode window
+	read   int             // ids before read are in text
+	text   strings.Builder // decoded text of ids[:read]
+	stop   *sample.StopMatcher
+	fed    int // bytes of the left-stripped text fed to stop
+	sent   int // bytes of stop.Text() streamed
 }
 
 // newDetok returns a detokeniser honouring the stop strings.
@@ -44,24 +52,31 @@ func newDetok(tok engine.Tokenizer, stops []string) *detok {
 // and whether a stop string has appeared.
 func (d *detok) push(id int32) (delta string, stopped bool) {
 	d.ids = append(d.ids, id)
-	d.feed(completePrefix(d.decoded()))
+	prev := d.tok.Decode(d.ids[d.prefix:d.read])
+	cur := d.tok.Decode(d.ids[d.prefix:])
+	if len(cur) > len(prev) && strings.HasPrefix(cur, prev) && !strings.HasSuffix(cur, "\uFFFD") {
+		d.text.WriteString(cur[len(prev):])
+		// The next window starts at the old read point unless the ids
+		// since then decode to nothing on their own (a lone "▁" loses its
+		// space at a window start and makes the next piece lose its own).
+		if d.tok.Decode(d.ids[d.read:]) != "" {
+			d.prefix = d.read
+		}
+		d.read = len(d.ids)
+		d.feed(strings.TrimLeftFunc(d.text.String(), pySpace))
+	}
 	return d.emit(), d.stop.Stopped()
 }
 
 // finish returns the last delta and the stage's final text.
 func (d *detok) finish() (delta, text string) {
-	d.feed(d.decoded())
+	d.feed(strings.TrimLeftFunc(d.tok.Decode(d.ids), pySpace))
 	text = strings.TrimRightFunc(d.stop.Text(), pySpace)
 	if len(text) > d.sent {
 		delta = text[d.sent:]
 	}
 	d.sent = len(text)
 	return delta, text
-}
-
-// decoded returns the left-stripped text of all ids.
-func (d *detok) decoded() string {
-	return strings.TrimLeftFunc(d.tok.Decode(d.ids), pySpace)
 }
 
 // feed passes the part of full not yet fed to the stop matcher.
@@ -83,19 +98,6 @@ func (d *detok) emit() string {
 	out := t[d.sent:end]
 	d.sent = end
 	return out
-}
-
-// completePrefix drops a trailing U+FFFD or incomplete UTF-8 sequence: the
-// bytes of a character that later tokens may still complete.
-func completePrefix(s string) string {
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError {
-			break
-		}
-		s = s[:len(s)-size]
-	}
-	return s
 }
 
 // pySpace reports whether Python's str.isspace() holds for r: Unicode
