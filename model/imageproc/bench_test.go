@@ -48,3 +48,16 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPreprocessPNG measures the 2226×1054 PNG teaser figure.
+func BenchmarkPreprocessPNG(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(photoDir, "teasor.png"))
+	if err != nil {
+		b.Skip("photo absent:", err)
+	}
+	for b.Loop() {
+		if _, err := Preprocess(data, 336, DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"image"
+	"image/png"
 	"os"
 	"runtime"
 	"strings"
@@ -153,5 +155,29 @@ func TestPixelCount(t *testing.T) {
 		if got := pixelCount(n); got != want {
 			t.Errorf("pixelCount(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestPreprocessOnePixel covers a 1×1 image, which the reference cannot
+// process (transformers takes a 1×1×3 array for channels-first): every
+// output sample must be the pixel's colour.
+func TestPreprocessOnePixel(t *testing.T) {
+	img := image.NewNRGBA(image.Rect(0, 0, 1, 1))
+	img.Pix = []byte{200, 10, 99, 17}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Preprocess(buf.Bytes(), 14, DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(res.Square.Pix); i += 4 {
+		if got := res.Square.Pix[i : i+4]; !bytes.Equal(got, []byte{200, 10, 99, 255}) {
+			t.Fatalf("sample %d = %v", i/4, got)
+		}
+	}
+	if res.Width != 1 || res.Height != 1 || res.Pixels[0] != normLUT[0][200] || res.Pixels[14*14] != normLUT[1][10] {
+		t.Errorf("result %d×%d, pixels %g %g", res.Width, res.Height, res.Pixels[0], res.Pixels[14*14])
 	}
 }

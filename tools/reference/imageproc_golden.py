@@ -100,6 +100,7 @@ def draw_sources(rng):
     save("rgba_wide.png", rgba, "PNG")
     tall = Image.fromarray(rgb.transpose(1, 0, 2).copy(), "RGB")
     save("rgb_tall.png", tall, "PNG")
+    save("strip.png", Image.fromarray(rgb[:1, :90].copy(), "RGB"), "PNG")
     save("gray_small.png", Image.fromarray(rgb[:13, :20, 1].copy(), "L"), "PNG")
     save("la.png", Image.fromarray(np.dstack([rgb[..., 0], alpha]).astype(np.uint8), "LA"), "PNG")
     pal = rgba.convert("RGB").quantize(colors=40, dither=Image.Dither.NONE)
