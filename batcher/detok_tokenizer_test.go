@@ -73,3 +73,28 @@ func BenchmarkDetok1024(b *testing.B) {
 		d.finish()
 	}
 }
+
+// FuzzDetokSentencePiece: for any ids (two bytes each) the streamed deltas
+// join to strip(Decode(ids)) under the real SentencePiece decoder.
+func FuzzDetokSentencePiece(f *testing.F) {
+	f.Add([]byte{0x00, 0x03, 0x74, 0x6f, 0x00, 0xe7, 0x00, 0x04})
+	f.Add([]byte{0x74, 0x6f, 0x74, 0x6f, 0x00, 0x01})
+	tok := benchTokenizer(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ids := make([]int32, len(data)/2)
+		for i := range ids {
+			ids[i] = int32(int(data[2*i])<<8|int(data[2*i+1])) % int32(tok.VocabSize())
+		}
+		d := newDetok(tok, nil)
+		var sb strings.Builder
+		for _, id := range ids {
+			delta, _ := d.push(id)
+			sb.WriteString(delta)
+		}
+		last, _ := d.finish()
+		sb.WriteString(last)
+		if want := tokenizer.Strip(tok.Decode(ids)); sb.String() != want {
+			t.Fatalf("ids %v: joined %q, want %q", ids, sb.String(), want)
+		}
+	})
+}
