@@ -122,25 +122,30 @@ func loadCuBLAS() (string, error) {
 		if v := os.Getenv(CuBLASEnv); v != "" {
 			names = []string{v}
 		}
-		var tried []string
-		for _, name := range names {
-			cs := C.CString(name)
-			rc := C.pcb_open(cs)
-			C.free(unsafe.Pointer(cs))
-			switch {
-			case rc == 0:
-				cublasLib = name
-				return
-			case rc < 0:
-				tried = append(tried, fmt.Sprintf("%s (%s)", name, C.GoString(C.pcb_dlerror())))
-			default:
-				tried = append(tried, fmt.Sprintf("%s (missing symbol #%d)", name, int(rc)))
-			}
-		}
-		cublasErr = fmt.Errorf("%w: tried %s; install the CUDA runtime's cuBLAS or set %s",
-			ErrNoCuBLAS, strings.Join(tried, ", "), CuBLASEnv)
+		cublasLib, cublasErr = openCuBLAS(names)
 	})
 	return cublasLib, cublasErr
+}
+
+// openCuBLAS loads the first of names that opens and has every entry point
+// the backend calls.
+func openCuBLAS(names []string) (string, error) {
+	var tried []string
+	for _, name := range names {
+		cs := C.CString(name)
+		rc := C.pcb_open(cs)
+		C.free(unsafe.Pointer(cs))
+		switch {
+		case rc == 0:
+			return name, nil
+		case rc < 0:
+			tried = append(tried, fmt.Sprintf("%s (%s)", name, C.GoString(C.pcb_dlerror())))
+		default:
+			tried = append(tried, fmt.Sprintf("%s (missing symbol #%d)", name, int(rc)))
+		}
+	}
+	return "", fmt.Errorf("%w: tried %s; install the CUDA runtime's cuBLAS or set %s",
+		ErrNoCuBLAS, strings.Join(tried, ", "), CuBLASEnv)
 }
 
 // cublas is one cuBLAS handle bound to the backend's context and stream.

@@ -1,0 +1,419 @@
+//go:build cuda
+
+package cuda
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu"
+	"github.com/pancap-serve/pancap/kernels/kernelstest"
+	"github.com/pancap-serve/pancap/model"
+	"github.com/pancap-serve/pancap/model/llava"
+)
+
+// Tolerances of the cuBLAS path against the float32 CPU backend, relative
+// to the output's largest magnitude, per weight dtype, for a dot product of
+// k terms (times sqrt(k)). bf16/fp16 GEMMs round the activations to the
+// weight's dtype (8 and 11 significant bits), so their bounds follow the
+// unit roundoff: 2⁻⁹ and 2⁻¹² with headroom.
+var cublasTol = map[kernels.DType]float64{
+	kernels.F32:  kernelstest.TolF32,
+	kernels.F16:  1e-3,
+	kernels.BF16: 8e-3,
+}
+
+// newBackend opens device 0; a missing cuBLAS skips the cuBLAS tests but
+// not the reference ones.
+func newBackend(t testing.TB, g GEMM) *Backend {
+	t.Helper()
+	b, err := New(Options{GEMM: g})
+	if errors.Is(err, ErrNoCuBLAS) {
+		t.Skipf("cuBLAS tests skipped: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	t.Logf("backend %s", b.Name())
+	return b
+}
+
+// TestConformanceReference runs the shared suite with the reference GEMM,
+// at the suite's own (float32) tolerances and bitwise batch invariance.
+func TestConformanceReference(t *testing.T) {
+	kernelstest.Run(t, newBackend(t, GEMMReference))
+}
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+// encode stores v in dtype dt (bf16 by truncation, fp16 by round-to-nearest
+// through the CPU backend's reader being the judge of the value).
+func encode(dt kernels.DType, v []float32) []byte {
+	raw := make([]byte, len(v)*dt.Size())
+	for i, x := range v {
+		switch dt {
+		case kernels.F32:
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
+		case kernels.BF16:
+			binary.LittleEndian.PutUint16(raw[2*i:], uint16(math.Float32bits(x)>>16))
+		case kernels.F16:
+			binary.LittleEndian.PutUint16(raw[2*i:], f16(x))
+		}
+	}
+	return raw
+}
+
+// f16 converts |x| < 65504 to half precision, rounding toward zero.
+func f16(x float32) uint16 {
+	bits := math.Float32bits(x)
+	sign := uint16(bits>>16) & 0x8000
+	exp := int(bits>>23&0xff) - 127 + 15
+	if exp <= 0 {
+		return sign
+	}
+	return sign | uint16(exp)<<10 | uint16(bits>>13&0x3ff)
+}
+
+// pair holds the same weight on the GPU and on the CPU reference.
+type pair struct{ g, c kernels.Weight }
+
+func loadPair(t *testing.T, g, c kernels.Backend, dt kernels.DType, shape []int, v []float32) pair {
+	t.Helper()
+	raw := encode(dt, v)
+	gw, err := g.LoadWeight(dt, shape, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw, err := c.LoadWeight(dt, shape, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair{gw, cw}
+}
+
+func upload(b kernels.Backend, v []float32) kernels.Buffer {
+	x := b.Alloc(len(v))
+	b.Write(x, 0, v)
+	return x
+}
+
+func download(b kernels.Backend, x kernels.Buffer, n int) []float32 {
+	v := make([]float32, n)
+	b.Read(v, x, 0)
+	return v
+}
+
+// closeTo fails when |got − want| exceeds tol · max(1, max|want|).
+func closeTo(t *testing.T, name string, got, want []float32, tol float64) {
+	t.Helper()
+	scale := 1.0
+	for _, w := range want {
+		scale = max(scale, math.Abs(float64(w)))
+	}
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= tol*scale) {
+			t.Fatalf("%s: [%d] = %g, want %g (|Δ| %g > %g)", name, i, got[i], want[i], d, tol*scale)
+		}
+	}
+}
+
+// TestCuBLASMatMul checks cublasGemmEx for each dtype, with and without
+// bias, on awkward and model-sized shapes, against the CPU backend.
+func TestCuBLASMatMul(t *testing.T) {
+	g := newBackend(t, GEMMCuBLAS)
+	c := cpu.New(1)
+	defer c.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
+		for _, sh := range [][3]int{{1, 1, 1}, {1, 5, 7}, {3, 33, 13}, {7, 130, 70}, {32, 512, 1024}, {65, 256, 640}} {
+			m, n, k := sh[0], sh[1], sh[2]
+			w := loadPair(t, g, c, dt, []int{n, k}, randVec(r, n*k))
+			bias := loadPair(t, g, c, dt, []int{n}, randVec(r, n))
+			x := randVec(r, m*k)
+			for _, bw := range []*pair{nil, &bias} {
+				var gb, cb kernels.Weight
+				if bw != nil {
+					gb, cb = bw.g, bw.c
+				}
+				gout, cout := g.Alloc(m*n), c.Alloc(m*n)
+				g.MatMul(gout, upload(g, x), w.g, gb, m)
+				c.MatMul(cout, upload(c, x), w.c, cb, m)
+				closeTo(t, dt.String()+" cublas matmul", download(g, gout, m*n), download(c, cout, m*n),
+					cublasTol[dt]*math.Sqrt(float64(k)))
+			}
+		}
+	}
+}
+
+// TestCuBLASAttention checks the strided-batched dense attention (the ViT
+// path) against the CPU backend at a CLIP-like shape.
+func TestCuBLASAttention(t *testing.T) {
+	g := newBackend(t, GEMMCuBLAS)
+	c := cpu.New(1)
+	defer c.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range [][4]int{{2, 5, 3, 6}, {2, 50, 4, 64}} {
+		seqs, seqLen, heads, hd := sh[0], sh[1], sh[2], sh[3]
+		n := seqs * seqLen * heads * hd
+		q, k, v := randVec(r, n), randVec(r, n), randVec(r, n)
+		gout, cout := g.Alloc(n), c.Alloc(n)
+		g.Attention(gout, upload(g, q), upload(g, k), upload(g, v), seqs, seqLen, heads, hd)
+		c.Attention(cout, upload(c, q), upload(c, k), upload(c, v), seqs, seqLen, heads, hd)
+		closeTo(t, "cublas attention", download(g, gout, n), download(c, cout, n), kernelstest.TolTranscendental)
+	}
+}
+
+// TestPagedAttentionLong covers what the suite's short sequences do not:
+// contexts longer than one split (256 keys), a prefill chunk whose rows
+// straddle split boundaries, head dimension 128, and bitwise equality of a
+// sequence alone and in a batch.
+func TestPagedAttentionLong(t *testing.T) {
+	g := newBackend(t, GEMMReference)
+	c := cpu.New(1)
+	defer c.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	heads, hd, bs := 2, 128, 16
+	width := heads * hd
+	nBlocks := 128
+	kv := randVec(r, nBlocks*bs*width)
+	vv := randVec(r, nBlocks*bs*width)
+	gk, gv, ck, cv := upload(g, kv), upload(g, vv), upload(c, kv), upload(c, vv)
+	perm := r.Perm(nBlocks)
+	next := 0
+	blocksFor := func(n int) []int32 {
+		var b []int32
+		for i := 0; i*bs < n; i++ {
+			b = append(b, int32(perm[next]))
+			next++
+		}
+		return b
+	}
+	// A decode step at position 700, a 40-row prefill chunk at 240…279, a
+	// fresh 20-row prefill.
+	seqs := []kernels.Seq{
+		{Row: 0, Rows: 1, Pos: 700, Blocks: blocksFor(701)},
+		{Row: 1, Rows: 40, Pos: 240, Blocks: blocksFor(280)},
+		{Row: 41, Rows: 20, Pos: 0, Blocks: blocksFor(20)},
+	}
+	rows := 61
+	q := randVec(r, rows*width)
+	gout, cout := g.Alloc(rows*width), c.Alloc(rows*width)
+	g.PagedAttention(gout, upload(g, q), gk, gv, seqs, heads, hd, bs)
+	c.PagedAttention(cout, upload(c, q), ck, cv, seqs, heads, hd, bs)
+	got := download(g, gout, rows*width)
+	closeTo(t, "paged attention", got, download(c, cout, rows*width), kernelstest.TolTranscendental)
+	for i, s := range seqs {
+		lo, hi := s.Row*width, (s.Row+s.Rows)*width
+		one := s
+		one.Row = 0
+		alone := g.Alloc(hi - lo)
+		g.PagedAttention(alone, upload(g, q[lo:hi]), gk, gv, []kernels.Seq{one}, heads, hd, bs)
+		for j, x := range download(g, alone, hi-lo) {
+			if x != got[lo+j] {
+				t.Fatalf("seq %d: batched %g, alone %g at %d", i, got[lo+j], x, j)
+			}
+		}
+	}
+}
+
+// TestFusedAndExtraOps checks AddRMSNorm against Add + RMSNorm, Softmax
+// against the host, and Argmax including ties.
+func TestFusedAndExtraOps(t *testing.T) {
+	g := newBackend(t, GEMMReference)
+	r := rand.New(rand.NewPCG(7, 8))
+	m, width := 3, 300
+	x, d := randVec(r, m*width), randVec(r, m*width)
+	w, err := g.LoadWeight(kernels.BF16, []int{width}, encode(kernels.BF16, randVec(r, width)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa, outA := upload(g, x), g.Alloc(m*width)
+	g.AddRMSNorm(outA, xa, upload(g, d), w, m, 1e-5)
+	xb, outB := upload(g, x), g.Alloc(m*width)
+	g.Add(xb, xb, upload(g, d), m*width)
+	g.RMSNorm(outB, xb, w, m, 1e-5)
+	closeTo(t, "AddRMSNorm residual", download(g, xa, m*width), download(g, xb, m*width), 0)
+	closeTo(t, "AddRMSNorm", download(g, outA, m*width), download(g, outB, m*width), kernelstest.TolF32)
+
+	s := upload(g, x)
+	g.Softmax(s, m, width)
+	got := download(g, s, m*width)
+	for i := 0; i < m; i++ {
+		row := x[i*width : (i+1)*width]
+		mx := slices.Max(row)
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v - mx))
+		}
+		want := make([]float32, width)
+		for j, v := range row {
+			want[j] = float32(math.Exp(float64(v-mx)) / sum)
+		}
+		closeTo(t, "Softmax", got[i*width:(i+1)*width], want, kernelstest.TolTranscendental)
+	}
+
+	logits := randVec(r, 2*1000)
+	logits[417] = 50
+	logits[1000+999], logits[1000+3] = 60, 60 // a tie: the lowest index wins
+	ids := make([]int32, 2)
+	g.Argmax(ids, upload(g, logits), 1000)
+	if ids[0] != 417 || ids[1] != 3 {
+		t.Fatalf("Argmax = %v, want [417 3]", ids)
+	}
+}
+
+// TestNoCuBLASError checks that a missing library is a clear error naming
+// what was tried.
+func TestNoCuBLASError(t *testing.T) {
+	_, err := openCuBLAS([]string{"libpancap-no-such-cublas.so.99"})
+	if !errors.Is(err, ErrNoCuBLAS) || !strings.Contains(err.Error(), "libpancap-no-such-cublas.so.99") {
+		t.Fatalf("openCuBLAS error = %v", err)
+	}
+}
+
+// repoRoot is the repository root: PANCAP_REPO_ROOT (set by the packaged
+// GPU test binary's runner) or the source tree.
+func repoRoot() string {
+	if r := os.Getenv("PANCAP_REPO_ROOT"); r != "" {
+		return r
+	}
+	return filepath.Join("..", "..")
+}
+
+type goldenCase struct {
+	Checkpoint  string   `json:"checkpoint"`
+	DType       string   `json:"dtype"`
+	InputIDs    []int32  `json:"input_ids"`
+	GreedyIDs   []int32  `json:"greedy_ids"`
+	Layouts     []string `json:"layouts"`
+	LoRA        string   `json:"lora"`
+	ImageTokens int      `json:"image_tokens"`
+	Vocab       int      `json:"vocab"`
+}
+
+func readF32(t *testing.T, path string) []float32 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(data)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	}
+	return out
+}
+
+func relL2(got, want []float32) float64 {
+	var num, den float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		num += d * d
+		den += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(num / den)
+}
+
+// TestGoldenForward runs every golden case (testdata/golden, made by the
+// Hugging Face reference) through the whole model on the GPU, with both
+// GEMM paths: image features, prompt logits, and greedy tokens (exact for
+// the reference GEMM; the cuBLAS path rounds activations to bf16/fp16, so
+// only its logits are held to a tolerance).
+func TestGoldenForward(t *testing.T) {
+	root := repoRoot()
+	dirs, _ := filepath.Glob(filepath.Join(root, "testdata", "golden", "*", "case.json"))
+	if len(dirs) == 0 {
+		t.Skipf("no golden cases under %s/testdata/golden", root)
+	}
+	for _, g := range []GEMM{GEMMReference, GEMMCuBLAS} {
+		for _, path := range dirs {
+			dir := filepath.Dir(path)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c goldenCase
+			if err := json.Unmarshal(data, &c); err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			name := map[GEMM]string{GEMMReference: "ref", GEMMCuBLAS: "cublas"}[g] + "/" + filepath.Base(dir)
+			t.Run(name, func(t *testing.T) { goldenForward(t, g, c, dir) })
+		}
+	}
+}
+
+func goldenForward(t *testing.T, g GEMM, c goldenCase, dir string) {
+	b := newBackend(t, g)
+	tol := 1e-4
+	if c.DType != "float32" {
+		tol = 1e-2
+		if g == GEMMCuBLAS {
+			tol = 3e-2
+		}
+	}
+	opts := model.Options{KVBlocks: 96, KVBlockSize: 8, Backend: b}
+	if c.LoRA != "" {
+		opts.LoRA = filepath.Join(repoRoot(), c.LoRA)
+	}
+	m, _, err := model.Open(filepath.Join(repoRoot(), c.Checkpoint, c.Layouts[0]), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	feats, err := m.EncodeImages([]engine.Image{{Pixels: readF32(t, filepath.Join(dir, "pixel_values.f32"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := relL2(feats[0], readF32(t, filepath.Join(dir, "image_features.f32"))); e > tol {
+		t.Errorf("image features rel L2 %.3g > %g", e, tol)
+	}
+	seq := m.NewSequence()
+	logits, err := seq.Feed(llava.ExpandImageTokens(c.InputIDs, c.ImageTokens), feats[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logits) != c.Vocab {
+		t.Fatalf("%d logits, want %d", len(logits), c.Vocab)
+	}
+	e := relL2(logits, readF32(t, filepath.Join(dir, "logits.f32")))
+	t.Logf("logits rel L2 %.3g", e)
+	if e > tol {
+		t.Errorf("logits rel L2 %.3g > %g", e, tol)
+	}
+	if g != GEMMReference {
+		return
+	}
+	var got []int32
+	for range c.GreedyIDs {
+		next := int32(0)
+		for i, x := range logits {
+			if x > logits[next] {
+				next = int32(i)
+			}
+		}
+		got = append(got, next)
+		if logits, err = seq.Feed([]int32{next}, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, c.GreedyIDs) {
+		t.Errorf("greedy ids\n got %v\nwant %v", got, c.GreedyIDs)
+	}
+}
