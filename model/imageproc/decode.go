@@ -10,6 +10,7 @@ import (
 	"image/gif"
 	"image/png"
 	"io"
+	"strings"
 
 	"golang.org/x/image/webp"
 
@@ -152,13 +153,15 @@ func decodeError(f format, err error) error {
 		jpegUnsupported jpeg.UnsupportedError
 		pngUnsupported  png.UnsupportedError
 	)
+	// The Go decoders prefix their messages with the format name.
+	msg := strings.TrimPrefix(err.Error(), f.String()+": ")
 	switch {
 	case errors.As(err, &jpegUnsupported), errors.As(err, &pngUnsupported):
-		return fmt.Errorf("%w: decode %v: %v", ErrUnsupportedFormat, f, err)
+		return fmt.Errorf("%w: decode %v: %s", ErrUnsupportedFormat, f, msg)
 	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: decode %v: %v", ErrCorrupt, f, io.ErrUnexpectedEOF)
+		msg = io.ErrUnexpectedEOF.Error()
 	}
-	return fmt.Errorf("%w: decode %v: %v", ErrCorrupt, f, err)
+	return fmt.Errorf("%w: decode %v: %s", ErrCorrupt, f, msg)
 }
 
 // toRGB converts the image types whose PIL conversion is a per-pixel function

@@ -69,17 +69,16 @@ func (l Limits) checkSize(w, h int) error {
 	return nil
 }
 
-// pixelCount formats a pixel count with an SI prefix: "4.3 GP", "40 MP".
+// pixelCount formats a pixel count: "4.3 GP", "40 MP", or exact below a
+// megapixel ("5917 px"), where rounding would hide the difference.
 func pixelCount(n int64) string {
 	switch {
 	case n >= 1e9:
 		return trimZero(float64(n)/1e9) + " GP"
 	case n >= 1e6:
 		return trimZero(float64(n)/1e6) + " MP"
-	case n >= 1e3:
-		return trimZero(float64(n)/1e3) + " kP"
 	}
-	return fmt.Sprintf("%d P", n)
+	return fmt.Sprintf("%d px", n)
 }
 
 // trimZero prints v with one decimal, dropping a trailing ".0".

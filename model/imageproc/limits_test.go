@@ -100,7 +100,7 @@ func TestLimitsAndBadInput(t *testing.T) {
 	}{
 		{"empty", nil, def, ErrCorrupt, "empty input"},
 		{"bytes over limit", png, Limits{MaxBytes: 100, MaxPixels: 1 << 20, MaxFrames: 1}, ErrTooLarge, "bytes, limit 100"},
-		{"pixels over limit", png, Limits{MaxBytes: 1 << 20, MaxPixels: 97*61 - 1, MaxFrames: 1}, ErrTooLarge, "image is 97×61"},
+		{"pixels over limit", png, Limits{MaxBytes: 1 << 20, MaxPixels: 97*61 - 1, MaxFrames: 1}, ErrTooLarge, "image is 97×61 = 5917 px, limit 5916 px"},
 		{"frames over limit", anim, Limits{MaxBytes: 1 << 20, MaxPixels: 1 << 20, MaxFrames: 2}, ErrTooLarge, "more than 2 frames"},
 		{"zero width png", forgedPNG(0, 10), def, ErrCorrupt, "png"},
 		{"zero height jpeg", forgedJPEG(10, 0), def, ErrCorrupt, "0"},
@@ -151,7 +151,7 @@ func TestPreprocessRejectsBadSize(t *testing.T) {
 }
 
 func TestPixelCount(t *testing.T) {
-	for n, want := range map[int64]string{999: "999 P", 1500: "1.5 kP", 40_000_000: "40 MP", 4_294_836_225: "4.3 GP"} {
+	for n, want := range map[int64]string{999: "999 px", 5917: "5917 px", 40_000_000: "40 MP", 4_294_836_225: "4.3 GP"} {
 		if got := pixelCount(n); got != want {
 			t.Errorf("pixelCount(%d) = %q, want %q", n, got, want)
 		}
