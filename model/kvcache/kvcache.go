@@ -55,6 +55,7 @@ type Stats struct {
 // Seq is one sequence's block table and the hashing state of its last,
 // partially filled block. A Seq is used by one goroutine at a time.
 type Seq struct {
+	bs      int // tokens per block
 	image   Hash
 	blocks  []int32 // block table: block i holds positions [i·B, (i+1)·B)
 	full    int     // leading blocks whose hash is known (committed or matched)
@@ -66,7 +67,7 @@ type Seq struct {
 func (s *Seq) Blocks() []int32 { return s.blocks }
 
 // Tokens returns the number of positions whose KV has been recorded.
-func (s *Seq) Tokens(blockSize int) int { return s.full*blockSize + len(s.pending) }
+func (s *Seq) Tokens() int { return s.full*s.bs + len(s.pending) }
 
 // block is the bookkeeping of one pool block.
 type block struct {
@@ -142,7 +143,7 @@ func (c *Cache) Available() int {
 
 // NewSeq returns an empty block table for a sequence over the image with the
 // given content hash (the zero Hash for text-only sequences).
-func (c *Cache) NewSeq(image Hash) *Seq { return &Seq{image: image} }
+func (c *Cache) NewSeq(image Hash) *Seq { return &Seq{bs: c.blockSize, image: image} }
 
 // Match looks up the longest run of cached full blocks that prefixes tokens
 // and appends them to the empty sequence s, taking a reference on each. It
@@ -222,9 +223,9 @@ func (c *Cache) take() int32 {
 // already cover the positions (see Reserve).
 func (c *Cache) Append(s *Seq, tokens []int32, share bool) {
 	bs := c.blockSize
-	if s.Tokens(bs)+len(tokens) > len(s.blocks)*bs {
+	if s.Tokens()+len(tokens) > len(s.blocks)*bs {
 		panic(fmt.Sprintf("kvcache: append of %d tokens past the block table (%d positions, %d blocks)",
-			len(tokens), s.Tokens(bs), len(s.blocks)))
+			len(tokens), s.Tokens(), len(s.blocks)))
 	}
 	for len(tokens) > 0 {
 		k := min(bs-len(s.pending), len(tokens))
@@ -258,7 +259,7 @@ func (c *Cache) Free(s *Seq) {
 		c.release(s.blocks[i])
 	}
 	c.mu.Unlock()
-	*s = Seq{image: s.image}
+	*s = Seq{bs: s.bs, image: s.image}
 }
 
 // release drops one reference on id.

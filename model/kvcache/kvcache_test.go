@@ -10,7 +10,7 @@ import (
 // fill reserves and appends tokens to s.
 func fill(t *testing.T, c *Cache, s *Seq, tokens []int32, share bool) {
 	t.Helper()
-	if err := c.Reserve(s, s.Tokens(c.BlockSize())+len(tokens)); err != nil {
+	if err := c.Reserve(s, s.Tokens()+len(tokens)); err != nil {
 		t.Fatal(err)
 	}
 	c.Append(s, tokens, share)
@@ -236,7 +236,7 @@ func TestPropertyRandomOps(t *testing.T) {
 		case op < 7 && len(seqs) > 0: // decode a few tokens
 			l := &seqs[rng.IntN(len(seqs))]
 			k := 1 + rng.IntN(5)
-			if c.Reserve(l.s, l.s.Tokens(c.BlockSize())+k) == nil {
+			if c.Reserve(l.s, l.s.Tokens()+k) == nil {
 				c.Append(l.s, seqTokens(k, int32(rng.IntN(3))), true)
 			}
 		case len(seqs) > 0: // finish one
