@@ -142,6 +142,12 @@ func (c *captioner) GetModelInfo(ctx context.Context, _ *pb.GetModelInfoRequest)
 			MaxStopStrings:      int32(cfg.MaxStopStrings),
 			MaxStopBytes:        int32(cfg.MaxStopBytes),
 			MaxStages:           maxStages,
+			MaxImageBytes:       int64(cfg.MaxImageBytes),
+			MaxImagePixels:      int64(cfg.MaxImagePixels),
+			MaxImageFrames:      int32(cfg.MaxImageFrames),
+			MaxPromptBytes:      int32(cfg.MaxPromptBytes),
+			MaxContextTokens:    int32(sp.MaxContext),
+			MaxRequestIdBytes:   MaxRequestIDBytes,
 		},
 	}, nil
 }

@@ -8,11 +8,14 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -40,6 +43,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
@@ -61,6 +65,7 @@ const (
 	DefaultMaxNewTokensLimit    = 4096 // the context of LLaMA-2
 	DefaultMaxStopStrings       = batcher.MaxStopStrings
 	DefaultMaxStopBytes         = batcher.MaxStopBytes
+	DefaultMaxPromptBytes       = 64 << 10
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultKeepaliveTime        = 2 * time.Minute
 	DefaultKeepaliveTimeout     = 20 * time.Second
@@ -76,9 +81,10 @@ type Config struct {
 	Addr        string // gRPC listen address of Run, e.g. "127.0.0.1:50051"
 	MetricsAddr string // HTTP listen address of /metrics in Run; "" disables it
 
-	AuthToken   string // bearer token required on every call but health and reflection; "" disables auth
-	TLSCertFile string // PEM certificate; with TLSKeyFile turns TLS on
-	TLSKeyFile  string // PEM private key
+	AuthToken       string // bearer token required on every call but health and reflection; "" disables auth
+	TLSCertFile     string // PEM certificate; with TLSKeyFile turns TLS on, for gRPC and /metrics
+	TLSKeyFile      string // PEM private key
+	TLSClientCAFile string // PEM CA bundle; when set, clients must present a certificate it signed (mTLS)
 
 	RateLimit float64 // admitted calls per second over the whole server; 0 disables the limiter
 	RateBurst int     // bucket size of the limiter; 0 means max(1, RateLimit)
@@ -88,6 +94,13 @@ type Config struct {
 	MaxNewTokens         int    // largest max_new_tokens accepted per stage
 	MaxStopStrings       int    // most stop strings per request
 	MaxStopBytes         int    // longest stop string in bytes
+	MaxPromptBytes       int    // longest Generate prompt in bytes
+
+	// Image limits; the backend must decode with the same ones (they are
+	// checked on the header, before decoding). Zero: imageproc.DefaultLimits.
+	MaxImageBytes  int // largest encoded image
+	MaxImagePixels int // largest width×height
+	MaxImageFrames int // most GIF frames
 
 	KeepaliveTime    time.Duration // ping an idle connection after this long
 	KeepaliveTimeout time.Duration // close it when the ping is not answered within this
@@ -114,6 +127,11 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxNewTokens, DefaultMaxNewTokensLimit)
 	def(&c.MaxStopStrings, DefaultMaxStopStrings)
 	def(&c.MaxStopBytes, DefaultMaxStopBytes)
+	def(&c.MaxPromptBytes, DefaultMaxPromptBytes)
+	il := imageproc.DefaultLimits()
+	def(&c.MaxImageBytes, il.MaxBytes)
+	def(&c.MaxImagePixels, il.MaxPixels)
+	def(&c.MaxImageFrames, il.MaxFrames)
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
@@ -139,6 +157,7 @@ type Server struct {
 	backend Backend
 	log     *slog.Logger
 	grpc    *grpc.Server
+	tls     *tls.Config // nil: plaintext
 	health  *health.Server
 	metrics *prometheus.Registry
 
@@ -180,16 +199,19 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(codeToLevel),
+		logging.WithFieldsFromContext(requestIDFields),
 	}
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		s.log.ErrorContext(ctx, "panic in a handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
 	unary := []grpc.UnaryServerInterceptor{
+		requestIDUnary,
 		srvMetrics.UnaryServerInterceptor(),
 		logging.UnaryServerInterceptor(logger, logOpts...),
 	}
 	stream := []grpc.StreamServerInterceptor{
+		requestIDStream,
 		srvMetrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(logger, logOpts...),
 	}
@@ -216,15 +238,13 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
 	}
-	switch {
-	case cfg.TLSCertFile != "" && cfg.TLSKeyFile != "":
-		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: TLS: %w", ErrConfig, err)
-		}
-		sopts = append(sopts, grpc.Creds(creds))
-	case cfg.TLSCertFile != "" || cfg.TLSKeyFile != "":
-		return nil, fmt.Errorf("%w: TLS needs both a certificate and a key", ErrConfig)
+	tlsConf, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConf != nil {
+		s.tls = tlsConf
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(tlsConf)))
 	}
 	s.grpc = grpc.NewServer(append(sopts, opts...)...)
 
@@ -234,6 +254,38 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 	srvMetrics.InitializeMetrics(s.grpc)
 	s.setServing(false)
 	return s, nil
+}
+
+// serverTLS builds the TLS configuration of cfg, shared by the gRPC and the
+// metrics listeners; nil when TLS is off.
+func serverTLS(cfg Config) (*tls.Config, error) {
+	switch {
+	case cfg.TLSCertFile == "" && cfg.TLSKeyFile == "":
+		if cfg.TLSClientCAFile != "" {
+			return nil, fmt.Errorf("%w: a client CA needs TLS (a certificate and a key)", ErrConfig)
+		}
+		return nil, nil
+	case cfg.TLSCertFile == "" || cfg.TLSKeyFile == "":
+		return nil, fmt.Errorf("%w: TLS needs both a certificate and a key", ErrConfig)
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TLS: %w", ErrConfig, err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client CA: %w", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: client CA %s holds no PEM certificate", ErrConfig, cfg.TLSClientCAFile)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
 }
 
 // isGuarded tells whether auth and the rate limiter apply to a call: all
@@ -377,6 +429,9 @@ func (s *Server) Run(ctx context.Context) error {
 			lis.Close()
 			return fmt.Errorf("listen %s: %w", s.cfg.MetricsAddr, err)
 		}
+		if s.tls != nil {
+			metricsLis = tls.NewListener(metricsLis, s.tls)
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -385,14 +440,15 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- s.Serve(lis) })
-	s.log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", s.cfg.TLSCertFile != "", "auth", s.cfg.AuthToken != "")
+	s.log.Info("serving gRPC", "addr", lis.Addr().String(), "tls", s.tls != nil,
+		"mtls", s.cfg.TLSClientCAFile != "", "auth", s.cfg.AuthToken != "")
 	if metricsSrv != nil {
 		wg.Go(func() {
 			if err := metricsSrv.Serve(metricsLis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics: %w", err)
 			}
 		})
-		s.log.Info("serving metrics", "addr", metricsLis.Addr().String())
+		s.log.Info("serving metrics", "addr", metricsLis.Addr().String(), "tls", s.tls != nil)
 	}
 
 	var runErr error

@@ -12,9 +12,6 @@ import (
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
-// maxRequestIDBytes bounds request_id, which ends up in logs.
-const maxRequestIDBytes = 128
-
 // maxStages is the length of PancapChain.
 const maxStages = 4
 
@@ -37,6 +34,7 @@ type validator struct{ cfg Config }
 
 // unary is the unary interceptor.
 func (v validator) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	setRequestID(ctx, requestIDOf(req))
 	if err := v.check(req); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -59,10 +57,19 @@ func (s validatingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
+	setRequestID(s.Context(), requestIDOf(m))
 	if err := s.v.check(m); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	return nil
+}
+
+// requestIDOf returns the request_id of a request message ("" for others).
+func requestIDOf(req any) string {
+	if r, ok := req.(interface{ GetRequestId() string }); ok {
+		return r.GetRequestId()
+	}
+	return ""
 }
 
 // check validates one request message; other messages pass.
@@ -77,8 +84,8 @@ func (v validator) check(req any) error {
 }
 
 func (v validator) caption(r *pb.CaptionRequest) error {
-	if len(r.GetImage()) == 0 {
-		return invalid("image", "required")
+	if err := v.image(r.GetImage(), true); err != nil {
+		return err
 	}
 	if s := r.GetStages(); s < 0 || s > maxStages {
 		return invalid("stages", "must be in [0, %d] (0 means all), got %d", maxStages, s)
@@ -98,10 +105,28 @@ func (v validator) generate(r *pb.GenerateRequest) error {
 	if r.GetPrompt() == "" {
 		return invalid("prompt", "required")
 	}
+	if n := len(r.GetPrompt()); n > v.cfg.MaxPromptBytes {
+		return invalid("prompt", "at most %d bytes, got %d", v.cfg.MaxPromptBytes, n)
+	}
+	if err := v.image(r.GetImage(), false); err != nil {
+		return err
+	}
 	if err := v.maxNewTokens("max_new_tokens", r.GetMaxNewTokens()); err != nil {
 		return err
 	}
 	return v.common(r.GetSampling(), r.GetStop(), r.GetRequestId())
+}
+
+// image checks the encoded image's size; the pixel and frame limits are
+// checked on its header by the backend, before decoding.
+func (v validator) image(img []byte, required bool) error {
+	if len(img) == 0 && required {
+		return invalid("image", "required")
+	}
+	if len(img) > v.cfg.MaxImageBytes {
+		return invalid("image", "%d bytes, limit %d", len(img), v.cfg.MaxImageBytes)
+	}
+	return nil
 }
 
 func (v validator) maxNewTokens(field string, n int32) error {
@@ -130,8 +155,8 @@ func (v validator) common(sp *pb.SamplingParams, stop []string, requestID string
 			return invalid(fmt.Sprintf("stop[%d]", i), "must be 1 to %d bytes, got %d", v.cfg.MaxStopBytes, len(s))
 		}
 	}
-	if len(requestID) > maxRequestIDBytes {
-		return invalid("request_id", "at most %d bytes, got %d", maxRequestIDBytes, len(requestID))
+	if len(requestID) > MaxRequestIDBytes {
+		return invalid("request_id", "at most %d bytes, got %d", MaxRequestIDBytes, len(requestID))
 	}
 	return nil
 }
