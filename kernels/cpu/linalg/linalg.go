@@ -82,28 +82,43 @@ const serialFlops = 1 << 16
 
 // gemmTask is a matrix product split over column units.
 type gemmTask struct {
-	wt      wtype
-	out, x  *float32
-	w       unsafe.Pointer
+	out, x  []float32
+	w       weights
 	m, n, k int
-	scratch [][]float32 // per worker, grown to scratchLen(k)
+	scratch [][]float32 // per worker, grown to fast.scratchLen(k)
 }
 
 func (t *gemmTask) run(wk, lo, hi int) {
+	t.cols(wk, lo*colUnit, min(hi*colUnit, t.n))
+}
+
+// cols computes output columns [j0, j1) on worker wk (-1: no scratch).
+func (t *gemmTask) cols(wk, j0, j1 int) {
+	if fast == nil {
+		matMulGo(t.out, t.x, t.w, t.m, t.n, t.k, j0, j1)
+		return
+	}
 	var s []float32
-	if t.m > 16 && t.scratch != nil {
+	if t.m > 16 && wk >= 0 {
 		need := fast.scratchLen(t.k)
 		if len(t.scratch[wk]) < need {
 			t.scratch[wk] = make([]float32, need)
 		}
 		s = t.scratch[wk]
 	}
-	fast.gemm(t.wt, t.out, t.x, t.w, t.m, t.n, t.k, lo*colUnit, min(hi*colUnit, t.n), s)
+	var wp unsafe.Pointer
+	if t.w.wt == wF32 {
+		wp = unsafe.Pointer(unsafe.SliceData(t.w.f32))
+	} else {
+		wp = unsafe.Pointer(unsafe.SliceData(t.w.u16))
+	}
+	fast.gemm(t.w.wt, unsafe.SliceData(t.out), unsafe.SliceData(t.x), wp, t.m, t.n, t.k, j0, j1, s)
 }
 
-// prologue panics on slices too short for the shape, and reports whether
-// the product is trivial (no output, or k = 0: zeros), having done it.
-func prologue(out, x []float32, wlen, m, n, k int) (done bool) {
+// matMul checks the shape and runs the product parallel over the pool's
+// workers by column units, or on the caller alone when it is small or the
+// workers are busy.
+func matMul(out, x []float32, w weights, wlen, m, n, k int) {
 	if m < 0 || n < 0 || k < 0 || len(out) < m*n || len(x) < m*k || wlen < n*k {
 		panic(fmt.Sprintf("linalg: matmul m=%d n=%d k=%d with len(out)=%d len(x)=%d len(w)=%d",
 			m, n, k, len(out), len(x), wlen))
@@ -111,61 +126,37 @@ func prologue(out, x []float32, wlen, m, n, k int) (done bool) {
 	if k == 0 {
 		clear(out[:m*n])
 	}
-	return m == 0 || n == 0 || k == 0
-}
-
-// matMul runs a product on the fast kernel, parallel over the pool's
-// workers by column units, or on the caller alone when the workers are busy.
-func matMul(wt wtype, out, x []float32, w unsafe.Pointer, m, n, k int) {
-	op, xp := unsafe.SliceData(out), unsafe.SliceData(x)
+	if m == 0 || n == 0 || k == 0 {
+		return
+	}
 	p := getPool()
 	units := (n + colUnit - 1) / colUnit
 	if 2*m*n*k < serialFlops || units == 1 || !p.acquire() {
-		fast.gemm(wt, op, xp, w, m, n, k, 0, n, nil)
+		t := gemmTask{out: out, x: x, w: w, m: m, n: n, k: k}
+		t.cols(-1, 0, n)
 		return
 	}
 	defer p.mu.Unlock()
-	p.mm = gemmTask{wt: wt, out: op, x: xp, w: w, m: m, n: n, k: k, scratch: p.mm.scratch}
+	p.mm = gemmTask{out: out, x: x, w: w, m: m, n: n, k: k, scratch: p.mm.scratch}
 	p.split(&p.mm, units)
-	p.mm.out, p.mm.x, p.mm.w = nil, nil, nil
+	p.mm.out, p.mm.x, p.mm.w = nil, nil, weights{}
 }
 
 // MatMulF32 computes out[m×n] = x[m×k] · w[n×k]ᵀ, parallel over the
 // package's workers (see Parallel; called while they are busy, it runs on
 // the caller alone, with the same result).
 func MatMulF32(out, x, w []float32, m, n, k int) {
-	if prologue(out, x, len(w), m, n, k) {
-		return
-	}
-	if fast == nil {
-		matMulGo(out, x, m, n, k, widenF32(w, k))
-		return
-	}
-	matMul(wF32, out, x, unsafe.Pointer(unsafe.SliceData(w)), m, n, k)
+	matMul(out, x, weights{wt: wF32, f32: w}, len(w), m, n, k)
 }
 
 // MatMulBF16 computes out[m×n] = x[m×k] · w[n×k]ᵀ with w in bfloat16,
 // widened exactly to fp32 (x is not rounded), like MatMulF32.
 func MatMulBF16(out, x []float32, w []uint16, m, n, k int) {
-	if prologue(out, x, len(w), m, n, k) {
-		return
-	}
-	if fast == nil {
-		matMulGo(out, x, m, n, k, widenU16(w, k, BF16ToF32))
-		return
-	}
-	matMul(wBF16, out, x, unsafe.Pointer(unsafe.SliceData(w)), m, n, k)
+	matMul(out, x, weights{wt: wBF16, u16: w}, len(w), m, n, k)
 }
 
 // MatMulF16 computes out[m×n] = x[m×k] · w[n×k]ᵀ with w in IEEE float16,
 // widened exactly to fp32, like MatMulF32.
 func MatMulF16(out, x []float32, w []uint16, m, n, k int) {
-	if prologue(out, x, len(w), m, n, k) {
-		return
-	}
-	if fast == nil {
-		matMulGo(out, x, m, n, k, widenU16(w, k, F16ToF32))
-		return
-	}
-	matMul(wF16, out, x, unsafe.Pointer(unsafe.SliceData(w)), m, n, k)
+	matMul(out, x, weights{wt: wF16, u16: w}, len(w), m, n, k)
 }

@@ -276,9 +276,10 @@ func TestMatMulConcurrentCallers(t *testing.T) {
 
 func TestMatMulNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
-	for _, m := range []int{1, 40} {
-		o := newOperands(rng, m, 200, 256)
-		out := make([]float32, m*200)
+	for _, c := range []struct{ m, n int }{{1, 200}, {40, 200}, {2, 20}} { // pooled, pooled blocked, serial
+		m := c.m
+		o := newOperands(rng, m, c.n, 256)
+		out := make([]float32, m*c.n)
 		o.run(wBF16, out) // grows the workers' scratch once
 		if a := testing.AllocsPerRun(5, func() { o.run(wBF16, out) }); a != 0 {
 			t.Errorf("m=%d: %v allocations per call", m, a)

@@ -4,19 +4,25 @@ package linalg
 // goKC floats (4 KiB) stay in L1 while every row of x runs against them.
 const goKC = 256
 
-// widener writes weights w[j][p0:p1] as fp32 into dst.
-type widener func(dst []float32, j, p0, p1 int)
-
-// widenF32 reads fp32 weights w[n×k].
-func widenF32(w []float32, k int) widener {
-	return func(dst []float32, j, p0, p1 int) { copy(dst, w[j*k+p0:j*k+p1]) }
+// weights is a weight matrix [n × k] of one of the three element types.
+type weights struct {
+	wt  wtype
+	f32 []float32 // wF32
+	u16 []uint16  // wBF16, wF16: bit patterns
 }
 
-// widenU16 widens 16-bit weights w[n×k] with f.
-func widenU16(w []uint16, k int, f func(uint16) float32) widener {
-	return func(dst []float32, j, p0, p1 int) {
-		for i, v := range w[j*k+p0 : j*k+p1] {
-			dst[i] = f(v)
+// widen writes elements [off, off+len(dst)) as fp32 into dst.
+func (w weights) widen(dst []float32, off int) {
+	switch w.wt {
+	case wF32:
+		copy(dst, w.f32[off:off+len(dst)])
+	case wBF16:
+		for i, v := range w.u16[off : off+len(dst)] {
+			dst[i] = BF16ToF32(v)
+		}
+	case wF16:
+		for i, v := range w.u16[off : off+len(dst)] {
+			dst[i] = F16ToF32(v)
 		}
 	}
 }
@@ -26,19 +32,19 @@ func widenU16(w []uint16, k int, f func(uint16) float32) widener {
 // sequentially over p = 0 … k-1 (kept in out between k blocks, so the
 // blocking does not change the order). Columns go four at a time with four
 // independent sums, weights widened once per block into a stack buffer.
-func matMulGo(out, x []float32, m, n, k int, wide widener) {
+func matMulGo(out, x []float32, w weights, m, n, k, j0, j1 int) {
 	var wb [4][goKC]float32
-	for j0 := 0; j0 < n; j0 += 4 {
-		nj := min(4, n-j0)
+	for jt := j0; jt < j1; jt += 4 {
+		nj := min(4, j1-jt)
 		for p0 := 0; p0 < k; p0 += goKC {
 			p1 := min(p0+goKC, k)
 			kl := p1 - p0
 			for c := range nj {
-				wide(wb[c][:kl], j0+c, p0, p1)
+				w.widen(wb[c][:kl], (jt+c)*k+p0)
 			}
 			for i := range m {
 				xi := x[i*k+p0 : i*k+p1]
-				o := out[i*n+j0 : i*n+j0+nj]
+				o := out[i*n+jt : i*n+jt+nj]
 				if p0 == 0 {
 					clear(o)
 				}
