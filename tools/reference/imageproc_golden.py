@@ -148,6 +148,26 @@ def draw_sources(rng):
     save("gray.jpg", tall.convert("L"), "JPEG", kind="jpeg", quality=90)
     cmyk = Image.fromarray(np.dstack([rgb, rgb[..., ::-1][..., :1]]).astype(np.uint8), "CMYK")
     save("cmyk.jpg", cmyk, "JPEG", kind="jpeg", quality=90)
+    # Samplings PIL cannot write (4:4:0, as a lossless rotation of a 4:2:2
+    # photo gives, and 4:1:1), written with OpenCV when it is installed
+    # (pip install opencv-python-headless); otherwise the committed files
+    # are kept. PIL still decodes them for the goldens.
+    for name, factor in (("sampling440", "IMWRITE_JPEG_SAMPLING_FACTOR_440"),
+                         ("sampling411", "IMWRITE_JPEG_SAMPLING_FACTOR_411")):
+        path = os.path.join(PKG, name + ".jpg")
+        try:
+            import cv2
+        except ImportError:
+            cv2 = None
+        if cv2 is not None:
+            bgr = np.ascontiguousarray(rgb[:, :45, ::-1])
+            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85,
+                                                 cv2.IMWRITE_JPEG_SAMPLING_FACTOR, getattr(cv2, factor)])
+            assert ok
+            with open(path, "wb") as f:
+                f.write(buf.tobytes())
+        if os.path.exists(path):
+            cases[name] = (path, "jpeg")
     return cases
 
 
