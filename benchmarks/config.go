@@ -223,7 +223,10 @@ func ParseSLO(s string) (SLO, error) {
 		if !ok || err != nil || !(f > 0) || f > 1e9 {
 			return SLO{}, fmt.Errorf("%w: slo %q: want ttft:MS,tpot:MS,e2e:MS with positive milliseconds", ErrConfig, s)
 		}
-		d := time.Duration(f * float64(time.Millisecond))
+		d := time.Duration(math.Round(f * float64(time.Millisecond)))
+		if d == 0 {
+			return SLO{}, fmt.Errorf("%w: slo %q: %s below a nanosecond", ErrConfig, s, name)
+		}
 		switch name {
 		case "ttft":
 			slo.TTFT = d
