@@ -24,7 +24,7 @@ type submitFunc func(ctx context.Context) (<-chan batcher.Event, error)
 // resources are released, whatever way the call ended.
 func (c *captioner) drive(ctx context.Context, submit submitFunc, emit func(*batcher.Event) error) (*batcher.Result, error) {
 	if !c.s.backend.Ready() {
-		return nil, rpcError(ctx, fmt.Errorf("%w: the model is not loaded yet", batcher.ErrNotServing))
+		return nil, rpcError(ctx, fmt.Errorf("%w: the model is not ready (loading, restarting or shutting down)", batcher.ErrNotServing))
 	}
 	reqCtx, cancel := context.WithCancel(ctx)
 	events, err := submit(reqCtx)
@@ -115,7 +115,7 @@ func (c *captioner) Generate(req *pb.GenerateRequest, stream pb.Captioner_Genera
 // GetModelInfo describes the model and the limits.
 func (c *captioner) GetModelInfo(ctx context.Context, _ *pb.GetModelInfoRequest) (*pb.ModelInfo, error) {
 	if !c.s.backend.Ready() {
-		return nil, rpcError(ctx, fmt.Errorf("%w: the model is not loaded yet", batcher.ErrNotServing))
+		return nil, rpcError(ctx, fmt.Errorf("%w: the model is not ready (loading, restarting or shutting down)", batcher.ErrNotServing))
 	}
 	sp := c.s.backend.Spec()
 	cfg := c.s.cfg

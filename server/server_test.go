@@ -455,7 +455,7 @@ func TestHealthAndNotReady(t *testing.T) {
 		t.Fatalf("health before ready: %v", s)
 	}
 	_, err := h.client.Caption(ctx, &pb.CaptionRequest{Image: []byte("x")})
-	wantCode(t, err, codes.Unavailable, "not loaded")
+	wantCode(t, err, codes.Unavailable, "not ready")
 
 	h.backend.ready.Store(true)
 	deadline := time.Now().Add(5 * time.Second)
