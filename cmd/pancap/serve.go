@@ -13,6 +13,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -52,6 +53,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.AuthToken, "auth-token", "", "require this bearer token on every call but health and reflection")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM); with --tls-key turns TLS on")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
+	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA bundle (PEM), for gRPC and /metrics")
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
@@ -59,12 +61,25 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")
 	f.IntVar(&cfg.MaxNewTokens, "max-new-tokens-limit", server.DefaultMaxNewTokensLimit, "largest max_new_tokens accepted per stage")
+	f.IntVar(&cfg.MaxStopStrings, "max-stop-strings", server.DefaultMaxStopStrings, "most stop strings per request")
+	f.IntVar(&cfg.MaxStopBytes, "max-stop-bytes", server.DefaultMaxStopBytes, "longest stop string in bytes")
+	f.IntVar(&cfg.MaxPromptBytes, "max-prompt-bytes", server.DefaultMaxPromptBytes, "longest Generate prompt in bytes")
+	il := imageproc.DefaultLimits()
+	f.IntVar(&cfg.MaxImageBytes, "max-image-bytes", il.MaxBytes, "largest encoded image in bytes")
+	f.IntVar(&cfg.MaxImagePixels, "max-image-pixels", il.MaxPixels, "largest image width×height, checked on the header before decoding")
+	f.IntVar(&cfg.MaxImageFrames, "max-image-frames", il.MaxFrames, "most frames of an animated GIF")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 0, "calls admitted per second over the whole server (0: unlimited)")
 	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "burst of the rate limiter (0: the rate)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	envUsage(f)
 	return cmd
+}
+
+// imageLimits are the decoding limits the model must apply: the ones the
+// server validates against and reports.
+func (c serveConfig) imageLimits() *imageproc.Limits {
+	return &imageproc.Limits{MaxBytes: c.MaxImageBytes, MaxPixels: c.MaxImagePixels, MaxFrames: c.MaxImageFrames}
 }
 
 // newLogger builds the server's logger on stderr.

@@ -17,7 +17,7 @@ import (
 // default model), merging the LoRA adapter cfg.LoRA when given, and logs the
 // load report (unused tensors included).
 func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
-	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes}
+	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, ImageLimits: cfg.imageLimits()}
 	var (
 		m   *llava.Model
 		rep *model.LoadReport
