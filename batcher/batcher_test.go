@@ -19,7 +19,11 @@ import (
 	"github.com/pancap-serve/pancap/chain"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines; the CPU GEMM's worker pool lives
+// for the process by design.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop"))
+}
 
 // outcome is what a test keeps of one request's stream.
 type outcome struct {
