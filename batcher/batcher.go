@@ -197,10 +197,11 @@ func (b *Batcher) loop() (quit bool) {
 				"panic", r, "stack", string(debug.Stack()))
 			b.failRunning(fmt.Errorf("%w: step loop panic: %v", ErrInternal, r))
 			b.feats.clear()
+			b.gauges()
 			quit = false
 		}
 	}()
-	if !b.closing0() {
+	if !b.isClosing() {
 		b.ready.Store(true)
 	}
 	for {
@@ -209,6 +210,7 @@ func (b *Batcher) loop() (quit bool) {
 			err := fmt.Errorf("%w: shut down", ErrNotServing)
 			b.failRunning(err)
 			b.failWaiting(err)
+			b.gauges()
 			return true
 		default:
 		}
@@ -223,8 +225,8 @@ func (b *Batcher) loop() (quit bool) {
 	}
 }
 
-// closing0 reports whether Shutdown has begun.
-func (b *Batcher) closing0() bool {
+// isClosing reports whether Shutdown has begun.
+func (b *Batcher) isClosing() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.closing
@@ -244,6 +246,11 @@ func (b *Batcher) step() {
 	b.encode()
 	b.forward()
 	b.running = slices.DeleteFunc(b.running, func(r *request) bool { return r.done })
+	b.gauges()
+}
+
+// gauges updates the running, waiting and KV usage gauges.
+func (b *Batcher) gauges() {
 	st := b.kv.Stats()
 	b.m.running.Set(float64(len(b.running)))
 	b.m.waiting.Set(float64(b.numWaiting()))

@@ -335,6 +335,9 @@ func TestQueueFlood(t *testing.T) {
 	if _, err := b.SubmitChain(context.Background(), chainReq("late")); !errors.Is(err, ErrNotServing) {
 		t.Fatalf("after shutdown: %v", err)
 	}
+	if r, w, kv := testutil.ToFloat64(b.m.running), testutil.ToFloat64(b.m.waiting), testutil.ToFloat64(b.m.kvUsage); r+w+kv != 0 {
+		t.Fatalf("gauges after shutdown: running %v, waiting %v, kv usage %v", r, w, kv)
+	}
 }
 
 func TestPanicRecovery(t *testing.T) {
