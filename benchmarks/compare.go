@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -89,7 +90,7 @@ func short(commit string) string {
 
 // num formats a metric, "–" when it was not measured.
 func num(v float64) string {
-	if v != v || v == 0 {
+	if math.IsNaN(v) || v == 0 {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", v)
@@ -97,7 +98,7 @@ func num(v float64) string {
 
 // ratioText formats a/b, "–" when either was not measured.
 func ratioText(a, b float64) string {
-	if a != a || b != b || a == 0 || b == 0 {
+	if math.IsNaN(a) || math.IsNaN(b) || a == 0 || b == 0 {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f×", a/b)

@@ -105,6 +105,7 @@ func WritePlots(dir string, rs ...*Result) ([]string, error) {
 		if err := plotutil.AddLinePoints(p, args...); err != nil {
 			return paths, err
 		}
+		p.Y.Min, p.Y.Max = 0, 1.4*p.Y.Max // from zero, with room for the legend
 		path := filepath.Join(dir, f.file)
 		if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, path); err != nil {
 			return paths, err

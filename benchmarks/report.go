@@ -27,6 +27,9 @@ func WriteTable(w io.Writer, r *Result) error {
 	return err
 }
 
+// tableWidth is the width of the table in columns.
+const tableWidth = 64
+
 func writeRun(b *strings.Builder, r *RunResult, slo SLO) {
 	row := func(name string, format string, v any) { fmt.Fprintf(b, "%-44s "+format+"\n", name+":", v) }
 	section := func(title string) { fmt.Fprintf(b, "%s\n", center(title, '-')) }
@@ -77,12 +80,12 @@ func writeRun(b *strings.Builder, r *RunResult, slo SLO) {
 		fmt.Fprintf(b, "%-10s %10.2f %10.2f %10.2f %10.1f %10d\n", fmt.Sprintf("%d %s", s.Stage, s.Name), s.TTFT.Mean, s.TTFT.P99, s.TPOT.Mean, s.Tokens.Mean, s.CachedTokens)
 	}
 	fmt.Fprintln(b, "(stage TTFT: from the request's start for stage 1, from the previous stage's end for stages 2–4)")
-	fmt.Fprintf(b, "%s\n", strings.Repeat("=", 50))
+	fmt.Fprintf(b, "%s\n", strings.Repeat("=", tableWidth))
 }
 
-// center pads title with fill to 50 columns.
+// center pads title with fill to tableWidth columns.
 func center(title string, fill rune) string {
-	n := 50 - len([]rune(title))
+	n := tableWidth - len([]rune(title))
 	if n <= 0 {
 		return title
 	}
