@@ -25,6 +25,7 @@
 #pragma GCC target("avx2,fma,f16c")
 
 #define CHUNK 24 // column chunk: a multiple of every tile width
+#define KC 1024  // k block: a 4-row x tile of 16 KiB stays in L1 (tuned on Zen 3)
 
 static inline __attribute__((always_inline)) __m256 load_w(int wt, const void *w, long off) {
 	switch (wt) {
@@ -130,27 +131,56 @@ static inline __attribute__((always_inline)) void zero(__m256 acc[4][8]) {
 			acc[i][j] = _mm256_setzero_ps();
 }
 
-// full computes an MR×NR tile over all of k in registers.
-static inline __attribute__((always_inline)) void full(const int MR, const int NR, const int wt,
-	const float *x, long ldx, const void *w, long ldw, long kv, long k, float *out, long ldo) {
+// step runs an MR×NR tile over [p0, p1), its accumulators kept in buf
+// between k blocks (the same fma sequence as one pass over all of k), and
+// finishes it at the last block.
+static inline __attribute__((always_inline)) void step(const int MR, const int NR, const int wt,
+	const float *x, long ldx, const void *w, long ldw, long p0, long p1, long kv, long k,
+	__m256 *buf, float *out, long ldo) {
 	__m256 acc[4][8];
-	zero(acc);
-	tile(MR, NR, wt, x, ldx, w, ldw, 0, kv, acc);
-	finish(MR, NR, wt, x, ldx, w, ldw, kv, k, acc, out, ldo);
+	if (p0 == 0)
+		zero(acc);
+	else
+#pragma GCC unroll 8
+		for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+			for (int j = 0; j < NR; j++)
+				acc[i][j] = buf[i * NR + j];
+	tile(MR, NR, wt, x, ldx, w, ldw, p0, p1, acc);
+	if (p1 == kv) {
+		finish(MR, NR, wt, x, ldx, w, ldw, kv, k, acc, out, ldo);
+		return;
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < NR; j++)
+			buf[i * NR + j] = acc[i][j];
 }
 
 static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 
-// rows runs MR rows of x against columns [j0, j1) of w (row stride ldw,
-// first row w) over all of k, writing out[i*ldo + j - j0].
-#define ROWS(MR, NR, WT)                                                                       \
-	static void rows_##MR##_##WT(const float *x, long ldx, const void *w, long ldw, long kv, long k, \
-		long nc, float *out, long ldo) {                                                   \
-		long j = 0;                                                                        \
-		for (; j + NR <= nc; j += NR)                                                      \
-			full(MR, NR, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, kv, k, out + j, ldo); \
-		for (; j < nc; j++)                                                                \
-			full(MR, 1, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, kv, k, out + j, ldo); \
+// rows runs MR rows of x against nc <= CHUNK columns of w (row stride ldw,
+// first row w), writing out[i*ldo + j]: k in blocks of KC, so that the x
+// tile stays in L1 while the chunk's weights come from L2, and within a
+// block tiles of NR columns plus single columns.
+#define ROWS(MR, NR, WT)                                                                         \
+	static void rows_##MR##_##WT(const float *x, long ldx, const void *w, long ldw, long kv,    \
+		long k, long nc, float *out, long ldo) {                                             \
+		__m256 buf[MR * CHUNK];                                                              \
+		long p0 = 0;                                                                         \
+		do {                                                                                 \
+			long p1 = kv - p0 < KC ? kv : p0 + KC;                                       \
+			__m256 *b = buf;                                                             \
+			long j = 0;                                                                  \
+			for (; j + NR <= nc; j += NR, b += MR * NR)                                  \
+				step(MR, NR, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, p0, p1, \
+					kv, k, b, out + j, ldo);                                     \
+			for (; j < nc; j++, b += MR)                                                 \
+				step(MR, 1, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, p0, p1,  \
+					kv, k, b, out + j, ldo);                                     \
+			p0 = p1;                                                                     \
+		} while (p0 < kv);                                                                   \
 	}
 
 // Tile widths per row count: the widest that keeps accumulators and
@@ -180,8 +210,7 @@ long pc_gemm_scratch(long k) { return CHUNK * k; }
 
 // pc_gemm walks the columns in chunks of CHUNK whose weights stay in L2,
 // and within a chunk the rows in groups of up to 4 whose x tile stays in
-// L1 (for k up to ~1000) while the chunk's tiles run over all of k in
-// registers. With scratch, 16-bit weights of a chunk are widened once into
+// L1 while the chunk's tiles run over it. With scratch, 16-bit weights of a chunk are widened once into
 // it and shared by all row groups (large m); without, they are widened in
 // registers as they are loaded (small m, where weights stream from memory
 // once and the widening hides under the memory time).

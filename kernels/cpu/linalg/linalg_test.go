@@ -182,7 +182,7 @@ func TestFastMatchesReference(t *testing.T) {
 // or whether the workers were free.
 func TestBatchInvariance(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	m, n, k := 37, 77, 1043 // k: two and a bit KC blocks and an odd tail
+	m, n, k := 37, 77, 2083 // k: two and a bit KC blocks and an odd tail
 	if testing.Short() {
 		k = 523
 	}
