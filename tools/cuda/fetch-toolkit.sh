@@ -49,11 +49,23 @@ apt_opts=(
 	-o "APT::Sandbox::User=$(id -un)"
 	-q
 )
+# retry runs its arguments up to three times (mirrors have bad minutes).
+retry() {
+	local i
+	for i in 1 2 3; do
+		"$@" && return 0
+		echo "fetch-toolkit: attempt $i of: $* failed" >&2
+		sleep $((i * 5))
+	done
+	return 1
+}
 echo "fetch-toolkit: apt-get update ($mirror $suite contrib non-free)" >&2
-apt-get "${apt_opts[@]}" update >/dev/null
+retry apt-get "${apt_opts[@]}" update >/dev/null
 echo "fetch-toolkit: downloading nvidia-cuda-toolkit, nvidia-cuda-dev ($version), libcuda1" >&2
-(cd "$work/debs" && apt-get "${apt_opts[@]}" download \
-	"nvidia-cuda-toolkit=$version" "nvidia-cuda-dev=$version" libcuda1 >/dev/null)
+cd "$work/debs"
+retry apt-get "${apt_opts[@]}" download \
+	"nvidia-cuda-toolkit=$version" "nvidia-cuda-dev=$version" libcuda1 >/dev/null
+cd "$root"
 
 out=$work/out
 # nvcc, cicc, cudafe++, libdevice: the whole toolkit package (≈170 MB).
