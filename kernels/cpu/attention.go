@@ -40,6 +40,7 @@ type attnScratch struct {
 	qh []float32 // [rows × hd] the unit's queries of its head
 	kh []float32 // [keys × hd] the keys of its head
 	s  []float32 // [rows × keys] scores, then probabilities
+	vt []float32 // [hd × keys] the values of its head, transposed
 }
 
 func growTo(b []float32, n int) []float32 {
@@ -65,8 +66,13 @@ func (t *attentionTask) run(wk, lo, hi int) {
 		for j := 0; j < u.rows; j++ {
 			copy(sc.qh[j*t.hd:(j+1)*t.hd], t.q[(u.row+j)*width+hOff:])
 		}
+		sc.vt = growTo(sc.vt, t.hd*nk)
 		for p := 0; p < nk; p++ {
-			copy(sc.kh[p*t.hd:(p+1)*t.hd], t.k[t.keyRow(u, p)*width+hOff:])
+			off := t.keyRow(u, p)*width + hOff
+			copy(sc.kh[p*t.hd:(p+1)*t.hd], t.k[off:])
+			for d, x := range t.v[off : off+t.hd] {
+				sc.vt[d*nk+p] = x
+			}
 		}
 		linalg.MatMulF32(sc.s, sc.qh, sc.kh, u.rows, nk, t.hd)
 		for j := 0; j < u.rows; j++ {
@@ -87,30 +93,41 @@ func (t *attentionTask) run(wk, lo, hi int) {
 				s[p] = e
 				sum += e
 			}
-			o := t.out[(u.row+j)*width+hOff : (u.row+j)*width+hOff+t.hd]
-			clear(o)
 			inv := 1 / sum
 			for p, e := range s {
-				axpy(o, e*inv, t.v[t.keyRow(u, p)*width+hOff:])
+				s[p] = e * inv
+			}
+			o := t.out[(u.row+j)*width+hOff:][:t.hd]
+			for d := range o {
+				o[d] = dot(s, sc.vt[d*nk:])
 			}
 		}
 	}
 }
 
-// axpy computes o += a·v[:len(o)].
-func axpy(o []float32, a float32, v []float32) {
-	v = v[:len(o)]
+// dot returns Σ a[i]·b[i] over len(a): eight partial sums over
+// i ≡ l (mod 8), a fixed tree, then the tail in order. The order depends
+// only on len(a).
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3, s4, s5, s6, s7 float32
 	i := 0
-	for ; i+4 <= len(o); i += 4 {
-		oo, vv := o[i:i+4:i+4], v[i:i+4:i+4]
-		oo[0] += a * vv[0]
-		oo[1] += a * vv[1]
-		oo[2] += a * vv[2]
-		oo[3] += a * vv[3]
+	for ; i+8 <= len(a); i += 8 {
+		x, y := a[i:i+8:i+8], b[i:i+8:i+8]
+		s0 += x[0] * y[0]
+		s1 += x[1] * y[1]
+		s2 += x[2] * y[2]
+		s3 += x[3] * y[3]
+		s4 += x[4] * y[4]
+		s5 += x[5] * y[5]
+		s6 += x[6] * y[6]
+		s7 += x[7] * y[7]
 	}
-	for ; i < len(o); i++ {
-		o[i] += a * v[i]
+	s := ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+	for ; i < len(a); i++ {
+		s += a[i] * b[i]
 	}
+	return s
 }
 
 // keyRow is the row of key/value position p of unit u: in the paged cache
