@@ -31,6 +31,7 @@ type rawConfig struct {
 	Architectures []string `json:"architectures"`
 	ModelType     string   `json:"model_type"`
 	TorchDType    string   `json:"torch_dtype"`
+	NameOrPath    string   `json:"_name_or_path"`
 
 	// LLaMA keys (authors' layout top level, llava-hf text_config).
 	HiddenSize        *int     `json:"hidden_size"`

@@ -42,8 +42,8 @@ type Options struct {
 	KVBlocks    int             // KV cache blocks (0: from KVBytes)
 	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts, at most 4 GiB)
 	KVBlockSize int             // positions per KV block (0: 16)
-	Backend     kernels.Backend // compute backend (nil: the CPU backend on all cores)
-	Name        string          // model name for engine.Spec (0: the directory name)
+	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
+	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
 	// RandomWeights marks a generated checkpoint in engine.Spec.
 	RandomWeights bool
 	// ImageLimits bound image decoding (zero: imageproc.DefaultLimits()).
@@ -263,6 +263,9 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	}
 	size := cfg.Vision.ImageSize
 	name := opts.Name
+	if name == "" {
+		name = raw.NameOrPath
+	}
 	if name == "" {
 		name = filepath.Base(filepath.Clean(dir))
 	}

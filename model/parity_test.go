@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model"
@@ -23,6 +24,7 @@ const repoRoot = ".."
 type goldenCase struct {
 	Checkpoint  string   `json:"checkpoint"`
 	DType       string   `json:"dtype"`
+	Prompt      string   `json:"prompt"`
 	FullPrompt  string   `json:"full_prompt"`
 	InputIDs    []int32  `json:"input_ids"`
 	GreedyIDs   []int32  `json:"greedy_ids"`
@@ -130,6 +132,9 @@ func TestGoldenParity(t *testing.T) {
 				}
 				m := openCase(t, c, layout)
 				tok := m.Tokenizer().(*tokenizer.Tokenizer)
+				if p := chain.Template(c.Prompt); p != c.FullPrompt {
+					t.Fatalf("templated prompt %q, want %q", p, c.FullPrompt)
+				}
 				if ids := tok.EncodeImagePrompt(c.FullPrompt); !slices.Equal(ids, c.InputIDs) {
 					t.Fatalf("input ids\n got %v\nwant %v", ids, c.InputIDs)
 				}
@@ -149,7 +154,7 @@ func TestGoldenParity(t *testing.T) {
 					t.Fatalf("%d logits, want %d", len(logits), c.Vocab)
 				}
 				e := relL2(logits, readF32(t, filepath.Join(dir, "logits.f32")))
-				t.Logf("logits rel L2 %.3g", e)
+				t.Logf("logits rel L2 %.3g (%s)", e, c.DType)
 				if e > tol {
 					t.Errorf("logits rel L2 %.3g > %g", e, tol)
 				}
