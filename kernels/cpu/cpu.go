@@ -45,6 +45,7 @@ func (b *Backend) Close() { b.pool.close() }
 // buffer is a CPU activation buffer.
 type buffer struct{ d []float32 }
 
+// Len is the number of elements.
 func (x *buffer) Len() int { return len(x.d) }
 
 func data(x kernels.Buffer) []float32 { return x.(*buffer).d }
@@ -58,10 +59,14 @@ type weight struct {
 	n     int // element count
 }
 
-func (w *weight) Shape() []int         { return w.shape }
+// Shape is the weight's shape.
+func (w *weight) Shape() []int { return w.shape }
+
+// DType is the storage type.
 func (w *weight) DType() kernels.DType { return w.dt }
-func wt(w kernels.Weight) *weight      { return w.(*weight) }
-func (w *weight) at(i int) float32     { return widen(w.dt, w.f32, w.u16, i) }
+
+func wt(w kernels.Weight) *weight  { return w.(*weight) }
+func (w *weight) at(i int) float32 { return widen(w.dt, w.f32, w.u16, i) }
 
 func widen(dt kernels.DType, f []float32, u []uint16, i int) float32 {
 	switch dt {
