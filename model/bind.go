@@ -180,6 +180,9 @@ func expectedUnused(name string, l Layout, cfg llava.Config) bool {
 	if strings.HasSuffix(name, "rotary_emb.inv_freq") || strings.HasSuffix(name, "embeddings.position_ids") {
 		return true
 	}
+	if l == LayoutLLaVA && strings.HasPrefix(name, "model.vision_tower.") {
+		return true // a tower saved with the LLM; LLaVA reloads it from mm_vision_tower
+	}
 	if l == LayoutLLaVA && !strings.HasPrefix(name, v) && !strings.HasPrefix(name, "model.") && !strings.HasPrefix(name, "lm_head.") {
 		return true // text_model.*, visual_projection, logit_scale of a CLIPModel checkpoint
 	}

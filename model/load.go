@@ -39,6 +39,7 @@ var (
 // Options tune loading.
 type Options struct {
 	LoRA        string          // PEFT LoRA adapter directory to merge, or ""
+	VisionTower string          // CLIP tower directory overriding mm_vision_tower (authors' layout), or ""
 	KVBlocks    int             // KV cache blocks (0: from KVBytes)
 	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts, at most 4 GiB)
 	KVBlockSize int             // positions per KV block (0: 16)
@@ -177,7 +178,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 			return nil, nil, err
 		}
 	} else {
-		vdir, err := src.visionDir(dir, *raw.MMVisionTower)
+		vdir, err := src.visionDir(dir, *raw.MMVisionTower, opts.VisionTower)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -331,9 +332,16 @@ func availableMemory() int64 {
 	return 4 << 30
 }
 
-// visionDir resolves mm_vision_tower: an absolute path, or a path relative
-// to the model directory.
-func (s source) visionDir(dir, tower string) (string, error) {
+// visionDir resolves the CLIP tower: override when set, else
+// mm_vision_tower as an absolute path, a path relative to the model
+// directory, or a Hugging Face hub name found in the local hub cache.
+func (s source) visionDir(dir, tower, override string) (string, error) {
+	if override != "" {
+		if s.isDir(override) {
+			return override, nil
+		}
+		return "", fmt.Errorf("%w: vision tower override %s is not a directory", ErrVisionTower, override)
+	}
 	cand := tower
 	if s.fsys != nil || !filepath.IsAbs(tower) {
 		cand = s.join(dir, tower)
@@ -341,5 +349,45 @@ func (s source) visionDir(dir, tower string) (string, error) {
 	if s.isDir(cand) {
 		return cand, nil
 	}
-	return "", fmt.Errorf("%w: mm_vision_tower %q: %s is not a directory (hub names are not downloaded: point mm_vision_tower at a local CLIP checkpoint, absolute or relative to %s)", ErrVisionTower, tower, cand, dir)
+	if s.fsys == nil {
+		if snap := hubSnapshot(tower); snap != "" {
+			return snap, nil
+		}
+	}
+	return "", fmt.Errorf("%w: mm_vision_tower %q: %s is not a directory and no snapshot is in the Hugging Face cache (nothing is downloaded: pass the CLIP checkpoint's directory, or point mm_vision_tower at it, absolute or relative to %s)", ErrVisionTower, tower, cand, dir)
+}
+
+// hubSnapshot finds a hub repository "org/name" in the local Hugging Face
+// cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub): the
+// snapshot refs/main names, else the only snapshot. It returns "" when
+// there is none.
+func hubSnapshot(repo string) string {
+	org, name, ok := strings.Cut(repo, "/")
+	if !ok || org == "" || name == "" || strings.ContainsAny(name, "/\\") || strings.HasPrefix(org, ".") {
+		return ""
+	}
+	cache := os.Getenv("HF_HUB_CACHE")
+	if cache == "" {
+		if home := os.Getenv("HF_HOME"); home != "" {
+			cache = filepath.Join(home, "hub")
+		} else if home, err := os.UserHomeDir(); err == nil {
+			cache = filepath.Join(home, ".cache", "huggingface", "hub")
+		}
+	}
+	root := filepath.Join(cache, "models--"+org+"--"+name)
+	if ref, err := os.ReadFile(filepath.Join(root, "refs", "main")); err == nil {
+		snap := filepath.Join(root, "snapshots", strings.TrimSpace(string(ref)))
+		if st, err := os.Stat(snap); err == nil && st.IsDir() {
+			return snap
+		}
+	}
+	snaps, err := os.ReadDir(filepath.Join(root, "snapshots"))
+	if err != nil || len(snaps) != 1 {
+		return ""
+	}
+	snap := filepath.Join(root, "snapshots", snaps[0].Name())
+	if st, err := os.Stat(snap); err != nil || !st.IsDir() {
+		return ""
+	}
+	return snap
 }

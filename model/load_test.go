@@ -175,3 +175,63 @@ func TestLoadVisionTowerMissing(t *testing.T) {
 	}
 	wantIn(t, err, "openai/clip-vit-large-patch14-336")
 }
+
+// llavaCopy writes tiny's authors'-layout model directory with
+// mm_vision_tower set to tower, linking the weights and tokenizer.
+func llavaCopy(t *testing.T, tower string) string {
+	t.Helper()
+	src := filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "llava")
+	data, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Skip("tiny checkpoint absent (run tools/reference)")
+	}
+	dir := t.TempDir()
+	cfg := strings.Replace(string(data), `"../clip"`, `"`+tower+`"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model.safetensors", "tokenizer.model"} {
+		abs, _ := filepath.Abs(filepath.Join(src, f))
+		if err := os.Symlink(abs, filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestVisionTowerFromHubCacheAndOverride resolves a hub name through the
+// local Hugging Face cache, and through Options.VisionTower.
+func TestVisionTowerFromHubCacheAndOverride(t *testing.T) {
+	dir := llavaCopy(t, "openai/clip-tiny")
+	clip, _ := filepath.Abs(filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "clip"))
+	cache := t.TempDir()
+	snaps := filepath.Join(cache, "models--openai--clip-tiny", "snapshots")
+	if err := os.MkdirAll(snaps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(clip, filepath.Join(snaps, "0123abcd")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HF_HUB_CACHE", cache)
+	m, rep, err := model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if rep.VisionDir != filepath.Join(snaps, "0123abcd") {
+		t.Errorf("vision dir %s", rep.VisionDir)
+	}
+
+	t.Setenv("HF_HUB_CACHE", t.TempDir())
+	if _, _, err := model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)}); !errors.Is(err, model.ErrVisionTower) {
+		t.Errorf("empty cache: %v", err)
+	}
+	m, rep, err = model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1), VisionTower: clip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if rep.VisionDir != clip {
+		t.Errorf("override: vision dir %s", rep.VisionDir)
+	}
+}
