@@ -491,6 +491,16 @@ func (b *Batcher) forward() {
 				b.match(s)
 			}
 		}
+		if b.cfg.ChainReuse && s.computed == s.cached && s.computed < s.promptLen {
+			wait, rematch := b.sharedPrefill(r)
+			if wait {
+				continue
+			}
+			if rematch {
+				b.kv.Free(s.kv)
+				s.cached = b.match(s)
+			}
+		}
 		n := min(len(s.tokens)-s.computed, budget)
 		if n <= 0 || !b.reserve(r, s.computed+n, inBatch) {
 			continue
@@ -530,6 +540,38 @@ func (b *Batcher) forward() {
 			logits = logits[1:]
 		}
 	}
+}
+
+// sharedPrefill looks, for a sequence about to start its prefill, for a
+// running sequence of the same image that prefills the same leading blocks
+// ahead of it (further along, or as far and admitted earlier). While that
+// leader has not written the shared blocks, r waits (wait), so concurrent
+// requests for one image compute its prefix once; once it has, r should
+// look its prompt up again (rematch).
+func (b *Batcher) sharedPrefill(r *request) (wait, rematch bool) {
+	s, bs := r.cur, b.kv.BlockSize()
+	for _, l := range b.running {
+		ls := l.cur
+		if l == r || l.done || l.imgHash != r.imgHash || ls.preempted {
+			continue
+		}
+		if ls.computed < s.computed || (ls.computed == s.computed && l.order > r.order) {
+			continue // not ahead of r
+		}
+		common := 0
+		for common < min(ls.promptLen, s.promptLen-1) && ls.tokens[common] == s.tokens[common] {
+			common++
+		}
+		shared := common / bs * bs
+		if shared <= s.computed {
+			continue
+		}
+		if ls.computed < shared {
+			return true, false
+		}
+		rematch = true
+	}
+	return false, rematch
 }
 
 // chunk returns the next n tokens of s as a Chunk.

@@ -470,3 +470,35 @@ func TestSlowReader(t *testing.T) {
 		t.Fatalf("slow reader got %d events, want every delta", n)
 	}
 }
+
+// TestConcurrentSameImage: chains for one image submitted together compute
+// its prefix once; the followers wait for the leader's blocks.
+func TestConcurrentSameImage(t *testing.T) {
+	ref, _ := newTest(t, 1024, Config{ChainReuse: true})
+	want := runOne(t, ref, chainReq("same")).stages
+	b, eng := newTest(t, 2048, Config{ChainReuse: true, MaxBatchTokens: 64})
+	var chans []<-chan Event
+	for range 8 {
+		ch, err := b.SubmitChain(context.Background(), chainReq("same"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	cold := 0
+	for _, ch := range chans {
+		o := collect(t, ch)
+		if o.err != nil || fmt.Sprint(o.stages) != fmt.Sprint(want) {
+			t.Fatalf("err %v\n got %v\nwant %v", o.err, o.stages, want)
+		}
+		if o.result.Stages[0].Usage.CachedTokens < 150 {
+			cold++
+		}
+	}
+	if cold != 1 {
+		t.Errorf("%d of 8 chains prefilled the shared prefix themselves, want 1", cold)
+	}
+	if n := eng.imagesEncoded.Load(); n != 1 {
+		t.Errorf("%d encodes of one image", n)
+	}
+}
