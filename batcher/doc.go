@@ -33,7 +33,10 @@
 // hash chain over the image bytes and token ids: stage k+1 finds the blocks
 // of the system text, "USER: ", the image and the prompt words the stages
 // share already computed by stage k, and a later request with the same image
-// bytes finds them too. Encoder outputs are kept for the chain's life and in
+// bytes finds them too. Requests for one image that arrive together do not
+// each compute the prefix: a request about to prefill blocks that another
+// is computing waits for them and then takes them from the cache (its
+// StageFinished usage counts them as cached). Encoder outputs are kept for the chain's life and in
 // a small cache for repeated images, so each image is encoded once. Without
 // ChainReuse (the baseline), every stage re-encodes its image and prefills
 // its whole prompt, as the authors' script does; outputs are the same.
