@@ -26,10 +26,11 @@ func init() { register(newGenerateCmd) }
 
 // generateFlags are the options of `pancap generate`.
 type generateFlags struct {
-	model, lora, image, prompt, dumpLogits string
-	maxNew                                 int
-	raw, json, ignoreEOS                   bool
-	sampling                               sample.Params
+	model, lora, visionTower, image, prompt string
+	dumpLogits                              string
+	maxNew                                  int
+	raw, json, ignoreEOS                    bool
+	sampling                                sample.Params
 }
 
 // generateResult is what `pancap generate --json` prints.
@@ -79,6 +80,7 @@ func newGenerateCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.model, "model", "", "model directory (llava-hf or LLaVA layout); empty: the embedded tiny model (random weights)")
 	fl.StringVar(&f.lora, "lora", "", "PEFT LoRA adapter directory to merge at load")
+	fl.StringVar(&f.visionTower, "vision-tower", "", "CLIP tower directory overriding the config's mm_vision_tower (authors' layout)")
 	fl.StringVar(&f.image, "image", "", "image file (JPEG, PNG, WebP, GIF)")
 	fl.StringVar(&f.prompt, "prompt", "", "user prompt (the whole prompt with --raw)")
 	fl.IntVar(&f.maxNew, "max-new-tokens", 64, "tokens to generate at most")
@@ -119,7 +121,7 @@ func runGenerate(w io.Writer, f generateFlags) error {
 	}
 	var res generateResult
 	t0 := time.Now()
-	opts := model.Options{LoRA: f.lora}
+	opts := model.Options{LoRA: f.lora, VisionTower: f.visionTower}
 	var (
 		m   *llava.Model
 		rep *model.LoadReport
