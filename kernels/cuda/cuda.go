@@ -72,6 +72,8 @@ type Backend struct {
 	fn     functions
 	blas   *cublas // nil with GEMMReference
 	name   string
+	closed bool
+	allocs map[cu.DevicePtr]struct{} // live buffers and weights, freed by Close
 
 	argv []uint64         // kernel argument values, reused
 	argp []unsafe.Pointer // pointers to argv's elements
@@ -105,7 +107,7 @@ func New(opts Options) (*Backend, error) {
 	if opts.Device < 0 || opts.Device >= n {
 		return nil, fmt.Errorf("%w: device %d of %d", ErrCUDA, opts.Device, n)
 	}
-	b := &Backend{dev: cu.Device(opts.Device)}
+	b := &Backend{dev: cu.Device(opts.Device), allocs: map[cu.DevicePtr]struct{}{}}
 	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
 		return nil, fmt.Errorf("%w: retain primary context: %v", ErrCUDA, err)
 	}
@@ -169,6 +171,10 @@ func (b *Backend) release() {
 	if b.blas != nil {
 		b.blas.close()
 	}
+	for p := range b.allocs {
+		cu.MemFree(p)
+	}
+	clear(b.allocs)
 	b.half.free()
 	b.attnBuf.free()
 	b.stage.free()
@@ -200,12 +206,17 @@ func must(op string, err error) {
 // libcublas.so.12 v120304)".
 func (b *Backend) Name() string { return b.name }
 
-// Close waits for outstanding work and releases the backend's resources.
-// Buffers and weights must not be used afterwards.
+// Close waits for outstanding work and releases the backend's resources,
+// buffers and weights included (they live in the backend's context). Later
+// calls do nothing.
 func (b *Backend) Close() {
+	if b.closed {
+		return
+	}
 	b.enter()
 	defer b.leave()
 	b.release()
+	b.closed = true
 }
 
 // Synchronize waits until all queued work has finished.
@@ -251,6 +262,7 @@ func (b *Backend) Alloc(n int) kernels.Buffer {
 	defer b.leave()
 	p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
 	must("cuMemAlloc", err)
+	b.allocs[p] = struct{}{}
 	must("cuMemsetD32", cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream))
 	return &buffer{p: p, n: n}
 }
@@ -265,6 +277,7 @@ func (b *Backend) Free(x kernels.Buffer) {
 	}
 	must("synchronize", b.stream.Synchronize())
 	must("cuMemFree", cu.MemFree(bb.p))
+	delete(b.allocs, bb.p)
 	bb.p, bb.n = 0, 0
 }
 
@@ -341,6 +354,7 @@ func (b *Backend) LoadWeight(dt kernels.DType, shape []int, data []byte) (kernel
 		cu.MemFree(p)
 		return nil, fmt.Errorf("%w: %v %v: cuMemcpyHtoD: %v", ErrCUDA, dt, shape, err)
 	}
+	b.allocs[p] = struct{}{}
 	return &weight{p: p, dt: dt, shape: append([]int(nil), shape...), n: n}, nil
 }
 
@@ -354,6 +368,7 @@ func (b *Backend) FreeWeight(w kernels.Weight) {
 	}
 	must("synchronize", b.stream.Synchronize())
 	must("cuMemFree", cu.MemFree(ww.p))
+	delete(b.allocs, ww.p)
 	ww.p = 0
 }
 
