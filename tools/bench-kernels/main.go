@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
 
 // shape is one product out[m×n] = x[m×k] · w[n×k]ᵀ.
@@ -80,27 +81,19 @@ func best(minTime time.Duration, f func(i int)) time.Duration {
 	return bestD
 }
 
-// readBandwidth is the STREAM-like read test: all workers sum disjoint parts
-// of a buffer far larger than the caches; it returns bytes per second.
+// readBandwidth is the STREAM-like read test: all workers stream disjoint
+// parts of a buffer far larger than the caches through 256-bit loads
+// (vec.Dot of a part with itself: each line is read from memory once), which
+// is as fast as this machine reads memory; it returns bytes per second.
 func readBandwidth(minTime time.Duration) float64 {
-	buf := make([]uint64, (512<<20)/8)
+	buf := make([]float32, (512<<20)/4)
 	for i := range buf {
-		buf[i] = uint64(i)
+		buf[i] = float32(i & 1023)
 	}
-	sums := make([]uint64, linalg.Workers())
-	part := func(lo, hi int) {
-		var s0, s1, s2, s3 uint64
-		b := buf[lo:hi]
-		for i := 0; i+4 <= len(b); i += 4 {
-			s0 += b[i]
-			s1 += b[i+1]
-			s2 += b[i+2]
-			s3 += b[i+3]
-		}
-		sums[lo*len(sums)/len(buf)] += s0 + s1 + s2 + s3
-	}
+	sums := make([]float32, linalg.Workers())
+	part := func(lo, hi int) { sums[lo*len(sums)/len(buf)] += vec.Dot(buf[lo:hi], buf[lo:hi]) }
 	d := best(minTime, func(int) { linalg.Parallel(len(buf), part) })
-	return float64(len(buf)*8) / d.Seconds()
+	return float64(len(buf)*4) / d.Seconds()
 }
 
 // result is one measured case.
