@@ -21,6 +21,9 @@ type StageTimeline struct {
 	Tokens       int           // generated tokens: usage.generated_tokens, else the sum over Chunks
 	PromptTokens int           // usage.prompt_tokens (image tokens included)
 	CachedTokens int           // usage.cached_tokens: prompt tokens served by the prefix cache
+
+	// The server's own timing of the stage (stage_finished.timing).
+	ServerQueued, ServerFirstToken, ServerTotal time.Duration
 }
 
 // Timeline is what the client saw of one request, all times measured from
@@ -30,10 +33,11 @@ type Timeline struct {
 	Start        time.Duration // when the call was made, from the start of the run
 	E2E          time.Duration // arrival of the final event (or of the error)
 	Stages       []StageTimeline
-	VisionRuns   int    // image_encoded events with cached=false
-	VisionCached int    // image_encoded events with cached=true
-	Code         string // canonical gRPC code of the error; "" on success
-	Message      string // the error's message
+	VisionRuns   int           // image_encoded events with cached=false
+	VisionCached int           // image_encoded events with cached=true
+	VisionTime   time.Duration // sum of the image_encoded durations the server reported
+	Code         string        // canonical gRPC code of the error; "" on success
+	Message      string        // the error's message
 }
 
 // OK reports whether the request succeeded.

@@ -160,6 +160,12 @@ type StageMetrics struct {
 	Tokens       Stats  `json:"output_tokens"`
 	PromptTokens int    `json:"prompt_tokens"`
 	CachedTokens int    `json:"cached_tokens"`
+
+	// The server's own timings of the stage, from stage_finished: time
+	// waiting for admission, start of the stage → first token, whole stage.
+	ServerQueued     Stats `json:"server_queued_ms"`
+	ServerFirstToken Stats `json:"server_first_token_ms"`
+	ServerTotal      Stats `json:"server_total_ms"`
 }
 
 // PrefixCache counts the prompt tokens served by the server's prefix cache.
@@ -175,6 +181,7 @@ type Vision struct {
 	CacheHits            int     `json:"cache_hits"`
 	RunsPerRequest       float64 `json:"runs_per_request"`
 	RunsPerDistinctImage float64 `json:"runs_per_distinct_image"`
+	EncodeMS             Stats   `json:"encode_ms"` // server-reported encoder time per request
 }
 
 // RequestRecord is one request of a run.
@@ -192,7 +199,7 @@ type RequestRecord struct {
 // with slo deciding goodput when set.
 func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 	r := RunResult{Sent: len(tls), Errors: map[string]int{}, DurationS: wall.Seconds()}
-	var ttft, tpot, itl, e2e, chain []float64
+	var ttft, tpot, itl, e2e, chain, encode []float64
 	stages := map[int]*stageAcc{}
 	good := 0
 	for i := range tls {
@@ -212,6 +219,7 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 		r.TotalPromptTokens += t.PromptTokens()
 		r.Vision.Runs += t.VisionRuns
 		r.Vision.CacheHits += t.VisionCached
+		encode = append(encode, msOf(t.VisionTime))
 		if slo.Good(t) {
 			good++
 		}
@@ -247,6 +255,7 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 	r.PrefixCache.PromptTokens = r.TotalPromptTokens
 	r.PrefixCache.HitRatio = ratio(r.PrefixCache.CachedTokens, r.PrefixCache.PromptTokens)
 	r.Vision.RunsPerRequest = ratio(r.Vision.Runs, r.Completed)
+	r.Vision.EncodeMS = Summarize(encode)
 	secs := wall.Seconds()
 	r.RequestThroughput = ratio(float64(r.Completed), secs)
 	r.ImagesPerS = r.RequestThroughput
@@ -261,8 +270,9 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 
 // stageAcc gathers the samples of one stage.
 type stageAcc struct {
-	ttft, tpot, tokens []float64
-	prompt, cached     int
+	ttft, tpot, tokens   []float64
+	queued, first, total []float64 // server timings
+	prompt, cached       int
 }
 
 func (a *stageAcc) add(t *Timeline, i int) {
@@ -274,13 +284,17 @@ func (a *stageAcc) add(t *Timeline, i int) {
 		a.tpot = append(a.tpot, msOf(d))
 	}
 	a.tokens = append(a.tokens, float64(s.Tokens))
+	a.queued = append(a.queued, msOf(s.ServerQueued))
+	a.first = append(a.first, msOf(s.ServerFirstToken))
+	a.total = append(a.total, msOf(s.ServerTotal))
 	a.prompt += s.PromptTokens
 	a.cached += s.CachedTokens
 }
 
 func (a *stageAcc) metrics(n int) StageMetrics {
 	return StageMetrics{Stage: n, Name: StageNames[n], TTFT: Summarize(a.ttft), TPOT: Summarize(a.tpot),
-		Tokens: Summarize(a.tokens), PromptTokens: a.prompt, CachedTokens: a.cached}
+		Tokens: Summarize(a.tokens), PromptTokens: a.prompt, CachedTokens: a.cached,
+		ServerQueued: Summarize(a.queued), ServerFirstToken: Summarize(a.first), ServerTotal: Summarize(a.total)}
 }
 
 // WriteJSON writes r, indented, to path.

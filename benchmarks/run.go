@@ -363,6 +363,7 @@ func do(ctx context.Context, s Streamer, req *pb.CaptionRequest, timeout time.Du
 		}
 		switch e := ev.GetEvent().(type) {
 		case *pb.CaptionEvent_ImageEncoded:
+			tl.VisionTime += e.ImageEncoded.GetDuration().AsDuration()
 			if e.ImageEncoded.GetCached() {
 				tl.VisionCached++
 			} else {
@@ -381,6 +382,9 @@ func do(ctx context.Context, s Streamer, req *pb.CaptionRequest, timeout time.Du
 			st := stage(int(e.StageFinished.GetStage()))
 			st.Finished = now
 			applyUsage(st, e.StageFinished.GetUsage())
+			if tm := e.StageFinished.GetTiming(); tm != nil {
+				st.ServerQueued, st.ServerFirstToken, st.ServerTotal = tm.GetQueued().AsDuration(), tm.GetFirstToken().AsDuration(), tm.GetTotal().AsDuration()
+			}
 		case *pb.CaptionEvent_Final:
 			final = true
 			tl.E2E = now

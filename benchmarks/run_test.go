@@ -60,7 +60,11 @@ func (s *scripted) StreamCaption(req *pb.CaptionRequest, stream grpc.ServerStrea
 		}
 	}
 	send := func(ev *pb.CaptionEvent) error { return stream.Send(ev) }
-	if err := send(&pb.CaptionEvent{Event: &pb.CaptionEvent_ImageEncoded{ImageEncoded: &pb.ImageEncoded{Cached: cached}}}); err != nil {
+	enc := &pb.ImageEncoded{Cached: cached, Stage: pb.Stage_STAGE_LOCALIZE}
+	if !cached {
+		enc.Duration = durationpb.New(3 * time.Millisecond)
+	}
+	if err := send(&pb.CaptionEvent{Event: &pb.CaptionEvent_ImageEncoded{ImageEncoded: enc}}); err != nil {
 		return err
 	}
 	final := &pb.CaptionResponse{RequestId: req.RequestId}
@@ -82,7 +86,7 @@ func (s *scripted) StreamCaption(req *pb.CaptionRequest, stream grpc.ServerStrea
 		}
 		usage := &pb.Usage{PromptTokens: promptTokens, CachedTokens: hit, GeneratedTokens: toks}
 		if err := send(&pb.CaptionEvent{Event: &pb.CaptionEvent_StageFinished{StageFinished: &pb.StageFinished{
-			Stage: stage, Usage: usage, Timing: &pb.Timing{Total: durationpb.New(time.Millisecond)}}}}); err != nil {
+			Stage: stage, Usage: usage, Timing: &pb.Timing{FirstToken: durationpb.New(time.Millisecond), Total: durationpb.New(2 * time.Millisecond)}}}}); err != nil {
 			return err
 		}
 		final.Stages = append(final.Stages, &pb.StageResult{Stage: stage, Usage: usage})
@@ -168,6 +172,9 @@ func TestRunClosedLoop(t *testing.T) {
 	}
 	if r.Vision.Runs != 8 || r.Vision.RunsPerRequest != 1 || r.DistinctImages != 8 || r.Vision.RunsPerDistinctImage != 1 {
 		t.Fatalf("vision %+v distinct %d", r.Vision, r.DistinctImages)
+	}
+	if r.Vision.EncodeMS.Mean != 3 || r.Stages[2].ServerFirstToken.Mean != 1 || r.Stages[2].ServerTotal.P99 != 2 {
+		t.Fatalf("server timings: encode %+v stage 3 %+v", r.Vision.EncodeMS, r.Stages[2])
 	}
 	if r.Goodput == nil || *r.Goodput != r.RequestThroughput || r.RequestThroughput <= 0 {
 		t.Fatalf("goodput %v throughput %v", r.Goodput, r.RequestThroughput)
