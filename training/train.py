@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Train a small PancapChain (LLaVA-1.5 architecture) from scratch on the scene tuples.
+
+  * Tokenizer: a LLaMA-style SentencePiece BPE (byte fallback, digits split,
+    identity normalisation) trained with tools/reference/train_tokenizer.py's
+    settings on the training tuples plus that script's corpus, 1000 pieces
+    (bos 1, eos 2), so the llava-hf embedding has 1008 rows with <image> at 1000
+    exactly like the reference checkpoints (tools/reference/common.py).
+  * Model: transformers' LlavaForConditionalGeneration: CLIP-style ViT at 128 px,
+    patch 16 (64 image tokens), width 192 x 4 layers, quick_gelu; mlp2x_gelu
+    projector 192 -> 256 -> 256; LLaMA decoder width 256 x 4 layers, SwiGLU FFN
+    688, RMSNorm, RoPE, untied lm_head. Features from the second-to-last vision
+    layer with CLS dropped, as LLaVA-1.5.
+  * Data: each tuple becomes the vicuna_v1 conversation
+    "{system} USER: <image>\\n{prompt} ASSISTANT: {answer}</s>"; the prompt is
+    tokenised as LLaVA's tokenizer_image_token does and the answer as
+    sp.encode(answer) + </s>; the loss covers only the answer tokens (and </s>).
+    Images go through LLaVA's preprocessing: expand2square with the CLIP mean
+    colour, then CLIPImageProcessor at 128 px (cached once as uint8).
+  * Optimiser: AdamW lr 1e-3, wd 0.01, linear warm-up then cosine to 10 %. The
+    number of steps is sized to --minutes from the measured speed of the first
+    steps (or set with --steps) and stored in the checkpoint, so a run resumed
+    in several pieces follows the same schedule.
+  * bf16 autocast when the CPU has AMX or AVX512-BF16 (--bf16 auto|on|off).
+
+Writes RUN/tokenizer.model, RUN/ckpt.pt (every --save-every seconds and at the
+end; --resume continues it) and RUN/loss.tsv (step, seconds, loss, lr).
+
+Usage: python training/train.py --data training/data --run training/runs/tiny --minutes 140
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "reference"))
+import common  # noqa: E402
+import train_tokenizer  # noqa: E402
+
+IMAGE_SIZE = 128
+IGNORE = -100
+VISION = dict(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3, patch_size=16,
+              num_channels=3, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=192)
+TEXT = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=4, rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=4096,
+            hidden_act="silu", bos_token_id=common.BOS, eos_token_id=common.EOS, tie_word_embeddings=False)
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def train_tokenizer_model(tuples, dst):
+    """Trains the run's tokenizer.model (skipped when dst exists, e.g. on resume)."""
+    if os.path.exists(dst):
+        return
+    lines = [common.SYSTEM + " USER: <image>"]
+    for t in tuples:
+        lines.append(t["prompt"] + " ASSISTANT:")
+        lines.append(t["answer"])
+    lines += train_tokenizer.corpus(seed=20240601)
+    train_tokenizer.OUT_DIR = os.path.dirname(dst)  # the trainer writes OUT_DIR/<name>.model
+    train_tokenizer.train(os.path.splitext(os.path.basename(dst))[0], common.VOCAB, lines)
+
+
+def build_model():
+    """A freshly initialised (seeded) llava-hf model of the training geometry."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(image_size=IMAGE_SIZE, **VISION).to_dict(),
+        text_config=LlamaConfig(vocab_size=common.HF_VOCAB, pad_token_id=common.HF_PAD_TOKEN, **TEXT).to_dict(),
+        image_token_index=common.HF_IMAGE_TOKEN, projector_hidden_act="gelu",
+        vision_feature_select_strategy="default", vision_feature_layer=-2,
+        pad_token_id=common.HF_PAD_TOKEN, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return LlavaForConditionalGeneration(cfg)
+
+
+def pixel_cache(data_dir, split, scenes):
+    """uint8 [N x S x S x 3] of every image after expand2square, bicubic resize
+    and centre crop (CLIPImageProcessor), cached as an .npy beside the split."""
+    path = os.path.join(data_dir, split, "pixels_%d.npy" % IMAGE_SIZE)
+    if os.path.exists(path):
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape[0] == len(scenes):
+            return arr
+    from transformers.image_utils import ChannelDimension
+
+    proc = common.image_processor(IMAGE_SIZE)
+    bg = tuple(int(x * 255) for x in proc.image_mean)
+    out = np.zeros((len(scenes), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)  # [N × S × S × 3]
+    last = ChannelDimension.LAST
+    for i, s in enumerate(scenes):
+        img = common.expand2square(Image.open(os.path.join(data_dir, split, s["image"])).convert("RGB"), bg)
+        r = proc.resize(np.array(img), size=proc.size, resample=proc.resample, input_data_format=last)
+        out[i] = proc.center_crop(r, size=proc.crop_size, input_data_format=last)
+    np.save(path, out)
+    return out
+
+
+MEAN = torch.tensor(common.CLIP_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(common.CLIP_STD).view(1, 3, 1, 1)
+
+
+def normalise(u8):
+    """uint8 [B × S × S × 3] -> CLIP pixel_values [B × 3 × S × S] (rescale, normalise)."""
+    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float() / 255
+    return (x - MEAN) / STD
+
+
+def encode_examples(tuples, tok, index_of):
+    """(image index, prompt ids with one IMAGE_TOKEN_INDEX, answer ids + eos) per tuple."""
+    out = []
+    for t in tuples:
+        prompt = common.tokenizer_image_token(common.vicuna_prompt(t["prompt"]), tok)
+        answer = tok.sp_model.encode(t["answer"]) + [common.EOS]
+        out.append((index_of[t["image"]], prompt, answer))
+    return out
+
+
+def image_features(model, pixel_values):
+    """[B × 3 × S × S] -> projected image tokens [B × 64 × hidden] (layer -2, CLS dropped)."""
+    hs = model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[-2][:, 1:]
+    return model.multi_modal_projector(hs)
+
+
+def batch_loss(model, examples, pixels):
+    """Mean cross-entropy over the answer tokens of a batch of examples."""
+    feats = image_features(model, normalise(pixels[[e[0] for e in examples]]))  # [B × P × H]
+    embed = model.get_input_embeddings()
+    seqs, labels = [], []
+    for b, (_, prompt, answer) in enumerate(examples):
+        k = prompt.index(common.IMAGE_TOKEN_INDEX)
+        before = torch.tensor(prompt[:k])
+        after = torch.tensor(prompt[k + 1:] + answer)
+        seqs.append(torch.cat([embed(before), feats[b], embed(after)]))  # [L × H]
+        n_prompt = len(prompt) - 1 + feats.shape[1]
+        labels.append([IGNORE] * n_prompt + answer)
+    length = max(s.shape[0] for s in seqs)
+    hidden = seqs[0].shape[1]
+    x = torch.zeros(len(seqs), length, hidden, dtype=seqs[0].dtype)  # [B × L × H], right-padded
+    mask = torch.zeros(len(seqs), length, dtype=torch.long)
+    y = torch.full((len(seqs), length), IGNORE, dtype=torch.long)
+    for b, s in enumerate(seqs):
+        x[b, : s.shape[0]] = s
+        mask[b, : s.shape[0]] = 1
+        y[b, : len(labels[b])] = torch.tensor(labels[b])
+    logits = model.language_model(inputs_embeds=x, attention_mask=mask).logits  # [B × L × V]
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                             y[:, 1:].reshape(-1), ignore_index=IGNORE)
+
+
+def lr_at(step, total, base, warmup):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def cpu_has_bf16():
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return torch.backends.mkldnn.is_available() and ("amx_bf16" in flags or "avx512_bf16" in flags)
+
+
+def save(path, model, opt, state):
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "state": state,
+                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}, tmp)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.path.join(HERE, "data"))
+    ap.add_argument("--run", default=os.path.join(HERE, "runs", "tiny"))
+    ap.add_argument("--minutes", type=float, default=140, help="training time budget (sizes the schedule)")
+    ap.add_argument("--steps", type=int, default=0, help="fix the number of steps instead of sizing it to --minutes")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
+    ap.add_argument("--resume", action="store_true", help="continue RUN/ckpt.pt")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.run, exist_ok=True)
+    scenes = read_jsonl(os.path.join(a.data, "train", "scenes.jsonl"))
+    tuples = read_jsonl(os.path.join(a.data, "train", "tuples.jsonl"))
+    tok_path = os.path.join(a.run, "tokenizer.model")
+    train_tokenizer_model(tuples, tok_path)
+    tok = common.load_tokenizer(tok_path)
+    pixels = pixel_cache(a.data, "train", scenes)
+    examples = encode_examples(tuples, tok, {s["image"]: i for i, s in enumerate(scenes)})
+    longest = max(len(p) + len(q) for _, p, q in examples) + 63
+    print("%d examples, longest %d tokens" % (len(examples), longest), flush=True)
+
+    model = build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    ckpt = os.path.join(a.run, "ckpt.pt")
+    state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch}
+    random.seed(a.seed)
+    torch.manual_seed(a.seed)
+    if a.resume and os.path.exists(ckpt):
+        c = torch.load(ckpt, map_location="cpu")
+        model.load_state_dict(c["model"])
+        opt.load_state_dict(c["optim"])
+        state = c["state"]
+        torch.set_rng_state(c["rng"]["torch"])
+        random.setstate(c["rng"]["python"])
+        print("resumed at step %d of %d" % (state["step"], state["total"]), flush=True)
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
+    nparams = sum(p.numel() for p in model.parameters())
+    print("%.2fM parameters, bf16 autocast %s, %d threads" % (nparams / 1e6, bf16, a.threads), flush=True)
+
+    log = open(os.path.join(a.run, "loss.tsv"), "a")
+    if state["step"] == 0:
+        log.write("step\tseconds\tloss\tlr\n")
+    model.train()
+    budget = a.minutes * 60
+    t0, last_save = time.time() - state["seconds"], time.time()
+    probe = 10  # steps timed to size the schedule
+    while state["total"] == 0 or state["step"] < state["total"]:
+        step = state["step"]
+        total = state["total"] or 10 ** 9
+        lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = [examples[random.randrange(len(examples))] for _ in range(a.batch)]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = batch_loss(model, batch, pixels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["step"] += 1
+        state["seconds"] = time.time() - t0
+        log.write("%d\t%.1f\t%.4f\t%.6f\n" % (state["step"], state["seconds"], loss.item(), lr))
+        log.flush()
+        if state["step"] % 10 == 0:
+            print("step %d/%s  %.0fs  loss %.4f  lr %.2e" % (state["step"], state["total"] or "?",
+                                                           state["seconds"], loss.item(), lr), flush=True)
+        if state["total"] == 0 and state["step"] == probe:
+            per = state["seconds"] / probe
+            state["total"] = max(probe + 1, int(budget / per))
+            print("%.2f s/step: %d steps fit %.0f minutes" % (per, state["total"], a.minutes), flush=True)
+        if time.time() - last_save > a.save_every:
+            save(ckpt, model, opt, state)
+            last_save = time.time()
+    save(ckpt, model, opt, state)
+    print("done: %d steps in %.0f s, final loss %.4f" % (state["step"], state["seconds"], loss.item()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
