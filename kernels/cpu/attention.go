@@ -41,6 +41,7 @@ type attnScratch struct {
 	kh []float32 // [keys × hd] the keys of its head
 	s  []float32 // [rows × keys] scores, then probabilities
 	vt []float32 // [hd × keys] the values of its head, transposed
+	o  []float32 // [rows × hd] the unit's output
 }
 
 func growTo(b []float32, n int) []float32 {
@@ -52,35 +53,45 @@ func growTo(b []float32, n int) []float32 {
 
 func (t *attentionTask) run(wk, lo, hi int) {
 	sc := &t.scratch[wk]
-	width := t.heads * t.hd
-	scale := float32(1 / math.Sqrt(float64(t.hd)))
+	hd, width := t.hd, t.heads*t.hd
+	scale := float32(1 / math.Sqrt(float64(hd)))
 	for _, u := range t.units[lo:hi] {
 		nk := u.firstKeys
 		if t.causal {
 			nk += u.rows - 1
 		}
-		hOff := u.head * t.hd
-		sc.qh = growTo(sc.qh, u.rows*t.hd)
-		sc.kh = growTo(sc.kh, nk*t.hd)
-		sc.s = growTo(sc.s, u.rows*nk)
+		// Keys are padded with zeros to a multiple of keyPad so that a row's
+		// reductions over positions see its own keys then exact zeros,
+		// whatever the unit's key count.
+		nkp := (nk + keyPad - 1) / keyPad * keyPad
+		hOff := u.head * hd
+		sc.qh = growTo(sc.qh, u.rows*hd)
+		sc.kh = growTo(sc.kh, nkp*hd)
+		sc.vt = growTo(sc.vt, hd*nkp)
+		sc.s = growTo(sc.s, u.rows*nkp)
+		sc.o = growTo(sc.o, u.rows*hd)
 		for j := 0; j < u.rows; j++ {
-			copy(sc.qh[j*t.hd:(j+1)*t.hd], t.q[(u.row+j)*width+hOff:])
+			copy(sc.qh[j*hd:(j+1)*hd], t.q[(u.row+j)*width+hOff:])
 		}
-		sc.vt = growTo(sc.vt, t.hd*nk)
 		for p := 0; p < nk; p++ {
 			off := t.keyRow(u, p)*width + hOff
-			copy(sc.kh[p*t.hd:(p+1)*t.hd], t.k[off:])
-			for d, x := range t.v[off : off+t.hd] {
-				sc.vt[d*nk+p] = x
+			copy(sc.kh[p*hd:(p+1)*hd], t.k[off:])
+			for d, x := range t.v[off : off+hd] {
+				sc.vt[d*nkp+p] = x
 			}
 		}
-		linalg.MatMulF32(sc.s, sc.qh, sc.kh, u.rows, nk, t.hd)
+		clear(sc.kh[nk*hd:])
+		for d := 0; d < hd; d++ {
+			clear(sc.vt[d*nkp+nk : (d+1)*nkp])
+		}
+		linalg.MatMulF32(sc.s, sc.qh, sc.kh, u.rows, nkp, hd)
 		for j := 0; j < u.rows; j++ {
 			keys := u.firstKeys
 			if t.causal {
 				keys += j
 			}
-			s := sc.s[j*nk : j*nk+keys]
+			row := sc.s[j*nkp : (j+1)*nkp]
+			s := row[:keys]
 			mx := float32(math.Inf(-1))
 			for p, d := range s {
 				d *= scale
@@ -97,38 +108,20 @@ func (t *attentionTask) run(wk, lo, hi int) {
 			for p, e := range s {
 				s[p] = e * inv
 			}
-			o := t.out[(u.row+j)*width+hOff:][:t.hd]
-			for d := range o {
-				o[d] = dot(s, sc.vt[d*nk:])
-			}
+			clear(row[keys:])
+		}
+		linalg.MatMulF32(sc.o, sc.s, sc.vt, u.rows, hd, nkp)
+		for j := 0; j < u.rows; j++ {
+			copy(t.out[(u.row+j)*width+hOff:][:hd], sc.o[j*hd:(j+1)*hd])
 		}
 	}
 }
 
-// dot returns Σ a[i]·b[i] over len(a): eight partial sums over
-// i ≡ l (mod 8), a fixed tree, then the tail in order. The order depends
-// only on len(a).
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3, s4, s5, s6, s7 float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		x, y := a[i:i+8:i+8], b[i:i+8:i+8]
-		s0 += x[0] * y[0]
-		s1 += x[1] * y[1]
-		s2 += x[2] * y[2]
-		s3 += x[3] * y[3]
-		s4 += x[4] * y[4]
-		s5 += x[5] * y[5]
-		s6 += x[6] * y[6]
-		s7 += x[7] * y[7]
-	}
-	s := ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-	for ; i < len(a); i++ {
-		s += a[i] * b[i]
-	}
-	return s
-}
+// keyPad is the multiple the key count of an attention unit is padded to.
+// Padding with exact zeros leaves linalg's per-lane sums unchanged for any
+// lane count dividing it, so a row's output does not depend on how many
+// keys the other rows of its unit see.
+const keyPad = 64
 
 // keyRow is the row of key/value position p of unit u: in the paged cache
 // through the sequence's block table, else in the dense sequence.

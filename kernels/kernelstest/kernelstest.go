@@ -37,6 +37,7 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("ScatterGather", func(t *testing.T) { testScatterGather(t, b) })
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
 	t.Run("PagedAttention", func(t *testing.T) { testPagedAttention(t, b) })
+	t.Run("PagedAttentionChunks", func(t *testing.T) { testPagedAttentionChunks(t, b) })
 	t.Run("LoadWeightErrors", func(t *testing.T) { testLoadWeightErrors(t, b) })
 }
 
@@ -519,6 +520,49 @@ func testPagedAttention(t *testing.T, b kernels.Backend) {
 		for j, x := range download(b, alone, hi-lo) {
 			if x != got[lo+j] {
 				t.Fatalf("PagedAttention seq %d: batched %g, alone %g at %d", i, got[lo+j], x, j)
+			}
+		}
+	}
+}
+
+// testPagedAttentionChunks checks that a 70-row prefill gives bitwise the
+// same rows as the same prefill split into chunks (as separate Seqs of one
+// call and as separate calls).
+func testPagedAttentionChunks(t *testing.T, b kernels.Backend) {
+	r := rnd(13)
+	heads, hd, bs, rows := 2, 16, 8, 70
+	width := heads * hd
+	blocks := []int32{3, 0, 7, 1, 8, 2, 6, 4, 5}
+	kc, vc := b.Alloc(10*bs*width), b.Alloc(10*bs*width)
+	for p := 0; p < rows; p++ {
+		slot := []int32{blocks[p/bs]*int32(bs) + int32(p%bs)}
+		b.ScatterRows(kc, upload(b, randVec(r, width)), slot, width)
+		b.ScatterRows(vc, upload(b, randVec(r, width)), slot, width)
+	}
+	q := upload(b, randVec(r, rows*width))
+	whole := b.Alloc(rows * width)
+	b.PagedAttention(whole, q, kc, vc, []kernels.Seq{{Row: 0, Rows: rows, Pos: 0, Blocks: blocks}}, heads, hd, bs)
+	want := download(b, whole, rows*width)
+
+	split := b.Alloc(rows * width)
+	b.PagedAttention(split, q, kc, vc, []kernels.Seq{
+		{Row: 0, Rows: 30, Pos: 0, Blocks: blocks},
+		{Row: 30, Rows: 1, Pos: 30, Blocks: blocks},
+		{Row: 31, Rows: 39, Pos: 31, Blocks: blocks},
+	}, heads, hd, bs)
+	for i, x := range download(b, split, rows*width) {
+		if x != want[i] {
+			t.Fatalf("chunked prefill row %d differs: %g vs %g", i/width, x, want[i])
+		}
+	}
+	one := b.Alloc(width)
+	for _, row := range []int{0, 17, 69} {
+		b.Copy(one, 0, q, row*width, width)
+		b.PagedAttention(split, one, kc, vc, []kernels.Seq{{Row: 0, Rows: 1, Pos: row, Blocks: blocks}}, heads, hd, bs)
+		got := download(b, split, width)
+		for i, x := range got {
+			if x != want[row*width+i] {
+				t.Fatalf("decode of row %d differs from its prefill: %g vs %g", row, x, want[row*width+i])
 			}
 		}
 	}
