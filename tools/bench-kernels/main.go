@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
-	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
 
 // shape is one product out[m×n] = x[m×k] · w[n×k]ᵀ.
@@ -79,21 +78,6 @@ func best(minTime time.Duration, f func(i int)) time.Duration {
 		bestD = min(bestD, time.Since(t))
 	}
 	return bestD
-}
-
-// readBandwidth is the STREAM-like read test: all workers stream disjoint
-// parts of a buffer far larger than the caches through 256-bit loads
-// (vec.Dot of a part with itself: each line is read from memory once), which
-// is as fast as this machine reads memory; it returns bytes per second.
-func readBandwidth(minTime time.Duration) float64 {
-	buf := make([]float32, (512<<20)/4)
-	for i := range buf {
-		buf[i] = float32(i & 1023)
-	}
-	sums := make([]float32, linalg.Workers())
-	part := func(lo, hi int) { sums[lo*len(sums)/len(buf)] += vec.Dot(buf[lo:hi], buf[lo:hi]) }
-	d := best(minTime, func(int) { linalg.Parallel(len(buf), part) })
-	return float64(len(buf)*4) / d.Seconds()
 }
 
 // result is one measured case.
