@@ -106,7 +106,8 @@ func TestAggregateGoodputAndErrors(t *testing.T) {
 	if r.PrefixCache.CachedTokens != 80 || r.PrefixCache.PromptTokens != 220 || math.Abs(r.PrefixCache.HitRatio-80.0/220) > 1e-12 {
 		t.Fatalf("prefix cache %+v", r.PrefixCache)
 	}
-	if r.Vision.Runs != 2 || r.Vision.RunsPerRequest != 1 {
+	// Both successful requests sent image 0: two encoder runs for one image.
+	if r.Vision.Runs != 2 || r.Vision.RunsPerRequest != 1 || r.DistinctImages != 1 || r.Vision.RunsPerDistinctImage != 2 {
 		t.Fatalf("vision %+v", r.Vision)
 	}
 	if r := Aggregate(nil, time.Second, SLO{}); r.Goodput != nil || r.Completed != 0 || r.RequestThroughput != 0 {

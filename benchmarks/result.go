@@ -125,8 +125,8 @@ type RunResult struct {
 	Sent           int            `json:"sent"`
 	Completed      int            `json:"completed"`
 	Failed         int            `json:"failed"`
-	Errors         map[string]int `json:"errors"` // by gRPC code
-	DistinctImages int            `json:"distinct_images"`
+	Errors         map[string]int `json:"errors"`          // by gRPC code
+	DistinctImages int            `json:"distinct_images"` // distinct image bytes among the completed requests
 	DurationS      float64        `json:"duration_s"`
 
 	TotalPromptTokens int `json:"total_prompt_tokens"`
@@ -202,6 +202,7 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 	var ttft, tpot, itl, e2e, chain, encode []float64
 	stages := map[int]*stageAcc{}
 	good := 0
+	distinct := map[int]bool{}
 	for i := range tls {
 		t := &tls[i]
 		rec := RequestRecord{Image: t.Image, StartMS: msOf(t.Start), E2EMS: msOf(t.E2E), OutputTokens: t.OutputTokens(), Code: t.Code, Message: t.Message}
@@ -219,6 +220,7 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 		r.TotalPromptTokens += t.PromptTokens()
 		r.Vision.Runs += t.VisionRuns
 		r.Vision.CacheHits += t.VisionCached
+		distinct[t.Image] = true
 		encode = append(encode, msOf(t.VisionTime))
 		if slo.Good(t) {
 			good++
@@ -255,6 +257,8 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 	r.PrefixCache.PromptTokens = r.TotalPromptTokens
 	r.PrefixCache.HitRatio = ratio(r.PrefixCache.CachedTokens, r.PrefixCache.PromptTokens)
 	r.Vision.RunsPerRequest = ratio(r.Vision.Runs, r.Completed)
+	r.DistinctImages = len(distinct)
+	r.Vision.RunsPerDistinctImage = ratio(r.Vision.Runs, r.DistinctImages)
 	r.Vision.EncodeMS = Summarize(encode)
 	secs := wall.Seconds()
 	r.RequestThroughput = ratio(float64(r.Completed), secs)

@@ -158,7 +158,7 @@ type workload struct {
 }
 
 // jobs makes n requests for the point named tag.
-func (w *workload) jobs(tag string, n int) ([]job, int, error) {
+func (w *workload) jobs(tag string, n int) ([]job, error) {
 	var fresh [][]byte
 	out := make([]job, n)
 	for i := range out {
@@ -174,7 +174,7 @@ func (w *workload) jobs(tag string, n int) ([]job, int, error) {
 			var err error
 			data, err = Tagged(base.Data, fmt.Sprintf("pancap-bench %x %s %d", w.nonce, tag, i))
 			if err != nil {
-				return nil, 0, fmt.Errorf("%s: %w", base.Name, err)
+				return nil, fmt.Errorf("%s: %w", base.Name, err)
 			}
 			idx = len(fresh)
 			fresh = append(fresh, data)
@@ -190,7 +190,7 @@ func (w *workload) jobs(tag string, n int) ([]job, int, error) {
 			image: idx,
 		}
 	}
-	return out, len(fresh), nil
+	return out, nil
 }
 
 // Run benchmarks the server behind s with images as the workload: the
@@ -214,7 +214,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 	arrivals := rand.New(rand.NewPCG(cfg.Seed, 2))
 	pts := cfg.points()
 	if cfg.Warmup > 0 {
-		jobs, _, err := w.jobs("warmup", cfg.Warmup)
+		jobs, err := w.jobs("warmup", cfg.Warmup)
 		if err != nil {
 			return nil, "", err
 		}
@@ -232,14 +232,13 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 	}
 	var runs []RunResult
 	for i, p := range pts {
-		jobs, distinct, err := w.jobs(fmt.Sprint(i), cfg.NumRequests)
+		jobs, err := w.jobs(fmt.Sprint(i), cfg.NumRequests)
 		if err != nil {
 			return runs, "", err
 		}
 		tls, wall, err := runPoint(ctx, s, &cfg, p.String(), jobs, p, arrivals)
 		r := Aggregate(tls, wall, cfg.SLO)
-		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests, r.DistinctImages = p.concurrency, p.rate, cfg.Burstiness, cfg.NumRequests, distinct
-		r.Vision.RunsPerDistinctImage = ratio(r.Vision.Runs, distinct)
+		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, cfg.NumRequests
 		runs = append(runs, r)
 		if err != nil {
 			return runs, "", fmt.Errorf("%w at %s after %d of %d requests: %w", ErrStopped, p, r.Completed, cfg.NumRequests, err)
