@@ -114,7 +114,7 @@ func kname(generic bool) string {
 var (
 	testMs = []int{1, 2, 3, 4, 5, 7, 16, 17, 21, 37}
 	testNs = []int{1, 2, 5, 23, 24, 25, 49, 100}
-	testKs = []int{0, 1, 7, 8, 9, 15, 17, 64, 520, 1030}
+	testKs = []int{0, 1, 7, 8, 9, 15, 17, 64, 520, 1030, 2083}
 )
 
 // TestMatMulAccuracy checks every kernel and dtype against the exact
