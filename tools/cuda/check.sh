@@ -11,7 +11,8 @@
 #   4. go build -tags cuda ./...;
 #   5. link the test binary: go test -tags cuda -c ./kernels/cuda/;
 #   6. regenerate the PTX into a temporary folder and fail when it differs
-#      from kernels/cuda/ptx/ (run tools/cuda/build-ptx.sh and commit).
+#      from kernels/cuda/ptx/ (run tools/cuda/build-ptx.sh and commit);
+#   7. run the kernels' logic on the CPU emulation (tools/cuda/emu/run.sh).
 #
 # Exit status: 0 when every step passed; 1 on a failed step. When the
 # toolkit cannot be fetched (no network, no apt-get) the check is skipped
@@ -75,6 +76,7 @@ ptx_fresh() {
 	return $ok
 }
 step "committed PTX is current" ptx_fresh
+step "kernels on the CPU emulation" tools/cuda/emu/run.sh
 
 if ((failed)); then
 	echo "cuda-check: FAILED" >&2

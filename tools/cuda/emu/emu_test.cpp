@@ -1,0 +1,351 @@
+// emu_test.cpp — runs kernels/cuda/kernels.cu on the CPU emulation of emu.h
+// and checks each kernel against a double-precision reference. This tests
+// the kernels' logic (indexing, reductions, masking, split-K merging, batch
+// invariance) where no GPU is available; it says nothing about speed or
+// about behaviour only real hardware has. Run by tools/cuda/emu/run.sh.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include "../../../kernels/cuda/kernels.cu"
+
+static int failures = 0;
+static std::mt19937_64 rng(42);
+
+static std::vector<float> randv(size_t n) {
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (auto &x : v) x = d(rng);
+  return v;
+}
+
+// check compares got with want within tol · max(1, max|want|).
+static void check(const char *name, const float *got, const std::vector<double> &want, double tol) {
+  double scale = 1;
+  for (double w : want) scale = std::max(scale, std::fabs(w));
+  for (size_t i = 0; i < want.size(); i++) {
+    double d = std::fabs(got[i] - want[i]);
+    if (!(d <= tol * scale)) {
+      printf("FAIL %s: [%zu] = %g, want %g (|d| %g > %g)\n", name, i, got[i], want[i], d, tol * scale);
+      failures++;
+      return;
+    }
+  }
+  printf("ok   %s\n", name);
+}
+
+static void expect(bool ok, const char *what) {
+  printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+  if (!ok) failures++;
+}
+
+// Weights stored as the Go side stores them: raw bytes plus a dtype code.
+struct W {
+  std::vector<uint16_t> h;
+  std::vector<float> f;
+  std::vector<double> exact;
+  int dt;
+  const void *p() const { return dt == DT_F32 ? (const void *)f.data() : (const void *)h.data(); }
+};
+static W makeW(int dt, const std::vector<float> &v) {
+  W w;
+  w.dt = dt;
+  for (float x : v) {
+    if (dt == DT_F32) {
+      w.f.push_back(x);
+      w.exact.push_back(x);
+    } else if (dt == DT_BF16) {
+      __nv_bfloat16 b = __float2bfloat16_rn(x);
+      w.h.push_back(b.x);
+      w.exact.push_back(__bfloat162float(b));
+    } else {
+      __half b = __float2half_rn(x);
+      w.h.push_back(b.x);
+      w.exact.push_back(__half2float(b));
+    }
+  }
+  return w;
+}
+
+static void testGemm() {
+  int m = 5, n = 33, k = 37;
+  for (int dt : {DT_F32, DT_BF16, DT_F16}) {
+    auto x = randv(m * k);
+    W w = makeW(dt, randv(n * k)), bias = makeW(DT_F32, randv(n));
+    std::vector<float> out(m * n);
+    emu_launch(dim3{(unsigned)((n + 15) / 16), (unsigned)((m + 15) / 16), 1}, dim3{16, 16, 1},
+               [&] { gemm_ref(out.data(), x.data(), w.p(), dt, bias.p(), DT_F32, m, n, k); });
+    std::vector<double> want(m * n);
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        double s = bias.exact[j];
+        for (int p = 0; p < k; p++) s += (double)x[i * k + p] * w.exact[j * k + p];
+        want[i * n + j] = s;
+      }
+    check(("gemm_ref dt=" + std::to_string(dt)).c_str(), out.data(), want, 2e-5 * std::sqrt(k));
+    std::vector<float> one(n);
+    emu_launch(dim3{(unsigned)((n + 15) / 16), 1, 1}, dim3{16, 16, 1},
+               [&] { gemm_ref(one.data(), x.data() + 3 * k, w.p(), dt, bias.p(), DT_F32, 1, n, k); });
+    expect(memcmp(one.data(), out.data() + 3 * n, 4 * n) == 0, "gemm_ref row alone == batched (bitwise)");
+  }
+}
+
+static void testNorms() {
+  int m = 3, width = 300;
+  auto x = randv(m * width), add = randv(m * width);
+  W w = makeW(DT_BF16, randv(width)), b = makeW(DT_F32, randv(width));
+  std::vector<float> out(m * width), xs = x;
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
+             [&] { rmsnorm(out.data(), xs.data(), add.data(), w.p(), w.dt, width, 1e-5f); });
+  std::vector<double> want(m * width), resid(m * width);
+  for (int i = 0; i < m; i++) {
+    double ss = 0;
+    for (int j = 0; j < width; j++) {
+      resid[i * width + j] = (double)x[i * width + j] + add[i * width + j];
+      ss += resid[i * width + j] * resid[i * width + j];
+    }
+    double r = 1 / std::sqrt(ss / width + 1e-5);
+    for (int j = 0; j < width; j++) want[i * width + j] = resid[i * width + j] * r * w.exact[j];
+  }
+  check("rmsnorm fused residual (x += add)", xs.data(), resid, 1e-6);
+  check("rmsnorm fused", out.data(), want, 2e-5);
+
+  for (auto &v : x) v += 3;
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
+             [&] { layernorm(out.data(), x.data(), w.p(), w.dt, b.p(), b.dt, width, 1e-5f); });
+  for (int i = 0; i < m; i++) {
+    double mean = 0, vs = 0;
+    for (int j = 0; j < width; j++) mean += x[i * width + j];
+    mean /= width;
+    for (int j = 0; j < width; j++) vs += (x[i * width + j] - mean) * (x[i * width + j] - mean);
+    double r = 1 / std::sqrt(vs / width + 1e-5);
+    for (int j = 0; j < width; j++) want[i * width + j] = (x[i * width + j] - mean) * r * w.exact[j] + b.exact[j];
+  }
+  check("layernorm (bf16 weight, f32 bias)", out.data(), want, 2e-5);
+
+  auto s = randv(m * width);
+  auto s0 = s;
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1}, [&] { softmax(s.data(), width); });
+  for (int i = 0; i < m; i++) {
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j < width; j++) mx = std::max(mx, (double)s0[i * width + j]);
+    for (int j = 0; j < width; j++) sum += std::exp(s0[i * width + j] - mx);
+    for (int j = 0; j < width; j++) want[i * width + j] = std::exp(s0[i * width + j] - mx) / sum;
+  }
+  check("softmax", s.data(), want, 5e-5);
+
+  auto lg = randv(2 * 1000);
+  lg[417] = 50;
+  lg[1000 + 999] = lg[1000 + 3] = 60;
+  int32_t ids[2];
+  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
+  expect(ids[0] == 417 && ids[1] == 3, "argmax (ties to the lowest index)");
+}
+
+static void testElementwise() {
+  long n = 1001;
+  auto a = randv(n), c = randv(n);
+  std::vector<float> out(n);
+  std::vector<double> want(n);
+  const char *names[] = {"add", "silu_mul", "gelu", "quick_gelu"};
+  for (int op = 0; op < 4; op++) {
+    emu_launch(dim3{(unsigned)((n + 255) / 256), 1, 1}, dim3{256, 1, 1},
+               [&] { elementwise(out.data(), a.data(), c.data(), n, op); });
+    for (long i = 0; i < n; i++) {
+      double v = a[i];
+      switch (op) {
+        case 0: want[i] = v + c[i]; break;
+        case 1: want[i] = v / (1 + std::exp(-v)) * c[i]; break;
+        case 2: want[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
+        default: want[i] = v / (1 + std::exp(-1.702 * v));
+      }
+    }
+    check((std::string("elementwise ") + names[op]).c_str(), out.data(), want, 5e-5);
+  }
+}
+
+static void testGathers() {
+  int vocab = 11, width = 6;
+  W t = makeW(DT_BF16, randv(vocab * width));
+  int32_t ids[] = {3, -200, 10, 0};
+  std::vector<float> out(4 * width, 9.f);
+  emu_launch(dim3{4, 1, 1}, dim3{128, 1, 1}, [&] { embed(out.data(), t.p(), t.dt, ids, width); });
+  std::vector<double> want(4 * width);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < width; j++) want[i * width + j] = ids[i] < 0 ? 9 : t.exact[ids[i] * width + j];
+  check("embed (negative id untouched)", out.data(), want, 0);
+
+  auto src = randv(3 * width);
+  std::vector<float> dst(8 * width), back(3 * width);
+  int32_t rows[] = {6, 0, 3};
+  emu_launch(dim3{3, 1, 1}, dim3{128, 1, 1}, [&] { move_rows(dst.data(), src.data(), rows, width, 1); });
+  emu_launch(dim3{3, 1, 1}, dim3{128, 1, 1}, [&] { move_rows(back.data(), dst.data(), rows, width, 0); });
+  expect(memcmp(back.data(), src.data(), 4 * src.size()) == 0 && dst[width] == 0 && dst[6 * width] == src[0],
+         "move_rows scatter then gather");
+
+  W w = makeW(DT_F16, randv(15));
+  auto base = randv(15);
+  std::vector<float> acc = base;
+  emu_launch(dim3{1, 1, 1}, dim3{256, 1, 1}, [&] { weight_to(acc.data(), w.p(), w.dt, 15, 1); });
+  for (int i = 0; i < 15; i++) want[i] = base[i] + w.exact[i];
+  check("weight_to accumulate", acc.data(), std::vector<double>(want.begin(), want.begin() + 15), 1e-6);
+
+  std::vector<uint16_t> hx(5);
+  float xs[5] = {1.f, -2.5f, 3.14159f, 1e-3f, 65000.f};
+  emu_launch(dim3{1, 1, 1}, dim3{256, 1, 1}, [&] { to_half(hx.data(), xs, 5, DT_BF16); });
+  expect(__bfloat162float(__nv_bfloat16{hx[2]}) == __bfloat162float(__float2bfloat16_rn(3.14159f)), "to_half bf16");
+}
+
+static void testRoPE() {
+  int heads = 3, hd = 10, half = hd / 2;
+  int32_t pos[] = {0, 1, 17, 700, 4095};
+  int m = 5;
+  auto x = randv(m * heads * hd);
+  auto x0 = x;
+  std::vector<float> inv(half);
+  for (int d = 0; d < half; d++) inv[d] = 1 / (float)std::pow(10000.0, (double)((float)(2 * d) / (float)hd));
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{64, 1, 1}, [&] { rope(x.data(), pos, inv.data(), heads, hd); });
+  std::vector<double> want(x.size());
+  for (int i = 0; i < m; i++)
+    for (int h = 0; h < heads; h++)
+      for (int d = 0; d < half; d++) {
+        double a = pos[i] * std::pow(10000.0, -2.0 * d / hd), c = std::cos(a), s = std::sin(a);
+        double x1 = x0[(i * heads + h) * hd + d], x2 = x0[(i * heads + h) * hd + d + half];
+        want[(i * heads + h) * hd + d] = x1 * c - x2 * s;
+        want[(i * heads + h) * hd + d + half] = x2 * c + x1 * s;
+      }
+  check("rope", x.data(), want, 1e-3);
+}
+
+// Plan mirrors attention.go's attnPlan.add.
+struct Plan {
+  std::vector<AttnSeq> seqs;
+  std::vector<AttnWork> work;
+  std::vector<AttnRow> rows;
+  std::vector<int32_t> blocks;
+  void add(int row, int n, int pos, int nkeys, const std::vector<int32_t> *blk, int keyBase, bool causal) {
+    int si = seqs.size(), off = -1;
+    if (blk) {
+      off = blocks.size();
+      blocks.insert(blocks.end(), blk->begin(), blk->end());
+    }
+    seqs.push_back({row, n, pos, nkeys, off, keyBase});
+    for (int t0 = 0; t0 < n; t0 += AQ) {
+      int nr = std::min(AQ, n - t0), kmax = causal ? pos + t0 + nr : nkeys;
+      int w0 = work.size(), splits = 0;
+      for (int k0 = 0; k0 < kmax; k0 += ASPLIT, splits++) work.push_back({si, row + t0, nr, k0, std::min(k0 + ASPLIT, kmax)});
+      for (int r = 0; r < nr; r++) rows.push_back({row + t0 + r, w0, splits, r});
+    }
+  }
+  void run(float *out, const float *q, const float *k, const float *v, int heads, int hd, int bs, bool causal) {
+    std::vector<float> part(work.size() * AQ * heads * (hd + 2));
+    if (blocks.empty()) blocks.push_back(0);
+    float scale = 1 / std::sqrt((float)hd);
+    emu_launch(dim3{(unsigned)work.size(), (unsigned)heads, 1}, dim3{128, 1, 1}, [&] {
+      attn_partial(part.data(), q, k, v, seqs.data(), work.data(), blocks.data(), heads, hd, bs, causal, scale);
+    });
+    emu_launch(dim3{(unsigned)rows.size(), (unsigned)heads, 1}, dim3{(unsigned)std::min(128, (hd + 31) & ~31), 1, 1},
+               [&] { attn_combine(out, part.data(), rows.data(), heads, hd); });
+  }
+};
+
+// refAttn: query row at position qpos sees keys 0 … nk−1 given as rows.
+static void refAttn(std::vector<double> &out, size_t o, const float *q, const std::vector<const float *> &keys,
+                    const std::vector<const float *> &vals, int nk, int heads, int hd) {
+  for (int h = 0; h < heads; h++) {
+    std::vector<double> sc(nk);
+    double mx = -INFINITY, sum = 0;
+    for (int p = 0; p < nk; p++) {
+      double d = 0;
+      for (int j = 0; j < hd; j++) d += (double)q[h * hd + j] * keys[p][h * hd + j];
+      sc[p] = d / std::sqrt((double)hd);
+      mx = std::max(mx, sc[p]);
+    }
+    for (auto &s : sc) sum += (s = std::exp(s - mx));
+    for (int j = 0; j < hd; j++) {
+      double a = 0;
+      for (int p = 0; p < nk; p++) a += sc[p] / sum * vals[p][h * hd + j];
+      out[o + h * hd + j] = a;
+    }
+  }
+}
+
+static void testPagedAttention() {
+  int heads = 2, hd = 40, bs = 16, nBlocks = 64, width = heads * hd;
+  auto kc = randv(nBlocks * bs * width), vc = randv(nBlocks * bs * width);
+  std::vector<int> perm(nBlocks);
+  for (int i = 0; i < nBlocks; i++) perm[i] = i;
+  std::shuffle(perm.begin(), perm.end(), rng);
+  struct S {
+    int row, rows, pos;
+    std::vector<int32_t> blocks;
+  };
+  std::vector<S> ss = {{0, 1, 300, {}}, {1, 40, 240, {}}, {41, 20, 0, {}}};
+  int next = 0;
+  for (auto &s : ss)
+    for (int i = 0; i * bs < s.pos + s.rows; i++) s.blocks.push_back(perm[next++]);
+  int rows = 61;
+  auto q = randv(rows * width);
+  std::vector<float> out(rows * width);
+  Plan p;
+  for (auto &s : ss) p.add(s.row, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
+  p.run(out.data(), q.data(), kc.data(), vc.data(), heads, hd, bs, true);
+  std::vector<double> want(rows * width);
+  for (auto &s : ss)
+    for (int r = 0; r < s.rows; r++) {
+      int nk = s.pos + r + 1;
+      std::vector<const float *> keys, vals;
+      for (int p = 0; p < nk; p++) {
+        long kr = (long)s.blocks[p / bs] * bs + p % bs;
+        keys.push_back(&kc[kr * width]);
+        vals.push_back(&vc[kr * width]);
+      }
+      refAttn(want, (size_t)(s.row + r) * width, &q[(s.row + r) * width], keys, vals, nk, heads, hd);
+    }
+  check("paged attention (split-K over 256-key ranges, hd 40)", out.data(), want, 5e-5);
+  for (auto &s : ss) {
+    Plan one;
+    one.add(0, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
+    std::vector<float> alone(s.rows * width);
+    one.run(alone.data(), &q[s.row * width], kc.data(), vc.data(), heads, hd, bs, true);
+    expect(memcmp(alone.data(), &out[s.row * width], 4 * alone.size()) == 0, "paged attention: alone == batched (bitwise)");
+  }
+}
+
+static void testDenseAttention() {
+  int seqs = 2, seqLen = 37, heads = 2, hd = 128, width = heads * hd, n = seqs * seqLen * width;
+  auto q = randv(n), k = randv(n), v = randv(n);
+  std::vector<float> out(n);
+  Plan p;
+  for (int s = 0; s < seqs; s++) p.add(s * seqLen, seqLen, 0, seqLen, nullptr, s * seqLen, false);
+  p.run(out.data(), q.data(), k.data(), v.data(), heads, hd, 1, false);
+  std::vector<double> want(n);
+  for (int s = 0; s < seqs; s++) {
+    std::vector<const float *> keys, vals;
+    for (int j = 0; j < seqLen; j++) {
+      keys.push_back(&k[(s * seqLen + j) * width]);
+      vals.push_back(&v[(s * seqLen + j) * width]);
+    }
+    for (int i = 0; i < seqLen; i++)
+      refAttn(want, (size_t)(s * seqLen + i) * width, &q[(s * seqLen + i) * width], keys, vals, seqLen, heads, hd);
+  }
+  check("dense attention (non-causal, hd 128)", out.data(), want, 5e-5);
+}
+
+int main() {
+  testGemm();
+  testNorms();
+  testElementwise();
+  testGathers();
+  testRoPE();
+  testDenseAttention();
+  testPagedAttention();
+  if (failures) {
+    printf("%d FAILED\n", failures);
+    return 1;
+  }
+  printf("all kernels passed on the CPU emulation\n");
+  return 0;
+}
