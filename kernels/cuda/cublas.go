@@ -177,8 +177,10 @@ func newCuBLAS(s cu.Stream) (*cublas, error) {
 	err = errors.Join(
 		blasCheck("cublasGetVersion", C.pcb_version(b.h, &v)),
 		blasCheck("cublasSetStream", C.pcb_set_stream(b.h, C.uintptr_t(uintptr(unsafe.Pointer(s.C()))))),
-		// Pedantic: no TF32 or reduced-precision shortcuts on fp32 inputs.
-		blasCheck("cublasSetMathMode", C.pcb_set_math_mode(b.h, C.PCB_PEDANTIC_MATH)),
+		// Default math: tensor cores for bf16/fp16 inputs; fp32 inputs stay
+		// fp32 (TF32 would need CUBLAS_COMPUTE_32F_FAST_TF32 or the TF32 math
+		// mode, neither of which is used).
+		blasCheck("cublasSetMathMode", C.pcb_set_math_mode(b.h, C.PCB_DEFAULT_MATH)),
 	)
 	if err != nil {
 		C.pcb_destroy(b.h)

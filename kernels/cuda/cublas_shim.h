@@ -16,7 +16,7 @@
 #define PCB_R_16BF 14 /* CUDA_R_16BF */
 #define PCB_COMPUTE_32F 68 /* cublasComputeType_t CUBLAS_COMPUTE_32F */
 #define PCB_GEMM_DEFAULT (-1) /* cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT */
-#define PCB_PEDANTIC_MATH 2   /* cublasMath_t CUBLAS_PEDANTIC_MATH */
+#define PCB_DEFAULT_MATH 0    /* cublasMath_t CUBLAS_DEFAULT_MATH */
 
 typedef void *pcb_handle;
 

@@ -224,7 +224,7 @@ func (b *Backend) Synchronize() {
 	b.enter()
 	defer b.leave()
 	must("synchronize", b.stream.Synchronize())
-	b.stage.used = 0
+	b.stage.rewind()
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ func (b *Backend) Read(dst []float32, src kernels.Buffer, off int) {
 	checkRange("Read", off, len(dst), s.n)
 	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(dst)), cu.DevicePtr(s.at(off)), int64(4*len(dst)), b.stream))
 	must("synchronize", b.stream.Synchronize())
-	b.stage.used = 0 // every staged upload has been consumed
+	b.stage.rewind() // every staged upload has been consumed
 }
 
 // Copy copies n elements from src[srcOff:] to dst[dstOff:] on the device.
@@ -405,56 +405,75 @@ func (s *scratch) free() {
 
 // staging uploads small host arrays (token ids, positions, row and block
 // tables) without a host-device synchronisation per call: values are copied
-// into pinned host memory and sent with cuMemcpyHtoDAsync into a device
-// arena at the same offset. The arena is rewound when the stream has
-// drained (Read, Synchronize, or a wrap, which synchronises first).
+// into pinned host memory and sent with cuMemcpyHtoDAsync into device memory
+// at the same offset. Space is only reused once the stream has drained
+// (rewind, called by Read, Argmax and Synchronize): until then a kernel may
+// still read it. When the current chunk is full another, larger one is
+// added; chunks are kept for the next steps.
 type staging struct {
-	host unsafe.Pointer // pinned host arena (C memory)
-	dev  cu.DevicePtr   // device arena, same size
+	chunks []stageChunk
+	cur    int // chunk being filled
+}
+
+// stageChunk is one pinned host arena and its device twin.
+type stageChunk struct {
+	host unsafe.Pointer // pinned host memory (C memory)
+	dev  cu.DevicePtr
 	size int
 	used int
 }
 
 // put stages v and returns its device address.
 func (s *staging) put(b *Backend, v []int32) uint64 {
-	n := (4*len(v) + 15) &^ 15
-	if s.used+n > s.size {
-		must("synchronize", b.stream.Synchronize())
-		s.used = 0
-		if n > s.size {
-			s.free()
-			s.size = max(stageMin, 2*n)
-			var h unsafe.Pointer
-			if r := C.pc_alloc_host(&h, C.size_t(s.size)); r != C.CUDA_SUCCESS {
-				panic(fmt.Errorf("%w: cuMemAllocHost(%d): CUresult %d", ErrCUDA, s.size, int(r)))
-			}
-			s.host = h
-			d, err := cu.MemAlloc(int64(s.size))
-			must("cuMemAlloc staging", err)
-			s.dev = d
+	n := max((4*len(v)+15)&^15, 16)
+	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
+		s.cur++
+	}
+	if s.cur == len(s.chunks) {
+		size := stageMin
+		if k := len(s.chunks); k > 0 {
+			size = 2 * s.chunks[k-1].size
 		}
+		s.chunks = append(s.chunks, newStageChunk(max(size, n)))
 	}
-	off := s.used
-	s.used += n
-	if len(v) == 0 {
-		return uint64(s.dev) + uint64(off)
+	c := &s.chunks[s.cur]
+	off := c.used
+	c.used += n
+	if len(v) > 0 {
+		dst := unsafe.Slice((*int32)(unsafe.Add(c.host, off)), len(v))
+		copy(dst, v)
+		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(c.dev+cu.DevicePtr(off), unsafe.Pointer(&dst[0]), int64(4*len(v)), b.stream))
 	}
-	dst := unsafe.Slice((*int32)(unsafe.Add(s.host, off)), len(v))
-	copy(dst, v)
-	must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(s.dev+cu.DevicePtr(off), unsafe.Pointer(&dst[0]), int64(4*len(v)), b.stream))
-	return uint64(s.dev) + uint64(off)
+	return uint64(c.dev) + uint64(off)
+}
+
+func newStageChunk(size int) stageChunk {
+	var h unsafe.Pointer
+	if r := C.pc_alloc_host(&h, C.size_t(size)); r != C.CUDA_SUCCESS {
+		panic(fmt.Errorf("%w: cuMemAllocHost(%d): CUresult %d", ErrCUDA, size, int(r)))
+	}
+	d, err := cu.MemAlloc(int64(size))
+	if err != nil {
+		C.pc_free_host(h)
+		must("cuMemAlloc staging", err)
+	}
+	return stageChunk{host: h, dev: d, size: size}
+}
+
+// rewind makes all staging space reusable; the stream must have drained.
+func (s *staging) rewind() {
+	for i := range s.chunks {
+		s.chunks[i].used = 0
+	}
+	s.cur = 0
 }
 
 func (s *staging) free() {
-	if s.host != nil {
-		C.pc_free_host(s.host)
-		s.host = nil
+	for _, c := range s.chunks {
+		C.pc_free_host(c.host)
+		cu.MemFree(c.dev)
 	}
-	if s.dev != 0 {
-		cu.MemFree(s.dev)
-		s.dev = 0
-	}
-	s.size, s.used = 0, 0
+	s.chunks, s.cur = nil, 0
 }
 
 // ---------------------------------------------------------------------------
@@ -682,7 +701,7 @@ func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
 	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
 	must("synchronize", b.stream.Synchronize())
-	b.stage.used = 0
+	b.stage.rewind()
 }
 
 func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter int) {

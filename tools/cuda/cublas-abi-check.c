@@ -11,7 +11,7 @@ _Static_assert(PCB_R_32F == CUDA_R_32F && PCB_R_16F == CUDA_R_16F && PCB_R_16BF 
                "cudaDataType");
 _Static_assert(PCB_COMPUTE_32F == CUBLAS_COMPUTE_32F, "cublasComputeType_t");
 _Static_assert(PCB_GEMM_DEFAULT == CUBLAS_GEMM_DEFAULT, "cublasGemmAlgo_t");
-_Static_assert(PCB_PEDANTIC_MATH == CUBLAS_PEDANTIC_MATH, "cublasMath_t");
+_Static_assert(PCB_DEFAULT_MATH == CUBLAS_DEFAULT_MATH, "cublasMath_t");
 _Static_assert(sizeof(cublasOperation_t) == sizeof(int) && sizeof(cudaDataType) == sizeof(int) &&
                    sizeof(cublasComputeType_t) == sizeof(int) &&
                    sizeof(cublasGemmAlgo_t) == sizeof(int) && sizeof(cublasStatus_t) == sizeof(int),
