@@ -82,6 +82,15 @@ func writeRun(b *strings.Builder, r *RunResult, slo SLO) {
 	}
 	fmt.Fprintln(b, "(stage TTFT: from the request's start for stage 1, from the previous stage's end for stages 2–4;")
 	fmt.Fprintln(b, " srv 1st: the server's own stage start → first token; means except P99)")
+	if len(r.ServerMetrics) > 0 || r.ServerMetricsError != "" {
+		section("Server /metrics during this point")
+		for _, k := range slices.Sorted(maps.Keys(r.ServerMetrics)) {
+			row(k, "%.6g", r.ServerMetrics[k])
+		}
+		if r.ServerMetricsError != "" {
+			row("scrape failed", "%s", r.ServerMetricsError)
+		}
+	}
 	fmt.Fprintf(b, "%s\n", strings.Repeat("=", tableWidth))
 }
 

@@ -148,6 +148,12 @@ type RunResult struct {
 	PrefixCache PrefixCache    `json:"prefix_cache"`
 	Vision      Vision         `json:"vision"`
 
+	// ServerMetrics is what the server's /metrics counted during the point
+	// (with --metrics-url): counter increases by name, and "NAME:count" and
+	// "NAME:mean" of every histogram that observed something.
+	ServerMetrics      map[string]float64 `json:"server_metrics,omitempty"`
+	ServerMetricsError string             `json:"server_metrics_error,omitempty"`
+
 	Requests []RequestRecord `json:"requests"`
 }
 

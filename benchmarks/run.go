@@ -54,6 +54,11 @@ type Config struct {
 
 	SLO SLO // goodput objective
 
+	// MetricsURL, when set, is the server's Prometheus /metrics: it is
+	// scraped before and after every point, and the increase of the server's
+	// counters and histograms is recorded with the point.
+	MetricsURL string
+
 	RequestTimeout         time.Duration // deadline of each request (0: the client's)
 	MaxDuration            time.Duration // limit of the whole benchmark (0: none)
 	MaxConsecutiveFailures int           // stop after this many failures in a row (0: never)
@@ -236,9 +241,22 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		if err != nil {
 			return runs, "", err
 		}
+		var before sample
+		if cfg.MetricsURL != "" {
+			if before, err = scrape(ctx, cfg.MetricsURL); err != nil {
+				return runs, "", fmt.Errorf("%w: --metrics-url: %w", ErrConfig, err)
+			}
+		}
 		tls, wall, err := runPoint(ctx, s, &cfg, p.String(), jobs, p, arrivals)
 		r := Aggregate(tls, wall, cfg.SLO)
 		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, cfg.NumRequests
+		if cfg.MetricsURL != "" {
+			if after, serr := scrape(context.WithoutCancel(ctx), cfg.MetricsURL); serr != nil {
+				r.ServerMetricsError = serr.Error()
+			} else {
+				r.ServerMetrics = delta(before, after)
+			}
+		}
 		runs = append(runs, r)
 		if err != nil {
 			return runs, "", fmt.Errorf("%w at %s after %d of %d requests: %w", ErrStopped, p, r.Completed, cfg.NumRequests, err)

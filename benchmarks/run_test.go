@@ -3,8 +3,14 @@ package benchmarks
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,5 +333,36 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		if _, _, err := Run(context.Background(), nil, nil, cfg); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestRunScrapesServerMetrics(t *testing.T) {
+	var scrapes atomic.Int32
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := scrapes.Add(1) // 1 before the point, 2 after it
+		fmt.Fprintf(w, "# TYPE pancap_vision_encoder_runs_total counter\npancap_vision_encoder_runs_total %d\n", 8*(n-1))
+		fmt.Fprintf(w, "# TYPE pancap_ttft_seconds histogram\n"+
+			"pancap_ttft_seconds_bucket{le=\"+Inf\"} %d\npancap_ttft_seconds_sum %g\npancap_ttft_seconds_count %d\n", 8*(n-1), 0.4*float64(n-1), 8*(n-1))
+		fmt.Fprintf(w, "# TYPE go_goroutines gauge\ngo_goroutines 7\n")
+	}))
+	defer metrics.Close()
+	c, _ := serve(t, &scripted{})
+	cfg := baseConfig()
+	cfg.MetricsURL = metrics.URL
+	runs, _, err := Run(t.Context(), c, testImages(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := runs[0].ServerMetrics
+	if len(got) != 3 || got["pancap_vision_encoder_runs_total"] != 8 || got["pancap_ttft_seconds:count"] != 8 || math.Abs(got["pancap_ttft_seconds:mean"]-0.05) > 1e-12 {
+		t.Fatalf("server metrics %v", got)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, &Result{Runs: runs}); err != nil || !strings.Contains(b.String(), "pancap_ttft_seconds:mean") {
+		t.Fatalf("table: %v\n%s", err, b.String())
+	}
+	cfg.MetricsURL = "http://127.0.0.1:1/metrics"
+	if _, _, err := Run(t.Context(), c, testImages(t), cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("unreachable metrics: %v", err)
 	}
 }
