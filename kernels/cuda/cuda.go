@@ -341,7 +341,7 @@ func (b *Backend) LoadWeight(dt kernels.DType, shape []int, data []byte) (kernel
 	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
 		return nil, fmt.Errorf("%w: dtype %v", kernels.ErrWeight, dt)
 	}
-	if len(shape) == 0 || len(data) != n*dt.Size() {
+	if len(data) != n*dt.Size() {
 		return nil, fmt.Errorf("%w: %d bytes for %v %v", kernels.ErrWeight, len(data), dt, shape)
 	}
 	b.enter()
