@@ -100,6 +100,10 @@ func TestAggregateGoodputAndErrors(t *testing.T) {
 	if r.TTFT.Mean != 250 || r.TTFT.Count != 2 || r.E2E.Mean != 600 || r.ITL.Count != 6 {
 		t.Fatalf("ttft %+v e2e %+v itl %+v", r.TTFT, r.E2E, r.ITL)
 	}
+	// Stage TTFTs 200 and 90 ms (300 and 90 for the slow one).
+	if r.StageTTFT.Count != 4 || r.StageTTFT.Mean != (200+90+300+90)/4.0 {
+		t.Fatalf("pooled stage TTFT %+v", r.StageTTFT)
+	}
 	if len(r.Stages) != 2 || r.Stages[1].TTFT.Mean != 90 || r.Stages[1].CachedTokens != 80 || r.Stages[0].Name != "localize" {
 		t.Fatalf("stages %+v", r.Stages)
 	}

@@ -71,6 +71,7 @@ func writeRun(b *strings.Builder, r *RunResult, slo SLO) {
 	row("Images per second", "%.2f", r.ImagesPerS)
 	row("Mean chain latency (ms)", "%.2f", r.Chain.Mean)
 	row("P99 chain latency (ms)", "%.2f", r.Chain.P99)
+	row("Mean TTFT of all stages pooled (ms)", "%.2f", r.StageTTFT.Mean)
 	row("Prefix-cache hit tokens", "%d", r.PrefixCache.CachedTokens)
 	row("Prefix-cache hit ratio", "%.3f", r.PrefixCache.HitRatio)
 	row("Vision-encoder runs per request", "%.2f", r.Vision.RunsPerRequest)

@@ -143,6 +143,9 @@ type RunResult struct {
 	ITL   Stats `json:"itl_ms"`
 	E2E   Stats `json:"e2e_latency_ms"`
 	Chain Stats `json:"chain_latency_ms"`
+	// StageTTFT pools the TTFT of every stage (one sample per stage run),
+	// comparable with a server histogram observed once per stage.
+	StageTTFT Stats `json:"stage_ttft_ms"`
 
 	Stages      []StageMetrics `json:"stages"`
 	PrefixCache PrefixCache    `json:"prefix_cache"`
@@ -205,7 +208,7 @@ type RequestRecord struct {
 // with slo deciding goodput when set.
 func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 	r := RunResult{Sent: len(tls), Errors: map[string]int{}, DurationS: wall.Seconds()}
-	var ttft, tpot, itl, e2e, chain, encode []float64
+	var ttft, tpot, itl, e2e, chain, encode, stageTTFT []float64
 	stages := map[int]*stageAcc{}
 	good := 0
 	distinct := map[int]bool{}
@@ -251,9 +254,13 @@ func Aggregate(tls []Timeline, wall time.Duration, slo SLO) RunResult {
 				stages[s.Stage] = a
 			}
 			a.add(t, j)
+			if d, ok := t.StageTTFT(j); ok {
+				stageTTFT = append(stageTTFT, msOf(d))
+			}
 		}
 	}
 	r.TTFT, r.TPOT, r.ITL, r.E2E, r.Chain = Summarize(ttft), Summarize(tpot), Summarize(itl), Summarize(e2e), Summarize(chain)
+	r.StageTTFT = Summarize(stageTTFT)
 	for n := 1; n <= 4; n++ {
 		if a := stages[n]; a != nil {
 			r.Stages = append(r.Stages, a.metrics(n))
