@@ -216,7 +216,6 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		defer cancel()
 	}
 	w := &workload{cfg: &cfg, images: images, rng: rand.New(rand.NewPCG(cfg.Seed, 1)), nonce: uint64(time.Now().UnixNano())}
-	arrivals := rand.New(rand.NewPCG(cfg.Seed, 2))
 	pts := cfg.points()
 	if cfg.Warmup > 0 {
 		jobs, err := w.jobs("warmup", cfg.Warmup)
@@ -227,7 +226,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		if len(cfg.SweepConcurrency) > 0 {
 			conc = cfg.SweepConcurrency[0]
 		}
-		tls, _, err := runPoint(ctx, s, &cfg, "warm-up", jobs, point{conc, Inf}, arrivals)
+		tls, _, err := runPoint(ctx, s, &cfg, "warm-up", jobs, point{conc, Inf}, nil)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: during the warm-up: %w", ErrStopped, err)
 		}
@@ -247,6 +246,9 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 				return runs, "", fmt.Errorf("%w: --metrics-url: %w", ErrConfig, err)
 			}
 		}
+		// Every point draws its arrivals from its own seeded source, so a
+		// point's schedule does not depend on the points before it.
+		arrivals := rand.New(rand.NewPCG(cfg.Seed, 2+uint64(i)))
 		tls, wall, err := runPoint(ctx, s, &cfg, p.String(), jobs, p, arrivals)
 		r := Aggregate(tls, wall, cfg.SLO)
 		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, cfg.NumRequests
@@ -268,8 +270,9 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 	return runs, "", nil
 }
 
-// runPoint sends jobs with the load of p and returns what each request saw
-// and the wall time of the point. Its error is why it stopped early.
+// runPoint sends jobs with the load of p, drawing the arrival gaps from
+// arrivals when the rate is finite, and returns what each request saw and
+// the wall time of the point. Its error is why it stopped early.
 func runPoint(ctx context.Context, s Streamer, cfg *Config, name string, jobs []job, p point, arrivals *rand.Rand) ([]Timeline, time.Duration, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
