@@ -146,10 +146,13 @@ func (c *Config) points() []point {
 	return out
 }
 
-// job is one request to send.
+// job is one request to send; its image bytes are made when it is sent,
+// so a run holds only the images in flight.
 type job struct {
-	req   *pb.CaptionRequest
-	image int // index of its distinct image bytes
+	req   *pb.CaptionRequest // Image left empty
+	base  []byte             // the workload image
+	tag   string             // the comment that makes its bytes unique
+	image int                // index of its distinct image bytes
 }
 
 // workload makes the requests of a run: fresh images get unique bytes (a
@@ -163,39 +166,28 @@ type workload struct {
 }
 
 // jobs makes n requests for the point named tag.
-func (w *workload) jobs(tag string, n int) ([]job, error) {
-	var fresh [][]byte
+func (w *workload) jobs(tag string, n int) []job {
+	var fresh []job // the first job of every distinct image
 	out := make([]job, n)
 	for i := range out {
-		var (
-			data []byte
-			idx  int
-		)
 		if len(fresh) > 0 && w.rng.Float64() < w.cfg.RepeatRatio {
-			idx = w.rng.IntN(len(fresh))
-			data = fresh[idx]
+			out[i] = fresh[w.rng.IntN(len(fresh))]
 		} else {
-			base := w.images[len(fresh)%len(w.images)]
-			var err error
-			data, err = Tagged(base.Data, fmt.Sprintf("pancap-bench %x %s %d", w.nonce, tag, i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", base.Name, err)
+			out[i] = job{
+				base:  w.images[len(fresh)%len(w.images)].Data,
+				tag:   fmt.Sprintf("pancap-bench %x %s %d", w.nonce, tag, i),
+				image: len(fresh),
 			}
-			idx = len(fresh)
-			fresh = append(fresh, data)
+			fresh = append(fresh, out[i])
 		}
-		out[i] = job{
-			req: &pb.CaptionRequest{
-				Image:        data,
-				Stages:       int32(w.cfg.Stages),
-				MaxNewTokens: w.cfg.OutputLens.Sample(w.rng, w.cfg.Stages),
-				IgnoreEos:    w.cfg.IgnoreEOS,
-				RequestId:    fmt.Sprintf("bench-%s-%d", tag, i),
-			},
-			image: idx,
+		out[i].req = &pb.CaptionRequest{
+			Stages:       int32(w.cfg.Stages),
+			MaxNewTokens: w.cfg.OutputLens.Sample(w.rng, w.cfg.Stages),
+			IgnoreEos:    w.cfg.IgnoreEOS,
+			RequestId:    fmt.Sprintf("bench-%s-%d", tag, i),
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Run benchmarks the server behind s with images as the workload: the
@@ -215,13 +207,15 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		ctx, cancel = context.WithTimeoutCause(ctx, cfg.MaxDuration, ErrMaxDuration)
 		defer cancel()
 	}
+	for _, img := range images {
+		if _, err := Tagged(img.Data, ""); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", img.Name, err)
+		}
+	}
 	w := &workload{cfg: &cfg, images: images, rng: rand.New(rand.NewPCG(cfg.Seed, 1)), nonce: uint64(time.Now().UnixNano())}
 	pts := cfg.points()
 	if cfg.Warmup > 0 {
-		jobs, err := w.jobs("warmup", cfg.Warmup)
-		if err != nil {
-			return nil, "", err
-		}
+		jobs := w.jobs("warmup", cfg.Warmup)
 		conc := cfg.Concurrency
 		if len(cfg.SweepConcurrency) > 0 {
 			conc = cfg.SweepConcurrency[0]
@@ -236,12 +230,10 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 	}
 	var runs []RunResult
 	for i, p := range pts {
-		jobs, err := w.jobs(fmt.Sprint(i), cfg.NumRequests)
-		if err != nil {
-			return runs, "", err
-		}
+		jobs := w.jobs(fmt.Sprint(i), cfg.NumRequests)
 		var before sample
 		if cfg.MetricsURL != "" {
+			var err error
 			if before, err = scrape(ctx, cfg.MetricsURL); err != nil {
 				return runs, "", fmt.Errorf("%w: --metrics-url: %w", ErrConfig, err)
 			}
@@ -317,8 +309,11 @@ dispatch:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			req := j.req
+			req.Image, _ = Tagged(j.base, j.tag) // Run checked that every image takes a tag
 			t0 := time.Now()
-			tl := do(ctx, s, j.req, cfg.RequestTimeout)
+			tl := do(ctx, s, req, cfg.RequestTimeout)
+			req.Image = nil
 			if sem != nil {
 				<-sem
 			}

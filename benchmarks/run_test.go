@@ -334,6 +334,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	if _, _, err := Run(context.Background(), nil, []Image{{Name: "x.gif", Data: []byte("GIF89a")}}, baseConfig()); !errors.Is(err, ErrImage) {
+		t.Errorf("an image that takes no tag: %v", err)
+	}
 }
 
 func TestRunScrapesServerMetrics(t *testing.T) {

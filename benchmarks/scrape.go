@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -21,9 +22,14 @@ type sample struct {
 	hists    map[string][2]float64 // count, sum
 }
 
+// scrapeTimeout bounds one scrape, so a hung server cannot hang the run.
+const scrapeTimeout = 10 * time.Second
+
 // scrape reads the Prometheus text exposition at url.
 func scrape(ctx context.Context, url string) (sample, error) {
 	s := sample{counters: map[string]float64{}, hists: map[string][2]float64{}}
+	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return s, fmt.Errorf("%w: metrics url %q: %w", ErrConfig, url, err)
