@@ -10,11 +10,12 @@ enum { PC_F32 = 0, PC_BF16 = 1, PC_F16 = 2 };
 // Rows above which 16-bit weights are widened into scratch once per block.
 #define PC_PACK_M 16
 
-// pc_gemm computes out[i*n + j] = sum_p x[i*k + p] * w[j*k + p] for i < m,
-// j0 <= j < j1, with w of type wt. scratch (pc_gemm_scratch(k) floats) may
-// be NULL, which widens 16-bit weights in registers (same results bit for bit).
-void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
-	long j1, float *scratch);
+// pc_gemm computes out[i*ldo + j] = sum_p x[i*ldx + p] * w[j*ldw + p] for
+// i < m, j0 <= j < j1, p < k, with w of type wt. scratch (pc_gemm_scratch(k)
+// floats) may be NULL, which widens 16-bit weights in registers (same
+// results bit for bit).
+void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void *w, long ldw,
+	long m, long k, long j0, long j1, float *scratch);
 
 // pc_gemm_scratch is the number of floats of scratch pc_gemm uses for k.
 long pc_gemm_scratch(long k);

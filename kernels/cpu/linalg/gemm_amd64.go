@@ -26,13 +26,13 @@ func init() {
 
 var avx2 = fastKernel{name: "avx2", gemm: avx2Gemm, scratchLen: avx2Scratch}
 
-func avx2Gemm(wt wtype, out, x *float32, w unsafe.Pointer, m, n, k, j0, j1 int, scratch []float32) {
+func avx2Gemm(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32) {
 	var s *C.float
 	if len(scratch) > 0 {
 		s = (*C.float)(unsafe.Pointer(unsafe.SliceData(scratch)))
 	}
-	C.pc_gemm(C.int(wt), (*C.float)(unsafe.Pointer(out)), (*C.float)(unsafe.Pointer(x)), w,
-		C.long(m), C.long(n), C.long(k), C.long(j0), C.long(j1), s)
+	C.pc_gemm(C.int(wt), (*C.float)(unsafe.Pointer(out)), C.long(g.ldo), (*C.float)(unsafe.Pointer(x)),
+		C.long(g.ldx), w, C.long(g.ldw), C.long(g.m), C.long(g.k), C.long(j0), C.long(j1), s)
 }
 
 func avx2Scratch(k int) int { return int(C.pc_gemm_scratch(C.long(k))) }

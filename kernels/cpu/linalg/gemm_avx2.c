@@ -197,39 +197,46 @@ static const rows_fn rows_tab[3][5] = {
 	{0, rows_1_2, rows_2_2, rows_3_2, rows_4_2},
 };
 
-// widen_rows converts nc rows of k weights to fp32 at dst.
-static void widen_rows(int wt, float *dst, const void *w, long nc, long k) {
-	long total = nc * k, p = 0;
-	for (; p + 8 <= total; p += 8)
-		_mm256_storeu_ps(dst + p, load_w(wt, w, p));
-	for (; p < total; p++)
-		dst[p] = widen1(wt, w, p);
+// widen_rows converts nc rows of k weights (row stride ldw) to fp32 rows of
+// k floats at dst.
+static void widen_rows(int wt, float *dst, const void *w, long ldw, long nc, long k) {
+	for (long r = 0; r < nc; r++, dst += k) {
+		const char *row = (const char *)w + r * ldw * esz(wt);
+		long p = 0;
+		for (; p + 8 <= k; p += 8)
+			_mm256_storeu_ps(dst + p, load_w(wt, row, p));
+		for (; p < k; p++)
+			dst[p] = widen1(wt, row, p);
+	}
 }
 
 long pc_gemm_scratch(long k) { return CHUNK * k; }
 
 // pc_gemm walks the columns in chunks of CHUNK whose weights stay in L2,
 // and within a chunk the rows in groups of up to 4 whose x tile stays in
-// L1 while the chunk's tiles run over it. With scratch, 16-bit weights of a chunk are widened once into
-// it and shared by all row groups (large m); without, they are widened in
-// registers as they are loaded (small m, where weights stream from memory
-// once and the widening hides under the memory time).
-void pc_gemm(int wt, float *out, const float *x, const void *w, long m, long n, long k, long j0,
-	long j1, float *scratch) {
+// L1 while the chunk's tiles run over it. With scratch, 16-bit weights of a
+// chunk are widened once into it and shared by all row groups (large m);
+// without, they are widened in registers as they are loaded (small m, where
+// weights stream from memory once and the widening hides under the memory
+// time).
+void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void *w, long ldw,
+	long m, long k, long j0, long j1, float *scratch) {
 	long kv = k & ~7L;
 	int widen = wt != PC_F32 && scratch && m > PC_PACK_M;
 	for (long jc = j0; jc < j1; jc += CHUNK) {
 		long nc = j1 - jc < CHUNK ? j1 - jc : CHUNK;
-		const void *wc = (const char *)w + jc * k * esz(wt);
+		const void *wc = (const char *)w + jc * ldw * esz(wt);
+		long ldc = ldw;
 		int t = wt;
 		if (widen) {
-			widen_rows(wt, scratch, wc, nc, k);
+			widen_rows(wt, scratch, wc, ldw, nc, k);
 			wc = scratch;
+			ldc = k;
 			t = PC_F32;
 		}
 		for (long i = 0; i < m;) {
 			int mr = m - i >= 4 ? 4 : (int)(m - i);
-			rows_tab[t][mr](x + i * k, k, wc, k, kv, k, nc, out + i * n + jc, n);
+			rows_tab[t][mr](x + i * ldx, ldx, wc, ldc, kv, k, nc, out + i * ldo + jc, ldo);
 			i += mr;
 		}
 	}

@@ -52,17 +52,24 @@ const (
 	wF16
 )
 
-// fastKernel computes columns [j0, j1) of out[m×n] = x[m×k] · w[n×k]ᵀ with
-// w of type wt; scratch (nil or scratchLen(k) floats) enables cache
-// blocking for large m without changing any result bit. It is nil where
-// only the portable kernel exists.
+// gemmShape is the shape and the row strides of a product
+// out[i*ldo+j] = Σ_p x[i*ldx+p]·w[j*ldw+p], i < m, j < n, p < k.
+type gemmShape struct {
+	m, n, k       int
+	ldo, ldx, ldw int
+}
+
+// fastKernel computes columns [j0, j1) of a product with w of type wt;
+// scratch (nil or scratchLen(k) floats) lets it widen 16-bit weights once
+// per block for large m without changing any result bit.
 type fastKernel struct {
 	name       string
-	gemm       func(wt wtype, out, x *float32, w unsafe.Pointer, m, n, k, j0, j1 int, scratch []float32)
+	gemm       func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
 	scratchLen func(k int) int
 }
 
-// fast is the vector kernel selected at start-up for this CPU, or nil.
+// fast is the vector kernel selected at start-up for this CPU, or nil
+// where only the portable kernel exists.
 var fast *fastKernel
 
 // Kernel names the matrix-product kernel in use: "avx2" (x86-64 with
@@ -84,23 +91,23 @@ const serialFlops = 1 << 16
 type gemmTask struct {
 	out, x  []float32
 	w       weights
-	m, n, k int
+	g       gemmShape
 	scratch [][]float32 // per worker, grown to fast.scratchLen(k)
 }
 
 func (t *gemmTask) run(wk, lo, hi int) {
-	t.cols(wk, lo*colUnit, min(hi*colUnit, t.n))
+	t.cols(wk, lo*colUnit, min(hi*colUnit, t.g.n))
 }
 
 // cols computes output columns [j0, j1) on worker wk (-1: no scratch).
 func (t *gemmTask) cols(wk, j0, j1 int) {
 	if fast == nil {
-		matMulGo(t.out, t.x, t.w, t.m, t.n, t.k, j0, j1)
+		matMulGo(t.out, t.x, t.w, t.g, j0, j1)
 		return
 	}
 	var s []float32
-	if t.m > 16 && wk >= 0 {
-		need := fast.scratchLen(t.k)
+	if t.g.m > 16 && wk >= 0 {
+		need := fast.scratchLen(t.g.k)
 		if len(t.scratch[wk]) < need {
 			t.scratch[wk] = make([]float32, need)
 		}
@@ -112,32 +119,44 @@ func (t *gemmTask) cols(wk, j0, j1 int) {
 	} else {
 		wp = unsafe.Pointer(unsafe.SliceData(t.w.u16))
 	}
-	fast.gemm(t.w.wt, unsafe.SliceData(t.out), unsafe.SliceData(t.x), wp, t.m, t.n, t.k, j0, j1, s)
+	fast.gemm(t.w.wt, t.g, unsafe.SliceData(t.out), unsafe.SliceData(t.x), wp, j0, j1, s)
 }
 
-// matMul checks the shape and runs the product parallel over the pool's
-// workers by column units, or on the caller alone when it is small or the
-// workers are busy.
+// check panics unless the slices hold the strided shape g, and reports
+// whether the product is trivial (no output, or k = 0: zeros), having done
+// it.
+func (g *gemmShape) check(out, x []float32, wlen int) (done bool) {
+	last := func(rows, ld, width int) int { return max(rows-1, 0)*ld + width }
+	if g.m < 0 || g.n < 0 || g.k < 0 || g.ldo < g.n || g.ldx < g.k || g.ldw < g.k ||
+		g.m > 0 && (len(out) < last(g.m, g.ldo, g.n) || len(x) < last(g.m, g.ldx, g.k)) ||
+		g.n > 0 && wlen < last(g.n, g.ldw, g.k) {
+		panic(fmt.Sprintf("linalg: product m=%d n=%d k=%d (strides out %d, x %d, w %d) with len(out)=%d len(x)=%d len(w)=%d",
+			g.m, g.n, g.k, g.ldo, g.ldx, g.ldw, len(out), len(x), wlen))
+	}
+	if g.k == 0 {
+		for i := range g.m {
+			clear(out[i*g.ldo : i*g.ldo+g.n])
+		}
+	}
+	return g.m == 0 || g.n == 0 || g.k == 0
+}
+
+// matMul runs a product parallel over the pool's workers by column units,
+// or on the caller alone when it is small or the workers are busy.
 func matMul(out, x []float32, w weights, wlen, m, n, k int) {
-	if m < 0 || n < 0 || k < 0 || len(out) < m*n || len(x) < m*k || wlen < n*k {
-		panic(fmt.Sprintf("linalg: matmul m=%d n=%d k=%d with len(out)=%d len(x)=%d len(w)=%d",
-			m, n, k, len(out), len(x), wlen))
-	}
-	if k == 0 {
-		clear(out[:m*n])
-	}
-	if m == 0 || n == 0 || k == 0 {
+	g := gemmShape{m: m, n: n, k: k, ldo: n, ldx: k, ldw: k}
+	if g.check(out, x, wlen) {
 		return
 	}
 	p := getPool()
 	units := (n + colUnit - 1) / colUnit
 	if 2*m*n*k < serialFlops || units == 1 || !p.acquire() {
-		t := gemmTask{out: out, x: x, w: w, m: m, n: n, k: k}
+		t := gemmTask{out: out, x: x, w: w, g: g}
 		t.cols(-1, 0, n)
 		return
 	}
 	defer p.mu.Unlock()
-	p.mm = gemmTask{out: out, x: x, w: w, m: m, n: n, k: k, scratch: p.mm.scratch}
+	p.mm = gemmTask{out: out, x: x, w: w, g: g, scratch: p.mm.scratch}
 	p.split(&p.mm, units)
 	p.mm.out, p.mm.x, p.mm.w = nil, nil, weights{}
 }
@@ -159,4 +178,19 @@ func MatMulBF16(out, x []float32, w []uint16, m, n, k int) {
 // widened exactly to fp32, like MatMulF32.
 func MatMulF16(out, x []float32, w []uint16, m, n, k int) {
 	matMul(out, x, weights{wt: wF16, u16: w}, len(w), m, n, k)
+}
+
+// GemmF32 computes out[i*ldo+j] = Σ_p x[i*ldx+p]·w[j*ldw+p] for i < m,
+// j < n, p < k: MatMulF32 over rows that lie inside larger matrices (one
+// head's keys in a KV-cache block, say), with every element bit for bit
+// what MatMulF32 (and vec.Dot) give for the same row, column and k. It
+// runs on the calling goroutine, for use inside Parallel or the caller's
+// own workers, and allocates nothing.
+func GemmF32(out []float32, ldo int, x []float32, ldx int, w []float32, ldw int, m, n, k int) {
+	t := gemmTask{out: out, x: x, w: weights{wt: wF32, f32: w},
+		g: gemmShape{m: m, n: n, k: k, ldo: ldo, ldx: ldx, ldw: ldw}}
+	if t.g.check(out, x, len(w)) {
+		return
+	}
+	t.cols(-1, 0, n)
 }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
 
 // operands are the inputs of one product, with the weights in all three
@@ -375,4 +377,85 @@ func FuzzMatMul(f *testing.F) {
 			checkClose(t, wt.String(), o, out, 2e-6+float64(kk)*0x1p-24)
 		}
 	})
+}
+
+// TestGemmF32Strided: a product over rows inside larger matrices equals,
+// bit for bit, MatMulF32 on the same rows copied out, for every kernel.
+func TestGemmF32Strided(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, generic := range kernels() {
+		withKernel(generic, func() {
+			for _, c := range []struct{ m, n, k int }{{1, 16, 64}, {5, 7, 9}, {20, 30, 100}, {3, 1, 1037}} {
+				ldx, ldw, ldo := c.k+5, c.k+64, c.n+3
+				x, w := make([]float32, c.m*ldx), make([]float32, c.n*ldw)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				for i := range w {
+					w[i] = float32(rng.NormFloat64())
+				}
+				out := make([]float32, c.m*ldo)
+				for i := range out {
+					out[i] = -7 // the gaps between rows must stay untouched
+				}
+				GemmF32(out, ldo, x, ldx, w, ldw, c.m, c.n, c.k)
+				o := &operands{m: c.m, n: c.n, k: c.k, x: make([]float32, c.m*c.k), w32: make([]float32, c.n*c.k)}
+				for i := range c.m {
+					copy(o.x[i*c.k:(i+1)*c.k], x[i*ldx:])
+				}
+				for j := range c.n {
+					copy(o.w32[j*c.k:(j+1)*c.k], w[j*ldw:])
+				}
+				want := make([]float32, c.m*c.n)
+				MatMulF32(want, o.x, o.w32, c.m, c.n, c.k)
+				for i := range c.m {
+					for j := range ldo {
+						got := out[i*ldo+j]
+						if j >= c.n {
+							if got != -7 {
+								t.Fatalf("%s %v: wrote the gap out[%d][%d]", kname(generic), c, i, j)
+							}
+							continue
+						}
+						if math.Float32bits(got) != math.Float32bits(want[i*c.n+j]) {
+							t.Fatalf("%s %v: out[%d][%d] = %g, MatMulF32 %g", kname(generic), c, i, j, got, want[i*c.n+j])
+						}
+					}
+				}
+			}
+		})
+	}
+	x, w, out := make([]float32, 4*80), make([]float32, 16*80), make([]float32, 4*16)
+	if a := testing.AllocsPerRun(5, func() { GemmF32(out, 16, x, 80, w, 80, 4, 16, 64) }); a != 0 {
+		t.Errorf("GemmF32: %v allocations per call", a)
+	}
+}
+
+// TestDotMatchesMatMul: vec.Dot reduces in the GEMM kernel's order, so a
+// score from Dot equals the same score from a product, bit for bit.
+func TestDotMatchesMatMul(t *testing.T) {
+	if fast == nil {
+		t.Skip("portable kernels only")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, k := range []int{1, 7, 8, 9, 64, 100, 1037, 2100} {
+		a, b := make([]float32, k), make([]float32, k)
+		for i := range a {
+			a[i], b[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		out := make([]float32, 1)
+		MatMulF32(out, a, b, 1, 1, k)
+		if d := vec.Dot(a, b); math.Float32bits(d) != math.Float32bits(out[0]) {
+			t.Fatalf("k=%d: Dot %g, MatMulF32 %g", k, d, out[0])
+		}
+	}
+}
+
+func TestGemmF32PanicsOnShortStrides(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic for a stride smaller than k")
+		}
+	}()
+	GemmF32(make([]float32, 4), 2, make([]float32, 8), 3, make([]float32, 8), 4, 2, 2, 4)
 }

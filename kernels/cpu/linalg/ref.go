@@ -28,11 +28,13 @@ func (w weights) widen(dst []float32, off int) {
 }
 
 // matMulGo is the portable kernel and the reference the vector kernels are
-// tested against: out[m×n] = x[m×k] · w[n×k]ᵀ with each element summed
+// tested against: columns [j0, j1) of out = x · wᵀ (shape and strides in
+// g) with each element summed
 // sequentially over p = 0 … k-1 (kept in out between k blocks, so the
 // blocking does not change the order). Columns go four at a time with four
 // independent sums, weights widened once per block into a stack buffer.
-func matMulGo(out, x []float32, w weights, m, n, k, j0, j1 int) {
+func matMulGo(out, x []float32, w weights, g gemmShape, j0, j1 int) {
+	k := g.k
 	var wb [4][goKC]float32
 	for jt := j0; jt < j1; jt += 4 {
 		nj := min(4, j1-jt)
@@ -40,11 +42,11 @@ func matMulGo(out, x []float32, w weights, m, n, k, j0, j1 int) {
 			p1 := min(p0+goKC, k)
 			kl := p1 - p0
 			for c := range nj {
-				w.widen(wb[c][:kl], (jt+c)*k+p0)
+				w.widen(wb[c][:kl], (jt+c)*g.ldw+p0)
 			}
-			for i := range m {
-				xi := x[i*k+p0 : i*k+p1]
-				o := out[i*n+jt : i*n+jt+nj]
+			for i := range g.m {
+				xi := x[i*g.ldx+p0 : i*g.ldx+p1]
+				o := out[i*g.ldo+jt : i*g.ldo+jt+nj]
 				if p0 == 0 {
 					clear(o)
 				}

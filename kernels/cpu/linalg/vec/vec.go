@@ -6,10 +6,12 @@ package vec
 import "fmt"
 
 // Dot returns Σ a[i]·b[i] over len(a) elements (b must be at least as
-// long). The summation order depends only on len(a): vectorised with fma on
-// x86-64 with AVX2 (four 8-lane accumulators and a fixed tree), four
-// sequential partial sums elsewhere. Meant for attention scores; it
-// allocates nothing.
+// long), in exactly the order linalg's matrix products reduce one element
+// over k = len(a): on x86-64 with AVX2, 8 fma lanes, a fixed tree and a
+// sequential tail (bit for bit what linalg.MatMulF32 gives for that row and
+// column); elsewhere a sequential sum, like linalg's portable kernel. So an
+// attention score computed with Dot (decode) equals the one computed with a
+// matrix product (prefill). Meant for attention; it allocates nothing.
 func Dot(a, b []float32) float32 {
 	if len(b) < len(a) {
 		panic(fmt.Sprintf("vec: Dot of %d elements with len(b)=%d", len(a), len(b)))
@@ -27,22 +29,14 @@ func Axpy(a float32, x, y []float32) {
 	axpy(a, x[:len(y)], y)
 }
 
-// dotGo is the portable Dot: four partial sums over i mod 4, then
-// (s0+s1)+(s2+s3).
+// dotGo is the portable Dot: a sequential sum.
 func dotGo(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+	var s float32
+	for i, v := range a {
+		s += v * b[i]
 	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
+	return s
 }
 
 // axpyGo is the portable Axpy.

@@ -1,33 +1,15 @@
 #include "textflag.h"
 
 // func dotAVX2(a, b *float32, n int) float32
-// Four 8-lane fma accumulators over 32-element steps, then one over 8-element
-// steps, summed as ((y0+y1)+(y2+y3)) and reduced ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7));
-// the n%8 tail is added with scalar fma in order.
+// The reduction order of linalg's AVX2 GEMM kernel for one element: one
+// 8-lane fma accumulator over p = l, l+8, …, the lanes summed as
+// ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)), then the n%8 tail added with
+// scalar fma in order.
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ   a+0(FP), SI
 	MOVQ   b+8(FP), DI
 	MOVQ   n+16(FP), CX
 	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-
-loop32:
-	CMPQ        CX, $32
-	JL          loop8
-	VMOVUPS     (SI), Y4
-	VMOVUPS     32(SI), Y5
-	VMOVUPS     64(SI), Y6
-	VMOVUPS     96(SI), Y7
-	VFMADD231PS (DI), Y4, Y0
-	VFMADD231PS 32(DI), Y5, Y1
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
-	ADDQ        $128, SI
-	ADDQ        $128, DI
-	SUBQ        $32, CX
-	JMP         loop32
 
 loop8:
 	CMPQ        CX, $8
@@ -40,9 +22,6 @@ loop8:
 	JMP         loop8
 
 reduce:
-	VADDPS       Y1, Y0, Y0
-	VADDPS       Y3, Y2, Y2
-	VADDPS       Y2, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS       X1, X0, X0
 	VMOVHLPS     X0, X0, X1
