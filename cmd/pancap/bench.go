@@ -200,17 +200,17 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	if err := benchmarks.WriteTable(cmd.OutOrStdout(), res); err != nil {
 		return err
 	}
-	if err := writeOutputs(cmd.ErrOrStderr(), res, fl.out, fl.plots); err != nil {
-		return err
+	outErr := writeOutputs(cmd.ErrOrStderr(), res, fl.out, fl.plots)
+	if runErr == nil {
+		return outErr
 	}
-	if runErr != nil {
-		where := "printed above"
-		if fl.out != "" {
-			where = "written to " + fl.out
-		}
-		return fmt.Errorf("bench: %w; partial results %s", runErr, where)
+	where := "printed above"
+	if outErr != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "bench: %v\n", outErr) // the stop is the news
+	} else if fl.out != "" {
+		where = "written to " + fl.out
 	}
-	return nil
+	return fmt.Errorf("bench: %w; partial results %s", runErr, where)
 }
 
 // writeOutputs writes the JSON result and the plots when asked for.
