@@ -11,6 +11,14 @@
 // gemm_avx2.c); elsewhere the portable Go kernel's sequential sum. bf16 and
 // fp16 weights are widened exactly to fp32: activations stay fp32 (no
 // rounding of x to bf16), which keeps parity with an fp32 reference.
+//
+// Parallelism: MatMulF32/BF16/F16 split the columns over the package's
+// persistent workers (Parallel, Workers). Give them the whole product in one
+// call; a caller that splits the columns itself gets the same bits, but its
+// concurrent calls find the workers busy and run on the caller alone.
+// GemmF32 and vec.Dot/Axpy always run on the caller, for use inside
+// Parallel. The workers live as long as the process: goleak users ignore
+// "github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop".
 package linalg
 
 import (
@@ -43,7 +51,8 @@ func F16ToF32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+112)<<23 | man<<13)
 }
 
-// wtype is a weight element type.
+// wtype is a weight element type; the values are gemm.h's PC_F32, PC_BF16
+// and PC_F16.
 type wtype int
 
 const (
