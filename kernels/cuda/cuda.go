@@ -58,6 +58,7 @@ const (
 	ewThreads  = 256     // threads per block for elementwise kernels
 	gemmTile   = 16      // gemm_ref tile (GT in kernels.cu)
 	stageMin   = 1 << 20 // initial pinned staging arena, bytes
+	stageWrite = 1 << 18 // Writes up to this many elements go through staging
 )
 
 // Backend is the CUDA implementation of kernels.Backend. It is not safe for
@@ -281,7 +282,9 @@ func (b *Backend) Free(x kernels.Buffer) {
 	bb.p, bb.n = 0, 0
 }
 
-// Write copies src into dst[off:]. It returns once src may be reused.
+// Write copies src into dst[off:], ordered after the queued work. It
+// returns once src may be reused: small writes are copied into pinned
+// staging memory and sent asynchronously, large ones synchronously.
 func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	if len(src) == 0 {
 		return
@@ -290,9 +293,17 @@ func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	defer b.leave()
 	d := buf(dst)
 	checkRange("Write", off, len(src), d.n)
-	// The synchronous copy is ordered after the stream's earlier work
-	// (our stream is a blocking one, so the legacy stream waits for it).
-	must("cuMemcpyHtoD", cu.MemcpyHtoD(cu.DevicePtr(d.at(off)), unsafe.Pointer(unsafe.SliceData(src)), int64(4*len(src))))
+	dp := cu.DevicePtr(d.at(off))
+	if len(src) <= stageWrite {
+		// Through pinned memory: queued, no wait for the stream to drain.
+		h, _ := b.stage.reserve(4 * len(src))
+		copy(unsafe.Slice((*float32)(h), len(src)), src)
+		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(dp, h, int64(4*len(src)), b.stream))
+		return
+	}
+	// The synchronous copy is ordered after the stream's earlier work (our
+	// stream is a blocking one, so the legacy stream waits for it).
+	must("cuMemcpyHtoD", cu.MemcpyHtoD(dp, unsafe.Pointer(unsafe.SliceData(src)), int64(4*len(src))))
 }
 
 // Read waits for the queued work and copies src[off:off+len(dst)] into dst.
@@ -423,9 +434,10 @@ type stageChunk struct {
 	used int
 }
 
-// put stages v and returns its device address.
-func (s *staging) put(b *Backend, v []int32) uint64 {
-	n := max((4*len(v)+15)&^15, 16)
+// reserve returns n bytes (rounded up to 16) of pinned host memory and
+// the device memory at the same offset of its chunk.
+func (s *staging) reserve(n int) (unsafe.Pointer, cu.DevicePtr) {
+	n = max((n+15)&^15, 16)
 	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
 		s.cur++
 	}
@@ -439,12 +451,17 @@ func (s *staging) put(b *Backend, v []int32) uint64 {
 	c := &s.chunks[s.cur]
 	off := c.used
 	c.used += n
+	return unsafe.Add(c.host, off), c.dev + cu.DevicePtr(off)
+}
+
+// put stages v and returns its device address.
+func (s *staging) put(b *Backend, v []int32) uint64 {
+	h, d := s.reserve(4 * len(v))
 	if len(v) > 0 {
-		dst := unsafe.Slice((*int32)(unsafe.Add(c.host, off)), len(v))
-		copy(dst, v)
-		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(c.dev+cu.DevicePtr(off), unsafe.Pointer(&dst[0]), int64(4*len(v)), b.stream))
+		copy(unsafe.Slice((*int32)(h), len(v)), v)
+		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(d, h, int64(4*len(v)), b.stream))
 	}
-	return uint64(c.dev) + uint64(off)
+	return uint64(d)
 }
 
 func newStageChunk(size int) stageChunk {
