@@ -108,7 +108,11 @@ func New(opts Options) (*Backend, error) {
 	if opts.Device < 0 || opts.Device >= n {
 		return nil, fmt.Errorf("%w: device %d of %d", ErrCUDA, opts.Device, n)
 	}
-	b := &Backend{dev: cu.Device(opts.Device), allocs: map[cu.DevicePtr]struct{}{}}
+	dev, err := cu.GetDevice(opts.Device)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cuDeviceGet(%d): %v", ErrCUDA, opts.Device, err)
+	}
+	b := &Backend{dev: dev, allocs: map[cu.DevicePtr]struct{}{}}
 	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
 		return nil, fmt.Errorf("%w: retain primary context: %v", ErrCUDA, err)
 	}
