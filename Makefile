@@ -11,7 +11,7 @@ PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint train-tiny train-smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -58,3 +58,21 @@ bench: ## Go microbenchmarks
 lint: ## go vet and a gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+
+TRAIN_DATA      ?= $(CURDIR)/training/data
+TRAIN_RUN       ?= $(CURDIR)/training/runs/tiny
+TRAIN_MINUTES   ?= 120
+
+train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2 cores; see training/README.md)
+	test -f $(TRAIN_DATA)/test/scenes.jsonl || \
+		$(PYTHON) training/scenes.py --out $(TRAIN_DATA) --train 12000 --val 200 --test 200
+	$(PYTHON) training/train.py --data $(TRAIN_DATA) --run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --threads 2 --resume
+	$(PYTHON) training/export.py --run $(TRAIN_RUN)
+	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA)
+
+train-smoke: ## the whole training pipeline in about 10 minutes (200 scenes, 5 minutes of training)
+	rm -rf $(CURDIR)/training/runs/smoke
+	$(PYTHON) training/scenes.py --out $(CURDIR)/training/data-smoke --train 200 --val 20 --test 20
+	$(PYTHON) training/train.py --data $(CURDIR)/training/data-smoke --run $(CURDIR)/training/runs/smoke --minutes 5 --threads 1 --batch 8
+	$(PYTHON) training/export.py --run $(CURDIR)/training/runs/smoke
+	PYTHON=$(PYTHON) training/e2e.sh $(CURDIR)/training/runs/smoke $(CURDIR)/training/data-smoke 20 2

@@ -39,6 +39,7 @@ import os
 import random
 import sys
 
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "reference"))
@@ -59,9 +60,9 @@ TEXTURES = ["plain", "striped", "dotted", "noisy"]
 RELATIONS = ["left of", "above", "inside", "overlapping", "larger than"]
 # Image sizes (W, H): square and both orientations, so padding matters.
 CANVASES = [(256, 256), (256, 192), (192, 256), (256, 160), (224, 256)]
-MAX_RELATIONS = 3
+MAX_RELATIONS = 2
 # Entity counts 2..8, weighted towards fewer so captions stay short.
-COUNT_WEIGHTS = [6, 6, 5, 4, 3, 2, 1]
+COUNT_WEIGHTS = [8, 7, 5, 3, 2, 1, 1]
 
 # Sentence frames of the caption (variety of language over a closed grammar).
 GLOBAL_FRAMES = [
@@ -126,7 +127,7 @@ def shape_polygon(tag, x1, y1, x2, y2):
 
 
 def shape_mask(size, tag, box):
-    """An 'L' mask of the shape (255 inside) on a canvas of the image's size."""
+    """An 'L' mask of the given size with the shape drawn in box (255 inside)."""
     m = Image.new("L", size, 0)
     d = ImageDraw.Draw(m)
     x1, y1, x2, y2 = box
@@ -141,7 +142,7 @@ def shape_mask(size, tag, box):
     return m
 
 
-def pattern(size, colour, fill, rng):
+def pattern(size, colour, fill):
     """An RGBA layer of the entity's fill pattern (transparent gaps)."""
     w, h = size
     layer = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -177,10 +178,10 @@ def background(size, colour, brightness, texture, rng):
             for x in range(4, w, 14):
                 d.ellipse([x, y, x + 3, y + 3], fill=alt)
     elif texture == "noisy":
-        px = img.load()
-        for _ in range(w * h // 6):
-            x, y = rng.randrange(w), rng.randrange(h)
-            px[x, y] = alt
+        noise = np.random.default_rng(rng.randrange(2 ** 32)).random((h, w)) < 0.15  # [H × W] speckles
+        a = np.array(img)
+        a[noise] = alt
+        img = Image.fromarray(a)
     return img
 
 
@@ -282,13 +283,15 @@ def make_scene(rng):
                      "pixel": px})
     img = background((w, h), g["colour"], g["brightness"], g["texture"], rng)
     for e in sorted(ents, key=lambda e: -area(e["pixel"])):  # large first: small ones stay visible
-        m = shape_mask((w, h), e["tag"], e["pixel"])
-        layer = pattern((w, h), COLOURS[e["colour"]], e["fill"], rng)
-        img.paste(layer.convert("RGB"), (0, 0), Image.composite(layer.getchannel("A"), Image.new("L", (w, h), 0), m))
+        x1, y1, x2, y2 = e["pixel"]
+        size = (x2 - x1, y2 - y1)
+        m = shape_mask(size, e["tag"], (0, 0) + size)  # drawn in the box's own frame
+        layer = pattern(size, COLOURS[e["colour"]], e["fill"])
+        img.paste(layer.convert("RGB"), (x1, y1), ImageChops.multiply(layer.getchannel("A"), m))
         if e["outline"] != "none":
             oc = (20, 20, 20) if e["outline"] == "dark" else (245, 245, 245)
             edge = ImageChops.subtract(m, m.filter(ImageFilter.MinFilter(5)))  # the mask's 2-px border
-            img.paste(Image.new("RGB", (w, h), oc), (0, 0), edge)
+            img.paste(Image.new("RGB", size, oc), (x1, y1), edge)
     for e in ents:
         x1, y1 = to_frame(e["pixel"][0], e["pixel"][1], w, h)
         x2, y2 = to_frame(e["pixel"][2], e["pixel"][3], w, h)

@@ -11,7 +11,8 @@
     projector 192 -> 256 -> 256; LLaMA decoder width 256 x 4 layers, SwiGLU FFN
     688, RMSNorm, RoPE, untied lm_head. Features from the second-to-last vision
     layer with CLS dropped, as LLaVA-1.5.
-  * Data: each tuple becomes the vicuna_v1 conversation
+  * Data: each batch holds tuples of one stage (drawn uniformly), so lengths
+    are alike and padding small; each tuple becomes the vicuna_v1 conversation
     "{system} USER: <image>\\n{prompt} ASSISTANT: {answer}</s>"; the prompt is
     tokenised as LLaVA's tokenizer_image_token does and the answer as
     sp.encode(answer) + </s>; the loss covers only the answer tokens (and </s>).
@@ -120,12 +121,12 @@ def normalise(u8):
 
 
 def encode_examples(tuples, tok, index_of):
-    """(image index, prompt ids with one IMAGE_TOKEN_INDEX, answer ids + eos) per tuple."""
-    out = []
+    """Per stage, (image index, prompt ids with one IMAGE_TOKEN_INDEX, answer ids + eos) of its tuples."""
+    out = {}
     for t in tuples:
         prompt = common.tokenizer_image_token(common.vicuna_prompt(t["prompt"]), tok)
         answer = tok.sp_model.encode(t["answer"]) + [common.EOS]
-        out.append((index_of[t["image"]], prompt, answer))
+        out.setdefault(t["stage"], []).append((index_of[t["image"]], prompt, answer))
     return out
 
 
@@ -208,8 +209,11 @@ def main():
     tok = common.load_tokenizer(tok_path)
     pixels = pixel_cache(a.data, "train", scenes)
     examples = encode_examples(tuples, tok, {s["image"]: i for i, s in enumerate(scenes)})
-    longest = max(len(p) + len(q) for _, p, q in examples) + 63
-    print("%d examples, longest %d tokens" % (len(examples), longest), flush=True)
+    for st, ex in sorted(examples.items()):
+        lengths = [len(p) + len(q) + 63 for _, p, q in ex]
+        print("stage %d: %d examples, %.0f tokens on average, %d at most" % (
+            st, len(ex), sum(lengths) / len(lengths), max(lengths)), flush=True)
+    stages = sorted(examples)
 
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
@@ -229,7 +233,7 @@ def main():
     nparams = sum(p.numel() for p in model.parameters())
     print("%.2fM parameters, bf16 autocast %s, %d threads" % (nparams / 1e6, bf16, a.threads), flush=True)
 
-    log = open(os.path.join(a.run, "loss.tsv"), "a")
+    log = open(os.path.join(a.run, "loss.tsv"), "a" if state["step"] else "w")
     if state["step"] == 0:
         log.write("step\tseconds\tloss\tlr\n")
     model.train()
@@ -242,7 +246,8 @@ def main():
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = [examples[random.randrange(len(examples))] for _ in range(a.batch)]
+        pool = examples[random.choice(stages)]  # one stage per batch: similar lengths, little padding
+        batch = [pool[random.randrange(len(pool))] for _ in range(a.batch)]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = batch_loss(model, batch, pixels)
         opt.zero_grad(set_to_none=True)
