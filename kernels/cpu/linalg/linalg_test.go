@@ -459,3 +459,48 @@ func TestGemmF32PanicsOnShortStrides(t *testing.T) {
 	}()
 	GemmF32(make([]float32, 4), 2, make([]float32, 8), 3, make([]float32, 8), 4, 2, 2, 4)
 }
+
+// TestSpecialWeights: fp16 subnormals widen exactly, and Inf/NaN weights
+// propagate to exactly the outputs that the reference gives Inf/NaN.
+func TestSpecialWeights(t *testing.T) {
+	if fast == nil {
+		t.Skip("portable kernels only")
+	}
+	const m, n, k = 3, 5, 19
+	w16 := make([]uint16, n*k)
+	for i := range w16 {
+		w16[i] = uint16(1 + i%0x3ff) // fp16 subnormals
+	}
+	w16[1*k+4] = 0x7c00       // +Inf in column 1
+	w16[3*k+17] = 0x7e00      // NaN in column 3 (the k tail)
+	wb := make([]uint16, n*k) // the same values truncated to bf16 (Inf, NaN kept)
+	for i, h := range w16 {
+		wb[i] = uint16(math.Float32bits(F16ToF32(h)) >> 16)
+	}
+	x := make([]float32, m*k)
+	for i := range x {
+		x[i] = 1 + float32(i%3)
+	}
+	for _, c := range []struct {
+		name string
+		run  func(out []float32)
+	}{
+		{"f16", func(out []float32) { MatMulF16(out, x, w16, m, n, k) }},
+		{"bf16", func(out []float32) { MatMulBF16(out, x, wb, m, n, k) }},
+	} {
+		got, want := make([]float32, m*n), make([]float32, m*n)
+		c.run(got)
+		withKernel(true, func() { c.run(want) })
+		for i := range got {
+			g, w := float64(got[i]), float64(want[i])
+			switch {
+			case math.IsNaN(w) || math.IsInf(w, 0):
+				if math.IsNaN(w) != math.IsNaN(g) || math.IsInf(w, 1) != math.IsInf(g, 1) {
+					t.Fatalf("%s out[%d] = %g, reference %g", c.name, i, g, w)
+				}
+			case math.Abs(g-w) > 1e-6*math.Abs(w):
+				t.Fatalf("%s out[%d] = %g, reference %g", c.name, i, g, w)
+			}
+		}
+	}
+}
