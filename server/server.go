@@ -72,6 +72,11 @@ const (
 	DefaultKeepaliveMinTime     = 10 * time.Second
 )
 
+// stopGrace bounds how long Shutdown waits, after cancelling the calls in
+// flight, for their handlers to return (a wedged backend must not keep the
+// process from exiting).
+const stopGrace = 5 * time.Second
+
 // readyPoll is how often the server asks the backend whether it is ready.
 const readyPoll = 50 * time.Millisecond
 
@@ -410,7 +415,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 	case <-ctx.Done():
 		s.log.Warn("drain deadline reached: cancelling calls in flight")
 		s.grpc.Stop()
-		<-stopped
+		select {
+		case <-stopped:
+		case <-time.After(stopGrace):
+			s.log.Error("calls still running after their cancellation; giving up on them", "waited", stopGrace)
+		}
 	}
 }
 

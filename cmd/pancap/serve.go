@@ -77,9 +77,17 @@ func newServeCmd() *cobra.Command {
 }
 
 // imageLimits are the decoding limits the model must apply: the ones the
-// server validates against and reports.
+// server validates against and reports (zero fields: the defaults).
 func (c serveConfig) imageLimits() *imageproc.Limits {
-	return &imageproc.Limits{MaxBytes: c.MaxImageBytes, MaxPixels: c.MaxImagePixels, MaxFrames: c.MaxImageFrames}
+	l := imageproc.DefaultLimits()
+	for _, f := range []struct{ dst, v *int }{
+		{&l.MaxBytes, &c.MaxImageBytes}, {&l.MaxPixels, &c.MaxImagePixels}, {&l.MaxFrames, &c.MaxImageFrames},
+	} {
+		if *f.v > 0 {
+			*f.dst = *f.v
+		}
+	}
+	return &l
 }
 
 // newLogger builds the server's logger on stderr.
