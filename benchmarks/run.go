@@ -123,6 +123,7 @@ type point struct {
 	rate        Rate
 }
 
+// String names the point in progress lines and messages.
 func (p point) String() string {
 	c := "unlimited"
 	if p.concurrency > 0 {
