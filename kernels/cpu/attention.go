@@ -100,7 +100,7 @@ func (t *attentionTask) run(wk, lo, hi int) {
 			}
 			var sum float32
 			for p, d := range s {
-				e := float32(math.Exp(float64(d - mx)))
+				e := expf(d - mx)
 				s[p] = e
 				sum += e
 			}

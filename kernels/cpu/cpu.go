@@ -343,7 +343,7 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 	case opSiLUMul:
 		c := t.c[lo:hi]
 		for i, g := range a {
-			o[i] = g / (1 + float32(math.Exp(float64(-g)))) * c[i]
+			o[i] = g / (1 + expf(-g)) * c[i]
 		}
 	case opGELU:
 		for i, v := range a {
@@ -351,7 +351,7 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 		}
 	case opQuickGELU:
 		for i, v := range a {
-			o[i] = v / (1 + float32(math.Exp(float64(-1.702*v))))
+			o[i] = v / (1 + expf(-1.702*v))
 		}
 	}
 }
