@@ -186,6 +186,11 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	}
 	bar := newProgress(cmd.ErrOrStderr())
 	cfg.Progress = func(p benchmarks.Progress) {
+		if p.Done == p.Total && p.Total > 0 { // one line per finished point, also in logs
+			bar.Clear()
+			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %s: %d requests, %d failed\n", p.Point, p.Total, p.Failed)
+			return
+		}
 		bar.Set("%s %d/%d %s, %d failed", progressBar(p.Done, p.Total, 30), p.Done, p.Total, p.Point, p.Failed)
 	}
 	runs, note, runErr := benchmarks.Run(ctx, c, images, cfg)

@@ -35,6 +35,9 @@ func TestBenchWritesResultAndPlots(t *testing.T) {
 	if !strings.Contains(out, "Serving Benchmark Result (concurrency 2, rate inf)") || !strings.Contains(out, "Request goodput") {
 		t.Fatalf("table:\n%s", out)
 	}
+	if !strings.Contains(errOut, "bench: warm-up: 1 requests, 0 failed\n") || !strings.Contains(errOut, "bench: concurrency 2, rate inf: 4 requests, 0 failed\n") {
+		t.Fatalf("stderr:\n%s", errOut)
+	}
 	res, err := benchmarks.ReadJSON(filepath.Join(dir, "a.json"))
 	if err != nil {
 		t.Fatal(err)
