@@ -53,3 +53,44 @@ func FuzzValidateCaption(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateGenerate is FuzzValidateCaption for GenerateRequest: no
+// panic, every failure names a field, and every accepted request is within
+// the limits, its request id logged as printable ASCII.
+func FuzzValidateGenerate(f *testing.F) {
+	for _, r := range []*pb.GenerateRequest{
+		{Prompt: "hi"},
+		{Prompt: "<image>\nhi", Raw: true, Image: []byte("x"), MaxNewTokens: 7, Stop: []string{"."}, RequestId: "g-1"},
+		{Prompt: "hi", Sampling: &pb.SamplingParams{Temperature: -1}},
+		{Prompt: "", MaxNewTokens: -3},
+	} {
+		b, err := proto.Marshal(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	v := validator{Config{MaxPromptBytes: 64, MaxImageBytes: 32}.withDefaults()}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		var req pb.GenerateRequest
+		if proto.Unmarshal(wire, &req) != nil {
+			return
+		}
+		if id := sanitizeRequestID(req.GetRequestId()); len(id) > MaxRequestIDBytes ||
+			strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			t.Fatalf("sanitised id %q", id)
+		}
+		if err := v.check(&req); err != nil {
+			fe, ok := err.(*fieldError)
+			if !ok || fe.field == "" || !strings.HasPrefix(err.Error(), fe.field+": ") {
+				t.Fatalf("error %q does not name a field", err)
+			}
+			return
+		}
+		g := generateRequest(&req)
+		if g.Prompt == "" || len(g.Prompt) > 64 || len(g.Image) > 32 || g.MaxNewTokens < 0 ||
+			g.MaxNewTokens > v.cfg.MaxNewTokens || len(g.Stop) > v.cfg.MaxStopStrings {
+			t.Fatalf("accepted %+v", g)
+		}
+	})
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# fuzz-smoke.sh runs every Go fuzz target of the module for a few seconds
+# each (FUZZTIME, default 3s), one target at a time, as CI's smoke check.
+# Targets are found by grepping the test files, so a new FuzzX is picked up
+# without editing this script. A crasher is written by `go test` under the
+# package's testdata/fuzz/FuzzX/ and then runs as a regression test in every
+# plain `go test`: commit it with the fix.
+#
+# Usage: tools/fuzz-smoke.sh [package-dir-regexp]   (e.g. 'server|chain')
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FUZZTIME:-3s}
+filter=${1:-.}
+go=${GO:-go}
+
+# Test files with fuzz targets, skipping vendored toolchains and files behind
+# build tags that plain `go test` does not build (e.g. cuda).
+mapfile -t files < <(grep -rl --include='*_test.go' '^func Fuzz' . |
+	grep -v -e '^./tools/cuda-toolkit/' -e '^./shared/' | sort)
+
+failed=()
+ran=0
+for f in "${files[@]}"; do
+	if grep -q '^//go:build' "$f"; then
+		echo "skip $f (build tags)"
+		continue
+	fi
+	dir=$(dirname "$f")
+	[[ $dir =~ $filter ]] || continue
+	for name in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$f"); do
+		echo "=== $dir $name ($fuzztime)"
+		ran=$((ran + 1))
+		if ! "$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir"; then
+			failed+=("$dir $name")
+		fi
+	done
+done
+
+echo "fuzz-smoke: $ran targets, ${#failed[@]} failed"
+if ((${#failed[@]})); then
+	printf '  FAIL %s\n' "${failed[@]}"
+	exit 1
+fi
