@@ -30,3 +30,23 @@ func TestNoAllocsPerMatMul(t *testing.T) {
 		t.Errorf("MatMul allocates %v times per call", n)
 	}
 }
+
+// panicTask panics on the items it is given.
+type panicTask struct{}
+
+func (panicTask) run(_, lo, hi int) {
+	if lo > 0 {
+		panic("boom")
+	}
+}
+
+func TestPoolReraisesWorkerPanic(t *testing.T) {
+	p := newPool(2)
+	defer p.close()
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("a worker's panic was not re-raised in the caller")
+		}
+	}()
+	p.parallel(panicTask{}, 100, 1)
+}

@@ -1,6 +1,9 @@
 package cpu
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // task is one parallel operation: run processes items [lo, hi) on worker w.
 // Ops are structs owned by the Backend and reused, so dispatching one
@@ -20,11 +23,13 @@ type pool struct {
 	workers int
 	jobs    []chan job // jobs[i] feeds worker i+1
 	wg      sync.WaitGroup
+	panics  []any // per worker: a panic to re-raise in the caller
 }
 
 func newPool(workers int) *pool {
 	p := &pool{workers: max(workers, 1)}
 	p.jobs = make([]chan job, p.workers-1)
+	p.panics = make([]any, p.workers)
 	for i := range p.jobs {
 		ch := make(chan job)
 		p.jobs[i] = ch
@@ -35,9 +40,20 @@ func newPool(workers int) *pool {
 
 func (p *pool) loop(w int, ch chan job) {
 	for j := range ch {
-		j.t.run(w, j.lo, j.hi)
+		p.runOne(w, j)
 		p.wg.Done()
 	}
+}
+
+// runOne runs a job, keeping a panic for the caller to re-raise so that a
+// bad input fails the calling step instead of the whole process.
+func (p *pool) runOne(w int, j job) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panics[w] = r
+		}
+	}()
+	j.t.run(w, j.lo, j.hi)
 }
 
 // chunks is how many pieces n items with a minimum of grain items per piece
@@ -60,8 +76,14 @@ func (p *pool) parallel(t task, n, grain int) {
 	for i := 1; i < c; i++ {
 		p.jobs[i-1] <- job{t: t, lo: i * n / c, hi: (i + 1) * n / c}
 	}
-	t.run(0, 0, n/c)
+	p.runOne(0, job{t: t, lo: 0, hi: n / c})
 	p.wg.Wait()
+	for w, r := range p.panics[:c] {
+		if r != nil {
+			clear(p.panics)
+			panic(fmt.Sprintf("kernels/cpu: worker %d: %v", w, r))
+		}
+	}
 }
 
 func (p *pool) close() {
