@@ -2,7 +2,10 @@ package model
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/llava"
@@ -43,6 +46,32 @@ type binder struct {
 	errs   []error
 	dtype  weights.DType // of the token embedding
 	bytes  int64
+	finite []*weights.Tensor // bound tensors whose values checkFinite scans
+}
+
+// checkFinite scans every bound tensor for NaN and infinities, in parallel
+// (it reads all weight bytes once), adding an error per bad tensor in
+// binding order.
+func (b *binder) checkFinite() {
+	errs := make([]error, len(b.finite))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(b.finite)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(b.finite); i = int(next.Add(1) - 1) {
+				errs[i] = weights.CheckFinite(b.finite[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.errs = append(b.errs, err)
+		}
+	}
+	b.finite = nil
 }
 
 func kernelDType(d weights.DType) (kernels.DType, bool) {
@@ -85,10 +114,7 @@ func (b *binder) get(s *weights.Store, name string, want []int, rows int, as []i
 	if as != nil {
 		shape = as
 	}
-	if err := weights.CheckFinite(&weights.Tensor{Name: name, File: t.File, DType: t.DType, Shape: shape, Data: data}); err != nil {
-		b.errs = append(b.errs, err)
-		return nil
-	}
+	b.finite = append(b.finite, &weights.Tensor{Name: name, File: t.File, DType: t.DType, Shape: shape, Data: data})
 	w, err := b.be.LoadWeight(dt, shape, data)
 	if err != nil {
 		b.errs = append(b.errs, fmt.Errorf("%s: %w", where, err))
@@ -168,6 +194,7 @@ func (b *binder) bind(main, vision *weights.Store) llava.Weights {
 	}
 	w.Norm = b.vec(main, n.llm+"norm.weight", H)
 	w.LMHead = b.get(main, n.lmHead, []int{tc.VocabRows, H}, b.cfg.Vocab, nil)
+	b.checkFinite()
 	return w
 }
 
