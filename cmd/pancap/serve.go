@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -90,6 +92,32 @@ func (c serveConfig) imageLimits() *imageproc.Limits {
 	return &l
 }
 
+// errLimits is wrapped by checkLimits' errors.
+var errLimits = errors.New("bad limit")
+
+// checkLimits refuses limits that are not positive, and stop-string limits
+// above the batcher's own (a larger flag would promise what it refuses).
+func checkLimits(cfg serveConfig) error {
+	for _, l := range []struct {
+		flag    string
+		v, most int
+	}{
+		{"--max-request-bytes", cfg.MaxRecvMsgBytes, math.MaxInt32},
+		{"--max-new-tokens-limit", cfg.MaxNewTokens, math.MaxInt32},
+		{"--max-stop-strings", cfg.MaxStopStrings, batcher.MaxStopStrings},
+		{"--max-stop-bytes", cfg.MaxStopBytes, batcher.MaxStopBytes},
+		{"--max-prompt-bytes", cfg.MaxPromptBytes, math.MaxInt32},
+		{"--max-image-bytes", cfg.MaxImageBytes, math.MaxInt},
+		{"--max-image-pixels", cfg.MaxImagePixels, math.MaxInt},
+		{"--max-image-frames", cfg.MaxImageFrames, math.MaxInt32},
+	} {
+		if l.v < 1 || l.v > l.most {
+			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errLimits, l.flag, l.most, l.v)
+		}
+	}
+	return nil
+}
+
 // newLogger builds the server's logger on stderr.
 func newLogger(level, format string) (*slog.Logger, error) {
 	var lvl slog.Level
@@ -114,6 +142,9 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	cfg.Logger = log
+	if err := checkLimits(cfg); err != nil {
+		return err
+	}
 	backend := &loadingBackend{}
 	srv, err := server.New(cfg.Config, backend)
 	if err != nil {

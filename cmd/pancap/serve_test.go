@@ -171,3 +171,17 @@ func freeTCPAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+func TestServeRefusesBadLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-stop-strings", "17"},
+		{"--max-stop-bytes", "0"},
+		{"--max-image-pixels", "-1"},
+		{"--max-request-bytes", "0"},
+	} {
+		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+		if !errors.Is(err, errLimits) || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v, want errLimits naming the flag", args, err)
+		}
+	}
+}
