@@ -38,3 +38,27 @@ func TestOpen(t *testing.T) {
 		t.Fatalf("%d logits, want %d", len(logits), spec.VocabSize)
 	}
 }
+
+// BenchmarkDecodeStep is one decode step of 8 sequences at position 100 on
+// the tiny model.
+func BenchmarkDecodeStep(b *testing.B) {
+	m, _, err := Open(model.Options{KVBlocks: 8 * 8, KVBlockSize: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	batch := make([]engine.Chunk, 8)
+	for i := range batch {
+		blocks := make([]int32, 8)
+		for j := range blocks {
+			blocks[j] = int32(i*8 + j)
+		}
+		batch[i] = engine.Chunk{Blocks: blocks, Pos: 100, Tokens: []int32{int32(10 + i)}, Logits: true}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := m.Forward(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
