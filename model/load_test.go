@@ -124,9 +124,12 @@ func TestLoadNaN(t *testing.T) {
 }
 
 func TestLoadTruncatedAndBadHeader(t *testing.T) {
-	for name, mangle := range map[string]func([]byte) []byte{
-		"truncated":  func(b []byte) []byte { return b[:len(b)-100] },
-		"bad header": func(b []byte) []byte { c := append([]byte(nil), b...); c[9] = '!'; return c },
+	for name, tc := range map[string]struct {
+		mangle func([]byte) []byte
+		names  string // what the message must name besides the file
+	}{
+		"truncated":  {func(b []byte) []byte { return b[:len(b)-100] }, `tensor "`},
+		"bad header": {func(b []byte) []byte { c := append([]byte(nil), b...); c[9] = '!'; return c }, "header"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := brokenCopy(t, func(ts []*weights.Tensor) []*weights.Tensor { return ts })
@@ -135,14 +138,14 @@ func TestLoadTruncatedAndBadHeader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(file, mangle(data), 0o644); err != nil {
+			if err := os.WriteFile(file, tc.mangle(data), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			err = openErr(t, dir)
 			if !errors.Is(err, weights.ErrFormat) {
 				t.Errorf("error %v does not wrap ErrFormat", err)
 			}
-			wantIn(t, err, file)
+			wantIn(t, err, file, tc.names)
 		})
 	}
 }
