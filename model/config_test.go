@@ -114,8 +114,11 @@ func TestKVBlocks(t *testing.T) {
 	if got := kvBlocks(7, 1<<40, 16, tc); got != 7 {
 		t.Errorf("explicit blocks: %d", got)
 	}
-	if got := kvBlocks(0, 10*blockBytes+5, 16, tc); got != 10 {
-		t.Errorf("from bytes: %d, want 10", got)
+	if got := kvBlocks(0, 1000*blockBytes+5, 16, tc); got != 1000 {
+		t.Errorf("from bytes: %d, want 1000", got)
+	}
+	if got := kvBlocks(0, 10*blockBytes, 16, tc); got != 256 {
+		t.Errorf("from too few bytes: %d, want one full context of 256", got)
 	}
 	if got := kvBlocks(0, 0, 16, tc); got < 256 || got > 8*256 {
 		t.Errorf("default: %d blocks, want between one and eight contexts of 256", got)

@@ -301,16 +301,16 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 
 // kvBlocks is the KV pool size: blocks when set; else as many blocks as
 // bytes hold; else enough for 8 full contexts but within half the available
-// memory; never less than one full context unless bytes says so.
+// memory; never less than one full context unless blocks says so.
 func kvBlocks(blocks int, bytes int64, blockSize int, t llava.TextConfig) int {
 	if blocks > 0 {
 		return blocks
 	}
 	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * 4) // float32 keys and values
-	if bytes > 0 {
-		return int(max(bytes/blockBytes, 1))
-	}
 	perContext := (t.MaxPos + blockSize - 1) / blockSize
+	if bytes > 0 {
+		return max(perContext, int(bytes/blockBytes))
+	}
 	budget := availableMemory() / 2
 	return max(perContext, min(8*perContext, int(budget/blockBytes)))
 }
