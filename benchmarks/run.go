@@ -310,14 +310,16 @@ dispatch:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if sem != nil {
+				// Released after the failure count below, so a run that
+				// must stop sends nothing more.
+				defer func() { <-sem }()
+			}
 			req := j.req
 			req.Image, _ = Tagged(j.base, j.tag) // Run checked that every image takes a tag
 			t0 := time.Now()
 			tl := do(ctx, s, req, cfg.RequestTimeout)
 			req.Image = nil
-			if sem != nil {
-				<-sem
-			}
 			tl.Start, tl.Image = t0.Sub(start), j.image
 			mu.Lock()
 			defer mu.Unlock()
