@@ -11,7 +11,7 @@ PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint train-tiny train-smoke
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,3 +76,10 @@ train-smoke: ## the whole training pipeline in about 10 minutes (200 scenes, 5 m
 	$(PYTHON) training/train.py --data $(CURDIR)/training/data-smoke --run $(CURDIR)/training/runs/smoke --minutes 5 --threads 1 --batch 8
 	$(PYTHON) training/export.py --run $(CURDIR)/training/runs/smoke
 	PYTHON=$(PYTHON) training/e2e.sh $(CURDIR)/training/runs/smoke $(CURDIR)/training/data-smoke 20 2
+
+GHZ_VERSION     := v0.93.0
+SOAK_DURATION   ?= 10m
+
+soak: build ## soak test (not in CI): ghz against pancap serve on loopback for SOAK_DURATION (default 10m)
+	@test -x $(BIN)/ghz || GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+	SOAK_DURATION=$(SOAK_DURATION) SOAK_PANCAP=$(BIN)/pancap SOAK_GHZ=$(BIN)/ghz $(GO) run ./tools/soak
