@@ -32,6 +32,9 @@ type rawConfig struct {
 	ModelType     string   `json:"model_type"`
 	TorchDType    string   `json:"torch_dtype"`
 	NameOrPath    string   `json:"_name_or_path"`
+	// RandomWeights is set by our own preset generator (pancap model
+	// generate), so a generated checkpoint says so wherever it is served.
+	RandomWeights bool `json:"pancap_random_weights"`
 
 	// LLaMA keys (authors' layout top level, llava-hf text_config).
 	HiddenSize        *int     `json:"hidden_size"`

@@ -270,6 +270,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if name == "" {
 		name = filepath.Base(filepath.Clean(dir))
 	}
+	opts.RandomWeights = opts.RandomWeights || raw.RandomWeights
 	if opts.RandomWeights {
 		name += " (random weights)"
 	}

@@ -33,6 +33,7 @@ func llavaConfig(p Preset, dt weights.DType) map[string]any {
 		"num_hidden_layers":          l.Layers,
 		"num_key_value_heads":        l.KVHeads,
 		"pad_token_id":               0,
+		"pancap_random_weights":      true,
 		"pretraining_tp":             1,
 		"rms_norm_eps":               1e-5,
 		"rope_scaling":               nil,
