@@ -4,7 +4,8 @@
 For each of the first --images test images, runs the PancapChain with the HF
 reference (tools/reference/chain.py's run_chain: greedy, stop at </s>), and for
 each stage gives the very same prompt to `pancap generate --json` on the
-authors'-layout export; the prompt ids and the generated ids must be equal.
+authors'-layout export; the prompt ids, the generated ids and whether </s>
+ended the stage must agree.
 Exits 1 on any difference.
 
 Usage: python training/parity.py --export training/runs/tiny/export --data training/data [--images 2]
@@ -65,12 +66,17 @@ def main():
         stages, _ = chain.run_chain(tok, generate)
         for rec in stages:
             got = go_generate(a.pancap, a.export, path, rec["prompt"], a.max_new_tokens)
-            same = got["input_ids"] == rec["input_ids"] and got["generated_ids"] == rec["generated_ids"]
+            hf_ids = rec["generated_ids"]
+            hf_eos = bool(hf_ids) and hf_ids[-1] == common.EOS
+            if hf_eos:
+                hf_ids = hf_ids[:-1]  # the Go engine reports </s> as finish "eos", not as an id
+            same = (got["input_ids"] == rec["input_ids"] and got["generated_ids"] == hf_ids
+                    and (got["finish"] == "eos") == hf_eos)
             bad += not same
             print("%s stage %d: %s (%d tokens) %r" % (s["id"], rec["stage"], "same" if same else "DIFFERENT",
                                                       len(rec["generated_ids"]), rec["text"][:120]))
             if not same:
-                print("  hf: %s\n  go: %s" % (rec["generated_ids"], got["generated_ids"]))
+                print("  hf: %s\n  go: %s (finish %s)" % (rec["generated_ids"], got["generated_ids"], got["finish"]))
     print("parity: %d of %d stages differ" % (bad, 4 * len(scenes)))
     sys.exit(1 if bad else 0)
 

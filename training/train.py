@@ -136,8 +136,10 @@ def image_features(model, pixel_values):
     return model.multi_modal_projector(hs)
 
 
-def batch_loss(model, examples, pixels):
-    """Mean cross-entropy over the answer tokens of a batch of examples."""
+def collate(model, examples, pixels):
+    """The right-padded inputs of a batch: embeddings [B × L × H] (image
+    features spliced where <image> was), attention mask [B × L] and labels
+    [B × L] (IGNORE but on the answer tokens)."""
     feats = image_features(model, normalise(pixels[[e[0] for e in examples]]))  # [B × P × H]
     embed = model.get_input_embeddings()
     seqs, labels = [], []
@@ -157,6 +159,12 @@ def batch_loss(model, examples, pixels):
         x[b, : s.shape[0]] = s
         mask[b, : s.shape[0]] = 1
         y[b, : len(labels[b])] = torch.tensor(labels[b])
+    return x, mask, y
+
+
+def batch_loss(model, examples, pixels):
+    """Mean cross-entropy over the answer tokens of a batch of examples."""
+    x, mask, y = collate(model, examples, pixels)
     logits = model.language_model(inputs_embeds=x, attention_mask=mask).logits  # [B × L × V]
     return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                              y[:, 1:].reshape(-1), ignore_index=IGNORE)

@@ -1,0 +1,95 @@
+"""Unit tests of the scene engine and the training data path.
+
+Run: .venv/bin/python -m pytest training/test_training.py -q
+"""
+
+import os
+import random
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "reference"))
+import chain  # noqa: E402
+import common  # noqa: E402
+import scenes  # noqa: E402
+import train  # noqa: E402
+
+
+def test_to_frame_pads_to_square():
+    # 256 × 192 sits at y offset 32 in a 256 square: thousandths of 256
+    assert scenes.to_frame(0, 0, 256, 192) == (0, 125)
+    assert scenes.to_frame(128, 96, 256, 192) == (500, 500)
+    assert scenes.to_frame(256, 192, 256, 192) == (999, 875)
+    assert scenes.to_frame(0, 0, 192, 256) == (125, 0)
+
+
+def test_scenes_are_deterministic_and_valid():
+    a = scenes.make_scene(random.Random(7))
+    b = scenes.make_scene(random.Random(7))
+    assert a[1] == b[1] and a[0].tobytes() == b[0].tobytes()
+    for seed in range(20):
+        img, s = scenes.make_scene(random.Random(seed))
+        assert img.size == (s["width"], s["height"])
+        assert 1 <= len(s["entities"]) <= 8
+        names = [(e["colour"], e["tag"]) for e in s["entities"]]
+        assert len(set(names)) == len(names)
+        for e in s["entities"]:
+            x1, y1, x2, y2 = e["box"]
+            assert 0 <= x1 < x2 <= 999 and 0 <= y1 < y2 <= 999
+        for rel in s["relations"]:
+            assert rel in s["facts"]
+        assert len(s["relations"]) <= scenes.MAX_RELATIONS
+
+
+def test_relations():
+    assert scenes.relations_between((0, 0, 10, 10), (20, 0, 30, 10)) == ["left of"]
+    assert scenes.relations_between((0, 0, 10, 10), (0, 20, 10, 30)) == ["above"]
+    assert scenes.relations_between((2, 2, 4, 4), (0, 0, 10, 10)) == ["inside"]
+    assert scenes.relations_between((0, 0, 30, 30), (20, 20, 40, 40)) == ["overlapping", "larger than"]
+
+
+def test_tuples_follow_the_chain_format():
+    rng = random.Random(3)
+    for _ in range(10):
+        _, s = scenes.make_scene(rng)
+        s["caption"] = scenes.caption(s, rng)
+        t = scenes.tuples(s, rng)
+        boxes = [e["box"] for e in s["entities"]]
+        tagged = [{"tag": e["tag"], "box": e["box"]} for e in s["entities"]]
+        assert [x["stage"] for x in t] == [1, 2, 3, 4]
+        assert t[0]["prompt"] == chain.PROMPTS[1]
+        assert chain.parse_boxes(t[0]["answer"]) == boxes
+        assert t[1]["prompt"] == chain.PROMPTS[2].format(chain.serialise_boxes(boxes))
+        assert chain.parse_tagged(t[1]["answer"]) == tagged
+        given = chain.parse_tagged(t[2]["prompt"][len(chain.PROMPTS[3].format("")):])
+        merged = chain.merge(given, chain.parse_tagged(t[2]["answer"]), t[2]["answer"])
+        assert sorted(map(str, merged)) == sorted(map(str, tagged))
+        assert (t[2]["answer"] == "None") == (len(given) == len(tagged))
+        assert t[3]["prompt"] == chain.PROMPTS[4].format(chain.serialise_tagged(tagged))
+        assert t[3]["answer"] == s["caption"] and s["caption"].count("<box>") == len(boxes)
+
+
+def test_batch_loss_masks_the_prompt():
+    tok = common.load_tokenizer()  # the tiny preset's tokenizer
+    tuples = [{"image": "a.png", "stage": 1, "prompt": chain.PROMPTS[1], "answer": "<box>[[1, 2, 3, 4]]</box>"},
+              {"image": "a.png", "stage": 1, "prompt": chain.PROMPTS[1], "answer": "None"}]
+    ex = train.encode_examples(tuples, tok, {"a.png": 0})[1]
+    for _, prompt, answer in ex:
+        assert prompt.count(common.IMAGE_TOKEN_INDEX) == 1 and prompt[0] == common.BOS
+        assert answer[-1] == common.EOS and common.BOS not in answer
+    model = train.build_model()
+    pixels = torch.randint(0, 256, (1, train.IMAGE_SIZE, train.IMAGE_SIZE, 3), dtype=torch.uint8).numpy()
+    loss = train.batch_loss(model, ex, pixels)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert model.vision_tower.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+    _, mask, y = train.collate(model, ex, pixels)
+    for b, (_, prompt, answer) in enumerate(ex):
+        n = len(prompt) - 1 + 64  # text tokens + 64 image tokens
+        assert mask[b].sum().item() == n + len(answer)
+        assert (y[b, :n] == train.IGNORE).all()  # no prompt or image token is a target
+        assert y[b, n: n + len(answer)].tolist() == answer
+        assert (y[b, n + len(answer):] == train.IGNORE).all()
