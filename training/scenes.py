@@ -161,11 +161,20 @@ def pattern(size, colour, fill):
     return layer
 
 
+def background_rgb(colour, brightness):
+    """The background's base colour scaled by its brightness."""
+    k = 1.2 if brightness == "bright" else 0.55
+    return tuple(min(255, int(v * k)) for v in BACKGROUNDS[colour])
+
+
+def visible(colour, under):
+    """Whether an entity colour stands out from the colour it is drawn on."""
+    return sum(abs(a - b) for a, b in zip(COLOURS[colour], under)) > 180
+
+
 def background(size, colour, brightness, texture, rng):
     """The background image: base colour scaled by brightness, plus texture."""
-    base = BACKGROUNDS[colour]
-    k = 1.2 if brightness == "bright" else 0.55
-    rgb = tuple(min(255, int(v * k)) for v in base)
+    rgb = background_rgb(colour, brightness)
     img = Image.new("RGB", size, rgb)
     d = ImageDraw.Draw(img)
     alt = tuple(min(255, int(v * 0.8 + 30)) for v in rgb)
@@ -269,9 +278,13 @@ def make_scene(rng):
         px = place(rng, w, h, [e["pixel"] for e in ents])
         if px is None:
             break
-        for _ in range(20):
+        # drawn on the smallest entity holding it, else on the background
+        holders = [e for e in ents if contains(e["pixel"], px)]
+        under = (COLOURS[min(holders, key=lambda e: area(e["pixel"]))["colour"]] if holders
+                 else background_rgb(g["colour"], g["brightness"]))
+        for _ in range(40):
             tag, colour = rng.choice(SHAPES), rng.choice(sorted(COLOURS))
-            if (colour, tag) not in used:
+            if (colour, tag) not in used and visible(colour, under):
                 break
         else:
             continue
@@ -290,7 +303,9 @@ def make_scene(rng):
         img.paste(layer.convert("RGB"), (x1, y1), ImageChops.multiply(layer.getchannel("A"), m))
         if e["outline"] != "none":
             oc = (20, 20, 20) if e["outline"] == "dark" else (245, 245, 245)
-            edge = ImageChops.subtract(m, m.filter(ImageFilter.MinFilter(5)))  # the mask's 2-px border
+            pm = Image.new("L", (size[0] + 4, size[1] + 4), 0)  # zero margin: the border erodes too
+            pm.paste(m, (2, 2))
+            edge = ImageChops.subtract(pm, pm.filter(ImageFilter.MinFilter(5))).crop((2, 2, size[0] + 2, size[1] + 2))
             img.paste(Image.new("RGB", size, oc), (x1, y1), edge)
     for e in ents:
         x1, y1 = to_frame(e["pixel"][0], e["pixel"][1], w, h)
