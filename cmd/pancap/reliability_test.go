@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -190,6 +191,9 @@ func startReal(t *testing.T) *realServer {
 			close(*h)
 		}
 		stop()
+		if c, ok := eng.(io.Closer); ok {
+			c.Close()
+		}
 	})
 	rs := &realServer{srv: srv, eng: fe, conn: conn, client: pb.NewCaptionerClient(conn), logs: logs}
 	rs.waitServing(t)
@@ -804,6 +808,9 @@ func renderTable(rows []relRow, msgs []string) string {
 // --model`, asserts its code and message fragment, and checks that the
 // document's table is exactly the observed one (-update rewrites it).
 func TestBadInputs(t *testing.T) {
+	// linalg's worker pool is process-wide and starts on first use.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
+		goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop"))
 	rows := badInputs()
 	msgs := make([]string, len(rows))
 	for i, r := range rows {

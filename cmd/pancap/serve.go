@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -155,12 +156,14 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	defer cancel()
 	var (
 		loadErr error
+		eng     engine.Engine
 		stop    func()
 		loading sync.WaitGroup
 	)
 	loading.Go(func() {
 		start := time.Now()
-		eng, err := loadEngine(ctx, cfg)
+		var err error
+		eng, err = loadEngine(ctx, cfg)
 		if err == nil {
 			var b server.Backend
 			if b, stop, err = startBatcher(eng, cfg, srv.Registerer()); err == nil {
@@ -179,6 +182,11 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	loading.Wait()
 	if stop != nil {
 		stop()
+	}
+	if c, ok := eng.(io.Closer); ok { // the batcher's step loop has ended
+		if err := c.Close(); err != nil {
+			log.Warn("close model", "err", err)
+		}
 	}
 	if loadErr != nil {
 		return loadErr
