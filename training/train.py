@@ -197,7 +197,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--run", default=os.path.join(HERE, "runs", "tiny"))
     ap.add_argument("--minutes", type=float, default=140, help="training time budget (sizes the schedule)")
-    ap.add_argument("--steps", type=int, default=0, help="fix the number of steps instead of sizing it to --minutes")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="fix the number of steps instead of sizing it to --minutes (with --resume: the new total)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps")
@@ -236,6 +237,8 @@ def main():
         state = c["state"]
         torch.set_rng_state(c["rng"]["torch"])
         random.setstate(c["rng"]["python"])
+        if a.steps:
+            state["total"] = a.steps  # extend (or cut) a run: the cosine stretches to the new end
         print("resumed at step %d of %d" % (state["step"], state["total"]), flush=True)
     bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
     nparams = sum(p.numel() for p in model.parameters())
