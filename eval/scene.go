@@ -91,11 +91,6 @@ func (r *Relation) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes [subj, "rel", obj].
-func (r Relation) MarshalJSON() ([]byte, error) {
-	return json.Marshal([]any{r.Subj, r.Rel, r.Obj})
-}
-
 // ReadScenes reads scenes.jsonl: one Scene per non-empty line. Relations
 // must index existing entities.
 func ReadScenes(r io.Reader) ([]Scene, error) {
