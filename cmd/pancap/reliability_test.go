@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -644,7 +645,9 @@ func badInputs() []relRow {
 			if err != nil {
 				return err
 			}
-			return drain(stream.Recv)
+			err = drain(stream.Recv)
+			rs.waitIdle(t)
+			return err
 		}),
 		rpcRow("fault", "panic in the step loop (injected in Forward)", codes.Internal, "step loop panic: injected fault", stepPanic),
 		relRow{area: "shutdown", input: "new call while the server drains", code: codes.Unavailable.String(), frag: "", volatile: true,
@@ -713,7 +716,37 @@ func cancelMidStream(t *testing.T, rs *realServer) error {
 			t.Fatalf("the server did not end the cancelled call:\n%s", rs.logs.String())
 		}
 	}
+	rs.waitIdle(t)
 	return err
+}
+
+// idleMetrics are the batcher's gauges once no request holds anything.
+var idleMetrics = []string{"pancap_num_requests_running 0", "pancap_num_requests_waiting 0", "pancap_kv_cache_usage_perc 0"}
+
+// waitIdle waits until the batcher reports no running or waiting request
+// and no KV block referenced: the ended call's resources are free.
+func (rs *realServer) waitIdle(t *testing.T) {
+	t.Helper()
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		rec := httptest.NewRecorder()
+		rs.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		body = rec.Body.String()
+		idle := true
+		for _, m := range idleMetrics {
+			idle = idle && strings.Contains(body, "\n"+m+"\n")
+		}
+		if idle {
+			return
+		}
+	}
+	var got []string
+	for line := range strings.SplitSeq(body, "\n") {
+		if strings.HasPrefix(line, "pancap_num_requests") || strings.HasPrefix(line, "pancap_kv_cache_usage") {
+			got = append(got, line)
+		}
+	}
+	t.Errorf("the batcher still holds work after the call ended: %v", got)
 }
 
 // stepPanic panics the step loop once; the request fails, the stack is
