@@ -81,7 +81,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	const drain = 2 * time.Second
+	const drain = 3 * time.Second
 	bin := buildPancap(t)
 	addr := freeTCPAddr(t)
 	var logs lockedBuffer
@@ -117,7 +117,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 
 	long1 := startStream(t, client, 4, 3000) // ~12k tokens: far past the drain deadline
 	long2 := startStream(t, client, 4, 3000)
-	short := startStream(t, client, 1, 200) // well within it
+	short := startStream(t, client, 1, 100) // well within it
 	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
