@@ -36,12 +36,16 @@ var (
 
 // Config is one benchmark: the load, the workload and the limits.
 type Config struct {
-	NumRequests int     // measured requests per point
-	Concurrency int     // requests in flight at most; 0: unlimited
-	RequestRate Rate    // arrivals per second; Inf: all at once
-	Burstiness  float64 // Gamma shape of the arrival gaps; 1: Poisson
-	Seed        uint64  // seeds arrivals, lengths and image choice
-	Warmup      int     // requests sent before measuring, not counted
+	NumRequests int // measured requests per point
+	// RequestsPerConcurrency, when positive, sizes each point with a finite
+	// concurrency to that many waves instead: RequestsPerConcurrency ×
+	// concurrency requests, so a sweep spends similar time on every point.
+	RequestsPerConcurrency int
+	Concurrency            int     // requests in flight at most; 0: unlimited
+	RequestRate            Rate    // arrivals per second; Inf: all at once
+	Burstiness             float64 // Gamma shape of the arrival gaps; 1: Poisson
+	Seed                   uint64  // seeds arrivals, lengths and image choice
+	Warmup                 int     // requests sent before measuring, not counted
 
 	SweepConcurrency []int         // run one point per concurrency
 	SweepRates       []Rate        // or one point per request rate
@@ -67,6 +71,14 @@ type Config struct {
 	Progress func(Progress)
 }
 
+// requests is the number of measured requests of point p.
+func (c *Config) requests(p point) int {
+	if c.RequestsPerConcurrency > 0 && p.concurrency > 0 {
+		return c.RequestsPerConcurrency * p.concurrency
+	}
+	return c.NumRequests
+}
+
 // Progress is the state of the running point.
 type Progress struct {
 	Point  string // e.g. "concurrency 4" or "warm-up"
@@ -83,6 +95,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.NumRequests < 1:
 		return bad("--num-requests must be at least 1, got %d", c.NumRequests)
+	case c.RequestsPerConcurrency < 0:
+		return bad("--requests-per-concurrency must be at least 0, got %d", c.RequestsPerConcurrency)
 	case c.Concurrency < 0:
 		return bad("--concurrency must be at least 1, got %d", c.Concurrency)
 	case !(c.RequestRate > 0):
@@ -231,7 +245,8 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 	}
 	var runs []RunResult
 	for i, p := range pts {
-		jobs := w.jobs(fmt.Sprint(i), cfg.NumRequests)
+		n := cfg.requests(p)
+		jobs := w.jobs(fmt.Sprint(i), n)
 		var before sample
 		if cfg.MetricsURL != "" {
 			var err error
@@ -244,7 +259,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		arrivals := rand.New(rand.NewPCG(cfg.Seed, 2+uint64(i)))
 		tls, wall, err := runPoint(ctx, s, &cfg, p.String(), jobs, p, arrivals)
 		r := Aggregate(tls, wall, cfg.SLO)
-		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, cfg.NumRequests
+		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, n
 		if cfg.MetricsURL != "" {
 			if after, serr := scrape(context.WithoutCancel(ctx), cfg.MetricsURL); serr != nil {
 				r.ServerMetricsError = serr.Error()
@@ -254,7 +269,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		}
 		runs = append(runs, r)
 		if err != nil {
-			return runs, "", fmt.Errorf("%w at %s after %d of %d requests: %w", ErrStopped, p, r.Completed, cfg.NumRequests, err)
+			return runs, "", fmt.Errorf("%w at %s after %d of %d requests: %w", ErrStopped, p, r.Completed, n, err)
 		}
 		if cfg.StopLatency > 0 && r.E2E.P99 > msOf(cfg.StopLatency) && i < len(pts)-1 {
 			return runs, fmt.Sprintf("sweep stopped at %s: p99 e2e latency %.0f ms passed --stop-latency-ms %.0f", p, r.E2E.P99, msOf(cfg.StopLatency)), nil

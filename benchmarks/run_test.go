@@ -369,3 +369,17 @@ func TestRunScrapesServerMetrics(t *testing.T) {
 		t.Fatalf("unreachable metrics: %v", err)
 	}
 }
+
+func TestRunRequestsPerConcurrency(t *testing.T) {
+	s := &scripted{gap: 100 * time.Microsecond}
+	c, _ := serve(t, s)
+	cfg := baseConfig()
+	cfg.SweepConcurrency, cfg.RequestsPerConcurrency = []int{1, 3}, 2
+	runs, _, err := Run(t.Context(), c, testImages(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].NumRequests != 2 || runs[0].Completed != 2 || runs[1].NumRequests != 6 || runs[1].Completed != 6 {
+		t.Fatalf("runs %+v", runs)
+	}
+}

@@ -20,13 +20,13 @@ func init() { register(newBenchCmd) }
 // benchFlags are the flags of `pancap bench`.
 type benchFlags struct {
 	dialFlags
-	numRequests, concurrency, warmup, stages, maxFailures int
-	requestRate, sweepConc, sweepRates, images, synthetic string
-	outputLens, slo, out, plots, label, metricsURL        string
-	burstiness, repeatRatio, stopLatencyMS                float64
-	seed                                                  uint64
-	ignoreEOS                                             bool
-	maxDuration                                           time.Duration
+	numRequests, perConcurrency, concurrency, warmup, stages, maxFailures int
+	requestRate, sweepConc, sweepRates, images, synthetic                 string
+	outputLens, slo, out, plots, label, metricsURL                        string
+	burstiness, repeatRatio, stopLatencyMS                                float64
+	seed                                                                  uint64
+	ignoreEOS                                                             bool
+	maxDuration                                                           time.Duration
 }
 
 // errUsage is wrapped by the errors about bad bench flags.
@@ -53,6 +53,7 @@ func newBenchCmd() *cobra.Command {
 	f := cmd.Flags()
 	fl.dialFlags.register(f)
 	f.IntVar(&fl.numRequests, "num-requests", 100, "measured requests per load point")
+	f.IntVar(&fl.perConcurrency, "requests-per-concurrency", 0, "size each point to this many waves: N × its concurrency requests (0: --num-requests)")
 	f.IntVar(&fl.concurrency, "concurrency", 0, "requests in flight at most (default unlimited); with --request-rate inf a closed loop")
 	f.StringVar(&fl.requestRate, "request-rate", "inf", "arrivals per second, or inf to send every request at once")
 	f.Float64Var(&fl.burstiness, "burstiness", 1, "Gamma shape of the arrival gaps: 1 Poisson, <1 burstier, >1 more regular")
@@ -83,7 +84,7 @@ func newBenchCmd() *cobra.Command {
 // errUsage.
 func (fl *benchFlags) config(fs *pflag.FlagSet) (benchmarks.Config, error) {
 	cfg := benchmarks.Config{
-		NumRequests: fl.numRequests, Concurrency: fl.concurrency, Burstiness: fl.burstiness, Seed: fl.seed,
+		NumRequests: fl.numRequests, RequestsPerConcurrency: fl.perConcurrency, Concurrency: fl.concurrency, Burstiness: fl.burstiness, Seed: fl.seed,
 		Warmup: fl.warmup, Stages: fl.stages, IgnoreEOS: fl.ignoreEOS, RepeatRatio: fl.repeatRatio,
 		StopLatency:    time.Duration(fl.stopLatencyMS * float64(time.Millisecond)),
 		RequestTimeout: fl.timeout, MaxDuration: fl.maxDuration, MaxConsecutiveFailures: fl.maxFailures,
