@@ -143,7 +143,11 @@ type realServer struct {
 }
 
 // startReal serves the embedded model with the test limits.
-func startReal(t *testing.T) *realServer {
+func startReal(t *testing.T) *realServer { return startServing(t, true) }
+
+// startServing serves with the test limits; without load the backend stays
+// in its loading state, as `pancap serve` is while the model loads.
+func startServing(t *testing.T, load bool) *realServer {
 	t.Helper()
 	logs := &lockedBuffer{}
 	cfg := serveConfig{
@@ -154,21 +158,11 @@ func startReal(t *testing.T) *realServer {
 		},
 		MaxQueue: relMaxQueue, ChainReuse: true,
 	}
-	eng, err := loadEngine(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fe := &faultEngine{Engine: eng, held: make(chan struct{}, 1)}
 	backend := &loadingBackend{}
 	srv, err := server.New(cfg.Config, backend)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, stop, err := startBatcher(fe, cfg, srv.Registerer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend.set(b)
 	lis := bufconn.Listen(1 << 20)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
@@ -179,6 +173,8 @@ func startReal(t *testing.T) *realServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := &realServer{srv: srv, conn: conn, client: pb.NewCaptionerClient(conn), logs: logs}
+	var stop func() // the batcher's, once started
 	t.Cleanup(func() {
 		conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -187,16 +183,34 @@ func startReal(t *testing.T) *realServer {
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		if h := fe.hold.Load(); h != nil {
-			fe.hold.Store(nil)
+		if rs.eng == nil {
+			return
+		}
+		if h := rs.eng.hold.Load(); h != nil {
+			rs.eng.hold.Store(nil)
 			close(*h)
 		}
-		stop()
-		if c, ok := eng.(io.Closer); ok {
+		if stop != nil {
+			stop()
+		}
+		if c, ok := rs.eng.Engine.(io.Closer); ok {
 			c.Close()
 		}
 	})
-	rs := &realServer{srv: srv, eng: fe, conn: conn, client: pb.NewCaptionerClient(conn), logs: logs}
+	if !load {
+		return rs
+	}
+	eng, err := loadEngine(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.eng = &faultEngine{Engine: eng, held: make(chan struct{}, 1)}
+	b, stopBatcher, err := startBatcher(rs.eng, cfg, srv.Registerer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = stopBatcher
+	backend.set(b)
 	rs.waitServing(t)
 	return rs
 }
@@ -649,6 +663,11 @@ func badInputs() []relRow {
 			rs.waitIdle(t)
 			return err
 		}),
+		relRow{area: "load", input: "call while the model is still loading", code: codes.Unavailable.String(),
+			frag: "not ready", run: func(t *testing.T) (string, string) {
+				rs := startServing(t, false)
+				return grpcResult(rs.caption(callCtx(t), &pb.CaptionRequest{Image: pngBytes(t, 40, 20)}))
+			}},
 		rpcRow("fault", "panic in the step loop (injected in Forward)", codes.Internal, "step loop panic: injected fault", stepPanic),
 		relRow{area: "shutdown", input: "new call while the server drains", code: codes.Unavailable.String(), frag: "", volatile: true,
 			run: shutdownNewCall},
