@@ -252,7 +252,7 @@ func drain[T any](recv func() (T, error)) error {
 	}
 }
 
-// captionOne runs a one-stage, two-token caption of req's image.
+// caption runs a one-stage, two-token caption of req's image.
 func (rs *realServer) caption(ctx context.Context, req *pb.CaptionRequest) error {
 	if req.Stages == 0 {
 		req.Stages = 1
@@ -714,13 +714,10 @@ func badInputs() []relRow {
 
 // overload fills the queue behind a blocked step loop and sends one more.
 func overload(t *testing.T, rs *realServer) error {
-	ctx := callCtx(t)
-	var running pb.Captioner_StreamCaptionClient
-	rs.eng.block(t, func() { running = rs.longStream(t, ctx) })
-	queued := rs.longStream(t, ctx) // its first event is EventQueued: it waits
-	err := rs.caption(ctx, &pb.CaptionRequest{Image: pngBytes(t, 40, 20)})
-	_, _ = running, queued // cancelled with ctx at the end of the test
-	return err
+	ctx := callCtx(t) // cancelled at the end of the test, with the two streams
+	rs.eng.block(t, func() { rs.longStream(t, ctx) })
+	rs.longStream(t, ctx) // its first event is EventQueued: it waits in the queue
+	return rs.caption(ctx, &pb.CaptionRequest{Image: pngBytes(t, 40, 20)})
 }
 
 // cancelMidStream cancels a long stream after its first event and checks
