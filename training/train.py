@@ -19,9 +19,10 @@
     Images go through LLaVA's preprocessing: expand2square with the CLIP mean
     colour, then CLIPImageProcessor at 128 px (cached once as uint8).
   * Optimiser: AdamW lr 1e-3, wd 0.01, linear warm-up then cosine to 10 %. The
-    number of steps is sized to --minutes from the measured speed of the first
-    steps (or set with --steps) and stored in the checkpoint, so a run resumed
-    in several pieces follows the same schedule.
+    number of steps is sized to --minutes from the measured speed (after 10
+    steps, then re-sized every 10 steps from the mean speed so far, and the
+    run stops at the budget) unless fixed with --steps; it is stored in the
+    checkpoint, so a run resumed in several pieces follows the same schedule.
   * bf16 autocast when the CPU has AMX or AVX512-BF16 (--bf16 auto|on|off).
 
 Writes RUN/tokenizer.model, RUN/ckpt.pt (every --save-every seconds and at the
@@ -227,7 +228,7 @@ def main():
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = os.path.join(a.run, "ckpt.pt")
-    state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch}
+    state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
     random.seed(a.seed)
     torch.manual_seed(a.seed)
     if a.resume and os.path.exists(ckpt):
@@ -239,6 +240,7 @@ def main():
         random.setstate(c["rng"]["python"])
         if a.steps:
             state["total"] = a.steps  # extend (or cut) a run: the cosine stretches to the new end
+            state["sized"] = False
         print("resumed at step %d of %d" % (state["step"], state["total"]), flush=True)
     bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
     nparams = sum(p.numel() for p in model.parameters())
@@ -250,8 +252,10 @@ def main():
     model.train()
     budget = a.minutes * 60
     t0, last_save = time.time() - state["seconds"], time.time()
-    probe = 10  # steps timed to size the schedule
+    probe = 10  # steps timed to size the schedule, and between re-sizings
     while state["total"] == 0 or state["step"] < state["total"]:
+        if state.get("sized") and state["seconds"] >= budget:
+            break  # the machine got slower than the re-sized schedule expected
         step = state["step"]
         total = state["total"] or 10 ** 9
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
@@ -272,10 +276,13 @@ def main():
         if state["step"] % 10 == 0:
             print("step %d/%s  %.0fs  loss %.4f  lr %.2e" % (state["step"], state["total"] or "?",
                                                            state["seconds"], loss.item(), lr), flush=True)
-        if state["total"] == 0 and state["step"] == probe:
-            per = state["seconds"] / probe
-            state["total"] = max(probe + 1, int(budget / per))
-            print("%.2f s/step: %d steps fit %.0f minutes" % (per, state["total"], a.minutes), flush=True)
+        if state.get("sized") and state["step"] % probe == 0:
+            # the steps left at the mean speed so far fill what is left of the budget
+            per = state["seconds"] / state["step"]
+            first = state["total"] == 0
+            state["total"] = max(state["step"] + 1, state["step"] + int((budget - state["seconds"]) / per))
+            if first:
+                print("%.2f s/step: %d steps fit %.0f minutes" % (per, state["total"], a.minutes), flush=True)
         if time.time() - last_save > a.save_every:
             save(ckpt, model, opt, state)
             last_save = time.time()
