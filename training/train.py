@@ -11,8 +11,8 @@
     projector 192 -> 256 -> 256; LLaMA decoder width 256 x 4 layers, SwiGLU FFN
     688, RMSNorm, RoPE, untied lm_head. Features from the second-to-last vision
     layer with CLS dropped, as LLaVA-1.5.
-  * Data: each batch holds tuples of one stage (drawn uniformly), so lengths
-    are alike and padding small; each tuple becomes the vicuna_v1 conversation
+  * Data: each batch holds tuples of one stage (drawn uniformly) and of
+    similar lengths (draw_batch), so padding is small; each tuple becomes the vicuna_v1 conversation
     "{system} USER: <image>\\n{prompt} ASSISTANT: {answer}</s>"; the prompt is
     tokenised as LLaVA's tokenizer_image_token does and the answer as
     sp.encode(answer) + </s>; the loss covers only the answer tokens (and </s>).
@@ -131,6 +131,22 @@ def encode_examples(tuples, tok, index_of):
     return out
 
 
+BUCKETS = 8  # a batch is one of this many length-sorted slices of a random draw
+
+
+def draw_batch(examples, stages, size, seed, step):
+    """The batch of a step, a pure function of (seed, step) so a resumed run
+    draws the same batches: a uniformly drawn stage, BUCKETS × size examples
+    of it drawn with replacement and sorted by length, and one of the BUCKETS
+    slices chosen uniformly (every drawn example is equally likely to be used,
+    and a batch's lengths are alike, so padding is small)."""
+    rng = random.Random(seed * 1_000_003 + step)
+    pool = examples[rng.choice(stages)]
+    draw = sorted((pool[rng.randrange(len(pool))] for _ in range(BUCKETS * size)), key=lambda e: len(e[1]) + len(e[2]))
+    k = rng.randrange(BUCKETS)
+    return draw[k * size:(k + 1) * size]
+
+
 def image_features(model, pixel_values):
     """[B × 3 × S × S] -> projected image tokens [B × 64 × hidden] (layer -2, CLS dropped)."""
     hs = model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[-2][:, 1:]
@@ -189,7 +205,7 @@ def cpu_has_bf16():
 def save(path, model, opt, state):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "state": state,
-                "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}, tmp)
+                "rng": {"torch": torch.get_rng_state()}}, tmp)
     os.replace(tmp, path)
 
 
@@ -229,7 +245,6 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = os.path.join(a.run, "ckpt.pt")
     state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
-    random.seed(a.seed)
     torch.manual_seed(a.seed)
     if a.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location="cpu")
@@ -237,7 +252,6 @@ def main():
         opt.load_state_dict(c["optim"])
         state = c["state"]
         torch.set_rng_state(c["rng"]["torch"])
-        random.setstate(c["rng"]["python"])
         if a.steps:
             state["total"] = a.steps  # extend (or cut) a run: the cosine stretches to the new end
             state["sized"] = False
@@ -261,8 +275,7 @@ def main():
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
         for g in opt.param_groups:
             g["lr"] = lr
-        pool = examples[random.choice(stages)]  # one stage per batch: similar lengths, little padding
-        batch = [pool[random.randrange(len(pool))] for _ in range(a.batch)]
+        batch = draw_batch(examples, stages, a.batch, a.seed, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = batch_loss(model, batch, pixels)
         opt.zero_grad(set_to_none=True)
