@@ -65,7 +65,7 @@ TRAIN_MINUTES   ?= 120
 
 train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2 cores; see training/README.md)
 	test -f $(TRAIN_DATA)/test/scenes.jsonl || \
-		$(PYTHON) training/scenes.py --out $(TRAIN_DATA) --train 8000 --val 200 --test 200
+		$(PYTHON) training/scenes.py --out $(TRAIN_DATA) --train 12000 --val 200 --test 200
 	$(PYTHON) training/train.py --data $(TRAIN_DATA) --run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --threads 2 --resume
 	$(PYTHON) training/export.py --run $(TRAIN_RUN)
 	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA)

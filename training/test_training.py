@@ -93,3 +93,15 @@ def test_batch_loss_masks_the_prompt():
         assert (y[b, :n] == train.IGNORE).all()  # no prompt or image token is a target
         assert y[b, n: n + len(answer)].tolist() == answer
         assert (y[b, n + len(answer):] == train.IGNORE).all()
+
+
+def test_draw_batch_is_deterministic_and_bucketed():
+    examples = {st: [(i, [0] * (i % 50), [st] * (1 + i % 7)) for i in range(300)] for st in (1, 2, 3, 4)}
+    a = train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
+    assert a == train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
+    assert a != train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 6)
+    assert len(a) == 16 and len({e[2][0] for e in a}) == 1  # one stage
+    lengths = [len(e[1]) + len(e[2]) for e in a]
+    assert lengths == sorted(lengths) and lengths[-1] - lengths[0] < 25  # a slice of a sorted draw
+    seen = {train.draw_batch(examples, [1, 2, 3, 4], 4, 0, s)[0][2][0] for s in range(40)}
+    assert seen == {1, 2, 3, 4}
