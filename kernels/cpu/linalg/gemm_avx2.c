@@ -192,7 +192,12 @@ static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 
 // Tile widths per row count: the widest that keeps accumulators and
 // operands in the 16 ymm registers.
-#define ROWS_ALL(WT) ROWS(4, 3, WT) ROWS(3, 4, WT) ROWS(2, 6, WT) ROWS(1, 8, WT)
+#define NR_1 8
+#define NR_2 6
+#define NR_3 4
+#define NR_4 3
+static const int nr_of[5] = {0, NR_1, NR_2, NR_3, NR_4};
+#define ROWS_ALL(WT) ROWS(4, NR_4, WT) ROWS(3, NR_3, WT) ROWS(2, NR_2, WT) ROWS(1, NR_1, WT)
 ROWS_ALL(0)
 ROWS_ALL(1)
 ROWS_ALL(2)
@@ -252,7 +257,6 @@ void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void 
 			int npf = 0;
 			long next = j1 - jc - CHUNK < CHUNK ? j1 - jc - CHUNK : CHUNK;
 			if (i == 0 && next > 0 && ldw == k && kv > 0 && wt != PC_F32) {
-				static const int nr_of[5] = {0, 8, 6, 4, 3};
 				long steps = (nc / nr_of[mr] + nc % nr_of[mr]) * (kv / 8);
 				long lines = (next * k * esz(wt) + 63) / 64;
 				npf = (int)((lines + steps - 1) / steps);
