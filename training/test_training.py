@@ -97,11 +97,11 @@ def test_batch_loss_masks_the_prompt():
 
 def test_draw_batch_is_deterministic_and_bucketed():
     examples = {st: [(i, [0] * (i % 50), [st] * (1 + i % 7)) for i in range(300)] for st in (1, 2, 3, 4)}
-    a = train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
-    assert a == train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
-    assert a != train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 6)
-    assert len(a) == 16 and len({e[2][0] for e in a}) == 1  # one stage
+    stage, a = train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
+    assert (stage, a) == train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)
+    assert a != train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 6)[1]
+    assert len(a) == 16 and {e[2][0] for e in a} == {stage}  # one stage
     lengths = [len(e[1]) + len(e[2]) for e in a]
     assert lengths == sorted(lengths) and lengths[-1] - lengths[0] < 25  # a slice of a sorted draw
-    seen = {train.draw_batch(examples, [1, 2, 3, 4], 4, 0, s)[0][2][0] for s in range(40)}
+    seen = {train.draw_batch(examples, [1, 2, 3, 4], 4, 0, s)[0] for s in range(40)}
     assert seen == {1, 2, 3, 4}

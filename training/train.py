@@ -26,7 +26,8 @@
   * bf16 autocast when the CPU has AMX or AVX512-BF16 (--bf16 auto|on|off).
 
 Writes RUN/tokenizer.model, RUN/ckpt.pt (every --save-every seconds and at the
-end; --resume continues it) and RUN/loss.tsv (step, seconds, loss, lr).
+end; --resume continues it), RUN/loss.tsv (step, seconds, stage, loss, lr) and
+RUN/val.tsv (the loss per stage on the validation split at every checkpoint).
 
 Usage: python training/train.py --data training/data --run training/runs/tiny --minutes 140
 """
@@ -135,16 +136,32 @@ BUCKETS = 8  # a batch is one of this many length-sorted slices of a random draw
 
 
 def draw_batch(examples, stages, size, seed, step):
-    """The batch of a step, a pure function of (seed, step) so a resumed run
+    """(stage, batch) of a step, a pure function of (seed, step) so a resumed run
     draws the same batches: a uniformly drawn stage, BUCKETS × size examples
     of it drawn with replacement and sorted by length, and one of the BUCKETS
     slices chosen uniformly (every drawn example is equally likely to be used,
     and a batch's lengths are alike, so padding is small)."""
     rng = random.Random(seed * 1_000_003 + step)
-    pool = examples[rng.choice(stages)]
+    stage = rng.choice(stages)
+    pool = examples[stage]
     draw = sorted((pool[rng.randrange(len(pool))] for _ in range(BUCKETS * size)), key=lambda e: len(e[1]) + len(e[2]))
     k = rng.randrange(BUCKETS)
-    return draw[k * size:(k + 1) * size]
+    return stage, draw[k * size:(k + 1) * size]
+
+
+@torch.no_grad()
+def validation(model, examples, pixels, size, bf16):
+    """Mean answer-token loss per stage over the first `size` tuples of each
+    stage of the validation split, in batches of 8."""
+    model.eval()
+    out = {}
+    for st, ex in sorted(examples.items()):
+        ex = ex[:size]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            losses = [batch_loss(model, ex[i:i + 8], pixels).item() * len(ex[i:i + 8]) for i in range(0, len(ex), 8)]
+        out[st] = sum(losses) / len(ex)
+    model.train()
+    return out
 
 
 def image_features(model, pixel_values):
@@ -221,7 +238,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
-    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
+    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints (and validations)")
+    ap.add_argument("--val-size", type=int, default=32, help="validation tuples per stage")
     ap.add_argument("--resume", action="store_true", help="continue RUN/ckpt.pt")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -235,6 +253,10 @@ def main():
     tok = common.load_tokenizer(tok_path)
     pixels = pixel_cache(a.data, "train", scenes)
     examples = encode_examples(tuples, tok, {s["image"]: i for i, s in enumerate(scenes)})
+    val_scenes = read_jsonl(os.path.join(a.data, "val", "scenes.jsonl"))
+    val_pixels = pixel_cache(a.data, "val", val_scenes)
+    val_examples = encode_examples(read_jsonl(os.path.join(a.data, "val", "tuples.jsonl")), tok,
+                                   {s["image"]: i for i, s in enumerate(val_scenes)})
     for st, ex in sorted(examples.items()):
         lengths = [len(p) + len(q) + 63 for _, p, q in ex]
         print("stage %d: %d examples, %.0f tokens on average, %d at most" % (
@@ -262,7 +284,19 @@ def main():
 
     log = open(os.path.join(a.run, "loss.tsv"), "a" if state["step"] else "w")
     if state["step"] == 0:
-        log.write("step\tseconds\tloss\tlr\n")
+        log.write("step\tseconds\tstage\tloss\tlr\n")
+    val_log = open(os.path.join(a.run, "val.tsv"), "a" if state["step"] else "w")
+    if state["step"] == 0:
+        val_log.write("step\t" + "\t".join("stage%d" % st for st in sorted(val_examples)) + "\tmean\n")
+
+    def checkpoint():
+        save(ckpt, model, opt, state)
+        v = validation(model, val_examples, val_pixels, a.val_size, bf16)
+        val_log.write("%d\t%s\t%.4f\n" % (state["step"], "\t".join("%.4f" % v[st] for st in sorted(v)),
+                                           sum(v.values()) / len(v)))
+        val_log.flush()
+        print("step %d: validation loss %s" % (state["step"], ", ".join("%d: %.3f" % kv for kv in sorted(v.items()))),
+              flush=True)
     model.train()
     budget = a.minutes * 60
     t0, last_save = time.time() - state["seconds"], time.time()
@@ -275,7 +309,7 @@ def main():
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = draw_batch(examples, stages, a.batch, a.seed, step)
+        stage, batch = draw_batch(examples, stages, a.batch, a.seed, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = batch_loss(model, batch, pixels)
         opt.zero_grad(set_to_none=True)
@@ -284,7 +318,7 @@ def main():
         opt.step()
         state["step"] += 1
         state["seconds"] = time.time() - t0
-        log.write("%d\t%.1f\t%.4f\t%.6f\n" % (state["step"], state["seconds"], loss.item(), lr))
+        log.write("%d\t%.1f\t%d\t%.4f\t%.6f\n" % (state["step"], state["seconds"], stage, loss.item(), lr))
         log.flush()
         if state["step"] % 10 == 0:
             print("step %d/%s  %.0fs  loss %.4f  lr %.2e" % (state["step"], state["total"] or "?",
@@ -297,9 +331,9 @@ def main():
             if first:
                 print("%.2f s/step: %d steps fit %.0f minutes" % (per, state["total"], a.minutes), flush=True)
         if time.time() - last_save > a.save_every:
-            save(ckpt, model, opt, state)
+            checkpoint()
             last_save = time.time()
-    save(ckpt, model, opt, state)
+    checkpoint()
     print("done: %d steps in %.0f s, final loss %.4f" % (state["step"], state["seconds"], loss.item()), flush=True)
 
 
