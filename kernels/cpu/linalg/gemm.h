@@ -7,12 +7,12 @@
 
 enum { PC_F32 = 0, PC_BF16 = 1, PC_F16 = 2 };
 
-// Rows above which 16-bit weights are widened into scratch once per block.
+// Rows above which weights are widened/copied into scratch once per block.
 #define PC_PACK_M 16
 
 // pc_gemm computes out[i*ldo + j] = sum_p x[i*ldx + p] * w[j*ldw + p] for
 // i < m, j0 <= j < j1, p < k, with w of type wt. scratch (pc_gemm_scratch(k)
-// floats) may be NULL, which widens 16-bit weights in registers (same
+// floats) may be NULL, which reads the weights where they lie (same
 // results bit for bit).
 void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void *w, long ldw,
 	long m, long k, long j0, long j1, float *scratch);

@@ -26,6 +26,7 @@
 
 #define CHUNK 24 // column chunk: a multiple of every tile width
 #define KC 1024  // k block: a 4-row x tile of 16 KiB stays in L1 (tuned on Zen 3)
+#define PAD 16   // floats between widened weight rows: no 4 KiB set aliasing
 
 static inline __attribute__((always_inline)) __m256 load_w(int wt, const void *w, long off) {
 	switch (wt) {
@@ -210,10 +211,10 @@ static const rows_fn rows_tab[3][5] = {
 	{0, rows_1_2, rows_2_2, rows_3_2, rows_4_2},
 };
 
-// widen_rows converts nc rows of k weights (row stride ldw) to fp32 rows of
-// k floats at dst.
-static void widen_rows(int wt, float *dst, const void *w, long ldw, long nc, long k) {
-	for (long r = 0; r < nc; r++, dst += k) {
+// widen_rows converts nc rows of k weights (row stride ldw) to fp32 rows at
+// dst (row stride ldd).
+static void widen_rows(int wt, float *dst, long ldd, const void *w, long ldw, long nc, long k) {
+	for (long r = 0; r < nc; r++, dst += ldd) {
 		const char *row = (const char *)w + r * ldw * esz(wt);
 		long p = 0;
 		for (; p + 8 <= k; p += 8)
@@ -223,28 +224,29 @@ static void widen_rows(int wt, float *dst, const void *w, long ldw, long nc, lon
 	}
 }
 
-long pc_gemm_scratch(long k) { return CHUNK * k; }
+long pc_gemm_scratch(long k) { return CHUNK * (k + PAD); }
 
 // pc_gemm walks the columns in chunks of CHUNK whose weights stay in L2,
 // and within a chunk the rows in groups of up to 4 whose x tile stays in
-// L1 while the chunk's tiles run over it. With scratch, 16-bit weights of a
-// chunk are widened once into it and shared by all row groups (large m);
-// without, they are widened in registers as they are loaded (small m, where
+// L1 while the chunk's tiles run over it. With scratch and large m, a
+// chunk's weights are widened (16-bit) or copied (fp32) once into it, rows
+// padded by PAD floats, and shared by all row groups; without, they are
+// read where they lie and 16-bit ones widened in registers (small m, where
 // weights stream from memory once and the widening hides under the memory
 // time).
 void pc_gemm(int wt, float *out, long ldo, const float *x, long ldx, const void *w, long ldw,
 	long m, long k, long j0, long j1, float *scratch) {
 	long kv = k & ~7L;
-	int widen = wt != PC_F32 && scratch && m > PC_PACK_M;
+	int widen = scratch && m > PC_PACK_M;
 	for (long jc = j0; jc < j1; jc += CHUNK) {
 		long nc = j1 - jc < CHUNK ? j1 - jc : CHUNK;
 		const void *wc = (const char *)w + jc * ldw * esz(wt);
 		long ldc = ldw;
 		int t = wt;
 		if (widen) {
-			widen_rows(wt, scratch, wc, ldw, nc, k);
+			widen_rows(wt, scratch, k + PAD, wc, ldw, nc, k);
 			wc = scratch;
-			ldc = k;
+			ldc = k + PAD;
 			t = PC_F32;
 		}
 		for (long i = 0; i < m;) {

@@ -69,7 +69,7 @@ type gemmShape struct {
 }
 
 // fastKernel computes columns [j0, j1) of a product with w of type wt;
-// scratch (nil or scratchLen(k) floats) lets it widen 16-bit weights once
+// scratch (nil or scratchLen(k) floats) lets it widen or copy the weights once
 // per block for large m without changing any result bit.
 type fastKernel struct {
 	name       string
