@@ -70,7 +70,7 @@ train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2
 	$(PYTHON) training/export.py --run $(TRAIN_RUN)
 	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA)
 
-train-smoke: ## the whole training pipeline in about 10 minutes (200 scenes, 5 minutes of training)
+train-smoke: ## the whole training pipeline in about 6 minutes (200 scenes, 5 minutes of training)
 	rm -rf $(CURDIR)/training/runs/smoke
 	$(PYTHON) training/scenes.py --out $(CURDIR)/training/data-smoke --train 200 --val 20 --test 20
 	$(PYTHON) training/train.py --data $(CURDIR)/training/data-smoke --run $(CURDIR)/training/runs/smoke --minutes 5 --threads 1 --batch 8
