@@ -29,7 +29,7 @@ Writes RUN/tokenizer.model, RUN/ckpt.pt (every --save-every seconds and at the
 end; --resume continues it), RUN/loss.tsv (step, seconds, stage, loss, lr) and
 RUN/val.tsv (the loss per stage on the validation split at every checkpoint).
 
-Usage: python training/train.py --data training/data --run training/runs/tiny --minutes 140
+Usage: python training/train.py --data training/data --run training/runs/tiny --minutes 120
 """
 
 import argparse
@@ -230,7 +230,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--run", default=os.path.join(HERE, "runs", "tiny"))
-    ap.add_argument("--minutes", type=float, default=140, help="training time budget (sizes the schedule)")
+    ap.add_argument("--minutes", type=float, default=120, help="training time budget (sizes the schedule)")
     ap.add_argument("--steps", type=int, default=0,
                     help="fix the number of steps instead of sizing it to --minutes (with --resume: the new total)")
     ap.add_argument("--batch", type=int, default=32)
