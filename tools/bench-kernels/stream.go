@@ -37,6 +37,6 @@ func readBandwidth(minTime time.Duration) float64 {
 		buf[i] = float32(i & 1023)
 	}
 	part := func(lo, hi int) { C.read_streams((*C.float)(unsafe.Pointer(&buf[lo])), C.long(hi-lo)) }
-	d := best(minTime, func(int) { linalg.Parallel(len(buf), part) })
+	d := best(minTime, func(int) { linalg.Parallel(len(buf), part) })[0]
 	return float64(len(buf)*4) / d.Seconds()
 }
