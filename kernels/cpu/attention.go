@@ -4,26 +4,37 @@ import (
 	"math"
 
 	"github.com/pancap-serve/pancap/kernels"
-	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
 
 // attnRowBlock is the number of query rows of one attention work unit.
 const attnRowBlock = 64
 
+// attnHeadGroup is the number of heads of one attention work unit: a unit
+// reads that many heads' keys and values of a position as one contiguous run
+// of memory (hd·attnHeadGroup floats), and there are still units enough to
+// keep every core busy when one sequence decodes.
+const attnHeadGroup = 4
+
 // attnUnit is one piece of attention work: query rows [row, row+rows) of
-// one sequence, one head. Its first row sees keys [0, firstKeys); row j
-// sees firstKeys+j keys when causal, else all firstKeys.
+// one sequence, heads [head, head+nh). Its first row sees keys
+// [0, firstKeys); row j sees firstKeys+j keys when causal, else all
+// firstKeys.
 type attnUnit struct {
-	seq, head int // index into seqs (paged) or sequence number (dense); head
+	seq       int // index into seqs (paged) or sequence number (dense)
+	head, nh  int // first head and head count
 	row, rows int // first query row in q/out and the row count
 	firstKeys int
 }
 
-// attentionTask computes attention units in parallel. For each unit the
-// scores Q·Kᵀ come from linalg (whose reduction order depends only on the
-// head size), the softmax and the weighted sum of values run in position
-// order here, so a row's result never depends on the other rows or
-// sequences of the call.
+// attentionTask computes attention units in parallel. Every query row is
+// computed on its own, in position order: its scores are vec.Dot products
+// (whose reduction order depends only on the head size), its softmax and its
+// weighted sum of values (vec.Axpy, one position after the other) run over
+// the positions it sees. So a row's result never depends on the other rows
+// or sequences of the call, nor on how a prefill was chunked, and keys and
+// values are read in place from the cache: nothing is gathered or
+// transposed.
 type attentionTask struct {
 	causal       bool
 	out, q, k, v []float32
@@ -37,16 +48,14 @@ type attentionTask struct {
 
 // attnScratch is one worker's buffers, grown as needed.
 type attnScratch struct {
-	qh []float32 // [rows × hd] the unit's queries of its head
-	kh []float32 // [keys × hd] the keys of its head
-	s  []float32 // [rows × keys] scores, then probabilities
-	vt []float32 // [hd × keys] the values of its head, transposed
-	o  []float32 // [rows × hd] the unit's output
+	s   []float32 // [nh × keys] scores, then probabilities, of one row
+	o   []float32 // [nh × hd] the row's output
+	off []int     // [keys] offset of each position's key/value row of the head
 }
 
-func growTo(b []float32, n int) []float32 {
+func growTo[T any](b []T, n int) []T {
 	if cap(b) < n {
-		return make([]float32, n)
+		return make([]T, n)
 	}
 	return b[:n]
 }
@@ -60,68 +69,60 @@ func (t *attentionTask) run(wk, lo, hi int) {
 		if t.causal {
 			nk += u.rows - 1
 		}
-		// Keys are padded with zeros to a multiple of keyPad so that a row's
-		// reductions over positions see its own keys then exact zeros,
-		// whatever the unit's key count.
-		nkp := (nk + keyPad - 1) / keyPad * keyPad
 		hOff := u.head * hd
-		sc.qh = growTo(sc.qh, u.rows*hd)
-		sc.kh = growTo(sc.kh, nkp*hd)
-		sc.vt = growTo(sc.vt, hd*nkp)
-		sc.s = growTo(sc.s, u.rows*nkp)
-		sc.o = growTo(sc.o, u.rows*hd)
-		for j := 0; j < u.rows; j++ {
-			copy(sc.qh[j*hd:(j+1)*hd], t.q[(u.row+j)*width+hOff:])
+		sc.off = growTo(sc.off, nk)
+		for p := range sc.off {
+			sc.off[p] = t.keyRow(u, p)*width + hOff
 		}
-		for p := 0; p < nk; p++ {
-			off := t.keyRow(u, p)*width + hOff
-			copy(sc.kh[p*hd:(p+1)*hd], t.k[off:])
-			for d, x := range t.v[off : off+hd] {
-				sc.vt[d*nkp+p] = x
-			}
-		}
-		clear(sc.kh[nk*hd:])
-		for d := 0; d < hd; d++ {
-			clear(sc.vt[d*nkp+nk : (d+1)*nkp])
-		}
-		linalg.MatMulF32(sc.s, sc.qh, sc.kh, u.rows, nkp, hd)
+		sc.s = growTo(sc.s, u.nh*nk)
+		sc.o = growTo(sc.o, u.nh*hd)
 		for j := 0; j < u.rows; j++ {
 			keys := u.firstKeys
 			if t.causal {
 				keys += j
 			}
-			row := sc.s[j*nkp : (j+1)*nkp]
-			s := row[:keys]
-			mx := float32(math.Inf(-1))
-			for p, d := range s {
-				d *= scale
-				s[p] = d
-				mx = max(mx, d)
+			q := t.q[(u.row+j)*width+hOff:][:u.nh*hd]
+			// Scores, position by position: one contiguous run of the
+			// group's keys per position. s[h*nk+p] is head h's score of p.
+			for p, off := range sc.off[:keys] {
+				k := t.k[off : off+u.nh*hd]
+				for h := 0; h < u.nh; h++ {
+					sc.s[h*nk+p] = vec.Dot(q[h*hd:(h+1)*hd], k[h*hd:]) * scale
+				}
 			}
-			var sum float32
-			for p, d := range s {
-				e := expf(d - mx)
-				s[p] = e
-				sum += e
+			for h := 0; h < u.nh; h++ {
+				softmax(sc.s[h*nk : h*nk+keys])
 			}
-			inv := 1 / sum
-			for p, e := range s {
-				s[p] = e * inv
+			o := sc.o
+			clear(o)
+			for p, off := range sc.off[:keys] {
+				v := t.v[off : off+u.nh*hd]
+				for h := 0; h < u.nh; h++ {
+					vec.Axpy(sc.s[h*nk+p], v[h*hd:(h+1)*hd], o[h*hd:(h+1)*hd])
+				}
 			}
-			clear(row[keys:])
-		}
-		linalg.MatMulF32(sc.o, sc.s, sc.vt, u.rows, hd, nkp)
-		for j := 0; j < u.rows; j++ {
-			copy(t.out[(u.row+j)*width+hOff:][:hd], sc.o[j*hd:(j+1)*hd])
+			copy(t.out[(u.row+j)*width+hOff:][:u.nh*hd], o)
 		}
 	}
 }
 
-// keyPad is the multiple the key count of an attention unit is padded to.
-// Padding with exact zeros leaves linalg's per-lane sums unchanged for any
-// lane count dividing it, so a row's output does not depend on how many
-// keys the other rows of its unit see.
-const keyPad = 64
+// softmax replaces s with its softmax, summing in position order.
+func softmax(s []float32) {
+	mx := float32(math.Inf(-1))
+	for _, d := range s {
+		mx = max(mx, d)
+	}
+	var sum float32
+	for p, d := range s {
+		e := expf(d - mx)
+		s[p] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for p, e := range s {
+		s[p] = e * inv
+	}
+}
 
 // keyRow is the row of key/value position p of unit u: in the paged cache
 // through the sequence's block table, else in the dense sequence.
@@ -135,14 +136,15 @@ func (t *attentionTask) keyRow(u attnUnit, p int) int {
 
 // addUnits appends the units of rows query rows starting at row.
 func (t *attentionTask) addUnits(seq, row, rows, firstKeys int) {
-	for h := 0; h < t.heads; h++ {
+	for h := 0; h < t.heads; h += attnHeadGroup {
+		nh := min(attnHeadGroup, t.heads-h)
 		for j := 0; j < rows; j += attnRowBlock {
 			n := min(attnRowBlock, rows-j)
 			fk := firstKeys
 			if t.causal {
 				fk += j
 			}
-			t.units = append(t.units, attnUnit{seq: seq, head: h, row: row + j, rows: n, firstKeys: fk})
+			t.units = append(t.units, attnUnit{seq: seq, head: h, nh: nh, row: row + j, rows: n, firstKeys: fk})
 		}
 	}
 }
