@@ -11,7 +11,7 @@ PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ help: ## list the targets
 build: ## build bin/pancap
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pancap ./cmd/pancap
 
-test: lint go-test python-test proto-check ## everything CI runs: vet, gofmt, go test -race, Python client tests, proto staleness
+test: lint go-test python-test proto-check fuzz-smoke cuda-check ## everything CI runs: vet, gofmt, go test -race, Python client tests, proto staleness, fuzz smoke, the cuda build's check
 
 go-test: ## go test -race ./...
 	$(GO) test -race ./...
@@ -52,8 +52,29 @@ proto-check: proto ## fail when the committed generated code is stale
 run: build ## serve the embedded default model on 127.0.0.1:50051
 	$(BIN)/pancap serve
 
-bench: ## Go microbenchmarks
-	$(GO) test -run x -bench . ./...
+bench: build ## chain reuse vs baseline on the bench preset (about 10 min): benchmarks/results/
+	tools/bench.sh
+
+bench-go: ## Go microbenchmarks (compare runs with benchstat)
+	$(GO) test -run '^$$' -bench . ./...
+
+bench-kernels: ## CPU kernels against STREAM-like bandwidth and OpenBLAS sgemm (needs libopenblas-dev)
+	$(GO) run -tags openblas ./tools/bench-kernels
+
+fuzz-smoke: ## every fuzz target for a few seconds (FUZZTIME, default 3s)
+	tools/fuzz-smoke.sh
+
+golden: ## regenerate the reference checkpoints and golden files (needs the .venv with torch, transformers 4.37.2)
+	$(PYTHON) tools/reference/generate.py
+
+kernels: ## regenerate the CUDA PTX (fetches the CUDA 11.8 toolkit when missing)
+	tools/cuda/build-ptx.sh
+
+cuda-check: ## compile, vet and link the cuda build, check the committed PTX (no GPU needed)
+	tools/cuda/check.sh
+
+gpu-test-binary: ## a self-contained CUDA test bundle to run on a GPU machine
+	tools/cuda/gpu-test-binary.sh
 
 lint: ## go vet and a gofmt check
 	$(GO) vet ./...
