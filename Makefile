@@ -66,6 +66,8 @@ fuzz-smoke: ## every fuzz target for a few seconds (FUZZTIME, default 3s)
 
 golden: ## regenerate the reference checkpoints and golden files (needs the .venv with torch, transformers 4.37.2)
 	$(PYTHON) tools/reference/generate.py
+	$(PYTHON) tools/reference/tokenizer_golden.py
+	$(PYTHON) tools/reference/imageproc_golden.py
 
 kernels: ## regenerate the CUDA PTX (fetches the CUDA 11.8 toolkit when missing)
 	tools/cuda/build-ptx.sh
