@@ -11,7 +11,7 @@ PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ run: build ## serve the embedded default model on 127.0.0.1:50051
 
 bench: build ## chain reuse vs baseline on the bench preset (about 10 min): benchmarks/results/
 	tools/bench.sh
+
+bench-model: ## whole-model numbers on the bench preset: vision, prefill, decode at batch 1/4/8/16
+	$(GO) test -run '^$$' -bench BenchmarkBenchPreset -benchtime 5x ./model/
 
 bench-go: ## Go microbenchmarks (compare runs with benchstat)
 	$(GO) test -run '^$$' -bench . ./...

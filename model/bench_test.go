@@ -1,0 +1,98 @@
+package model_test
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/model"
+	"github.com/pancap-serve/pancap/model/llava"
+	"github.com/pancap-serve/pancap/model/presets"
+	"github.com/pancap-serve/pancap/model/weights"
+)
+
+// benchModel loads the `bench` preset (DESIGN.md §7, bf16): the checkpoint
+// in $PANCAP_BENCH_MODEL (a model directory), else one generated once into
+// a temporary directory, removed once loaded (the mapping outlives the
+// files).
+var benchModel = sync.OnceValues(func() (*llava.Model, error) {
+	opts := model.Options{KVBlocks: 1024}
+	if dir := os.Getenv("PANCAP_BENCH_MODEL"); dir != "" {
+		return model.Load(dir, opts)
+	}
+	root, err := os.MkdirTemp("", "pancap-bench-model")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(root)
+	if err := presets.Write(root, presets.Bench, weights.BF16, 1); err != nil {
+		return nil, err
+	}
+	return model.Load(presets.ModelDir(root), opts)
+})
+
+// BenchmarkBenchPreset measures the whole model on the bench preset: the
+// vision encode of one 336 px image, the prefill of an image prompt, and one
+// decode step at batch 1, 4, 8 and 16 over 700-token contexts. Run it with
+// `make bench-model`; it reports tokens per second.
+func BenchmarkBenchPreset(b *testing.B) {
+	m, err := benchModel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp := m.Spec()
+	img := engine.Image{Pixels: make([]float32, 3*sp.ImageSize*sp.ImageSize)}
+	for i := range img.Pixels {
+		img.Pixels[i] = float32(i%97)/48 - 1
+	}
+	b.Run("vision", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.EncodeImages([]engine.Image{img}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/image")
+	})
+	const ctx = 700
+	blocksPerSeq := (ctx + 64 + sp.KVBlockSize - 1) / sp.KVBlockSize
+	seq := func(i int) []int32 {
+		blocks := make([]int32, blocksPerSeq)
+		for j := range blocks {
+			blocks[j] = int32(i*blocksPerSeq + j)
+		}
+		return blocks
+	}
+	prompt := make([]int32, ctx)
+	for j := range prompt {
+		prompt[j] = int32(100 + j%500)
+	}
+	b.Run(fmt.Sprintf("prefill-%d", ctx), func(b *testing.B) {
+		for b.Loop() {
+			if _, err := m.Forward([]engine.Chunk{{Blocks: seq(0), Tokens: prompt, Logits: true}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(ctx*b.N)/b.Elapsed().Seconds(), "tok/s")
+	})
+	for i := 0; i < 16; i++ { // fill 16 sequences' KV once for the decode steps
+		if _, err := m.Forward([]engine.Chunk{{Blocks: seq(i), Tokens: prompt}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, n := range []int{1, 4, 8, 16} {
+		b.Run(fmt.Sprintf("decode-batch-%d", n), func(b *testing.B) {
+			batch := make([]engine.Chunk, n)
+			for i := range batch {
+				batch[i] = engine.Chunk{Blocks: seq(i), Pos: ctx, Tokens: []int32{7}, Logits: true}
+			}
+			for b.Loop() {
+				if _, err := m.Forward(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+		})
+	}
+}
