@@ -31,6 +31,7 @@ type serveConfig struct {
 	MaxQueue     int    // requests waiting for admission before RESOURCE_EXHAUSTED
 	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
 	ChainReuse   bool   // share the image prefix's KV across stages and requests
+	Device       string // compute device: cpu, cuda or cuda:N (cuda builds only)
 	LogLevel     string // debug, info, warn, error
 	LogFormat    string // text or json
 }
@@ -60,6 +61,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
+	f.StringVar(&cfg.Device, "device", "cpu", "compute device: cpu, or cuda / cuda:N in a binary built with -tags cuda")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")

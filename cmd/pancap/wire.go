@@ -17,11 +17,14 @@ import (
 // default model), merging the LoRA adapter cfg.LoRA when given, and logs the
 // load report (unused tensors included).
 func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
-	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, ImageLimits: cfg.imageLimits()}
+	be, err := newBackend(cfg.Device)
+	if err != nil {
+		return nil, err
+	}
+	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, ImageLimits: cfg.imageLimits(), Backend: be}
 	var (
 		m   *llava.Model
 		rep *model.LoadReport
-		err error
 	)
 	if cfg.Model == "" {
 		m, rep, err = embedded.Open(opts)

@@ -1,0 +1,18 @@
+//go:build cuda
+
+package main
+
+import (
+	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cuda"
+)
+
+// newBackend returns the compute backend of --device; nil means the CPU
+// backend on every core.
+func newBackend(device string) (kernels.Backend, error) {
+	kind, ordinal, err := parseDevice(device)
+	if err != nil || kind == "cpu" {
+		return nil, err
+	}
+	return cuda.New(cuda.Options{Device: ordinal})
+}
