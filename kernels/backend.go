@@ -150,3 +150,22 @@ type Backend interface {
 	// values (ScatterRows) before calling.
 	PagedAttention(out, q, kc, vc Buffer, seqs []Seq, heads, headDim, blockSize int)
 }
+
+// CheckWeight validates a weight's dtype, shape and byte count as every
+// backend's LoadWeight must, and returns its element count.
+func CheckWeight(dt DType, shape []int, raw []byte) (int, error) {
+	n := 1
+	for _, d := range shape {
+		if d <= 0 {
+			return 0, fmt.Errorf("%w: shape %v", ErrWeight, shape)
+		}
+		n *= d
+	}
+	if dt != F32 && dt != BF16 && dt != F16 {
+		return 0, fmt.Errorf("%w: dtype %v", ErrWeight, dt)
+	}
+	if len(raw) != n*dt.Size() {
+		return 0, fmt.Errorf("%w: %d bytes for %v %v", ErrWeight, len(raw), dt, shape)
+	}
+	return n, nil
+}

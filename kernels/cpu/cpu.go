@@ -6,7 +6,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 	"runtime"
 	"unsafe"
@@ -102,18 +101,9 @@ func (b *Backend) Copy(dst kernels.Buffer, dstOff int, src kernels.Buffer, srcOf
 // LoadWeight wraps data without copying it when it is suitably aligned.
 // The host must be little-endian (amd64, arm64).
 func (b *Backend) LoadWeight(dt kernels.DType, shape []int, raw []byte) (kernels.Weight, error) {
-	n := 1
-	for _, d := range shape {
-		if d <= 0 {
-			return nil, fmt.Errorf("%w: shape %v", kernels.ErrWeight, shape)
-		}
-		n *= d
-	}
-	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
-		return nil, fmt.Errorf("%w: dtype %v", kernels.ErrWeight, dt)
-	}
-	if len(raw) != n*dt.Size() {
-		return nil, fmt.Errorf("%w: %d bytes for %v %v", kernels.ErrWeight, len(raw), dt, shape)
+	n, err := kernels.CheckWeight(dt, shape, raw)
+	if err != nil {
+		return nil, err
 	}
 	w := &weight{dt: dt, shape: append([]int(nil), shape...), n: n}
 	p := unsafe.Pointer(unsafe.SliceData(raw))

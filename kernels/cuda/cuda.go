@@ -346,18 +346,9 @@ func checkRange(op string, off, n, size int) {
 // LoadWeight uploads data to the device (the backend keeps no reference to
 // data afterwards).
 func (b *Backend) LoadWeight(dt kernels.DType, shape []int, data []byte) (kernels.Weight, error) {
-	n := 1
-	for _, d := range shape {
-		if d <= 0 {
-			return nil, fmt.Errorf("%w: shape %v", kernels.ErrWeight, shape)
-		}
-		n *= d
-	}
-	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
-		return nil, fmt.Errorf("%w: dtype %v", kernels.ErrWeight, dt)
-	}
-	if len(data) != n*dt.Size() {
-		return nil, fmt.Errorf("%w: %d bytes for %v %v", kernels.ErrWeight, len(data), dt, shape)
+	n, err := kernels.CheckWeight(dt, shape, data)
+	if err != nil {
+		return nil, err
 	}
 	b.enter()
 	defer b.leave()
