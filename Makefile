@@ -24,7 +24,11 @@ test: lint go-test python-test proto-check fuzz-smoke cuda-check ## everything C
 go-test: ## go test -race ./...
 	$(GO) test -race ./...
 
-python-stubs: ## generate the Python client's gRPC stubs from the proto
+$(CURDIR)/.venv/bin/python: ## the venv of the Python client's tests (sees Debian's packages)
+	/usr/bin/python3 -m venv --system-site-packages .venv
+	.venv/bin/pip install --quiet grpcio grpcio-tools pytest
+
+python-stubs: $(PYTHON) ## generate the Python client's gRPC stubs from the proto
 	$(PYTHON) clients/python/gen_stubs.py
 
 python-test: build python-stubs ## the Python client's tests against a real `pancap serve`
