@@ -6,9 +6,12 @@ import (
 	"strings"
 )
 
-// parseDevice splits a --device value: "cpu", "cuda" (device 0) or
-// "cuda:N".
+// parseDevice splits a --device value: "cpu" (or "", the default), "cuda"
+// (device 0) or "cuda:N".
 func parseDevice(s string) (kind string, ordinal int, err error) {
+	if s == "" {
+		return "cpu", 0, nil
+	}
 	kind, num, hasNum := strings.Cut(s, ":")
 	switch {
 	case kind == "cpu" && !hasNum:
