@@ -7,28 +7,28 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/golden"
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
-// tinyCase is the golden directory of the tiny fp32 model on shapes.png;
-// the test skips when it is absent.
-func tinyCase(t *testing.T) string {
+// tinyCase is the golden case of the tiny fp32 model on shapes.png; the
+// test skips when it is absent.
+func tinyCase(t *testing.T) golden.Case {
 	t.Helper()
 	dir := filepath.Join(repoRoot, "testdata", "golden", "tiny-shapes")
 	if _, err := os.Stat(filepath.Join(dir, "case.json")); err != nil {
 		t.Skip("golden case tiny-shapes absent (run tools/reference)")
 	}
-	return dir
+	return golden.Read(t, dir)
 }
 
 // TestPrefillInvariance checks that the prompt logits are bitwise the same
 // whether the prompt is prefilled at once, in chunks of several sizes, or
 // in a batch beside other sequences.
 func TestPrefillInvariance(t *testing.T) {
-	dir := tinyCase(t)
-	c := readCase(t, dir)
+	c := tinyCase(t)
 	m := openCase(t, c, "hf")
-	feats, err := m.EncodeImages([]engine.Image{{Pixels: readF32(t, filepath.Join(dir, "pixel_values.f32"))}})
+	feats, err := m.EncodeImages([]engine.Image{{Pixels: c.F32(t, "pixel_values.f32")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestPrefillInvariance(t *testing.T) {
 
 // TestForwardRejectsBadChunks checks the engine's input validation.
 func TestForwardRejectsBadChunks(t *testing.T) {
-	c := readCase(t, tinyCase(t))
+	c := tinyCase(t)
 	m := openCase(t, c, "llava")
 	for name, ch := range map[string]engine.Chunk{
 		"no blocks":          {Pos: 0, Tokens: []int32{1, 2}},
@@ -106,10 +106,9 @@ func TestForwardRejectsBadChunks(t *testing.T) {
 // TestEncodeImagesBatchInvariance checks that an image's features do not
 // depend on the other images of the batch.
 func TestEncodeImagesBatchInvariance(t *testing.T) {
-	dir := tinyCase(t)
-	c := readCase(t, dir)
+	c := tinyCase(t)
 	m := openCase(t, c, "llava")
-	px := readF32(t, filepath.Join(dir, "pixel_values.f32"))
+	px := c.F32(t, "pixel_values.f32")
 	other := make([]float32, len(px))
 	for i := range other {
 		other[i] = float32(i%17)/8 - 1
@@ -133,7 +132,7 @@ func TestEncodeImagesBatchInvariance(t *testing.T) {
 // TestDecodeStepAllocations checks that a decode step allocates only the
 // logits it returns.
 func TestDecodeStepAllocations(t *testing.T) {
-	c := readCase(t, tinyCase(t))
+	c := tinyCase(t)
 	m := openCase(t, c, "hf")
 	seq := m.NewSequence()
 	if _, err := seq.Feed([]int32{1, 300, 301, 302}, nil, 0); err != nil {

@@ -1,16 +1,13 @@
 package model_test
 
 import (
-	"encoding/binary"
-	"encoding/json"
-	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/golden"
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
@@ -20,82 +17,8 @@ import (
 // repoRoot is the repository root seen from this package.
 const repoRoot = ".."
 
-// goldenCase is the part of a golden case.json the tests read.
-type goldenCase struct {
-	Checkpoint  string   `json:"checkpoint"`
-	DType       string   `json:"dtype"`
-	Prompt      string   `json:"prompt"`
-	FullPrompt  string   `json:"full_prompt"`
-	InputIDs    []int32  `json:"input_ids"`
-	GreedyIDs   []int32  `json:"greedy_ids"`
-	Layouts     []string `json:"layouts"`
-	LoRA        string   `json:"lora"`
-	ImageTokens int      `json:"image_tokens"`
-	Vocab       int      `json:"vocab"`
-}
-
-// goldenCases returns the golden case directories, skipping when none exist.
-func goldenCases(t *testing.T) []string {
-	t.Helper()
-	dirs, _ := filepath.Glob(filepath.Join(repoRoot, "testdata", "golden", "*", "case.json"))
-	if len(dirs) == 0 {
-		t.Skip("no golden cases under testdata/golden (run tools/reference)")
-	}
-	for i := range dirs {
-		dirs[i] = filepath.Dir(dirs[i])
-	}
-	return dirs
-}
-
-func readCase(t *testing.T, dir string) goldenCase {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "case.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c goldenCase
-	if err := json.Unmarshal(data, &c); err != nil {
-		t.Fatalf("%s: %v", dir, err)
-	}
-	return c
-}
-
-func readF32(t *testing.T, path string) []float32 {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, len(data)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-	}
-	return out
-}
-
-// relL2 is ‖got − want‖ / ‖want‖.
-func relL2(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / den)
-}
-
-func argmax(v []float32) int32 {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return int32(best)
-}
-
 // openCase loads one layout of a golden case on a fresh CPU backend.
-func openCase(t *testing.T, c goldenCase, layout string) *llava.Model {
+func openCase(t *testing.T, c golden.Case, layout string) *llava.Model {
 	t.Helper()
 	opts := model.Options{KVBlocks: 96, KVBlockSize: 8, Backend: cpu.New(0)}
 	if c.LoRA != "" {
@@ -119,10 +42,9 @@ func openCase(t *testing.T, c goldenCase, layout string) *llava.Model {
 // Hugging Face reference: input ids, image features, prompt logits, greedy
 // tokens.
 func TestGoldenParity(t *testing.T) {
-	for _, dir := range goldenCases(t) {
-		c := readCase(t, dir)
+	for _, c := range golden.Cases(t, repoRoot) {
 		for _, layout := range c.Layouts {
-			t.Run(filepath.Base(dir)+"/"+layout, func(t *testing.T) {
+			t.Run(c.Name()+"/"+layout, func(t *testing.T) {
 				if raceEnabled && c.ImageTokens > 64 {
 					t.Skip("576-token geometry skipped under -race (slow); the plain run checks it")
 				}
@@ -138,11 +60,11 @@ func TestGoldenParity(t *testing.T) {
 				if ids := tok.EncodeImagePrompt(c.FullPrompt); !slices.Equal(ids, c.InputIDs) {
 					t.Fatalf("input ids\n got %v\nwant %v", ids, c.InputIDs)
 				}
-				feats, err := m.EncodeImages([]engine.Image{{Pixels: readF32(t, filepath.Join(dir, "pixel_values.f32"))}})
+				feats, err := m.EncodeImages([]engine.Image{{Pixels: c.F32(t, "pixel_values.f32")}})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := relL2(feats[0], readF32(t, filepath.Join(dir, "image_features.f32"))); e > tol {
+				if e := golden.RelL2(feats[0], c.F32(t, "image_features.f32")); e > tol {
 					t.Errorf("image features rel L2 %.3g > %g", e, tol)
 				}
 				seq := m.NewSequence()
@@ -153,14 +75,14 @@ func TestGoldenParity(t *testing.T) {
 				if len(logits) != c.Vocab {
 					t.Fatalf("%d logits, want %d", len(logits), c.Vocab)
 				}
-				e := relL2(logits, readF32(t, filepath.Join(dir, "logits.f32")))
+				e := golden.RelL2(logits, c.F32(t, "logits.f32"))
 				t.Logf("logits rel L2 %.3g (%s)", e, c.DType)
 				if e > tol {
 					t.Errorf("logits rel L2 %.3g > %g", e, tol)
 				}
 				var got []int32
 				for range c.GreedyIDs {
-					next := argmax(logits)
+					next := golden.Argmax(logits)
 					got = append(got, next)
 					if logits, err = seq.Feed([]int32{next}, nil, 0); err != nil {
 						t.Fatal(err)

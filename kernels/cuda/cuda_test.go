@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -15,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/golden"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/kernels/kernelstest"
@@ -297,69 +297,22 @@ func repoRoot() string {
 	return filepath.Join("..", "..")
 }
 
-type goldenCase struct {
-	Checkpoint  string   `json:"checkpoint"`
-	DType       string   `json:"dtype"`
-	InputIDs    []int32  `json:"input_ids"`
-	GreedyIDs   []int32  `json:"greedy_ids"`
-	Layouts     []string `json:"layouts"`
-	LoRA        string   `json:"lora"`
-	ImageTokens int      `json:"image_tokens"`
-	Vocab       int      `json:"vocab"`
-}
-
-func readF32(t *testing.T, path string) []float32 {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, len(data)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
-	}
-	return out
-}
-
-func relL2(got, want []float32) float64 {
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / den)
-}
-
 // TestGoldenForward runs every golden case (testdata/golden, made by the
 // Hugging Face reference) through the whole model on the GPU, with both
 // GEMM paths: image features, prompt logits, and greedy tokens (exact for
 // the reference GEMM; the cuBLAS path rounds activations to bf16/fp16, so
 // only its logits are held to a tolerance).
 func TestGoldenForward(t *testing.T) {
-	root := repoRoot()
-	dirs, _ := filepath.Glob(filepath.Join(root, "testdata", "golden", "*", "case.json"))
-	if len(dirs) == 0 {
-		t.Skipf("no golden cases under %s/testdata/golden", root)
-	}
+	cases := golden.Cases(t, repoRoot())
 	for _, g := range []GEMM{GEMMReference, GEMMCuBLAS} {
-		for _, path := range dirs {
-			dir := filepath.Dir(path)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var c goldenCase
-			if err := json.Unmarshal(data, &c); err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			name := map[GEMM]string{GEMMReference: "ref", GEMMCuBLAS: "cublas"}[g] + "/" + filepath.Base(dir)
-			t.Run(name, func(t *testing.T) { goldenForward(t, g, c, dir) })
+		for _, c := range cases {
+			name := map[GEMM]string{GEMMReference: "ref", GEMMCuBLAS: "cublas"}[g] + "/" + c.Name()
+			t.Run(name, func(t *testing.T) { goldenForward(t, g, c) })
 		}
 	}
 }
 
-func goldenForward(t *testing.T, g GEMM, c goldenCase, dir string) {
+func goldenForward(t *testing.T, g GEMM, c golden.Case) {
 	b := newBackend(t, g)
 	tol := 1e-4
 	if c.DType != "float32" {
@@ -377,11 +330,11 @@ func goldenForward(t *testing.T, g GEMM, c goldenCase, dir string) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	feats, err := m.EncodeImages([]engine.Image{{Pixels: readF32(t, filepath.Join(dir, "pixel_values.f32"))}})
+	feats, err := m.EncodeImages([]engine.Image{{Pixels: c.F32(t, "pixel_values.f32")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := relL2(feats[0], readF32(t, filepath.Join(dir, "image_features.f32"))); e > tol {
+	if e := golden.RelL2(feats[0], c.F32(t, "image_features.f32")); e > tol {
 		t.Errorf("image features rel L2 %.3g > %g", e, tol)
 	}
 	seq := m.NewSequence()
@@ -392,7 +345,7 @@ func goldenForward(t *testing.T, g GEMM, c goldenCase, dir string) {
 	if len(logits) != c.Vocab {
 		t.Fatalf("%d logits, want %d", len(logits), c.Vocab)
 	}
-	e := relL2(logits, readF32(t, filepath.Join(dir, "logits.f32")))
+	e := golden.RelL2(logits, c.F32(t, "logits.f32"))
 	t.Logf("logits rel L2 %.3g", e)
 	if e > tol {
 		t.Errorf("logits rel L2 %.3g > %g", e, tol)
@@ -402,12 +355,7 @@ func goldenForward(t *testing.T, g GEMM, c goldenCase, dir string) {
 	}
 	var got []int32
 	for range c.GreedyIDs {
-		next := int32(0)
-		for i, x := range logits {
-			if x > logits[next] {
-				next = int32(i)
-			}
-		}
+		next := golden.Argmax(logits)
 		got = append(got, next)
 		if logits, err = seq.Feed([]int32{next}, nil, 0); err != nil {
 			t.Fatal(err)
