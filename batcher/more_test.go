@@ -193,7 +193,7 @@ func TestValidation(t *testing.T) {
 		{"stops", b, func(r *ChainRequest) { r.Stop = make([]string, 17) }, ErrInvalidRequest, "stop: at most 16"},
 		{"empty stop", b, func(r *ChainRequest) { r.Stop = []string{"x", ""} }, ErrInvalidRequest, "stop[1]"},
 		{"invalid stop", b, func(r *ChainRequest) { r.Stop = []string{"\xff"} }, ErrInvalidRequest, "stop[0]: must be 1 to 256 bytes of UTF-8"},
-		{"no image", b, func(r *ChainRequest) { r.Image = nil }, ErrInvalidImage, "image: must not be empty"},
+		{"no image", b, func(r *ChainRequest) { r.Image = nil }, ErrInvalidImage, "invalid image: empty"},
 		{"bad image", b, func(r *ChainRequest) { r.Image = []byte("bad bytes") }, ErrInvalidImage, "unsupported format"},
 		{"context", b, func(r *ChainRequest) { r.MaxNewTokens[0] = 1000 }, ErrPromptTooLong, "stage 1"},
 		{"pool", small, func(r *ChainRequest) {}, ErrPromptTooLong, "pool holds 8"},

@@ -124,11 +124,11 @@ func (b *Batcher) maxNewTokens(field string, v, room int) (int, error) {
 // preprocess decodes and prepares an image in the caller's goroutine.
 func (b *Batcher) preprocess(data []byte) (*engine.Image, error) {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: image: must not be empty", ErrInvalidImage)
+		return nil, fmt.Errorf("%w: empty", ErrInvalidImage)
 	}
 	img, err := b.eng.Preprocess(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: image: %w", ErrInvalidImage, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidImage, err)
 	}
 	return &img, nil
 }
