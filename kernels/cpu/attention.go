@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
 
@@ -27,14 +28,15 @@ type attnUnit struct {
 	firstKeys int
 }
 
-// attentionTask computes attention units in parallel. Every query row is
-// computed on its own, in position order: its scores are vec.Dot products
-// (whose reduction order depends only on the head size), its softmax and its
-// weighted sum of values (vec.Axpy, one position after the other) run over
-// the positions it sees. So a row's result never depends on the other rows
-// or sequences of the call, nor on how a prefill was chunked, and keys and
-// values are read in place from the cache: nothing is gathered or
-// transposed.
+// attentionTask computes attention units in parallel. Each unit is one call
+// of linalg.Attend (the vector kernel) where there is one; otherwise the
+// portable path computes every query row on its own, in position order: its
+// scores are vec.Dot products (whose reduction order depends only on the
+// head size), its softmax and its weighted sum of values (vec.Axpy, one
+// position after the other) run over the positions it sees. Either way a
+// row's result never depends on the other rows or sequences of the call,
+// nor on how a prefill was chunked, and keys and values are read in place
+// from the cache: nothing is gathered or transposed.
 type attentionTask struct {
 	causal       bool
 	out, q, k, v []float32
@@ -48,9 +50,10 @@ type attentionTask struct {
 
 // attnScratch is one worker's buffers, grown as needed.
 type attnScratch struct {
-	s   []float32 // [nh × keys] scores, then probabilities, of one row
-	o   []float32 // [nh × hd] the row's output
-	off []int     // [keys] offset of each position's key/value row of the head
+	fast []float32 // linalg.Attend's scratch
+	s    []float32 // [nh × keys] scores, then probabilities, of one row
+	o    []float32 // [nh × hd] the row's output
+	off  []int     // [keys] offset of each position's key/value row of the head
 }
 
 func growTo[T any](b []T, n int) []T {
@@ -62,47 +65,73 @@ func growTo[T any](b []T, n int) []T {
 
 func (t *attentionTask) run(wk, lo, hi int) {
 	sc := &t.scratch[wk]
+	for _, u := range t.units[lo:hi] {
+		if !t.fast(sc, u) {
+			t.portable(sc, u)
+		}
+	}
+}
+
+// fast computes unit u with linalg's vector kernel, if there is one.
+func (t *attentionTask) fast(sc *attnScratch, u attnUnit) bool {
+	width, hOff := t.heads*t.hd, u.head*t.hd
+	a := linalg.Attn{
+		Out: t.out[u.row*width+hOff:], Q: t.q[u.row*width+hOff:], LD: width,
+		Rows: u.rows, Keys: u.firstKeys, Causal: t.causal,
+		Heads: u.nh, HeadDim: t.hd, Scale: float32(1 / math.Sqrt(float64(t.hd))),
+	}
+	if t.seqs != nil {
+		a.K, a.V = t.k[hOff:], t.v[hOff:]
+		a.Blocks, a.BlockSize = t.seqs[u.seq].Blocks, t.blockSize
+	} else {
+		first := u.seq * t.seqLen * width
+		a.K, a.V = t.k[first+hOff:], t.v[first+hOff:]
+	}
+	return linalg.Attend(&a, &sc.fast)
+}
+
+// portable computes unit u one query row at a time with vec.Dot and
+// vec.Axpy.
+func (t *attentionTask) portable(sc *attnScratch, u attnUnit) {
 	hd, width := t.hd, t.heads*t.hd
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	for _, u := range t.units[lo:hi] {
-		nk := u.firstKeys
+	nk := u.firstKeys
+	if t.causal {
+		nk += u.rows - 1
+	}
+	hOff := u.head * hd
+	sc.off = growTo(sc.off, nk)
+	for p := range sc.off {
+		sc.off[p] = t.keyRow(u, p)*width + hOff
+	}
+	sc.s = growTo(sc.s, u.nh*nk)
+	sc.o = growTo(sc.o, u.nh*hd)
+	for j := 0; j < u.rows; j++ {
+		keys := u.firstKeys
 		if t.causal {
-			nk += u.rows - 1
+			keys += j
 		}
-		hOff := u.head * hd
-		sc.off = growTo(sc.off, nk)
-		for p := range sc.off {
-			sc.off[p] = t.keyRow(u, p)*width + hOff
-		}
-		sc.s = growTo(sc.s, u.nh*nk)
-		sc.o = growTo(sc.o, u.nh*hd)
-		for j := 0; j < u.rows; j++ {
-			keys := u.firstKeys
-			if t.causal {
-				keys += j
-			}
-			q := t.q[(u.row+j)*width+hOff:][:u.nh*hd]
-			// Scores, position by position: one contiguous run of the
-			// group's keys per position. s[h*nk+p] is head h's score of p.
-			for p, off := range sc.off[:keys] {
-				k := t.k[off : off+u.nh*hd]
-				for h := 0; h < u.nh; h++ {
-					sc.s[h*nk+p] = vec.Dot(q[h*hd:(h+1)*hd], k[h*hd:]) * scale
-				}
-			}
+		q := t.q[(u.row+j)*width+hOff:][:u.nh*hd]
+		// Scores, position by position: one contiguous run of the
+		// group's keys per position. s[h*nk+p] is head h's score of p.
+		for p, off := range sc.off[:keys] {
+			k := t.k[off : off+u.nh*hd]
 			for h := 0; h < u.nh; h++ {
-				softmax(sc.s[h*nk : h*nk+keys])
+				sc.s[h*nk+p] = vec.Dot(q[h*hd:(h+1)*hd], k[h*hd:]) * scale
 			}
-			o := sc.o
-			clear(o)
-			for p, off := range sc.off[:keys] {
-				v := t.v[off : off+u.nh*hd]
-				for h := 0; h < u.nh; h++ {
-					vec.Axpy(sc.s[h*nk+p], v[h*hd:(h+1)*hd], o[h*hd:(h+1)*hd])
-				}
-			}
-			copy(t.out[(u.row+j)*width+hOff:][:u.nh*hd], o)
 		}
+		for h := 0; h < u.nh; h++ {
+			softmax(sc.s[h*nk : h*nk+keys])
+		}
+		o := sc.o
+		clear(o)
+		for p, off := range sc.off[:keys] {
+			v := t.v[off : off+u.nh*hd]
+			for h := 0; h < u.nh; h++ {
+				vec.Axpy(sc.s[h*nk+p], v[h*hd:(h+1)*hd], o[h*hd:(h+1)*hd])
+			}
+		}
+		copy(t.out[(u.row+j)*width+hOff:][:u.nh*hd], o)
 	}
 }
 

@@ -7,6 +7,7 @@ package kernelstest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -37,6 +38,7 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("ScatterGather", func(t *testing.T) { testScatterGather(t, b) })
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
 	t.Run("PagedAttention", func(t *testing.T) { testPagedAttention(t, b) })
+	t.Run("PagedAttentionShapes", func(t *testing.T) { testPagedAttentionShapes(t, b) })
 	t.Run("PagedAttentionChunks", func(t *testing.T) { testPagedAttentionChunks(t, b) })
 	t.Run("LoadWeightErrors", func(t *testing.T) { testLoadWeightErrors(t, b) })
 }
@@ -450,19 +452,24 @@ func rowsOf(v []float32, width int) [][]float32 {
 	return r
 }
 
+// testAttention checks dense attention against the reference on a few
+// geometries (one row, odd head sizes, head counts no multiple of 4,
+// sequences longer than a row tile).
 func testAttention(t *testing.T, b kernels.Backend) {
 	r := rnd(11)
-	seqs, seqLen, heads, hd := 2, 5, 3, 6
-	width := heads * hd
-	n := seqs * seqLen * width
-	q, k, v := randVec(r, n), randVec(r, n), randVec(r, n)
-	out := b.Alloc(n)
-	b.Attention(out, upload(b, q), upload(b, k), upload(b, v), seqs, seqLen, heads, hd)
-	got := download(b, out, n)
-	for s := 0; s < seqs; s++ {
-		lo, hi := s*seqLen*width, (s+1)*seqLen*width
-		want := refAttention(q[lo:hi], rowsOf(k[lo:hi], width), rowsOf(v[lo:hi], width), heads, hd, 0, false)
-		check(t, "Attention", got[lo:hi], want, TolTranscendental)
+	for _, g := range [][4]int{{2, 5, 3, 6}, {3, 1, 1, 1}, {2, 37, 5, 9}, {1, 20, 4, 64}} {
+		seqs, seqLen, heads, hd := g[0], g[1], g[2], g[3]
+		width := heads * hd
+		n := seqs * seqLen * width
+		q, k, v := randVec(r, n), randVec(r, n), randVec(r, n)
+		out := b.Alloc(n)
+		b.Attention(out, upload(b, q), upload(b, k), upload(b, v), seqs, seqLen, heads, hd)
+		got := download(b, out, n)
+		for s := 0; s < seqs; s++ {
+			lo, hi := s*seqLen*width, (s+1)*seqLen*width
+			want := refAttention(q[lo:hi], rowsOf(k[lo:hi], width), rowsOf(v[lo:hi], width), heads, hd, 0, false)
+			check(t, fmt.Sprintf("Attention %v", g), got[lo:hi], want, TolTranscendental)
+		}
 	}
 }
 
@@ -471,17 +478,49 @@ func testAttention(t *testing.T, b kernels.Backend) {
 // checks them against the dense causal reference, and checks that each
 // sequence alone gives bitwise the same rows.
 func testPagedAttention(t *testing.T, b kernels.Backend) {
-	r := rnd(12)
-	heads, hd, bs, nBlocks := 2, 8, 4, 16
+	pagedAttention(t, b, 12, 2, 8, 4, [][2]int{{5, 4}, {9, 1}, {0, 3}})
+}
+
+// testPagedAttentionShapes runs pagedAttention on awkward geometries: head
+// counts that are no multiple of 4, odd head sizes, one position, one
+// position per block (many blocks), prefills longer than a row tile.
+func testPagedAttentionShapes(t *testing.T, b kernels.Backend) {
+	for i, g := range []struct {
+		heads, hd, bs int
+		cases         [][2]int
+	}{
+		{1, 1, 1, [][2]int{{0, 1}, {3, 2}}},
+		{5, 5, 3, [][2]int{{0, 1}, {7, 9}, {2, 1}}},
+		{6, 12, 1, [][2]int{{40, 1}, {0, 11}, {13, 6}}},
+		{7, 64, 16, [][2]int{{0, 1}, {35, 1}, {16, 17}}},
+		{3, 20, 5, [][2]int{{24, 1}, {0, 23}}},
+	} {
+		t.Run(fmt.Sprintf("heads=%d,hd=%d,bs=%d", g.heads, g.hd, g.bs), func(t *testing.T) {
+			pagedAttention(t, b, uint64(100+i), g.heads, g.hd, g.bs, g.cases)
+		})
+	}
+}
+
+// pagedAttention runs one call of sequences given as {pos, rows} through a
+// shuffled block pool, checks them against the dense causal reference, and
+// checks that each sequence alone gives bitwise the same rows.
+func pagedAttention(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs int, shapes [][2]int) {
+	r := rnd(seed)
 	width := heads * hd
-	kc, vc := b.Alloc(nBlocks*bs*width), b.Alloc(nBlocks*bs*width)
-	perm := r.Perm(nBlocks)
 	type seqCase struct {
 		pos, rows int
 		k, v      [][]float32 // all positions 0…pos+rows-1
 		blocks    []int32
 	}
-	cases := []*seqCase{{pos: 5, rows: 4}, {pos: 9, rows: 1}, {pos: 0, rows: 3}}
+	var cases []*seqCase
+	nBlocks := 0
+	for _, sh := range shapes {
+		cases = append(cases, &seqCase{pos: sh[0], rows: sh[1]})
+		nBlocks += (sh[0] + sh[1] + bs - 1) / bs
+	}
+	nBlocks += 2 // unused blocks in the pool
+	kc, vc := b.Alloc(nBlocks*bs*width), b.Alloc(nBlocks*bs*width)
+	perm := r.Perm(nBlocks)
 	next := 0
 	for _, c := range cases {
 		total := c.pos + c.rows

@@ -68,13 +68,17 @@ type gemmShape struct {
 	ldo, ldx, ldw int
 }
 
-// fastKernel computes columns [j0, j1) of a product with w of type wt;
-// scratch (nil or scratchLen(k) floats) lets it widen or copy the weights once
-// per block for large m without changing any result bit.
+// fastKernel is a set of vector kernels. gemm computes columns [j0, j1) of
+// a product with w of type wt; scratch (nil or scratchLen(k) floats) lets it
+// widen or copy the weights once per block for large m without changing any
+// result bit. attend computes an attention call (already checked) with
+// attendScratch(heads, headDim, most positions a row sees) floats of scratch.
 type fastKernel struct {
-	name       string
-	gemm       func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
-	scratchLen func(k int) int
+	name          string
+	gemm          func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
+	scratchLen    func(k int) int
+	attend        func(a *Attn, scratch []float32)
+	attendScratch func(heads, headDim, nmax int) int
 }
 
 // fast is the vector kernel selected at start-up for this CPU, or nil

@@ -1,0 +1,26 @@
+//go:build amd64 && cgo
+
+package linalg
+
+/*
+#include "attn.h"
+*/
+import "C"
+
+import "unsafe"
+
+func avx2Attend(a *Attn, scratch []float32) {
+	f := func(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
+	causal := C.int(0)
+	if a.Causal {
+		causal = 1
+	}
+	C.pc_attn(f(a.Out), f(a.Q), f(a.K), f(a.V), C.long(a.LD),
+		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(a.Blocks))), C.long(a.BlockSize),
+		C.long(a.Rows), C.long(a.Keys), causal, C.long(a.Heads), C.long(a.HeadDim),
+		C.float(a.Scale), f(scratch))
+}
+
+func avx2AttendScratch(heads, headDim, nmax int) int {
+	return int(C.pc_attn_scratch(C.long(heads), C.long(headDim), C.long(nmax)))
+}

@@ -1,0 +1,223 @@
+//go:build amd64 && cgo
+
+// AVX2/FMA attention kernel: one call computes one head group's attention
+// for a run of query rows of one sequence over every position they see,
+// reading keys and values in place from the (paged) cache. Rows go
+// PC_ATTN_ROWS at a time, sharing each key and value read.
+//
+// Every output row is computed in one fixed order that depends only on hd
+// and the number of positions n the row sees, never on the other rows of
+// the call, the row tile, the cache's blocking or the thread:
+//   score(p, h) = dot(q_h, k_p,h) * scale, the dot in linalg's GEMM order
+//     (8 fma lanes over d = l, l+8, …, the tree of hsum8, then the hd%8
+//     tail with scalar fma in increasing d);
+//   e_p = exp(score_p - max_p score_p) (a vector Cephes expf);
+//   sum = the e_p summed in 8 lanes over p = l, l+8, … < n, then hsum8;
+//   out_h[d] = (e_0·v_0,h[d] + e_1·v_1,h[d] + …, fma in increasing p) * (1/sum).
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "attn.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+#define R PC_ATTN_ROWS
+#define SEG 16 // positions per segment of contiguous (dense) rows
+
+static inline long round8(long n) { return (n + 7) & ~7L; }
+
+// hsum8 sums the 8 lanes in the fixed tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)),
+// that of gemm_avx2.c.
+static inline __attribute__((always_inline)) float hsum8(__m256 v) {
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+static inline __attribute__((always_inline)) float hmax8(__m256 v) {
+	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_max_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+// dot is Σ a[d]·b[d] over d < hd in the GEMM kernel's order.
+static inline __attribute__((always_inline)) float dot(const float *a, const float *b, long hd) {
+	__m256 acc = _mm256_setzero_ps();
+	long d = 0;
+	for (; d + 8 <= hd; d += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
+	float s = hsum8(acc);
+	for (; d < hd; d++)
+		s = __builtin_fmaf(a[d], b[d], s);
+	return s;
+}
+
+// exp8 is Cephes' expf on 8 lanes of x <= 0 (range reduction by ln 2 in two
+// parts, a degree-6 polynomial); lanes below -87.33654 (-inf included) give 0.
+static inline __attribute__((always_inline)) __m256 exp8(__m256 x) {
+	const __m256 lo = _mm256_set1_ps(-87.33654f);
+	__m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+	x = _mm256_max_ps(x, lo);
+	__m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+	x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+	__m256 z = _mm256_mul_ps(x, x);
+	__m256 y = _mm256_set1_ps(1.9875691500e-4f);
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+	y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+	y = _mm256_add_ps(_mm256_fmadd_ps(y, z, x), _mm256_set1_ps(1.0f));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+// wsum adds e[p]·v[p*ld + d] to o[d] for p < n in increasing p, d < 8·NV;
+// with TAIL the last vector of v is read through mask (a head size that is
+// not a multiple of 8: nothing past the head is touched).
+static inline __attribute__((always_inline)) void wsum(const int NV, const int TAIL, float *o,
+	const float *e, const float *v, long ld, long n, __m256i mask) {
+	__m256 acc[8];
+#pragma GCC unroll 8
+	for (int i = 0; i < NV; i++)
+		acc[i] = _mm256_loadu_ps(o + 8 * i);
+	for (long p = 0; p < n; p++, v += ld) {
+		__m256 w = _mm256_broadcast_ss(e + p);
+#pragma GCC unroll 8
+		for (int i = 0; i < NV; i++) {
+			__m256 x = TAIL && i == NV - 1 ? _mm256_maskload_ps(v + 8 * i, mask)
+						       : _mm256_loadu_ps(v + 8 * i);
+			acc[i] = _mm256_fmadd_ps(w, x, acc[i]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NV; i++)
+		_mm256_storeu_ps(o + 8 * i, acc[i]);
+}
+
+#define WSUM_CASE(NV)                                                    \
+	case 2 * NV:                                                     \
+		wsum(NV, 0, o, e, v, ld, n, mask);                       \
+		break;                                                   \
+	case 2 * NV + 1:                                                 \
+		wsum(NV, 1, o, e, v, ld, n, mask);                       \
+		break;
+
+static void wsum_n(int nv, int tail, float *o, const float *e, const float *v, long ld, long n,
+	__m256i mask) {
+	switch (2 * nv + tail) {
+		WSUM_CASE(1)
+		WSUM_CASE(2)
+		WSUM_CASE(3)
+		WSUM_CASE(4)
+		WSUM_CASE(5)
+		WSUM_CASE(6)
+		WSUM_CASE(7)
+		WSUM_CASE(8)
+	}
+}
+
+long pc_attn_scratch(long nh, long hd, long nmax) { return R * nh * (round8(nmax) + round8(hd)); }
+
+// segment returns the first row of the run of positions starting at p,
+// contiguous in the cache, and sets *end to its end (at most pe).
+static inline long segment(const int32_t *blocks, long bs, long p, long pe, long *end) {
+	long e = blocks ? (p / bs + 1) * bs : p + SEG;
+	*end = e < pe ? e : pe;
+	return blocks ? (long)blocks[p / bs] * bs + p % bs : p;
+}
+
+void pc_attn(float *out, const float *q, const float *k, const float *v, long ld,
+	const int32_t *blocks, long bs, long rows, long n0, int causal, long nh, long hd,
+	float scale, float *scratch) {
+	long ns = round8(n0 + (causal ? rows - 1 : 0)); // score row stride
+	long hp = round8(hd);                           // output row stride
+	long nv = hp / 8;
+	int tail = hd % 8 != 0;
+	static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1};
+	__m256i mask = _mm256_loadu_si256((const __m256i *)(ones + (tail ? 8 - hd % 8 : 0)));
+	float *sc = scratch;           // [R][nh][ns] scores, then exponentials
+	float *acc = scratch + R * nh * ns; // [R][nh][hp] weighted sums of values
+	for (long j0 = 0; j0 < rows; j0 += R) {
+		int nr = rows - j0 < R ? (int)(rows - j0) : R;
+		long n[R], nt = 0;
+		float inv[R][nh];
+		for (int r = 0; r < nr; r++) {
+			n[r] = n0 + (causal ? j0 + r : 0);
+			nt = n[r] > nt ? n[r] : nt;
+		}
+		const float *qt = q + j0 * ld;
+
+		// Scores, position by position: each key is read once for the tile.
+		for (long p0 = 0, p1; p0 < nt; p0 = p1) {
+			const float *kp = k + segment(blocks, bs, p0, nt, &p1) * ld;
+			for (long p = p0; p < p1; p++, kp += ld)
+				for (int r = 0; r < nr; r++) {
+					if (p >= n[r])
+						continue;
+					float *s = sc + r * nh * ns + p;
+					for (long h = 0; h < nh; h++)
+						s[h * ns] = dot(qt + r * ld + h * hd, kp + h * hd, hd) * scale;
+				}
+		}
+
+		// Softmax numerators and their sums.
+		for (int r = 0; r < nr; r++)
+			for (long h = 0; h < nh; h++) {
+				float *s = sc + (r * nh + h) * ns;
+				long np = round8(n[r]);
+				for (long p = n[r]; p < np; p++)
+					s[p] = -INFINITY;
+				__m256 m = _mm256_set1_ps(-INFINITY);
+				for (long p = 0; p < np; p += 8)
+					m = _mm256_max_ps(m, _mm256_loadu_ps(s + p));
+				__m256 mx = _mm256_set1_ps(hmax8(m)), sum = _mm256_setzero_ps();
+				for (long p = 0; p < np; p += 8) {
+					__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p), mx));
+					_mm256_storeu_ps(s + p, e);
+					sum = _mm256_add_ps(sum, e);
+				}
+				inv[r][h] = n[r] > 0 ? 1 / hsum8(sum) : 0;
+				float *o = acc + (r * nh + h) * hp;
+				for (long d = 0; d < hp; d++)
+					o[d] = 0;
+			}
+
+		// Weighted sums of values, a segment of positions at a time.
+		for (long p0 = 0, p1; p0 < nt; p0 = p1) {
+			const float *vp = v + segment(blocks, bs, p0, nt, &p1) * ld;
+			for (long h = 0; h < nh; h++)
+				for (long c = 0; c < nv; c += 8) {
+					int cn = nv - c < 8 ? (int)(nv - c) : 8;
+					int ct = tail && c + cn == nv;
+					for (int r = 0; r < nr; r++) {
+						long pe = p1 < n[r] ? p1 : n[r];
+						if (pe > p0)
+							wsum_n(cn, ct, acc + (r * nh + h) * hp + 8 * c,
+								sc + (r * nh + h) * ns + p0, vp + h * hd + 8 * c,
+								ld, pe - p0, mask);
+					}
+				}
+		}
+
+		for (int r = 0; r < nr; r++)
+			for (long h = 0; h < nh; h++) {
+				const float *o = acc + (r * nh + h) * hp;
+				float *dst = out + (j0 + r) * ld + h * hd;
+				__m256 f = _mm256_set1_ps(inv[r][h]);
+				long d = 0;
+				for (; d + 8 <= hd; d += 8)
+					_mm256_storeu_ps(dst + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), f));
+				for (; d < hd; d++)
+					dst[d] = o[d] * inv[r][h];
+			}
+	}
+}
+
+#pragma GCC pop_options
