@@ -9,24 +9,29 @@ import (
 // BenchmarkPagedAttentionPrefill is one layer's attention of a 640-token
 // prompt with the bench preset's geometry (16 heads × 64).
 func BenchmarkPagedAttentionPrefill(b *testing.B) {
-	benchPaged(b, 640, 0)
+	benchPaged(b, 1, 640, 0)
 }
 
 // BenchmarkPagedAttentionDecode is one layer's attention of 8 sequences
 // decoding at position 1000.
 func BenchmarkPagedAttentionDecode(b *testing.B) {
-	benchPaged(b, 1, 1000)
+	benchPaged(b, 8, 1, 1000)
 }
 
-func benchPaged(b *testing.B, rows, pos int) {
+// BenchmarkPagedAttentionDecode1 is one layer's attention of one sequence
+// decoding at position 1000.
+func BenchmarkPagedAttentionDecode1(b *testing.B) {
+	benchPaged(b, 1, 1, 1000)
+}
+
+// benchPaged runs seqs sequences of rows query rows at position pos and
+// reports GB/s (each sequence's keys and values counted once, the bytes a
+// decode step must read) and GFLOP/s (scores and weighted sums).
+func benchPaged(b *testing.B, seqs, rows, pos int) {
 	be := New(0)
 	defer be.Close()
 	const heads, hd, bs = 16, 64, 16
 	width := heads * hd
-	seqs := 1
-	if rows == 1 {
-		seqs = 8
-	}
 	perSeq := (pos + rows + bs - 1) / bs
 	kc, vc := be.Alloc(seqs*perSeq*bs*width), be.Alloc(seqs*perSeq*bs*width)
 	q, out := be.Alloc(seqs*rows*width), be.Alloc(seqs*rows*width)
@@ -42,4 +47,8 @@ func benchPaged(b *testing.B, rows, pos int) {
 	for range b.N {
 		be.PagedAttention(out, q, kc, vc, ss, heads, hd, bs)
 	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	seen := rows*pos + rows*(rows+1)/2 // positions seen, over the rows
+	b.ReportMetric(float64(seqs*(pos+rows)*width*2*4)/sec/1e9, "GB/s")
+	b.ReportMetric(float64(seqs*seen*width*4)/sec/1e9, "GFLOP/s")
 }

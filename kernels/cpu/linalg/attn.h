@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 // Query rows computed together: they share every key and value read.
-#define PC_ATTN_ROWS 4
+#define PC_ATTN_ROWS 8
 
 // pc_attn computes attention for rows query rows of one group of nh heads
 // of hd elements. Row j's queries are q[j*ld + h*hd + d] and its output

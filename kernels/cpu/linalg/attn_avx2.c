@@ -8,9 +8,9 @@
 // Every output row is computed in one fixed order that depends only on hd
 // and the number of positions n the row sees, never on the other rows of
 // the call, the row tile, the cache's blocking or the thread:
-//   score(p, h) = dot(q_h, k_p,h) * scale, the dot in linalg's GEMM order
-//     (8 fma lanes over d = l, l+8, …, the tree of hsum8, then the hd%8
-//     tail with scalar fma in increasing d);
+//   score(p, h) = dot(q_h, k_p,h) * scale, the dot in 8 fma lanes over
+//     d = l, l+8, …, a fixed tree over the lanes and the hd%8 tail with
+//     scalar fma in increasing d (score8);
 //   e_p = exp(score_p - max_p score_p) (a vector Cephes expf);
 //   sum = the e_p summed in 8 lanes over p = l, l+8, … < n, then hsum8;
 //   out_h[d] = (e_0·v_0,h[d] + e_1·v_1,h[d] + …, fma in increasing p) * (1/sum).
@@ -18,6 +18,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "attn.h"
 
@@ -45,16 +46,37 @@ static inline __attribute__((always_inline)) float hmax8(__m256 v) {
 	return _mm_cvtss_f32(s);
 }
 
-// dot is Σ a[d]·b[d] over d < hd in the GEMM kernel's order.
-static inline __attribute__((always_inline)) float dot(const float *a, const float *b, long hd) {
-	__m256 acc = _mm256_setzero_ps();
+// score8 computes s[i] = (Σ_d q[d]·kp[i][off+d]) · scale, d < hd, for the 8
+// positions whose key rows are kp[0..7]: lane l of position i's accumulator
+// takes fma over d = l, l+8, … < hd rounded down to 8; the lanes are summed
+// as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) (eight at once, by hadd), and the
+// hd%8 tail is added with scalar fma in increasing d. Every position gets the
+// same sequence of operations, whatever its lane.
+static inline __attribute__((always_inline)) void score8(const float *q, const float *const kp[8],
+	long off, long hd, float scale, float *s) {
+	__m256 a[8];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++)
+		a[i] = _mm256_setzero_ps();
 	long d = 0;
-	for (; d + 8 <= hd; d += 8)
-		acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc);
-	float s = hsum8(acc);
-	for (; d < hd; d++)
-		s = __builtin_fmaf(a[d], b[d], s);
-	return s;
+	for (; d + 8 <= hd; d += 8) {
+		__m256 qv = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
+		for (int i = 0; i < 8; i++)
+			a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[i] + off + d), a[i]);
+	}
+	__m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+	__m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+	__m256 r = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+	if (d < hd) {
+		float t[8];
+		_mm256_storeu_ps(t, r);
+		for (int i = 0; i < 8; i++)
+			for (long e = d; e < hd; e++)
+				t[i] = __builtin_fmaf(q[e], kp[i][off + e], t[i]);
+		r = _mm256_loadu_ps(t);
+	}
+	_mm256_storeu_ps(s, _mm256_mul_ps(r, _mm256_set1_ps(scale)));
 }
 
 // exp8 is Cephes' expf on 8 lanes of x <= 0 (range reduction by ln 2 in two
@@ -123,14 +145,28 @@ static void wsum_n(int nv, int tail, float *o, const float *e, const float *v, l
 	}
 }
 
-long pc_attn_scratch(long nh, long hd, long nmax) { return R * nh * (round8(nmax) + round8(hd)); }
+// Packed rows (of queries, keys and values) are nh*hd + PAD floats apart:
+// rows of the cache are often a multiple of 4 KiB apart, which maps the same
+// element of each into one L1 set, fewer ways than a tile reads at once.
+#define PAD 16
 
-// segment returns the first row of the run of positions starting at p,
-// contiguous in the cache, and sets *end to its end (at most pe).
+long pc_attn_scratch(long nh, long hd, long nmax) {
+	return R * nh * (round8(nmax) + round8(hd)) + (R + 8 + SEG) * (nh * hd + PAD);
+}
+
+// segment returns the first row of the run of at most SEG positions starting
+// at p, contiguous in the cache, and sets *end to its end (at most pe).
 static inline long segment(const int32_t *blocks, long bs, long p, long pe, long *end) {
-	long e = blocks ? (p / bs + 1) * bs : p + SEG;
+	long e = blocks ? (p / bs + 1) * bs : pe;
+	e = e < p + SEG ? e : p + SEG;
 	*end = e < pe ? e : pe;
 	return blocks ? (long)blocks[p / bs] * bs + p % bs : p;
+}
+
+// pack copies n rows of w floats at stride ld from src to dst at stride ldd.
+static void pack(float *dst, long ldd, const float *src, long ld, long n, long w) {
+	for (long i = 0; i < n; i++)
+		memcpy(dst + i * ldd, src + i * ld, w * sizeof(float));
 }
 
 void pc_attn(float *out, const float *q, const float *k, const float *v, long ld,
@@ -142,8 +178,12 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 	int tail = hd % 8 != 0;
 	static const int32_t ones[16] = {-1, -1, -1, -1, -1, -1, -1, -1};
 	__m256i mask = _mm256_loadu_si256((const __m256i *)(ones + (tail ? 8 - hd % 8 : 0)));
-	float *sc = scratch;           // [R][nh][ns] scores, then exponentials
-	float *acc = scratch + R * nh * ns; // [R][nh][hp] weighted sums of values
+	long w = nh * hd, lp = w + PAD;
+	float *sc = scratch;                // [R][nh][ns] scores, then exponentials
+	float *acc = sc + R * nh * ns;      // [R][nh][hp] weighted sums of values
+	float *qt = acc + R * nh * hp;      // [R][lp] the tile's queries
+	float *kt = qt + R * lp;            // [8][lp] keys of 8 positions
+	float *vt = kt + 8 * lp;            // [SEG][lp] values of a segment
 	for (long j0 = 0; j0 < rows; j0 += R) {
 		int nr = rows - j0 < R ? (int)(rows - j0) : R;
 		long n[R], nt = 0;
@@ -152,19 +192,33 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 			n[r] = n0 + (causal ? j0 + r : 0);
 			nt = n[r] > nt ? n[r] : nt;
 		}
-		const float *qt = q + j0 * ld;
+		pack(qt, lp, q + j0 * ld, ld, nr, w);
 
-		// Scores, position by position: each key is read once for the tile.
-		for (long p0 = 0, p1; p0 < nt; p0 = p1) {
-			const float *kp = k + segment(blocks, bs, p0, nt, &p1) * ld;
-			for (long p = p0; p < p1; p++, kp += ld)
-				for (int r = 0; r < nr; r++) {
-					if (p >= n[r])
-						continue;
-					float *s = sc + r * nh * ns + p;
-					for (long h = 0; h < nh; h++)
-						s[h * ns] = dot(qt + r * ld + h * hd, kp + h * hd, hd) * scale;
+		// Scores, 8 positions at a time: each key is read once for the
+		// tile (packed when several rows reuse it). Lanes past a row's
+		// positions are overwritten below; those past the tile's read the
+		// last position's key again.
+		for (long p0 = 0; p0 < nt; p0 += 8) {
+			const float *kp[8];
+			long b = blocks ? p0 / bs : 0, o = blocks ? p0 % bs : p0;
+			for (int i = 0; i < 8; i++) {
+				if (p0 + i >= nt) {
+					kp[i] = kp[i - 1];
+					continue;
 				}
+				kp[i] = k + (blocks ? (long)blocks[b] * bs + o : o) * ld;
+				if (++o == bs && blocks)
+					o = 0, b++;
+				if (nr > 1) {
+					memcpy(kt + i * lp, kp[i], w * sizeof(float));
+					kp[i] = kt + i * lp;
+				}
+			}
+			for (int r = 0; r < nr; r++)
+				if (p0 < n[r])
+					for (long h = 0; h < nh; h++)
+						score8(qt + r * lp + h * hd, kp, h * hd, hd, scale,
+							sc + (r * nh + h) * ns + p0);
 		}
 
 		// Softmax numerators and their sums.
@@ -192,6 +246,11 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 		// Weighted sums of values, a segment of positions at a time.
 		for (long p0 = 0, p1; p0 < nt; p0 = p1) {
 			const float *vp = v + segment(blocks, bs, p0, nt, &p1) * ld;
+			long lv = ld;
+			if (nr > 1) {
+				pack(vt, lp, vp, ld, p1 - p0, w);
+				vp = vt, lv = lp;
+			}
 			for (long h = 0; h < nh; h++)
 				for (long c = 0; c < nv; c += 8) {
 					int cn = nv - c < 8 ? (int)(nv - c) : 8;
@@ -201,7 +260,7 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 						if (pe > p0)
 							wsum_n(cn, ct, acc + (r * nh + h) * hp + 8 * c,
 								sc + (r * nh + h) * ns + p0, vp + h * hd + 8 * c,
-								ld, pe - p0, mask);
+								lv, pe - p0, mask);
 					}
 				}
 		}
