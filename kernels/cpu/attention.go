@@ -87,8 +87,11 @@ func (t *attentionTask) fast(sc *attnScratch, u attnUnit) bool {
 		first := u.seq * t.seqLen * width
 		a.K, a.V = t.k[first+hOff:], t.v[first+hOff:]
 	}
-	return linalg.Attend(&a, &sc.fast)
+	return attend(a, &sc.fast)
 }
+
+// attend is linalg.Attend; tests swap it to run the portable path.
+var attend = linalg.Attend
 
 // portable computes unit u one query row at a time with vec.Dot and
 // vec.Axpy.

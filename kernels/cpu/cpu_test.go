@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 
 	"github.com/pancap-serve/pancap/kernels/kernelstest"
 )
@@ -14,6 +15,16 @@ func TestConformance(t *testing.T) {
 		kernelstest.Run(t, b)
 		b.Close()
 	}
+}
+
+// TestConformancePortableAttention runs the suite with the portable
+// attention path, which the vector kernel otherwise replaces.
+func TestConformancePortableAttention(t *testing.T) {
+	defer func(f func(linalg.Attn, *[]float32) bool) { attend = f }(attend)
+	attend = func(linalg.Attn, *[]float32) bool { return false }
+	b := New(3)
+	defer b.Close()
+	kernelstest.Run(t, b)
 }
 
 func TestNoAllocsPerMatMul(t *testing.T) {
@@ -28,6 +39,24 @@ func TestNoAllocsPerMatMul(t *testing.T) {
 	b.MatMul(out, x, w, nil, 3) // warm the scratch
 	if n := testing.AllocsPerRun(20, func() { b.MatMul(out, x, w, nil, 3) }); n != 0 {
 		t.Errorf("MatMul allocates %v times per call", n)
+	}
+}
+
+func TestNoAllocsPerPagedAttention(t *testing.T) {
+	b := New(2)
+	defer b.Close()
+	const heads, hd, bs = 6, 16, 4
+	width := heads * hd
+	kc, vc := b.Alloc(20*bs*width), b.Alloc(20*bs*width)
+	q, out := b.Alloc(12*width), b.Alloc(12*width)
+	seqs := []kernels.Seq{
+		{Row: 0, Rows: 10, Pos: 30, Blocks: []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
+		{Row: 10, Rows: 1, Pos: 20, Blocks: []int32{19, 18, 17, 16, 15, 14}},
+		{Row: 11, Rows: 1, Pos: 3, Blocks: []int32{10}},
+	}
+	b.PagedAttention(out, q, kc, vc, seqs, heads, hd, bs) // warm the scratch
+	if n := testing.AllocsPerRun(20, func() { b.PagedAttention(out, q, kc, vc, seqs, heads, hd, bs) }); n != 0 {
+		t.Errorf("PagedAttention allocates %v times per call", n)
 	}
 }
 

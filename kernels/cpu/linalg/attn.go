@@ -35,7 +35,7 @@ type Attn struct {
 // keys and values it sees, with reduction orders fixed by HeadDim and the
 // number of positions (see attn_avx2.c): never on Rows, the other rows,
 // the block layout or the caller's split of the work.
-func Attend(a *Attn, scratch *[]float32) bool {
+func Attend(a Attn, scratch *[]float32) bool {
 	if fast == nil || fast.attend == nil {
 		return false
 	}

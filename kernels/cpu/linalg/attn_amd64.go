@@ -9,7 +9,7 @@ import "C"
 
 import "unsafe"
 
-func avx2Attend(a *Attn, scratch []float32) {
+func avx2Attend(a Attn, scratch []float32) {
 	f := func(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
 	causal := C.int(0)
 	if a.Causal {

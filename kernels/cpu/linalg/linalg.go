@@ -1,6 +1,7 @@
 // Package linalg holds the CPU's dense linear-algebra primitives: matrix
 // products against weights stored as fp32, bf16 or fp16, with fp32
-// accumulation, and a persistent worker pool (Parallel) they run on.
+// accumulation, a persistent worker pool (Parallel) they run on, and the
+// vector attention kernel (Attend) over a paged KV cache.
 //
 // Batch invariance: every output element out[i][j] is reduced in one fixed
 // order that depends only on k, never on m, n, the other rows, the split of
@@ -16,7 +17,7 @@
 // persistent workers (Parallel, Workers). Give them the whole product in one
 // call; a caller that splits the columns itself gets the same bits, but its
 // concurrent calls find the workers busy and run on the caller alone.
-// GemmF32 and vec.Dot/Axpy always run on the caller, for use inside
+// GemmF32, Attend and vec.Dot/Axpy always run on the caller, for use inside
 // Parallel. The workers live as long as the process: goleak users ignore
 // "github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop".
 package linalg
@@ -77,7 +78,7 @@ type fastKernel struct {
 	name          string
 	gemm          func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
 	scratchLen    func(k int) int
-	attend        func(a *Attn, scratch []float32)
+	attend        func(a Attn, scratch []float32)
 	attendScratch func(heads, headDim, nmax int) int
 }
 

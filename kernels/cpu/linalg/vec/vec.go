@@ -1,6 +1,7 @@
-// Package vec holds small vector primitives for attention (Dot, Axpy) in Go
-// assembly on x86-64 with AVX2, so that a call costs nanoseconds (a cgo call
-// would cost more than a 64-element dot product). Portable Go elsewhere.
+// Package vec holds small vector primitives for the portable attention path
+// (Dot, Axpy), the one used where linalg has no vector attention kernel: Go
+// assembly on x86-64 with AVX2, so that a call costs nanoseconds, portable Go
+// elsewhere.
 package vec
 
 import "fmt"
