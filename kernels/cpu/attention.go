@@ -38,14 +38,15 @@ type attnUnit struct {
 // nor on how a prefill was chunked, and keys and values are read in place
 // from the cache: nothing is gathered or transposed.
 type attentionTask struct {
-	causal       bool
-	out, q, k, v []float32
-	heads, hd    int
-	seqLen       int           // dense: rows per sequence
-	seqs         []kernels.Seq // paged: the sequences
-	blockSize    int
-	units        []attnUnit
-	scratch      []attnScratch // per worker
+	causal    bool
+	out, q    []float32 // [rows × heads·hd]
+	k, v      []float32 // paged: [blocks·blockSize × heads·hd]; dense: like q
+	heads, hd int
+	seqLen    int           // dense: rows per sequence
+	seqs      []kernels.Seq // paged: the sequences
+	blockSize int
+	units     []attnUnit
+	scratch   []attnScratch // per worker
 }
 
 // attnScratch is one worker's buffers, grown as needed.
@@ -83,6 +84,9 @@ func (t *attentionTask) fast(sc *attnScratch, u attnUnit) bool {
 	if t.seqs != nil {
 		a.K, a.V = t.k[hOff:], t.v[hOff:]
 		a.Blocks, a.BlockSize = t.seqs[u.seq].Blocks, t.blockSize
+		if a.Blocks == nil {
+			a.Blocks = []int32{} // paged, not dense: Attend panics on the short table
+		}
 	} else {
 		first := u.seq * t.seqLen * width
 		a.K, a.V = t.k[first+hOff:], t.v[first+hOff:]
