@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
+
+	"github.com/pancap-serve/pancap/internal/testsupport"
 )
 
 func TestTokenNeverLogged(t *testing.T) {
@@ -105,17 +106,6 @@ func TestModelInfoLimits(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "prompt: at most 40 bytes, got 41")
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestMutualTLSForGRPCAndMetrics(t *testing.T) {
 	certFile, keyFile, serverPool := selfSigned(t, x509.ExtKeyUsageServerAuth)
 	clientCert, clientKey, _ := selfSigned(t, x509.ExtKeyUsageClientAuth)
@@ -127,7 +117,7 @@ func TestMutualTLSForGRPCAndMetrics(t *testing.T) {
 	}
 	b := &fakeBackend{}
 	b.ready.Store(true)
-	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	addr, metricsAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	srv, err := New(Config{Addr: addr, MetricsAddr: metricsAddr, TLSCertFile: certFile, TLSKeyFile: keyFile,
 		TLSClientCAFile: clientCert, DrainTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}, b)
 	if err != nil {

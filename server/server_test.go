@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/testsupport"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
@@ -152,31 +152,13 @@ func blockUntilCancel(cancelled chan<- struct{}) script {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a server on bufconn with a client connection to it.
 type harness struct {
 	srv     *Server
 	backend *fakeBackend
 	conn    *grpc.ClientConn
 	client  pb.CaptionerClient
-	logs    *syncBuffer
+	logs    *testsupport.SyncBuffer
 }
 
 // start serves cfg over bufconn with a ready fakeBackend (unless ready is
@@ -187,7 +169,7 @@ func start(t *testing.T, cfg Config, b *fakeBackend, ready bool) *harness {
 		b = &fakeBackend{}
 	}
 	b.ready.Store(ready)
-	logs := &syncBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := New(cfg, b)
 	if err != nil {

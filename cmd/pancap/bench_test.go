@@ -25,7 +25,7 @@ func benchArgs(addr string, extra ...string) []string {
 }
 
 func TestBenchWritesResultAndPlots(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	dir := t.TempDir()
 	out, errOut, err := run(t, benchArgs(addr, "--out", filepath.Join(dir, "a.json"), "--plots", filepath.Join(dir, "plots"),
 		"--label", "reuse", "--slo", "e2e:60000", "--warmup", "1")...)

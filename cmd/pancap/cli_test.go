@@ -69,8 +69,8 @@ func (b scriptedBackend) SubmitGenerate(context.Context, batcher.GenerateRequest
 func (scriptedBackend) Spec() engine.Spec { return engine.Spec{Name: "scripted"} }
 func (scriptedBackend) Ready() bool       { return true }
 
-// serveScripted serves b on a free local port and returns its address.
-func serveScripted(t *testing.T, b server.Backend) string {
+// serveBackend serves b on a free local port and returns its address.
+func serveBackend(t *testing.T, b server.Backend) string {
 	t.Helper()
 	srv, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler)}, b)
 	if err != nil {
@@ -124,7 +124,7 @@ func run(t *testing.T, args ...string) (string, string, error) {
 }
 
 func TestCaptionStreamsAndAnnotates(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	img := drawTestPNG(t)
 	annotated := filepath.Join(t.TempDir(), "out.png")
 	out, errOut, err := run(t, "caption", "--addr", addr, "--annotate", annotated, img)
@@ -155,7 +155,7 @@ func TestCaptionStreamsAndAnnotates(t *testing.T) {
 }
 
 func TestCaptionJSON(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	img := drawTestPNG(t)
 	out, _, err := run(t, "caption", "--addr", addr, "--json", "--stages", "2", img, img)
 	if err != nil {
@@ -186,7 +186,7 @@ func TestCaptionJSON(t *testing.T) {
 }
 
 func TestCaptionRPCError(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{err: batcher.ErrInvalidImage})
+	addr := serveBackend(t, scriptedBackend{err: batcher.ErrInvalidImage})
 	_, _, err := run(t, "caption", "--addr", addr, drawTestPNG(t))
 	if err == nil || !strings.Contains(err.Error(), "INVALID_ARGUMENT: invalid image") {
 		t.Fatalf("got %v", err)

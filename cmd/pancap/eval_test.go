@@ -27,7 +27,7 @@ func writeScenes(t *testing.T) string {
 }
 
 func TestEvalJSON(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	dir := writeScenes(t)
 	out, errOut, err := run(t, "eval", "--addr", addr, "--data", dir, "--limit", "1", "--json")
 	if err != nil {
@@ -62,7 +62,7 @@ func TestEvalJSON(t *testing.T) {
 }
 
 func TestEvalTableAndErrors(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	dir := writeScenes(t)
 	out, _, err := run(t, "eval", "--addr", addr, "--data", dir)
 	if err != nil {

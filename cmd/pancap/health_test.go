@@ -7,7 +7,7 @@ import (
 )
 
 func TestHealthServing(t *testing.T) {
-	addr := serveScripted(t, scriptedBackend{})
+	addr := serveBackend(t, scriptedBackend{})
 	out, _, err := run(t, "health", "--addr", addr, "--wait", "5s")
 	if err != nil || strings.TrimSpace(out) != "SERVING" {
 		t.Fatalf("out %q err %v", out, err)

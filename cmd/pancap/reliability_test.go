@@ -42,7 +42,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model/embedded"
+	"github.com/pancap-serve/pancap/internal/testsupport"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 	"github.com/pancap-serve/pancap/server"
 )
@@ -114,24 +114,6 @@ func (e *faultEngine) block(t *testing.T, start func()) (release func()) {
 	return release
 }
 
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // realServer is `pancap serve`'s wiring (loadEngine, startBatcher,
 // server.New) on bufconn, with the embedded model behind a faultEngine.
 type realServer struct {
@@ -139,7 +121,7 @@ type realServer struct {
 	eng    *faultEngine
 	conn   *grpc.ClientConn
 	client pb.CaptionerClient
-	logs   *lockedBuffer
+	logs   *testsupport.SyncBuffer
 }
 
 // startReal serves the embedded model with the test limits.
@@ -149,7 +131,7 @@ func startReal(t *testing.T) *realServer { return startServing(t, true) }
 // in its loading state, as `pancap serve` is while the model loads.
 func startServing(t *testing.T, load bool) *realServer {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testsupport.SyncBuffer{}
 	cfg := serveConfig{
 		Config: server.Config{
 			AuthToken: relToken, MaxRecvMsgBytes: relMaxRecv, MaxImageBytes: relMaxImage,
@@ -372,16 +354,18 @@ func gifFrames(t *testing.T, n int) []byte {
 
 // Hostile model directories for `pancap serve --model DIR`.
 
-// embeddedCopy writes the embedded tiny model into a temp dir and returns
-// the LLaVA directory (its config names ../clip).
-func embeddedCopy(t *testing.T) string {
+// tinyCopy copies the random-weight tiny checkpoint (LLaVA layout and its
+// tower) into a temp dir and returns the LLaVA directory (its config names
+// ../clip), for tests that damage it.
+func tinyCopy(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	err := fs.WalkDir(embedded.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	src := os.DirFS("../../testdata/checkpoints/tiny")
+	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(p, "hf") {
 			return err
 		}
-		data, err := embedded.FS.ReadFile(p)
+		data, err := fs.ReadFile(src, p)
 		if err != nil {
 			return err
 		}
@@ -394,7 +378,7 @@ func embeddedCopy(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(root, filepath.FromSlash(embedded.Dir))
+	return filepath.Join(root, "llava")
 }
 
 // stEntry is a tensor of a safetensors header.
@@ -575,7 +559,7 @@ func generateRow(input string, code codes.Code, frag string, req func() *pb.Gene
 // modelRow starts `pancap serve` on a damaged copy of the embedded model.
 func modelRow(input, frag string, damage func(t *testing.T, dir string)) relRow {
 	return relRow{area: "model file", input: input, code: "exit 1", frag: frag, run: func(t *testing.T) (string, string) {
-		dir := embeddedCopy(t)
+		dir := tinyCopy(t)
 		damage(t, dir)
 		return serveModel(t, dir)
 	}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
+
+	"github.com/pancap-serve/pancap/internal/testsupport"
 )
 
 // buildPancap builds this command into a temp dir and returns its path.
@@ -83,8 +84,8 @@ func TestServeSIGTERMDrains(t *testing.T) {
 	}
 	const drain = 3 * time.Second
 	bin := buildPancap(t)
-	addr := freeTCPAddr(t)
-	var logs lockedBuffer
+	addr := testsupport.FreeAddr(t)
+	var logs testsupport.SyncBuffer
 	cmd := exec.Command(bin, "serve", "--addr", addr, "--drain-timeout", drain.String())
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
@@ -159,17 +160,6 @@ func TestServeSIGTERMDrains(t *testing.T) {
 	if !strings.Contains(logs.String(), "drain deadline reached") {
 		t.Errorf("no drain-deadline log line:\n%s", logs.String())
 	}
-}
-
-// freeTCPAddr returns a loopback address that was free a moment ago.
-func freeTCPAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func TestServeRefusesBadLimits(t *testing.T) {
