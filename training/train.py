@@ -137,7 +137,8 @@ BUCKETS = 8  # a batch is one of this many length-sorted slices of a random draw
 
 def draw_batch(examples, stages, size, seed, step):
     """(stage, batch) of a step, a pure function of (seed, step) so a resumed run
-    draws the same batches: a uniformly drawn stage, BUCKETS × size examples
+    draws the same batches: a stage drawn uniformly from stages (a stage
+    listed twice is drawn twice as often), BUCKETS × size examples
     of it drawn with replacement and sorted by length, and one of the BUCKETS
     slices chosen uniformly (every drawn example is equally likely to be used,
     and a batch's lengths are alike, so padding is small)."""
@@ -242,6 +243,8 @@ def main():
     ap.add_argument("--val-size", type=int, default=32, help="validation tuples per stage")
     ap.add_argument("--resume", action="store_true", help="continue RUN/ckpt.pt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stage-weights", default="1,1,1,1", type=lambda v: [int(x) for x in v.split(",")],
+                    help="relative frequency of stages 1-4 in the batches (the default draws them uniformly)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -261,7 +264,7 @@ def main():
         lengths = [len(p) + len(q) + 63 for _, p, q in ex]
         print("stage %d: %d examples, %.0f tokens on average, %d at most" % (
             st, len(ex), sum(lengths) / len(lengths), max(lengths)), flush=True)
-    stages = sorted(examples)
+    stages = [st for st in sorted(examples) for _ in range(a.stage_weights[st - 1])]
 
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
