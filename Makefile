@@ -97,8 +97,8 @@ train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2
 	test -f $(TRAIN_DATA)/test/scenes.jsonl || \
 		$(PYTHON) training/scenes.py --out $(TRAIN_DATA) --train 12000 --val 200 --test 200
 	$(PYTHON) training/train.py --data $(TRAIN_DATA) --run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --threads 2 --resume
-	$(PYTHON) training/export.py --run $(TRAIN_RUN)
-	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA)
+	$(PYTHON) training/export.py --run $(TRAIN_RUN) --dtype bfloat16
+	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA) 0 5
 
 train-smoke: ## the whole training pipeline in about 6 minutes (200 scenes, 5 minutes of training)
 	rm -rf $(CURDIR)/training/runs/smoke
