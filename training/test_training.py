@@ -95,6 +95,15 @@ def test_batch_loss_masks_the_prompt():
         assert (y[b, n + len(answer):] == train.IGNORE).all()
 
 
+def test_stage_pool_weights():
+    assert train.stage_pool([1, 2, 3, 4], [1, 1, 1, 1]) == [1, 2, 3, 4]
+    assert train.stage_pool([1, 2, 3, 4], [3, 3, 1, 1]) == [1, 1, 1, 2, 2, 2, 3, 4]
+    assert train.stage_pool([1, 2, 3, 4], [1, 1, 0, 0]) == [1, 2]
+    examples = {st: [(i, [0], [st]) for i in range(50)] for st in (1, 2, 3, 4)}
+    drawn = [train.draw_batch(examples, train.stage_pool([1, 2, 3, 4], [1, 1, 0, 0]), 4, 0, s)[0] for s in range(40)]
+    assert set(drawn) == {1, 2}
+
+
 def test_draw_batch_is_deterministic_and_bucketed():
     examples = {st: [(i, [0] * (i % 50), [st] * (1 + i % 7)) for i in range(300)] for st in (1, 2, 3, 4)}
     stage, a = train.draw_batch(examples, [1, 2, 3, 4], 16, 0, 5)

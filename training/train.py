@@ -135,6 +135,13 @@ def encode_examples(tuples, tok, index_of):
 BUCKETS = 8  # a batch is one of this many length-sorted slices of a random draw
 
 
+def stage_pool(stages, weights):
+    """The list draw_batch draws a stage from: each of stages (1-based)
+    repeated weights[stage - 1] times, so [1, 1, 1, 1] keeps the uniform
+    draw and [3, 3, 1, 1] draws stages 1-2 three times as often."""
+    return [st for st in stages for _ in range(weights[st - 1])]
+
+
 def draw_batch(examples, stages, size, seed, step):
     """(stage, batch) of a step, a pure function of (seed, step) so a resumed run
     draws the same batches: a stage drawn uniformly from stages (a stage
@@ -264,7 +271,7 @@ def main():
         lengths = [len(p) + len(q) + 63 for _, p, q in ex]
         print("stage %d: %d examples, %.0f tokens on average, %d at most" % (
             st, len(ex), sum(lengths) / len(lengths), max(lengths)), flush=True)
-    stages = [st for st in sorted(examples) for _ in range(a.stage_weights[st - 1])]
+    stages = stage_pool(sorted(examples), a.stage_weights)
 
     model = build_model()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
