@@ -1,11 +1,14 @@
-// Package golden reads the golden cases of testdata/golden, written by
-// tools/reference from Hugging Face transformers, for the parity tests of
-// the engine on every backend (model, kernels/cuda).
+// Package golden reads the golden files written by tools/reference from
+// Hugging Face transformers and PIL: the cases of testdata/golden for the
+// parity tests of the engine on every backend (model, kernels/cuda), and
+// the float32 tensors of the image-preprocessing goldens.
 package golden
 
 import (
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -64,7 +67,27 @@ func (c Case) Name() string { return filepath.Base(c.Dir) }
 // F32 reads the case's little-endian float32 file name (e.g. "logits.f32").
 func (c Case) F32(t testing.TB, name string) []float32 {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.Dir, name))
+	return ReadF32(t, filepath.Join(c.Dir, name))
+}
+
+// ReadF32 reads a little-endian float32 file, gunzipped when its name ends
+// in ".gz".
+func ReadF32(t testing.TB, path string) []float32 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if filepath.Ext(path) == ".gz" {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = gz
+	}
+	data, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,16 @@ package imageproc
 
 import (
 	"bytes"
-	"compress/gzip"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"image"
 	"image/png"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pancap-serve/pancap/internal/golden"
 )
 
 // goldenCase is one entry of testdata/golden/manifest.json, written by
@@ -78,33 +77,6 @@ func readPNG(t testing.TB, path string) *image.RGBA {
 		t.Fatal(err)
 	}
 	return toRGB(m)
-}
-
-// readF32 reads a (possibly gzipped) little-endian float32 file.
-func readF32(t testing.TB, path string) []float32 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if filepath.Ext(path) == ".gz" {
-		gz, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = gz
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
 }
 
 // rgbDiff compares the RGB samples of two equally sized images: the number
@@ -196,7 +168,7 @@ func TestGoldenPreprocess(t *testing.T) {
 				if size != 56 {
 					continue
 				}
-				pv := readF32(t, filepath.Join(goldenDir, c.Name+".56.f32.gz"))
+				pv := golden.ReadF32(t, filepath.Join(goldenDir, c.Name+".56.f32.gz"))
 				comparePixels(t, res, want, pv)
 			}
 		})
@@ -224,7 +196,7 @@ func comparePixels(t *testing.T, res Result, want *image.RGBA, pv []float32) {
 
 func TestGoldenNormalize(t *testing.T) {
 	img := readPNG(t, filepath.Join(goldenDir, "normalize.png"))
-	want := readF32(t, filepath.Join(goldenDir, "normalize.f32"))
+	want := golden.ReadF32(t, filepath.Join(goldenDir, "normalize.f32"))
 	got := normalize(img)
 	if len(got) != len(want) {
 		t.Fatalf("%d values, want %d", len(got), len(want))
