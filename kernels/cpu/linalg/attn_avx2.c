@@ -25,19 +25,13 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 
+#include "hsum.h"
+
 #define R PC_ATTN_ROWS
 #define SEG 16 // positions per segment of contiguous (dense) rows
 
 static inline long round8(long n) { return (n + 7) & ~7L; }
 
-// hsum8 sums the 8 lanes in the fixed tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)),
-// that of gemm_avx2.c.
-static inline __attribute__((always_inline)) float hsum8(__m256 v) {
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 static inline __attribute__((always_inline)) float hmax8(__m256 v) {
 	__m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -24,6 +24,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
+#include "hsum.h"
+
 #define CHUNK 24 // column chunk: a multiple of every tile width
 #define KC 1024  // k block: a 4-row x tile of 16 KiB stays in L1 (tuned on Zen 3)
 #define PAD 16   // floats between widened weight rows: no 4 KiB set aliasing
@@ -56,13 +58,6 @@ static inline __attribute__((always_inline)) float widen1(int wt, const void *w,
 	}
 }
 
-// hsum8 sums the 8 lanes in the fixed tree ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)).
-static inline __attribute__((always_inline)) float hsum8(__m256 v) {
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 // tile accumulates acc[i][j] (MR×NR vectors) over p in [p0, p1) (multiples
 // of 8): x rows at stride ldx, w rows (of type wt) at stride ldw. Each step
