@@ -114,3 +114,16 @@ def test_draw_batch_is_deterministic_and_bucketed():
     assert lengths == sorted(lengths) and lengths[-1] - lengths[0] < 25  # a slice of a sorted draw
     seen = {train.draw_batch(examples, [1, 2, 3, 4], 4, 0, s)[0] for s in range(40)}
     assert seen == {1, 2, 3, 4}
+
+
+def test_sincos_positions_tell_every_patch_apart():
+    table = train.sincos_positions(8, 192)  # [65 × 192]
+    assert table.shape == (65, 192)
+    assert torch.all(table[0] == 0)
+    # patch (r, c) = row 1 + 8r + c: its first half encodes r, its second c
+    assert torch.allclose(table[1 + 8 * 3 + 5, :96], table[1 + 8 * 3 + 0, :96])
+    assert torch.allclose(table[1 + 8 * 3 + 5, 96:], table[1 + 8 * 6 + 5, 96:])
+    d = torch.cdist(table[1:], table[1:])
+    assert d[~torch.eye(64, dtype=torch.bool)].min() > 0.5
+    m = train.build_model()
+    assert torch.equal(m.vision_tower.vision_model.embeddings.position_embedding.weight, table)
