@@ -191,11 +191,11 @@ func EncodeFloat32(dst []byte, dt DType, src []float32) error {
 		}
 	case BF16:
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToBF16(v))
+			binary.LittleEndian.PutUint16(dst[2*i:], linalg.F32ToBF16(v))
 		}
 	case F16:
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], F32ToF16(v))
+			binary.LittleEndian.PutUint16(dst[2*i:], linalg.F32ToF16(v))
 		}
 	}
 	return nil

@@ -13,8 +13,11 @@ type Attn struct {
 	// K and V hold one row per cached position at stride LD, the group's
 	// first element at index 0: position p is row
 	// Blocks[p/BlockSize]*BlockSize + p%BlockSize (a paged cache), or row
-	// p when Blocks is nil.
+	// p when Blocks is nil. A 16-bit cache (KV16 BF16 or F16) holds them in
+	// K16 and V16 instead, in the same layout, widened exactly on reading.
 	K, V      []float32
+	K16, V16  []uint16
+	KV16      Half
 	LD        int
 	Blocks    []int32
 	BlockSize int
@@ -62,10 +65,13 @@ func (a *Attn) check() {
 		panic(fmt.Sprintf("linalg: attention %s: rows=%d keys=%d causal=%v heads=%d×%d ld=%d "+
 			"blockSize=%d len(out)=%d len(q)=%d len(k)=%d len(v)=%d len(blocks)=%d",
 			what, a.Rows, a.Keys, a.Causal, a.Heads, a.HeadDim, a.LD, a.BlockSize,
-			len(a.Out), len(a.Q), len(a.K), len(a.V), len(a.Blocks)))
+			len(a.Out), len(a.Q), len(a.K)+len(a.K16), len(a.V)+len(a.V16), len(a.Blocks)))
 	}
 	if a.Rows < 0 || a.Keys < 0 || a.Heads < 1 || a.HeadDim < 1 || a.LD < w {
 		bad("bad shape")
+	}
+	if a.KV16 != 0 && a.KV16 != BF16 && a.KV16 != F16 {
+		bad(fmt.Sprintf("16-bit type %d", a.KV16))
 	}
 	if a.Rows == 0 {
 		return
@@ -77,7 +83,7 @@ func (a *Attn) check() {
 	if a.Causal {
 		n += a.Rows - 1
 	}
-	kvLen := min(len(a.K), len(a.V))
+	kvLen := a.kvLen()
 	if a.Blocks == nil {
 		if n > 0 && (n-1)*a.LD+w > kvLen {
 			bad("short keys or values")
@@ -93,4 +99,21 @@ func (a *Attn) check() {
 			bad(fmt.Sprintf("block %d (%d) outside the cache", i, b))
 		}
 	}
+}
+
+// Half is the type of a 16-bit KV cache's elements.
+type Half int
+
+// The 16-bit element types (the values of gemm.h's PC_BF16 and PC_F16).
+const (
+	BF16 Half = Half(wBF16) // bfloat16: the upper half of a float32
+	F16  Half = Half(wF16)  // IEEE half precision
+)
+
+// kvLen is the number of elements both the keys and the values hold.
+func (a *Attn) kvLen() int {
+	if a.KV16 != 0 {
+		return min(len(a.K16), len(a.V16))
+	}
+	return min(len(a.K), len(a.V))
 }

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "gemm.h"
+
 // Query rows computed together: they share every key and value read.
 #define PC_ATTN_ROWS 8
 
@@ -14,10 +16,11 @@
 // of hd elements. Row j's queries are q[j*ld + h*hd + d] and its output
 // out[j*ld + h*hd + d]; it attends to positions 0 … n0-1, plus j more when
 // causal. Position p's keys and values are row r(p) of k and v (row stride
-// ld): r(p) = blocks[p/bs]*bs + p%bs, or r(p) = p when blocks is NULL.
+// ld elements of type kvt, PC_F32, PC_BF16 or PC_F16): r(p) =
+// blocks[p/bs]*bs + p%bs, or r(p) = p when blocks is NULL.
 // Scores are dot products scaled by scale. scratch holds
 // pc_attn_scratch(nh, hd, nmax) floats, nmax the most positions a row sees.
-void pc_attn(float *out, const float *q, const float *k, const float *v, long ld,
+void pc_attn(float *out, const float *q, const void *k, const void *v, int kvt, long ld,
 	const int32_t *blocks, long bs, long rows, long n0, int causal, long nh, long hd,
 	float scale, float *scratch);
 

@@ -15,7 +15,11 @@ func avx2Attend(a Attn, scratch []float32) {
 	if a.Causal {
 		causal = 1
 	}
-	C.pc_attn(f(a.Out), f(a.Q), f(a.K), f(a.V), C.long(a.LD),
+	k, v := unsafe.Pointer(unsafe.SliceData(a.K)), unsafe.Pointer(unsafe.SliceData(a.V))
+	if a.KV16 != 0 {
+		k, v = unsafe.Pointer(unsafe.SliceData(a.K16)), unsafe.Pointer(unsafe.SliceData(a.V16))
+	}
+	C.pc_attn(f(a.Out), f(a.Q), k, v, C.int(a.KV16), C.long(a.LD),
 		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(a.Blocks))), C.long(a.BlockSize),
 		C.long(a.Rows), C.long(a.Keys), causal, C.long(a.Heads), C.long(a.HeadDim),
 		C.float(a.Scale), f(scratch))

@@ -2,8 +2,9 @@
 
 // AVX2/FMA attention kernel: one call computes one head group's attention
 // for a run of query rows of one sequence over every position they see,
-// reading keys and values in place from the (paged) cache. Rows go
-// PC_ATTN_ROWS at a time, sharing each key and value read.
+// reading keys and values in place from the (paged) cache: fp32, or bf16 or
+// fp16 widened exactly to fp32 (in registers, or as they are packed). Rows
+// go PC_ATTN_ROWS at a time, sharing each key and value read.
 //
 // Every output row is computed in one fixed order that depends only on hd
 // and the number of positions n the row sees, never on the other rows of
@@ -23,9 +24,10 @@
 #include "attn.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 
 #include "hsum.h"
+#include "widen.h"
 
 #define R PC_ATTN_ROWS
 #define SEG 16 // positions per segment of contiguous (dense) rows
@@ -41,13 +43,14 @@ static inline __attribute__((always_inline)) float hmax8(__m256 v) {
 }
 
 // score8 computes s[i] = (Σ_d q[d]·kp[i][off+d]) · scale, d < hd, for the 8
-// positions whose key rows are kp[0..7]: lane l of position i's accumulator
+// positions whose key rows (of type T, widened in registers) are kp[0..7]:
+// lane l of position i's accumulator
 // takes fma over d = l, l+8, … < hd rounded down to 8; the lanes are summed
 // as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) (eight at once, by hadd), and the
 // hd%8 tail is added with scalar fma in increasing d. Every position gets the
 // same sequence of operations, whatever its lane.
-static inline __attribute__((always_inline)) void score8(const float *q, const float *const kp[8],
-	long off, long hd, float scale, float *s) {
+static inline __attribute__((always_inline)) void score8(const int T, const float *q,
+	const void *const kp[8], long off, long hd, float scale, float *s) {
 	__m256 a[8];
 #pragma GCC unroll 8
 	for (int i = 0; i < 8; i++)
@@ -57,7 +60,7 @@ static inline __attribute__((always_inline)) void score8(const float *q, const f
 		__m256 qv = _mm256_loadu_ps(q + d);
 #pragma GCC unroll 8
 		for (int i = 0; i < 8; i++)
-			a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[i] + off + d), a[i]);
+			a[i] = _mm256_fmadd_ps(qv, load8(T, kp[i], off + d), a[i]);
 	}
 	__m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
 	__m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
@@ -67,7 +70,7 @@ static inline __attribute__((always_inline)) void score8(const float *q, const f
 		_mm256_storeu_ps(t, r);
 		for (int i = 0; i < 8; i++)
 			for (long e = d; e < hd; e++)
-				t[i] = __builtin_fmaf(q[e], kp[i][off + e], t[i]);
+				t[i] = __builtin_fmaf(q[e], load1(T, kp[i], off + e), t[i]);
 		r = _mm256_loadu_ps(t);
 	}
 	_mm256_storeu_ps(s, _mm256_mul_ps(r, _mm256_set1_ps(scale)));
@@ -94,21 +97,22 @@ static inline __attribute__((always_inline)) __m256 exp8(__m256 x) {
 	return _mm256_andnot_ps(under, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
-// wsum adds e[p]·v[p*ld + d] to o[d] for p < n in increasing p, d < 8·NV;
-// with TAIL the last vector of v is read through mask (a head size that is
-// not a multiple of 8: nothing past the head is touched).
-static inline __attribute__((always_inline)) void wsum(const int NV, const int TAIL, float *o,
-	const float *e, const float *v, long ld, long n, __m256i mask) {
+// wsum adds e[p]·v[p*ld + d] to o[d] for p < n in increasing p, d < 8·NV,
+// v of type T (widened in registers); with TAIL (fp32 only) the last
+// vector of v is read through mask (a head size that is not a multiple of
+// 8: nothing past the head is touched).
+static inline __attribute__((always_inline)) void wsum(const int NV, const int TAIL, const int T,
+	float *o, const float *e, const void *v, long ld, long n, __m256i mask) {
 	__m256 acc[8];
 #pragma GCC unroll 8
 	for (int i = 0; i < NV; i++)
 		acc[i] = _mm256_loadu_ps(o + 8 * i);
-	for (long p = 0; p < n; p++, v += ld) {
+	for (long p = 0; p < n; p++) {
 		__m256 w = _mm256_broadcast_ss(e + p);
 #pragma GCC unroll 8
 		for (int i = 0; i < NV; i++) {
-			__m256 x = TAIL && i == NV - 1 ? _mm256_maskload_ps(v + 8 * i, mask)
-						       : _mm256_loadu_ps(v + 8 * i);
+			__m256 x = TAIL && i == NV - 1 ? _mm256_maskload_ps((const float *)v + p * ld + 8 * i, mask)
+						       : load8(T, v, p * ld + 8 * i);
 			acc[i] = _mm256_fmadd_ps(w, x, acc[i]);
 		}
 	}
@@ -119,14 +123,14 @@ static inline __attribute__((always_inline)) void wsum(const int NV, const int T
 
 #define WSUM_CASE(NV)                                                    \
 	case 2 * NV:                                                     \
-		wsum(NV, 0, o, e, v, ld, n, mask);                       \
+		wsum(NV, 0, T, o, e, v, ld, n, mask);                    \
 		break;                                                   \
 	case 2 * NV + 1:                                                 \
-		wsum(NV, 1, o, e, v, ld, n, mask);                       \
+		wsum(NV, 1, T, o, e, v, ld, n, mask);                    \
 		break;
 
-static void wsum_n(int nv, int tail, float *o, const float *e, const float *v, long ld, long n,
-	__m256i mask) {
+static inline __attribute__((always_inline)) void wsum_n(const int T, int nv, int tail, float *o,
+	const float *e, const void *v, long ld, long n, __m256i mask) {
 	switch (2 * nv + tail) {
 		WSUM_CASE(1)
 		WSUM_CASE(2)
@@ -157,13 +161,7 @@ static inline long segment(const int32_t *blocks, long bs, long p, long pe, long
 	return blocks ? (long)blocks[p / bs] * bs + p % bs : p;
 }
 
-// pack copies n rows of w floats at stride ld from src to dst at stride ldd.
-static void pack(float *dst, long ldd, const float *src, long ld, long n, long w) {
-	for (long i = 0; i < n; i++)
-		memcpy(dst + i * ldd, src + i * ld, w * sizeof(float));
-}
-
-void pc_attn(float *out, const float *q, const float *k, const float *v, long ld,
+void pc_attn(float *out, const float *q, const void *k, const void *v, int kvt, long ld,
 	const int32_t *blocks, long bs, long rows, long n0, int causal, long nh, long hd,
 	float scale, float *scratch) {
 	long ns = round8(n0 + (causal ? rows - 1 : 0)); // score row stride
@@ -178,6 +176,11 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 	float *qt = acc + R * nh * hp;      // [R][lp] the tile's queries
 	float *kt = qt + R * lp;            // [8][lp] keys of 8 positions
 	float *vt = kt + 8 * lp;            // [SEG][lp] values of a segment
+	// Keys and values are read in place by one row, widened in registers
+	// from a 16-bit cache; packed (widened to fp32) when several rows reuse
+	// them, or when a 16-bit head size is not a multiple of 8 (no masked
+	// 16-bit loads).
+	int pack16 = kvt != PC_F32 && tail;
 	for (long j0 = 0; j0 < rows; j0 += R) {
 		int nr = rows - j0 < R ? (int)(rows - j0) : R;
 		long n[R], nt = 0;
@@ -186,33 +189,47 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 			n[r] = n0 + (causal ? j0 + r : 0);
 			nt = n[r] > nt ? n[r] : nt;
 		}
-		pack(qt, lp, q + j0 * ld, ld, nr, w);
+		widen_rows(PC_F32, qt, lp, q + j0 * ld, ld, nr, w);
 
 		// Scores, 8 positions at a time: each key is read once for the
 		// tile (packed when several rows reuse it). Lanes past a row's
 		// positions are overwritten below; those past the tile's read the
 		// last position's key again.
+		int packed = nr > 1 || pack16;
+		int kt_type = packed ? PC_F32 : kvt; // the type score8 and wsum read
 		for (long p0 = 0; p0 < nt; p0 += 8) {
-			const float *kp[8];
+			const void *kp[8];
 			long b = blocks ? p0 / bs : 0, o = blocks ? p0 % bs : p0;
 			for (int i = 0; i < 8; i++) {
 				if (p0 + i >= nt) {
 					kp[i] = kp[i - 1];
 					continue;
 				}
-				kp[i] = k + (blocks ? (long)blocks[b] * bs + o : o) * ld;
+				const char *src = (const char *)k + (blocks ? (long)blocks[b] * bs + o : o) * ld * esz(kvt);
 				if (++o == bs && blocks)
 					o = 0, b++;
-				if (nr > 1) {
-					memcpy(kt + i * lp, kp[i], w * sizeof(float));
+				if (packed) {
+					widen_rows(kvt, kt + i * lp, lp, src, ld, 1, w);
 					kp[i] = kt + i * lp;
-				}
+				} else
+					kp[i] = src;
 			}
 			for (int r = 0; r < nr; r++)
 				if (p0 < n[r])
-					for (long h = 0; h < nh; h++)
-						score8(qt + r * lp + h * hd, kp, h * hd, hd, scale,
-							sc + (r * nh + h) * ns + p0);
+					for (long h = 0; h < nh; h++) {
+						const float *qh = qt + r * lp + h * hd;
+						float *sh = sc + (r * nh + h) * ns + p0;
+						switch (kt_type) {
+						case PC_BF16:
+							score8(PC_BF16, qh, kp, h * hd, hd, scale, sh);
+							break;
+						case PC_F16:
+							score8(PC_F16, qh, kp, h * hd, hd, scale, sh);
+							break;
+						default:
+							score8(PC_F32, qh, kp, h * hd, hd, scale, sh);
+						}
+					}
 		}
 
 		// Softmax numerators and their sums.
@@ -239,10 +256,11 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 
 		// Weighted sums of values, a segment of positions at a time.
 		for (long p0 = 0, p1; p0 < nt; p0 = p1) {
-			const float *vp = v + segment(blocks, bs, p0, nt, &p1) * ld;
+			const char *src = (const char *)v + segment(blocks, bs, p0, nt, &p1) * ld * esz(kvt);
+			const void *vp = src;
 			long lv = ld;
-			if (nr > 1) {
-				pack(vt, lp, vp, ld, p1 - p0, w);
+			if (packed) {
+				widen_rows(kvt, vt, lp, src, ld, p1 - p0, w);
 				vp = vt, lv = lp;
 			}
 			for (long h = 0; h < nh; h++)
@@ -251,10 +269,21 @@ void pc_attn(float *out, const float *q, const float *k, const float *v, long ld
 					int ct = tail && c + cn == nv;
 					for (int r = 0; r < nr; r++) {
 						long pe = p1 < n[r] ? p1 : n[r];
-						if (pe > p0)
-							wsum_n(cn, ct, acc + (r * nh + h) * hp + 8 * c,
-								sc + (r * nh + h) * ns + p0, vp + h * hd + 8 * c,
-								lv, pe - p0, mask);
+						if (pe <= p0)
+							continue;
+						float *o = acc + (r * nh + h) * hp + 8 * c;
+						const float *e = sc + (r * nh + h) * ns + p0;
+						long off = h * hd + 8 * c;
+						switch (kt_type) {
+						case PC_BF16:
+							wsum_n(PC_BF16, cn, ct, o, e, (const uint16_t *)vp + off, lv, pe - p0, mask);
+							break;
+						case PC_F16:
+							wsum_n(PC_F16, cn, ct, o, e, (const uint16_t *)vp + off, lv, pe - p0, mask);
+							break;
+						default:
+							wsum_n(PC_F32, cn, ct, o, e, (const float *)vp + off, lv, pe - p0, mask);
+						}
 					}
 				}
 		}

@@ -8,14 +8,15 @@ import (
 )
 
 // attnCase is a paged (blocks set) or dense key/value layout for Attend
-// tests: rows of ld floats, the tested head group at offset off.
+// tests: rows of ld elements, the tested head group at offset off; a
+// 16-bit case (kv16 BF16 or F16) holds its cache in a.K16 and a.V16.
 type attnCase struct {
 	a      Attn
 	off    int
-	kv, vv []float32 // the whole caches
+	kv, vv []float32 // the whole caches (as the kernel reads them: widened when 16-bit)
 }
 
-func newAttnCase(rng *rand.Rand, rows, keys int, causal bool, heads, hd, bs int) *attnCase {
+func newAttnCase(rng *rand.Rand, rows, keys int, causal bool, heads, hd, bs int, kv16 Half) *attnCase {
 	off := hd // one head of the row before the group
 	ld := off + heads*hd + 3
 	n := keys
@@ -43,6 +44,21 @@ func newAttnCase(rng *rand.Rand, rows, keys int, causal bool, heads, hd, bs int)
 	c.a = Attn{Out: make([]float32, rows*ld), Q: rnd(rows * ld), K: c.kv[off:], V: c.vv[off:], LD: ld,
 		Blocks: blocks, BlockSize: bs, Rows: rows, Keys: keys, Causal: causal,
 		Heads: heads, HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+	if kv16 != 0 {
+		half := func(f []float32) []uint16 {
+			h := make([]uint16, len(f))
+			for i, x := range f {
+				if kv16 == BF16 {
+					h[i], f[i] = F32ToBF16(x), BF16ToF32(F32ToBF16(x))
+				} else {
+					h[i], f[i] = F32ToF16(x), F16ToF32(F32ToF16(x))
+				}
+			}
+			return h
+		}
+		c.a.K, c.a.V, c.a.KV16 = nil, nil, kv16
+		c.a.K16, c.a.V16 = half(c.kv)[off:], half(c.vv)[off:]
+	}
 	c.a.Out = c.a.Out[off:]
 	c.a.Q = c.a.Q[off:]
 	return c
@@ -65,7 +81,7 @@ func (c *attnCase) want(j, h int) []float64 {
 	s := make([]float64, n)
 	mx := math.Inf(-1)
 	for p := range s {
-		k := a.K[row(p)*a.LD+h*a.HeadDim:]
+		k := c.kv[c.off+row(p)*a.LD+h*a.HeadDim:]
 		for d, x := range q {
 			s[p] += float64(x) * float64(k[d])
 		}
@@ -79,7 +95,7 @@ func (c *attnCase) want(j, h int) []float64 {
 	}
 	o := make([]float64, a.HeadDim)
 	for p := range s {
-		v := a.V[row(p)*a.LD+h*a.HeadDim:]
+		v := c.vv[c.off+row(p)*a.LD+h*a.HeadDim:]
 		for d := range o {
 			o[d] += s[p] / sum * float64(v[d])
 		}
@@ -88,8 +104,9 @@ func (c *attnCase) want(j, h int) []float64 {
 }
 
 // TestAttend checks the vector attention kernel against a float64
-// reference on awkward shapes, that it writes nothing outside its rows'
-// group, and that every row alone gives bitwise the rows of the call.
+// reference on awkward shapes, with fp32, bf16 and fp16 caches, that it
+// writes nothing outside its rows' group, and that every row alone gives
+// bitwise the rows of the call.
 func TestAttend(t *testing.T) {
 	if fast == nil {
 		t.Skip("no vector kernel on this CPU")
@@ -100,10 +117,11 @@ func TestAttend(t *testing.T) {
 		for _, heads := range []int{1, 3, 4} {
 			for _, sh := range [][2]int{{1, 1}, {1, 9}, {3, 1}, {5, 20}, {9, 33}} {
 				for _, bs := range []int{0, 1, 4, 16} {
-					for _, causal := range []bool{false, true} {
+					for i, causal := range []bool{false, true} {
+						kv16 := []Half{0, BF16, F16}[(hd+heads+bs+i)%3]
 						rows, keys := sh[0], sh[1]
-						name := fmt.Sprintf("hd=%d heads=%d rows=%d keys=%d bs=%d causal=%v", hd, heads, rows, keys, bs, causal)
-						c := newAttnCase(rng, rows, keys, causal, heads, hd, bs)
+						name := fmt.Sprintf("hd=%d heads=%d rows=%d keys=%d bs=%d causal=%v kv16=%d", hd, heads, rows, keys, bs, causal, kv16)
+						c := newAttnCase(rng, rows, keys, causal, heads, hd, bs, kv16)
 						for i := range c.a.Out {
 							c.a.Out[i] = 7
 						}
@@ -163,8 +181,9 @@ func TestAttendPanicsOutsideCache(t *testing.T) {
 		"negative":    func(a *Attn) { a.Blocks[0] = -1 },
 		"short table": func(a *Attn) { a.Blocks = a.Blocks[:1] },
 		"short q":     func(a *Attn) { a.Q = a.Q[:a.LD] },
+		"half type":   func(a *Attn) { a.KV16 = 3 },
 	} {
-		c := newAttnCase(rng, 2, 9, true, 2, 8, 4)
+		c := newAttnCase(rng, 2, 9, true, 2, 8, 4, 0)
 		spoil(&c.a)
 		func() {
 			defer func() {
@@ -181,7 +200,7 @@ func TestAttendNoAllocs(t *testing.T) {
 	if fast == nil {
 		t.Skip("no vector kernel on this CPU")
 	}
-	c := newAttnCase(rand.New(rand.NewPCG(35, 36)), 3, 40, true, 4, 64, 16)
+	c := newAttnCase(rand.New(rand.NewPCG(35, 36)), 3, 40, true, 4, 64, 16, BF16)
 	var scratch []float32
 	Attend(c.a, &scratch)
 	if n := testing.AllocsPerRun(20, func() {

@@ -25,39 +25,11 @@
 #pragma GCC target("avx2,fma,f16c")
 
 #include "hsum.h"
+#include "widen.h"
 
 #define CHUNK 24 // column chunk: a multiple of every tile width
 #define KC 1024  // k block: a 4-row x tile of 16 KiB stays in L1 (tuned on Zen 3)
 #define PAD 16   // floats between widened weight rows: no 4 KiB set aliasing
-
-static inline __attribute__((always_inline)) __m256 load_w(int wt, const void *w, long off) {
-	switch (wt) {
-	case PC_BF16: {
-		__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + off));
-		return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-	}
-	case PC_F16:
-		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + off)));
-	default:
-		return _mm256_loadu_ps((const float *)w + off);
-	}
-}
-
-static inline __attribute__((always_inline)) float widen1(int wt, const void *w, long off) {
-	switch (wt) {
-	case PC_BF16: {
-		uint32_t b = (uint32_t)((const uint16_t *)w)[off] << 16;
-		float f;
-		memcpy(&f, &b, 4);
-		return f;
-	}
-	case PC_F16:
-		return _cvtsh_ss(((const uint16_t *)w)[off]);
-	default:
-		return ((const float *)w)[off];
-	}
-}
-
 
 // tile accumulates acc[i][j] (MR×NR vectors) over p in [p0, p1) (multiples
 // of 8): x rows at stride ldx, w rows (of type wt) at stride ldw. Each step
@@ -80,7 +52,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
 			__m256 wv[8];
 #pragma GCC unroll 8
 			for (int j = 0; j < NR; j++)
-				wv[j] = load_w(wt, w, j * ldw + p);
+				wv[j] = load8(wt, w, j * ldw + p);
 #pragma GCC unroll 8
 			for (int i = 0; i < MR; i++) {
 				__m256 xv = _mm256_loadu_ps(x + i * ldx + p);
@@ -95,7 +67,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
 				xv[i] = _mm256_loadu_ps(x + i * ldx + p);
 #pragma GCC unroll 8
 			for (int j = 0; j < NR; j++) {
-				__m256 wv = load_w(wt, w, j * ldw + p);
+				__m256 wv = load8(wt, w, j * ldw + p);
 #pragma GCC unroll 8
 				for (int i = 0; i < MR; i++)
 					a[i][j] = _mm256_fmadd_ps(xv[i], wv, a[i][j]);
@@ -121,7 +93,7 @@ static inline __attribute__((always_inline)) void finish(const int MR, const int
 		for (int j = 0; j < NR; j++) {
 			float s = hsum8(acc[i][j]);
 			for (long p = kv; p < k; p++)
-				s = __builtin_fmaf(x[i * ldx + p], widen1(wt, w, j * ldw + p), s);
+				s = __builtin_fmaf(x[i * ldx + p], load1(wt, w, j * ldw + p), s);
 			out[i * ldo + j] = s;
 		}
 }
@@ -160,8 +132,6 @@ static inline __attribute__((always_inline)) void step(const int MR, const int N
 		for (int j = 0; j < NR; j++)
 			buf[i * NR + j] = acc[i][j];
 }
-
-static inline long esz(int wt) { return wt == PC_F32 ? 4 : 2; }
 
 // rows runs MR rows of x against nc <= CHUNK columns of w (row stride ldw,
 // first row w), writing out[i*ldo + j]: k in blocks of KC, so that the x
@@ -205,19 +175,6 @@ static const rows_fn rows_tab[3][5] = {
 	{0, rows_1_1, rows_2_1, rows_3_1, rows_4_1},
 	{0, rows_1_2, rows_2_2, rows_3_2, rows_4_2},
 };
-
-// widen_rows converts nc rows of k weights (row stride ldw) to fp32 rows at
-// dst (row stride ldd).
-static void widen_rows(int wt, float *dst, long ldd, const void *w, long ldw, long nc, long k) {
-	for (long r = 0; r < nc; r++, dst += ldd) {
-		const char *row = (const char *)w + r * ldw * esz(wt);
-		long p = 0;
-		for (; p + 8 <= k; p += 8)
-			_mm256_storeu_ps(dst + p, load_w(wt, row, p));
-		for (; p < k; p++)
-			dst[p] = widen1(wt, row, p);
-	}
-}
 
 long pc_gemm_scratch(long k) { return CHUNK * (k + PAD); }
 
