@@ -16,6 +16,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/embedded"
 )
@@ -91,8 +92,9 @@ func chainTexts(t *testing.T, b *batcher.Batcher, reqs []batcher.ChainRequest, c
 }
 
 // TestTinyModelBatchInvariance runs 16 chains of the tiny preset (fp32 and
-// bf16 weights, random) concurrently and one at a time, in reuse and
-// baseline mode: every stage's greedy tokens must be the same.
+// bf16 weights, random; bf16 weights with an fp16 KV cache) concurrently
+// and one at a time, in reuse and baseline mode: every stage's greedy
+// tokens must be the same.
 func TestTinyModelBatchInvariance(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("runs a model: too slow for -short and -race (TestConcurrentMatchesSequential covers the scheduling under -race)")
@@ -104,6 +106,10 @@ func TestTinyModelBatchInvariance(t *testing.T) {
 		},
 		"bf16": func() (engine.Engine, error) {
 			m, _, err := model.Open("../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048})
+			return m, err
+		},
+		"bf16, fp16 KV cache": func() (engine.Engine, error) {
+			m, _, err := model.Open("../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048, KVDType: kernels.F16})
 			return m, err
 		},
 	}

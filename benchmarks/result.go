@@ -85,6 +85,7 @@ type Server struct {
 	MaxContext    int    `json:"max_context"`
 	KVBlockSize   int    `json:"kv_block_size"`
 	KVBlocks      int    `json:"kv_blocks"`
+	KVCacheDType  string `json:"kv_cache_dtype"`
 }
 
 // NewServer describes the server at addr from its model info.
@@ -94,7 +95,7 @@ func NewServer(addr string, m *pb.ModelInfo) Server {
 		Addr: addr, Model: m.GetName(), DType: m.GetDtype(), Device: m.GetDevice(), RandomWeights: m.GetRandomWeights(),
 		HiddenSize: int(a.GetHiddenSize()), VocabSize: int(a.GetVocabSize()), ImageTokens: int(a.GetImageTokens()),
 		ImageSize: int(a.GetImageSize()), MaxContext: int(a.GetMaxContext()),
-		KVBlockSize: int(a.GetKvBlockSize()), KVBlocks: int(a.GetKvBlocks()),
+		KVBlockSize: int(a.GetKvBlockSize()), KVBlocks: int(a.GetKvBlocks()), KVCacheDType: a.GetKvCacheDtype(),
 	}
 }
 

@@ -19,6 +19,7 @@ type Spec struct {
 	BOS, EOS      int32  // special token ids
 	KVBlockSize   int    // tokens per KV-cache block
 	KVBlocks      int    // blocks in the KV pool
+	KVDType       string // KV-cache storage: "float32", "bfloat16" or "float16"
 	DType         string // weight dtype as stored: "float32", "bfloat16", "float16"
 	Device        string // "cpu" or "cuda:N"
 	RandomWeights bool   // true for generated checkpoints: say so to users

@@ -50,6 +50,9 @@ func (d DType) Size() int {
 // byte length).
 var ErrWeight = errors.New("kernels: invalid weight")
 
+// ErrCacheType reports a KV-cache dtype that a backend does not offer.
+var ErrCacheType = errors.New("kernels: unsupported KV-cache dtype")
+
 // Buffer is a backend-owned float32 activation buffer.
 type Buffer interface {
 	// Len is the number of float32 elements.
@@ -88,6 +91,13 @@ type Backend interface {
 
 	// Alloc returns a zeroed buffer of n float32 elements.
 	Alloc(n int) Buffer
+	// AllocCache returns a zeroed KV-cache buffer of n elements stored as
+	// dt (F32; BF16 or F16 where the backend supports them, else an error
+	// wrapping ErrCacheType): the destination of ScatterRows, which rounds
+	// to dt (to nearest, ties to even), and the kc and vc of
+	// PagedAttention, which widens them exactly. A 16-bit cache halves the
+	// memory and the bytes decode reads per position. Free releases it.
+	AllocCache(n int, dt DType) (Buffer, error)
 	// Free releases a buffer returned by Alloc.
 	Free(b Buffer)
 	// Write copies src into dst[off : off+len(src)].

@@ -3,22 +3,22 @@ package model_test
 import (
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/model/presets"
 	"github.com/pancap-serve/pancap/model/weights"
 )
 
-// benchModel loads the `bench` preset (DESIGN.md §7, bf16): the checkpoint
-// in $PANCAP_BENCH_MODEL (a model directory), else one generated once into
-// a temporary directory, removed once loaded (the mapping outlives the
-// files).
-var benchModel = sync.OnceValues(func() (*llava.Model, error) {
-	opts := model.Options{KVBlocks: 1024}
+// benchModel loads the `bench` preset (DESIGN.md §7, bf16) with a KV cache
+// of type kv: the checkpoint in $PANCAP_BENCH_MODEL (a model directory),
+// else one generated once into a temporary directory, removed once loaded
+// (the mapping outlives the files).
+func benchModel(kv kernels.DType) (*llava.Model, error) {
+	opts := model.Options{KVBlocks: 1024, KVDType: kv}
 	if dir := os.Getenv("PANCAP_BENCH_MODEL"); dir != "" {
 		return model.Load(dir, opts)
 	}
@@ -31,17 +31,19 @@ var benchModel = sync.OnceValues(func() (*llava.Model, error) {
 		return nil, err
 	}
 	return model.Load(presets.ModelDir(root), opts)
-})
+}
 
 // BenchmarkBenchPreset measures the whole model on the bench preset: the
 // vision encode of one 336 px image, the prefill of an image prompt, and one
-// decode step at batch 1, 4, 8 and 16 over 700-token contexts. Run it with
-// `make bench-model`; it reports tokens per second.
+// decode step at batch 1, 4, 8 and 16 over 700-token contexts, with a
+// float32 KV cache and again (the decode-…-kv-float16 cases) with a float16
+// one. Run it with `make bench-model`; it reports tokens per second.
 func BenchmarkBenchPreset(b *testing.B) {
-	m, err := benchModel()
+	m, err := benchModel(kernels.F32)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer m.Close()
 	sp := m.Spec()
 	img := engine.Image{Pixels: make([]float32, 3*sp.ImageSize*sp.ImageSize)}
 	for i := range img.Pixels {
@@ -76,13 +78,26 @@ func BenchmarkBenchPreset(b *testing.B) {
 		}
 		b.ReportMetric(float64(ctx*b.N)/b.Elapsed().Seconds(), "tok/s")
 	})
-	for i := 0; i < 16; i++ { // fill 16 sequences' KV once for the decode steps
+	decode(b, m, seq, prompt, "")
+	m16, err := benchModel(kernels.F16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m16.Close()
+	decode(b, m16, seq, prompt, "-kv-float16")
+}
+
+// decode fills 16 sequences' KV with prompt once, then times one decode
+// step at batch 1, 4, 8 and 16 (the benchmarks named decode-batch-N+suffix).
+func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32, suffix string) {
+	ctx := len(prompt)
+	for i := 0; i < 16; i++ {
 		if _, err := m.Forward([]engine.Chunk{{Blocks: seq(i), Tokens: prompt}}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for _, n := range []int{1, 4, 8, 16} {
-		b.Run(fmt.Sprintf("decode-batch-%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("decode-batch-%d%s", n, suffix), func(b *testing.B) {
 			batch := make([]engine.Chunk, n)
 			for i := range batch {
 				batch[i] = engine.Chunk{Blocks: seq(i), Pos: ctx, Tokens: []int32{7}, Logits: true}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
@@ -111,16 +112,19 @@ func FuzzConfig(f *testing.F) {
 func TestKVBlocks(t *testing.T) {
 	tc := llava.TextConfig{Hidden: 64, Layers: 2, MaxPos: 4096}
 	blockBytes := int64(2 * 2 * 16 * 64 * 4)
-	if got := kvBlocks(7, 1<<40, 16, tc); got != 7 {
+	if got := kvBlocks(7, 1<<40, 16, 0, tc); got != 7 {
 		t.Errorf("explicit blocks: %d", got)
 	}
-	if got := kvBlocks(0, 1000*blockBytes+5, 16, tc); got != 1000 {
+	if got := kvBlocks(0, 1000*blockBytes+5, 16, 0, tc); got != 1000 {
 		t.Errorf("from bytes: %d, want 1000", got)
 	}
-	if got := kvBlocks(0, 10*blockBytes, 16, tc); got != 256 {
+	if got := kvBlocks(0, 1000*blockBytes+5, 16, kernels.BF16, tc); got != 2000 {
+		t.Errorf("bf16 blocks from bytes: %d, want 2000", got)
+	}
+	if got := kvBlocks(0, 10*blockBytes, 16, kernels.F32, tc); got != 256 {
 		t.Errorf("from too few bytes: %d, want one full context of 256", got)
 	}
-	if got := kvBlocks(0, 0, 16, tc); got < 256 || got > 8*256 {
+	if got := kvBlocks(0, 0, 16, 0, tc); got < 256 || got > 8*256 {
 		t.Errorf("default: %d blocks, want between one and eight contexts of 256", got)
 	}
 }

@@ -8,6 +8,9 @@ import (
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/internal/golden"
+	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu"
+	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
@@ -146,5 +149,39 @@ func TestDecodeStepAllocations(t *testing.T) {
 	})
 	if allocs > 2 {
 		t.Errorf("a decode step allocates %v times, want ≤ 2 (the returned logits)", allocs)
+	}
+}
+
+// TestHalfKVCache checks the 16-bit KV caches against the reference: the
+// tiny fp32 case's prompt logits within bf16's and fp16's rounding of the
+// keys and values, and the model's Spec naming the cache type.
+func TestHalfKVCache(t *testing.T) {
+	c := tinyCase(t)
+	for _, kc := range []struct {
+		dt  kernels.DType
+		tol float64
+	}{{kernels.BF16, 2e-2}, {kernels.F16, 3e-3}} {
+		m, _, err := model.Open(filepath.Join(repoRoot, c.Checkpoint, "hf"),
+			model.Options{KVBlocks: 96, KVBlockSize: 8, KVDType: kc.dt, Backend: cpu.New(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if got := m.Spec().KVDType; got != kc.dt.String() {
+			t.Errorf("Spec().KVDType = %q, want %q", got, kc.dt)
+		}
+		feats, err := m.EncodeImages([]engine.Image{{Pixels: c.F32(t, "pixel_values.f32")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits, err := m.NewSequence().Feed(llava.ExpandImageTokens(c.InputIDs, c.ImageTokens), feats[0], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := golden.RelL2(logits, c.F32(t, "logits.f32"))
+		t.Logf("%s KV cache: logits rel L2 %.3g", kc.dt, e)
+		if e > kc.tol || e == 0 {
+			t.Errorf("%s KV cache: logits rel L2 %.3g, want in (0, %g]", kc.dt, e, kc.tol)
+		}
 	}
 }

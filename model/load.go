@@ -43,6 +43,7 @@ type Options struct {
 	KVBlocks    int             // KV cache blocks (0: from KVBytes)
 	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts, at most 4 GiB)
 	KVBlockSize int             // positions per KV block (0: 16)
+	KVDType     kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
 	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
 	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
 	// RandomWeights marks a generated checkpoint in engine.Spec.
@@ -282,8 +283,9 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		Name:          name,
 		DType:         rep.DType,
 		RandomWeights: opts.RandomWeights,
-		KVBlocks:      kvBlocks(opts.KVBlocks, opts.KVBytes, blockSize, cfg.Text),
+		KVBlocks:      kvBlocks(opts.KVBlocks, opts.KVBytes, blockSize, opts.KVDType, cfg.Text),
 		KVBlockSize:   blockSize,
+		KVDType:       opts.KVDType,
 		Tokenizer:     tok,
 		Preprocess: func(data []byte) (engine.Image, error) {
 			r, err := imageproc.Preprocess(data, size, lim)
@@ -303,11 +305,15 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 // kvBlocks is the KV pool size: blocks when set; else as many blocks as
 // bytes hold; else enough for 8 full contexts but within half the available
 // memory; never less than one full context unless blocks says so.
-func kvBlocks(blocks int, bytes int64, blockSize int, t llava.TextConfig) int {
+func kvBlocks(blocks int, bytes int64, blockSize int, dt kernels.DType, t llava.TextConfig) int {
 	if blocks > 0 {
 		return blocks
 	}
-	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * 4) // float32 keys and values
+	elem := 4 // float32
+	if dt != 0 {
+		elem = dt.Size()
+	}
+	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * elem) // keys and values
 	perContext := (t.MaxPos + blockSize - 1) / blockSize
 	if bytes > 0 {
 		return max(perContext, int(bytes/blockBytes))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/imageproc"
 	"github.com/pancap-serve/pancap/server"
 )
@@ -30,6 +31,7 @@ type serveConfig struct {
 	LoRA         string // PEFT LoRA adapter directory merged at load time
 	MaxQueue     int    // requests waiting for admission before RESOURCE_EXHAUSTED
 	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
+	KVCacheDType string // KV-cache storage: float32, bfloat16 or float16
 	ChainReuse   bool   // share the image prefix's KV across stages and requests
 	Device       string // compute device: cpu, cuda or cuda:N (cuda builds only)
 	LogLevel     string // debug, info, warn, error
@@ -60,6 +62,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA bundle (PEM), for gRPC and /metrics")
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
+	f.StringVar(&cfg.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (CPU: half the memory and the bytes decode reads, keys and values rounded once)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
 	f.StringVar(&cfg.Device, "device", "cpu", "compute device: cpu, or cuda / cuda:N in a binary built with -tags cuda")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
@@ -118,7 +121,21 @@ func checkLimits(cfg serveConfig) error {
 			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errLimits, l.flag, l.most, l.v)
 		}
 	}
-	return nil
+	_, err := kvCacheDType(cfg.KVCacheDType)
+	return err
+}
+
+// kvCacheDType parses --kv-cache-dtype ("" is the default, float32).
+func kvCacheDType(name string) (kernels.DType, error) {
+	if name == "" {
+		return kernels.F32, nil
+	}
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
+		if name == dt.String() {
+			return dt, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: --kv-cache-dtype must be float32, bfloat16 or float16, got %q", errLimits, name)
 }
 
 // newLogger builds the server's logger on stderr.

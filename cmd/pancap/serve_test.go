@@ -168,6 +168,7 @@ func TestServeRefusesBadLimits(t *testing.T) {
 		{"--max-stop-bytes", "0"},
 		{"--max-image-pixels", "-1"},
 		{"--max-request-bytes", "0"},
+		{"--kv-cache-dtype", "int8"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 		if !errors.Is(err, errLimits) || !strings.Contains(err.Error(), args[0]) {

@@ -17,11 +17,16 @@ import (
 // default model), merging the LoRA adapter cfg.LoRA when given, and logs the
 // load report (unused tensors included).
 func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
+	kvType, err := kvCacheDType(cfg.KVCacheDType)
+	if err != nil {
+		return nil, err
+	}
 	be, err := newBackend(cfg.Device)
 	if err != nil {
 		return nil, err
 	}
-	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, ImageLimits: cfg.imageLimits(), Backend: be}
+	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, KVDType: kvType,
+		ImageLimits: cfg.imageLimits(), Backend: be}
 	var (
 		m   *llava.Model
 		rep *model.LoadReport

@@ -41,6 +41,8 @@ type attentionTask struct {
 	causal    bool
 	out, q    []float32 // [rows × heads·hd]
 	k, v      []float32 // paged: [blocks·blockSize × heads·hd]; dense: like q
+	k16, v16  []uint16  // a 16-bit paged cache (kv16 set) instead of k and v
+	kv16      linalg.Half
 	heads, hd int
 	seqLen    int           // dense: rows per sequence
 	seqs      []kernels.Seq // paged: the sequences
@@ -55,6 +57,7 @@ type attnScratch struct {
 	s    []float32 // [nh × keys] scores, then probabilities, of one row
 	o    []float32 // [nh × hd] the row's output
 	off  []int     // [keys] offset of each position's key/value row of the head
+	kv   []float32 // [nh × hd] one position's keys or values widened from a 16-bit cache
 }
 
 func growTo[T any](b []T, n int) []T {
@@ -82,7 +85,11 @@ func (t *attentionTask) fast(sc *attnScratch, u attnUnit) bool {
 		Heads: u.nh, HeadDim: t.hd, Scale: float32(1 / math.Sqrt(float64(t.hd))),
 	}
 	if t.seqs != nil {
-		a.K, a.V = t.k[hOff:], t.v[hOff:]
+		if t.kv16 != 0 {
+			a.K16, a.V16, a.KV16 = t.k16[hOff:], t.v16[hOff:], t.kv16
+		} else {
+			a.K, a.V = t.k[hOff:], t.v[hOff:]
+		}
 		a.Blocks, a.BlockSize = t.seqs[u.seq].Blocks, t.blockSize
 		if a.Blocks == nil {
 			a.Blocks = []int32{} // paged, not dense: Attend panics on the short table
@@ -122,7 +129,7 @@ func (t *attentionTask) portable(sc *attnScratch, u attnUnit) {
 		// Scores, position by position: one contiguous run of the
 		// group's keys per position. s[h*nk+p] is head h's score of p.
 		for p, off := range sc.off[:keys] {
-			k := t.k[off : off+u.nh*hd]
+			k := t.cached(sc, t.k, t.k16, off, u.nh*hd)
 			for h := 0; h < u.nh; h++ {
 				sc.s[h*nk+p] = vec.Dot(q[h*hd:(h+1)*hd], k[h*hd:]) * scale
 			}
@@ -133,13 +140,30 @@ func (t *attentionTask) portable(sc *attnScratch, u attnUnit) {
 		o := sc.o
 		clear(o)
 		for p, off := range sc.off[:keys] {
-			v := t.v[off : off+u.nh*hd]
+			v := t.cached(sc, t.v, t.v16, off, u.nh*hd)
 			for h := 0; h < u.nh; h++ {
 				vec.Axpy(sc.s[h*nk+p], v[h*hd:(h+1)*hd], o[h*hd:(h+1)*hd])
 			}
 		}
 		copy(t.out[(u.row+j)*width+hOff:][:u.nh*hd], o)
 	}
+}
+
+// cached is the n keys or values at offset off of the cache (f, or h when
+// the cache is 16-bit, widened into sc.kv).
+func (t *attentionTask) cached(sc *attnScratch, f []float32, h []uint16, off, n int) []float32 {
+	if t.kv16 == 0 {
+		return f[off : off+n]
+	}
+	sc.kv = growTo(sc.kv, n)
+	widen := linalg.BF16ToF32
+	if t.kv16 == linalg.F16 {
+		widen = linalg.F16ToF32
+	}
+	for i, x := range h[off : off+n] {
+		sc.kv[i] = widen(x)
+	}
+	return sc.kv
 }
 
 // softmax replaces s with its softmax, summing in position order.
@@ -190,14 +214,14 @@ func (b *Backend) attention(t *attentionTask) {
 		t.scratch = make([]attnScratch, b.pool.workers)
 	}
 	b.pool.parallel(t, len(t.units), 1)
-	t.out, t.q, t.k, t.v, t.seqs = nil, nil, nil, nil, nil
+	t.out, t.q, t.k, t.v, t.k16, t.v16, t.seqs = nil, nil, nil, nil, nil, nil, nil
 }
 
 // Attention computes dense non-causal attention over seqs sequences of
 // seqLen rows each.
 func (b *Backend) Attention(out, q, k, v kernels.Buffer, seqs, seqLen, heads, headDim int) {
 	t := &b.attn
-	t.causal, t.seqs = false, nil
+	t.causal, t.seqs, t.kv16 = false, nil, 0
 	t.out, t.q, t.k, t.v = data(out), data(q), data(k), data(v)
 	t.heads, t.hd, t.seqLen = heads, headDim, seqLen
 	t.units = t.units[:0]
@@ -212,7 +236,18 @@ func (b *Backend) Attention(out, q, k, v kernels.Buffer, seqs, seqLen, heads, he
 func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.Seq, heads, headDim, blockSize int) {
 	t := &b.attn
 	t.causal, t.seqs = true, seqs
-	t.out, t.q, t.k, t.v = data(out), data(q), data(kc), data(vc)
+	t.out, t.q = data(out), data(q)
+	kb, vb := kc.(*buffer), vc.(*buffer)
+	switch {
+	case (kb.h == nil) != (vb.h == nil) || kb.h != nil && kb.dt != vb.dt:
+		panic("cpu: PagedAttention with a " + kb.dt.String() + " key cache and a " + vb.dt.String() + " value cache")
+	case kb.h == nil:
+		t.k, t.v, t.kv16 = kb.d, vb.d, 0
+	case kb.dt == kernels.BF16:
+		t.k16, t.v16, t.kv16 = kb.h, vb.h, linalg.BF16
+	default:
+		t.k16, t.v16, t.kv16 = kb.h, vb.h, linalg.F16
+	}
 	t.heads, t.hd, t.blockSize = heads, headDim, blockSize
 	t.units = t.units[:0]
 	for i, s := range seqs {

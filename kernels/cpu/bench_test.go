@@ -24,16 +24,27 @@ func BenchmarkPagedAttentionDecode1(b *testing.B) {
 	benchPaged(b, 1, 1, 1000)
 }
 
-// benchPaged runs seqs sequences of rows query rows at position pos and
+// benchPaged runs seqs sequences of rows query rows at position pos over a
+// float32 and a float16 KV cache (sub-benchmarks named by the dtype) and
 // reports GB/s (each sequence's keys and values counted once, the bytes a
 // decode step must read) and GFLOP/s (scores and weighted sums).
 func benchPaged(b *testing.B, seqs, rows, pos int) {
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16} {
+		b.Run(dt.String(), func(b *testing.B) { benchPagedOf(b, seqs, rows, pos, dt) })
+	}
+}
+
+func benchPagedOf(b *testing.B, seqs, rows, pos int, dt kernels.DType) {
 	be := New(0)
 	defer be.Close()
 	const heads, hd, bs = 16, 64, 16
 	width := heads * hd
 	perSeq := (pos + rows + bs - 1) / bs
-	kc, vc := be.Alloc(seqs*perSeq*bs*width), be.Alloc(seqs*perSeq*bs*width)
+	kc, err := be.AllocCache(seqs*perSeq*bs*width, dt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vc, _ := be.AllocCache(seqs*perSeq*bs*width, dt)
 	q, out := be.Alloc(seqs*rows*width), be.Alloc(seqs*rows*width)
 	var ss []kernels.Seq
 	for s := 0; s < seqs; s++ {
@@ -49,6 +60,6 @@ func benchPaged(b *testing.B, seqs, rows, pos int) {
 	}
 	sec := b.Elapsed().Seconds() / float64(b.N)
 	seen := rows*pos + rows*(rows+1)/2 // positions seen, over the rows
-	b.ReportMetric(float64(seqs*(pos+rows)*width*2*4)/sec/1e9, "GB/s")
+	b.ReportMetric(float64(seqs*(pos+rows)*width*2*dt.Size())/sec/1e9, "GB/s")
 	b.ReportMetric(float64(seqs*seen*width*4)/sec/1e9, "GFLOP/s")
 }

@@ -6,6 +6,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"unsafe"
@@ -41,13 +42,25 @@ func (b *Backend) Name() string { return "cpu" }
 // Close stops the worker goroutines.
 func (b *Backend) Close() { b.pool.close() }
 
-// buffer is a CPU activation buffer.
-type buffer struct{ d []float32 }
+// buffer is a CPU activation buffer (d), or a KV-cache buffer stored as
+// float32 (d) or as 16-bit patterns of type dt (h).
+type buffer struct {
+	d  []float32
+	h  []uint16
+	dt kernels.DType
+}
 
 // Len is the number of elements.
-func (x *buffer) Len() int { return len(x.d) }
+func (x *buffer) Len() int { return len(x.d) + len(x.h) }
 
-func data(x kernels.Buffer) []float32 { return x.(*buffer).d }
+// data is a float32 buffer's storage; a 16-bit cache has none.
+func data(x kernels.Buffer) []float32 {
+	b := x.(*buffer)
+	if b.h != nil {
+		panic("cpu: a " + b.dt.String() + " KV cache used as a float32 buffer")
+	}
+	return b.d
+}
 
 // weight is a CPU weight: f32 holds float32 data, u16 bf16/fp16 bit patterns.
 type weight struct {
@@ -80,8 +93,23 @@ func widen(dt kernels.DType, f []float32, u []uint16, i int) float32 {
 // Alloc returns a zeroed buffer of n elements.
 func (b *Backend) Alloc(n int) kernels.Buffer { return &buffer{d: make([]float32, n)} }
 
+// AllocCache returns a zeroed KV-cache buffer of n elements of dt (F32,
+// BF16 or F16).
+func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
+	switch dt {
+	case kernels.F32:
+		return &buffer{d: make([]float32, n), dt: dt}, nil
+	case kernels.BF16, kernels.F16:
+		return &buffer{h: make([]uint16, n), dt: dt}, nil
+	}
+	return nil, fmt.Errorf("%w: %v", kernels.ErrCacheType, dt)
+}
+
 // Free drops the buffer's storage.
-func (b *Backend) Free(x kernels.Buffer) { x.(*buffer).d = nil }
+func (b *Backend) Free(x kernels.Buffer) {
+	bb := x.(*buffer)
+	bb.d, bb.h = nil, nil
+}
 
 // Write copies src into dst[off:].
 func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
@@ -178,9 +206,24 @@ func (b *Backend) AddWeight(dst kernels.Buffer, off int, w kernels.Weight) {
 	}
 }
 
-// ScatterRows copies row i of src to row rows[i] of dst.
+// ScatterRows copies row i of src to row rows[i] of dst, rounding to a
+// 16-bit cache's type.
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
-	d, s := data(dst), data(src)
+	s := data(src)
+	if db := dst.(*buffer); db.h != nil {
+		round := linalg.F32ToBF16
+		if db.dt == kernels.F16 {
+			round = linalg.F32ToF16
+		}
+		for i, r := range rows {
+			d := db.h[int(r)*width : (int(r)+1)*width]
+			for j, x := range s[i*width : (i+1)*width] {
+				d[j] = round(x)
+			}
+		}
+		return
+	}
+	d := data(dst)
 	for i, r := range rows {
 		copy(d[int(r)*width:(int(r)+1)*width], s[i*width:(i+1)*width])
 	}

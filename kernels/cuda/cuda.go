@@ -272,6 +272,15 @@ func (b *Backend) Alloc(n int) kernels.Buffer {
 	return &buffer{p: p, n: n}
 }
 
+// AllocCache returns a zeroed float32 KV-cache buffer: the CUDA kernels read
+// float32 caches only, so BF16 and F16 are refused.
+func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
+	if dt != kernels.F32 {
+		return nil, fmt.Errorf("%w: %v on CUDA (float32 only)", kernels.ErrCacheType, dt)
+	}
+	return b.Alloc(n), nil
+}
+
 // Free releases a buffer after the work queued so far has finished.
 func (b *Backend) Free(x kernels.Buffer) {
 	b.enter()

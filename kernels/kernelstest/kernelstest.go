@@ -7,12 +7,14 @@ package kernelstest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
 // Tolerances, as the maximum absolute error relative to the reference's
@@ -39,6 +41,7 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
 	t.Run("PagedAttention", func(t *testing.T) { testPagedAttention(t, b) })
 	t.Run("PagedAttentionShapes", func(t *testing.T) { testPagedAttentionShapes(t, b) })
+	t.Run("PagedAttentionHalfCache", func(t *testing.T) { testPagedAttentionHalfCache(t, b) })
 	t.Run("PagedAttentionChunks", func(t *testing.T) { testPagedAttentionChunks(t, b) })
 	t.Run("LoadWeightErrors", func(t *testing.T) { testLoadWeightErrors(t, b) })
 }
@@ -481,6 +484,25 @@ func testPagedAttention(t *testing.T, b kernels.Backend) {
 	pagedAttention(t, b, 12, 2, 8, 4, [][2]int{{5, 4}, {9, 1}, {0, 3}})
 }
 
+// testPagedAttentionHalfCache runs pagedAttention over 16-bit caches (where
+// the backend offers them): ScatterRows rounds to the cache's type and the
+// reference sees the rounded keys and values.
+func testPagedAttentionHalfCache(t *testing.T, b kernels.Backend) {
+	for i, dt := range []kernels.DType{kernels.BF16, kernels.F16} {
+		t.Run(dt.String(), func(t *testing.T) {
+			if c, err := b.AllocCache(1, dt); errors.Is(err, kernels.ErrCacheType) {
+				t.Skipf("%s: %v", b.Name(), err)
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				b.Free(c)
+			}
+			pagedAttentionOf(t, b, uint64(40+i), 7, 64, 16, [][2]int{{35, 1}, {0, 17}, {5, 4}}, dt)
+			pagedAttentionOf(t, b, uint64(50+i), 5, 5, 3, [][2]int{{0, 1}, {7, 9}}, dt)
+		})
+	}
+}
+
 // testPagedAttentionShapes runs pagedAttention on awkward geometries: head
 // counts that are no multiple of 4, odd head sizes, one position, one
 // position per block (many blocks), prefills longer than a row tile.
@@ -502,9 +524,16 @@ func testPagedAttentionShapes(t *testing.T, b kernels.Backend) {
 }
 
 // pagedAttention runs one call of sequences given as {pos, rows} through a
-// shuffled block pool, checks them against the dense causal reference, and
-// checks that each sequence alone gives bitwise the same rows.
+// shuffled block pool of a float32 cache, checks them against the dense
+// causal reference, and checks that each sequence alone gives bitwise the
+// same rows.
 func pagedAttention(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs int, shapes [][2]int) {
+	pagedAttentionOf(t, b, seed, heads, hd, bs, shapes, kernels.F32)
+}
+
+// pagedAttentionOf is pagedAttention with caches of type dt.
+func pagedAttentionOf(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs int, shapes [][2]int, dt kernels.DType) {
+	t.Helper()
 	r := rnd(seed)
 	width := heads * hd
 	type seqCase struct {
@@ -519,7 +548,13 @@ func pagedAttention(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs 
 		nBlocks += (sh[0] + sh[1] + bs - 1) / bs
 	}
 	nBlocks += 2 // unused blocks in the pool
-	kc, vc := b.Alloc(nBlocks*bs*width), b.Alloc(nBlocks*bs*width)
+	kc, err := b.AllocCache(nBlocks*bs*width, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, _ := b.AllocCache(nBlocks*bs*width, dt)
+	defer b.Free(kc)
+	defer b.Free(vc)
 	perm := r.Perm(nBlocks)
 	next := 0
 	for _, c := range cases {
@@ -533,6 +568,8 @@ func pagedAttention(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs 
 			slot := []int32{c.blocks[p/bs]*int32(bs) + int32(p%bs)}
 			b.ScatterRows(kc, upload(b, c.k[p]), slot, width)
 			b.ScatterRows(vc, upload(b, c.v[p]), slot, width)
+			roundTo(dt, c.k[p])
+			roundTo(dt, c.v[p])
 		}
 	}
 	var seqs []kernels.Seq
@@ -560,6 +597,19 @@ func pagedAttention(t *testing.T, b kernels.Backend, seed uint64, heads, hd, bs 
 			if x != got[lo+j] {
 				t.Fatalf("PagedAttention seq %d: batched %g, alone %g at %d", i, got[lo+j], x, j)
 			}
+		}
+	}
+}
+
+// roundTo rounds x in place to dt's precision (to nearest, ties to even),
+// as ScatterRows stores it in a cache of type dt.
+func roundTo(dt kernels.DType, x []float32) {
+	for i, v := range x {
+		switch dt {
+		case kernels.BF16:
+			x[i] = linalg.BF16ToF32(linalg.F32ToBF16(v))
+		case kernels.F16:
+			x[i] = linalg.F16ToF32(linalg.F32ToF16(v))
 		}
 	}
 }

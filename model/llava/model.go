@@ -15,7 +15,11 @@ type Options struct {
 	RandomWeights bool   // generated checkpoint: say so to users
 	KVBlocks      int    // blocks in the KV pool
 	KVBlockSize   int    // positions per block
-	Tokenizer     engine.Tokenizer
+	// KVDType stores the KV cache as F32 (also the zero value), BF16 or F16
+	// (where the backend offers them: half the memory and decode traffic,
+	// keys and values rounded once as they are written).
+	KVDType   kernels.DType
+	Tokenizer engine.Tokenizer
 	// Preprocess decodes and preprocesses an encoded image; it must be safe
 	// for concurrent use.
 	Preprocess func(data []byte) (engine.Image, error)
@@ -67,16 +71,39 @@ func New(cfg Config, w Weights, be kernels.Backend, opts Options) (*Model, error
 		EOS:           cfg.EOS,
 		KVBlockSize:   opts.KVBlockSize,
 		KVBlocks:      opts.KVBlocks,
+		KVDType:       kvType(opts.KVDType).String(),
 		DType:         opts.DType,
 		Device:        be.Name(),
 		RandomWeights: opts.RandomWeights,
 	}
 	kvLen := opts.KVBlocks * opts.KVBlockSize * cfg.Text.Hidden
 	for range cfg.Text.Layers {
-		m.kc = append(m.kc, be.Alloc(kvLen))
-		m.vc = append(m.vc, be.Alloc(kvLen))
+		k, err := be.AllocCache(kvLen, kvType(opts.KVDType))
+		if err != nil { // the dtype is refused: the first allocation says so
+			m.freeCache()
+			return nil, fmt.Errorf("%w: KV cache: %w", ErrConfig, err)
+		}
+		v, _ := be.AllocCache(kvLen, kvType(opts.KVDType))
+		m.kc, m.vc = append(m.kc, k), append(m.vc, v)
 	}
 	return m, nil
+}
+
+// kvType is the KV-cache dtype of Options.KVDType (F32 when unset).
+func kvType(dt kernels.DType) kernels.DType {
+	if dt == 0 {
+		return kernels.F32
+	}
+	return dt
+}
+
+// freeCache frees the KV cache's buffers.
+func (m *Model) freeCache() {
+	for i := range m.kc {
+		m.be.Free(m.kc[i])
+		m.be.Free(m.vc[i])
+	}
+	m.kc, m.vc = nil, nil
 }
 
 // Config returns the model's configuration.
@@ -94,11 +121,7 @@ func (m *Model) Preprocess(data []byte) (engine.Image, error) { return m.opts.Pr
 // Close frees the KV cache and the backend, then releases the weights'
 // storage.
 func (m *Model) Close() error {
-	for i := range m.kc {
-		m.be.Free(m.kc[i])
-		m.be.Free(m.vc[i])
-	}
-	m.kc, m.vc = nil, nil
+	m.freeCache()
 	m.be.Close()
 	if m.opts.Close != nil {
 		return m.opts.Close()

@@ -1750,7 +1750,9 @@ type Architecture struct {
 	// Tokens per KV-cache block.
 	KvBlockSize int32 `protobuf:"varint,8,opt,name=kv_block_size,json=kvBlockSize,proto3" json:"kv_block_size,omitempty"`
 	// Blocks in the KV-cache pool.
-	KvBlocks      int32 `protobuf:"varint,9,opt,name=kv_blocks,json=kvBlocks,proto3" json:"kv_blocks,omitempty"`
+	KvBlocks int32 `protobuf:"varint,9,opt,name=kv_blocks,json=kvBlocks,proto3" json:"kv_blocks,omitempty"`
+	// Storage type of the KV cache: "float32", "bfloat16" or "float16".
+	KvCacheDtype  string `protobuf:"bytes,10,opt,name=kv_cache_dtype,json=kvCacheDtype,proto3" json:"kv_cache_dtype,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1846,6 +1848,13 @@ func (x *Architecture) GetKvBlocks() int32 {
 		return x.KvBlocks
 	}
 	return 0
+}
+
+func (x *Architecture) GetKvCacheDtype() string {
+	if x != nil {
+		return x.KvCacheDtype
+	}
+	return ""
 }
 
 // Limits are the bounds the server enforces on requests.
@@ -2205,7 +2214,7 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"tokenDelta\x121\n" +
 	"\x05final\x18\x05 \x01(\v2\x19.pancap.v1.GenerateResultH\x00R\x05finalB\a\n" +
 	"\x05event\"\x15\n" +
-	"\x13GetModelInfoRequest\"\xb6\x02\n" +
+	"\x13GetModelInfoRequest\"\xdc\x02\n" +
 	"\fArchitecture\x12\x1f\n" +
 	"\vhidden_size\x18\x01 \x01(\x05R\n" +
 	"hiddenSize\x12\x1d\n" +
@@ -2221,7 +2230,9 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\feos_token_id\x18\a \x01(\x05R\n" +
 	"eosTokenId\x12\"\n" +
 	"\rkv_block_size\x18\b \x01(\x05R\vkvBlockSize\x12\x1b\n" +
-	"\tkv_blocks\x18\t \x01(\x05R\bkvBlocks\"\x83\x04\n" +
+	"\tkv_blocks\x18\t \x01(\x05R\bkvBlocks\x12$\n" +
+	"\x0ekv_cache_dtype\x18\n" +
+	" \x01(\tR\fkvCacheDtype\"\x83\x04\n" +
 	"\x06Limits\x12*\n" +
 	"\x11max_request_bytes\x18\x01 \x01(\x03R\x0fmaxRequestBytes\x12$\n" +
 	"\x0emax_new_tokens\x18\x02 \x01(\x05R\fmaxNewTokens\x123\n" +
