@@ -9,7 +9,8 @@
 # BENCH_BASELINE_CONCURRENCY (the baseline's sweep, default 1,8), BENCH_WAVES
 # (requests per point = waves × concurrency, default 1), BENCH_OUTPUT_LENS (tokens per stage,
 # default the SA-Pancap-like 150,200,60,450), BENCH_MAX_DURATION (per mode,
-# default 5m).
+# default 5m), BENCH_KV_CACHE_DTYPE (both modes' --kv-cache-dtype, default
+# float16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ base_conc=${BENCH_BASELINE_CONCURRENCY:-1,8}
 waves=${BENCH_WAVES:-1}
 lens=${BENCH_OUTPUT_LENS:-150,200,60,450}
 max_duration=${BENCH_MAX_DURATION:-5m}
+kv_dtype=${BENCH_KV_CACHE_DTYPE:-float16}
 mkdir -p "$out"
 
 [ -d "$model_root/llava" ] || "$bin" model generate --preset bench --out "$model_root"
@@ -37,7 +39,7 @@ trap stop_server EXIT
 
 run_mode() { # name reuse port concurrencies
 	local name=$1 reuse=$2 port=$3 sweep=$4
-	"$bin" serve --model "$model_root/llava" --chain-reuse="$reuse" \
+	"$bin" serve --model "$model_root/llava" --chain-reuse="$reuse" --kv-cache-dtype "$kv_dtype" \
 		--addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$((port + 1))" \
 		--log-level warn 2>"$out/$name.server.log" &
 	server_pid=$!
