@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/pancap-serve/pancap/benchmarks"
+	"github.com/pancap-serve/pancap/client"
 )
 
 func init() { register(newBenchCmd) }
@@ -168,7 +169,9 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := fl.dial()
+	// A load generator does not retry: a retried call would hide the
+	// server's UNAVAILABLE and distort the latencies it measures.
+	c, err := fl.dial(client.WithRetry(1, 0, 0))
 	if err != nil {
 		return err
 	}

@@ -34,8 +34,8 @@ func (d *dialFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&d.timeout, "timeout", client.DefaultTimeout, "deadline of each call")
 }
 
-// dial connects to the server.
-func (d *dialFlags) dial() (*client.Client, error) {
+// dial connects to the server; extra options come after the flags'.
+func (d *dialFlags) dial(extra ...client.Option) (*client.Client, error) {
 	opts := []client.Option{client.WithTimeout(d.timeout)}
 	if d.token != "" {
 		opts = append(opts, client.WithToken(d.token))
@@ -54,7 +54,7 @@ func (d *dialFlags) dial() (*client.Client, error) {
 		}
 		opts = append(opts, client.WithTLS(cfg))
 	}
-	return client.Dial(d.addr, opts...)
+	return client.Dial(d.addr, append(opts, extra...)...)
 }
 
 // errNoResult is returned when a stream ends without its final event.
