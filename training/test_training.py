@@ -127,3 +127,13 @@ def test_sincos_positions_tell_every_patch_apart():
     assert d[~torch.eye(64, dtype=torch.bool)].min() > 0.5
     m = train.build_model()
     assert torch.equal(m.vision_tower.vision_model.embeddings.position_embedding.weight, table)
+
+
+def test_probe_matches_boxes_one_to_one():
+    import probe
+    true = [(0, 0, 100, 100), (200, 200, 300, 300)]
+    assert probe.matched([(0, 0, 100, 100)], true) == 1
+    assert probe.matched([(0, 0, 100, 100), (5, 5, 100, 100)], true) == 1  # one true box, one match
+    assert probe.matched([(0, 0, 100, 100), (210, 200, 300, 300)], true) == 2
+    assert probe.matched([(50, 50, 150, 150)], true) == 0  # IoU 1/7
+    assert probe.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
