@@ -89,14 +89,12 @@ def main():
     def other(ex):  # each tuple with the image of the scene 7 on
         return [(ex[(i + 7) % len(ex)][0], p, q) for i, (_, p, q) in enumerate(ex)]
 
-    with torch.no_grad():
-        for st, ex in sorted(examples.items()):
-            ex = ex[:a.tuples]
-            loss = {}
-            for name, e in (("own image", ex), ("other image", other(ex))):
-                loss[name] = sum(train.batch_loss(model, e[i:i + 8], pixels).item() * len(e[i:i + 8])
-                                 for i in range(0, len(e), 8)) / len(e)
-            print("stage %d loss: own image %.4f, other image %.4f" % (st, loss["own image"], loss["other image"]))
+    own = train.validation(model, examples, pixels, a.tuples, False)
+    others = train.validation(model, {st: other(ex[:a.tuples]) for st, ex in examples.items()}, pixels,
+                              a.tuples, False)
+    model.eval()  # validation leaves the model in training mode
+    for st in sorted(own):
+        print("stage %d loss: own image %.4f, other image %.4f" % (st, own[st], others[st]))
 
     ex = examples[1][:a.images]
     for name, e in (("own image", ex), ("other image", other(ex))):

@@ -41,8 +41,8 @@ type attentionTask struct {
 	causal    bool
 	out, q    []float32 // [rows × heads·hd]
 	k, v      []float32 // paged: [blocks·blockSize × heads·hd]; dense: like q
-	k16, v16  []uint16  // a 16-bit paged cache (kv16 set) instead of k and v
-	kv16      linalg.Half
+	k16, v16  []uint16      // a 16-bit paged cache instead of k and v
+	kv16      kernels.DType // its type (BF16 or F16); 0 when k and v hold the cache
 	heads, hd int
 	seqLen    int           // dense: rows per sequence
 	seqs      []kernels.Seq // paged: the sequences
@@ -86,7 +86,10 @@ func (t *attentionTask) fast(sc *attnScratch, u attnUnit) bool {
 	}
 	if t.seqs != nil {
 		if t.kv16 != 0 {
-			a.K16, a.V16, a.KV16 = t.k16[hOff:], t.v16[hOff:], t.kv16
+			a.K16, a.V16, a.KV16 = t.k16[hOff:], t.v16[hOff:], linalg.BF16
+			if t.kv16 == kernels.F16 {
+				a.KV16 = linalg.F16
+			}
 		} else {
 			a.K, a.V = t.k[hOff:], t.v[hOff:]
 		}
@@ -156,12 +159,8 @@ func (t *attentionTask) cached(sc *attnScratch, f []float32, h []uint16, off, n 
 		return f[off : off+n]
 	}
 	sc.kv = growTo(sc.kv, n)
-	widen := linalg.BF16ToF32
-	if t.kv16 == linalg.F16 {
-		widen = linalg.F16ToF32
-	}
-	for i, x := range h[off : off+n] {
-		sc.kv[i] = widen(x)
+	for i := range sc.kv {
+		sc.kv[i] = widen(t.kv16, nil, h, off+i)
 	}
 	return sc.kv
 }
@@ -238,15 +237,12 @@ func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.S
 	t.causal, t.seqs = true, seqs
 	t.out, t.q = data(out), data(q)
 	kb, vb := kc.(*buffer), vc.(*buffer)
-	switch {
-	case (kb.h == nil) != (vb.h == nil) || kb.h != nil && kb.dt != vb.dt:
+	if (kb.h == nil) != (vb.h == nil) || kb.h != nil && kb.dt != vb.dt {
 		panic("cpu: PagedAttention with a " + kb.dt.String() + " key cache and a " + vb.dt.String() + " value cache")
-	case kb.h == nil:
-		t.k, t.v, t.kv16 = kb.d, vb.d, 0
-	case kb.dt == kernels.BF16:
-		t.k16, t.v16, t.kv16 = kb.h, vb.h, linalg.BF16
-	default:
-		t.k16, t.v16, t.kv16 = kb.h, vb.h, linalg.F16
+	}
+	t.k, t.v, t.k16, t.v16, t.kv16 = kb.d, vb.d, kb.h, vb.h, 0
+	if kb.h != nil {
+		t.kv16 = kb.dt
 	}
 	t.heads, t.hd, t.blockSize = heads, headDim, blockSize
 	t.units = t.units[:0]
