@@ -39,8 +39,8 @@ type attnUnit struct {
 // from the cache: nothing is gathered or transposed.
 type attentionTask struct {
 	causal    bool
-	out, q    []float32 // [rows × heads·hd]
-	k, v      []float32 // paged: [blocks·blockSize × heads·hd]; dense: like q
+	out, q    []float32     // [rows × heads·hd]
+	k, v      []float32     // paged: [blocks·blockSize × heads·hd]; dense: like q
 	k16, v16  []uint16      // a 16-bit paged cache instead of k and v
 	kv16      kernels.DType // its type (BF16 or F16); 0 when k and v hold the cache
 	heads, hd int
