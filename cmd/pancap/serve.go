@@ -98,12 +98,13 @@ func (c serveConfig) imageLimits() *imageproc.Limits {
 	return &l
 }
 
-// errLimits is wrapped by checkLimits' errors.
-var errLimits = errors.New("bad limit")
+// errBadFlag is wrapped by checkFlags' errors.
+var errBadFlag = errors.New("bad flag")
 
-// checkLimits refuses limits that are not positive, and stop-string limits
-// above the batcher's own (a larger flag would promise what it refuses).
-func checkLimits(cfg serveConfig) error {
+// checkFlags refuses limits that are not positive, stop-string limits above
+// the batcher's own (a larger flag would promise what it refuses) and an
+// unknown --kv-cache-dtype.
+func checkFlags(cfg serveConfig) error {
 	for _, l := range []struct {
 		flag    string
 		v, most int
@@ -118,7 +119,7 @@ func checkLimits(cfg serveConfig) error {
 		{"--max-image-frames", cfg.MaxImageFrames, math.MaxInt32},
 	} {
 		if l.v < 1 || l.v > l.most {
-			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errLimits, l.flag, l.most, l.v)
+			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errBadFlag, l.flag, l.most, l.v)
 		}
 	}
 	_, err := kvCacheDType(cfg.KVCacheDType)
@@ -135,7 +136,7 @@ func kvCacheDType(name string) (kernels.DType, error) {
 			return dt, nil
 		}
 	}
-	return 0, fmt.Errorf("%w: --kv-cache-dtype must be float32, bfloat16 or float16, got %q", errLimits, name)
+	return 0, fmt.Errorf("%w: --kv-cache-dtype must be float32, bfloat16 or float16, got %q", errBadFlag, name)
 }
 
 // newLogger builds the server's logger on stderr.
@@ -162,7 +163,7 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	cfg.Logger = log
-	if err := checkLimits(cfg); err != nil {
+	if err := checkFlags(cfg); err != nil {
 		return err
 	}
 	backend := &loadingBackend{}

@@ -162,7 +162,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 	}
 }
 
-func TestServeRefusesBadLimits(t *testing.T) {
+func TestServeRefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--max-stop-strings", "17"},
 		{"--max-stop-bytes", "0"},
@@ -171,8 +171,8 @@ func TestServeRefusesBadLimits(t *testing.T) {
 		{"--kv-cache-dtype", "int8"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
-		if !errors.Is(err, errLimits) || !strings.Contains(err.Error(), args[0]) {
-			t.Errorf("%v: %v, want errLimits naming the flag", args, err)
+		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v, want errBadFlag naming the flag", args, err)
 		}
 	}
 }
