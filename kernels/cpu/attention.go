@@ -11,10 +11,12 @@ import (
 // attnRowBlock is the number of query rows of one attention work unit.
 const attnRowBlock = 64
 
-// attnHeadGroup is the number of heads of one attention work unit: a unit
-// reads that many heads' keys and values of a position as one contiguous run
-// of memory (hd·attnHeadGroup floats), and there are still units enough to
-// keep every core busy when one sequence decodes.
+// attnHeadGroup is the number of heads of one attention work unit of
+// several query rows (prefill): a unit reads that many heads' keys and values
+// of a position as one contiguous run of memory (hd·attnHeadGroup floats),
+// and its tiles of scores stay in L2. Units of one query row (decode) take
+// as many heads as leave two units per worker (decodeGroup): wider runs of a
+// cache row per read, ~1.8× faster for 8 sequences (16 heads) on Zen 3.
 const attnHeadGroup = 4
 
 // attnUnit is one piece of attention work: query rows [row, row+rows) of
@@ -193,10 +195,15 @@ func (t *attentionTask) keyRow(u attnUnit, p int) int {
 	return u.seq*t.seqLen + p
 }
 
-// addUnits appends the units of rows query rows starting at row.
-func (t *attentionTask) addUnits(seq, row, rows, firstKeys int) {
-	for h := 0; h < t.heads; h += attnHeadGroup {
-		nh := min(attnHeadGroup, t.heads-h)
+// addUnits appends the units of rows query rows starting at row: groups of
+// attnHeadGroup heads, or of decodeGroup heads for a single row.
+func (t *attentionTask) addUnits(seq, row, rows, firstKeys, decodeGroup int) {
+	group := attnHeadGroup
+	if rows == 1 {
+		group = decodeGroup
+	}
+	for h := 0; h < t.heads; h += group {
+		nh := min(group, t.heads-h)
 		for j := 0; j < rows; j += attnRowBlock {
 			n := min(attnRowBlock, rows-j)
 			fk := firstKeys
@@ -206,6 +213,15 @@ func (t *attentionTask) addUnits(seq, row, rows, firstKeys int) {
 			t.units = append(t.units, attnUnit{seq: seq, head: h, nh: nh, row: row + j, rows: n, firstKeys: fk})
 		}
 	}
+}
+
+// decodeGroup is the number of heads of a single-row unit in a call of
+// rowUnits units of all heads: all heads when that leaves two units per
+// worker, else fewer, down to attnHeadGroup. A row's result does not depend
+// on its group (the kernel computes each head on its own).
+func (b *Backend) decodeGroup(heads, rowUnits int) int {
+	splits := (2*b.pool.workers + rowUnits - 1) / max(rowUnits, 1)
+	return max((heads+splits-1)/splits, min(attnHeadGroup, heads))
 }
 
 func (b *Backend) attention(t *attentionTask) {
@@ -224,8 +240,9 @@ func (b *Backend) Attention(out, q, k, v kernels.Buffer, seqs, seqLen, heads, he
 	t.out, t.q, t.k, t.v = data(out), data(q), data(k), data(v)
 	t.heads, t.hd, t.seqLen = heads, headDim, seqLen
 	t.units = t.units[:0]
+	group := b.decodeGroup(heads, seqs*((seqLen+attnRowBlock-1)/attnRowBlock))
 	for s := 0; s < seqs; s++ {
-		t.addUnits(s, s*seqLen, seqLen, seqLen)
+		t.addUnits(s, s*seqLen, seqLen, seqLen, group)
 	}
 	b.attention(t)
 }
@@ -246,8 +263,13 @@ func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.S
 	}
 	t.heads, t.hd, t.blockSize = heads, headDim, blockSize
 	t.units = t.units[:0]
+	rowUnits := 0
+	for _, s := range seqs {
+		rowUnits += (s.Rows + attnRowBlock - 1) / attnRowBlock
+	}
+	group := b.decodeGroup(heads, rowUnits)
 	for i, s := range seqs {
-		t.addUnits(i, s.Row, s.Rows, s.Pos+1)
+		t.addUnits(i, s.Row, s.Rows, s.Pos+1, group)
 	}
 	b.attention(t)
 }

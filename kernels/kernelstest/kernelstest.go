@@ -505,7 +505,8 @@ func testPagedAttentionHalfCache(t *testing.T, b kernels.Backend) {
 
 // testPagedAttentionShapes runs pagedAttention on awkward geometries: head
 // counts that are no multiple of 4, odd head sizes, one position, one
-// position per block (many blocks), prefills longer than a row tile.
+// position per block (many blocks), prefills longer than a row tile, many
+// decode rows.
 func testPagedAttentionShapes(t *testing.T, b kernels.Backend) {
 	for i, g := range []struct {
 		heads, hd, bs int
@@ -516,6 +517,9 @@ func testPagedAttentionShapes(t *testing.T, b kernels.Backend) {
 		{6, 12, 1, [][2]int{{40, 1}, {0, 11}, {13, 6}}},
 		{7, 64, 16, [][2]int{{0, 1}, {35, 1}, {16, 17}}},
 		{3, 20, 5, [][2]int{{24, 1}, {0, 23}}},
+		// many decode rows of many heads: a backend may give a batch's
+		// rows wider work units than a row alone
+		{16, 8, 4, [][2]int{{9, 1}, {3, 1}, {17, 1}, {0, 1}, {5, 1}, {30, 1}, {12, 1}, {7, 1}, {2, 6}}},
 	} {
 		t.Run(fmt.Sprintf("heads=%d,hd=%d,bs=%d", g.heads, g.hd, g.bs), func(t *testing.T) {
 			pagedAttention(t, b, uint64(100+i), g.heads, g.hd, g.bs, g.cases)
