@@ -35,13 +35,6 @@ import train  # noqa: E402
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_trained(run):
-    """The trained llava-hf model of a run (fp32, eval mode)."""
-    model = train.build_model()
-    model.load_state_dict(torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu")["model"])
-    return model.eval()
-
-
 def llava_config(dtype):
     """checkpoints.llava_config with the training geometry."""
     cfg = checkpoints.llava_config(dtype)
@@ -89,7 +82,7 @@ def main():
     ap.add_argument("--out", default="", help="default: RUN/export")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     a = ap.parse_args()
-    export(load_trained(a.run), os.path.join(a.run, "tokenizer.model"), a.out or os.path.join(a.run, "export"),
+    export(train.load_run(a.run)[0], os.path.join(a.run, "tokenizer.model"), a.out or os.path.join(a.run, "export"),
            DTYPES[a.dtype])
 
 

@@ -6,7 +6,9 @@ own images and with the images of other scenes (each tuple paired with the
 image 7 scenes on): a model that ignores the image scores both alike. Then
 stage 1 (localize) greedily on --images validation scenes, with their own and
 with other scenes' images: boxes matched one-to-one to the true ones (greedy
-by IoU), location F1 at IoU >= 0.5. The first full run scored the same loss
+by IoU), location F1 at IoU >= 0.5. Also, per decoder layer, the share of
+the answer tokens' attention that lands on the image tokens, and over how
+many of them it spreads. The first full run scored the same loss
 with shuffled images (its ViT had no usable position signal); a run that
 localises must open a gap here long before `pancap eval` shows it.
 
@@ -52,6 +54,33 @@ def matched(pred, true, thresh=0.5):
 
 
 @torch.no_grad()
+def image_attention(model, examples, pixels):
+    """Per decoder layer, (the mean share of the answer tokens' attention (all
+    heads) that lands on the 64 image tokens, the effective number of image
+    tokens it spreads over: exp of the entropy of the attention within
+    them) over a batch of examples. A decoder that ignores the image keeps
+    the share near 0; one that reads it as an average spreads over ~64; one
+    that looks at the entities concentrates on a few."""
+    feats = train.image_features(model, train.normalise(pixels[[e[0] for e in examples]]))
+    x, mask, y = train.collate(model, examples, feats)
+    att = model.language_model(inputs_embeds=x, attention_mask=mask, output_attentions=True).attentions
+    shares = []
+    for a in att:  # [B × heads × L × L]
+        per = []
+        for b, (_, prompt, answer) in enumerate(examples):
+            k = prompt.index(common.IMAGE_TOKEN_INDEX)
+            n = len(prompt) - 1 + feats.shape[1]  # the answer's first position
+            rows = a[b, :, n - 1:n - 1 + len(answer)]  # the positions that predict the answer tokens
+            img = rows[..., k:k + feats.shape[1]]  # [heads × answer × 64]
+            share = img.sum(-1, keepdim=True)
+            p = img / share.clamp_min(1e-12)  # attention within the image tokens
+            spread = torch.exp(-(p * p.clamp_min(1e-12).log()).sum(-1))  # effective number of tokens attended
+            per.append((share.mean().item(), spread.mean().item()))
+        shares.append(tuple(sum(v) / len(per) for v in zip(*per)))
+    return shares
+
+
+@torch.no_grad()
 def localize(model, tok, example, pixels, max_new=220):
     """The greedy stage-1 answer of one (image index, prompt ids, answer ids) example."""
     idx, prompt, _ = example
@@ -80,10 +109,7 @@ def main():
     pixels = train.pixel_cache(a.data, "val", scenes)
     examples = train.encode_examples(train.read_jsonl(os.path.join(a.data, "val", "tuples.jsonl")), tok,
                                      {s["image"]: i for i, s in enumerate(scenes)})
-    model = train.build_model()
-    state = torch.load(os.path.join(a.run, "ckpt.pt"), map_location="cpu")
-    model.load_state_dict(state["model"])
-    model.eval()
+    model, state = train.load_run(a.run)
     print("checkpoint at step %d" % state["state"]["step"])
 
     def other(ex):  # each tuple with the image of the scene 7 on
@@ -95,6 +121,11 @@ def main():
     model.eval()  # validation leaves the model in training mode
     for st in sorted(own):
         print("stage %d loss: own image %.4f, other image %.4f" % (st, own[st], others[st]))
+
+    for st in sorted(examples):
+        shares = image_attention(model, examples[st][:8], pixels)
+        print("stage %d: attention on the image tokens per layer (share, effective tokens): %s" % (
+            st, " ".join("%.3f/%.1f" % v for v in shares)))
 
     ex = examples[1][:a.images]
     for name, e in (("own image", ex), ("other image", other(ex))):

@@ -61,8 +61,9 @@ RELATIONS = ["left of", "above", "inside", "overlapping", "larger than"]
 # Image sizes (W, H): square and both orientations, so padding matters.
 CANVASES = [(256, 256), (256, 192), (192, 256), (256, 160), (224, 256)]
 MAX_RELATIONS = 2
-# Entity counts 2..8, weighted towards fewer so captions stay short.
-COUNT_WEIGHTS = [8, 7, 5, 3, 2, 1, 1]
+# Entity counts 1..8, weighted towards fewer so captions stay short; a split
+# draws from a range of them (2..8 by default; 1..3 for a curriculum).
+COUNT_WEIGHTS = {1: 8, 2: 8, 3: 7, 4: 5, 5: 3, 6: 2, 7: 1, 8: 1}
 
 # Sentence frames of the caption (variety of language over a closed grammar).
 GLOBAL_FRAMES = [
@@ -83,7 +84,7 @@ RELATION_VERBS = {
     "overlapping": ["is overlapping", "overlaps"],
     "larger than": ["is larger than", "is bigger than"],
 }
-NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
 
 
 def to_frame(x, y, w, h):
@@ -267,10 +268,11 @@ def place(rng, w, h, placed):
     return None
 
 
-def make_scene(rng):
-    """One scene: its image and its ground-truth record (boxes in the model frame)."""
+def make_scene(rng, counts=range(2, 9)):
+    """One scene of len(counts) entities or fewer (when no spot is left): its
+    image and its ground-truth record (boxes in the model frame)."""
     w, h = rng.choice(CANVASES)
-    n = rng.choices(range(2, 9), weights=COUNT_WEIGHTS)[0]
+    n = rng.choices(counts, weights=[COUNT_WEIGHTS[c] for c in counts])[0]
     g = {"colour": rng.choice(sorted(BACKGROUNDS)), "brightness": rng.choice(BRIGHTNESS),
          "texture": rng.choice(TEXTURES)}
     ents, used = [], set()
@@ -343,8 +345,10 @@ def noun_phrase(e):
 def caption(scene, rng):
     """The stage-4 caption of a scene in the closed grammar."""
     ents, g = scene["entities"], scene["global"]
-    out = [rng.choice(GLOBAL_FRAMES).format(n=NUMBER_WORDS[len(ents)], b=g["brightness"], c=g["colour"],
-                                            t=g["texture"])]
+    frame = rng.choice(GLOBAL_FRAMES)
+    if len(ents) == 1:
+        frame = frame.replace("shapes", "shape").replace("there are", "there is")
+    out = [frame.format(n=NUMBER_WORDS[len(ents)], b=g["brightness"], c=g["colour"], t=g["texture"])]
     for e in ents:
         s = rng.choice(ENTITY_FRAMES).format(np=noun_phrase(e))
         out.append(s[0].upper() + s[1:])
@@ -372,14 +376,14 @@ def tuples(scene, rng):
     ]
 
 
-def write_split(root, name, count, seed):
-    """Renders count scenes of one split from its seed."""
+def write_split(root, name, count, seed, counts=range(2, 9)):
+    """Renders count scenes of one split from its seed, with entity counts drawn from counts."""
     d = os.path.join(root, name)
     os.makedirs(os.path.join(d, "images"), exist_ok=True)
     rng = random.Random(seed)
     with open(os.path.join(d, "scenes.jsonl"), "w") as fs, open(os.path.join(d, "tuples.jsonl"), "w") as ft:
         for i in range(count):
-            img, scene = make_scene(rng)
+            img, scene = make_scene(rng, counts)
             rel = "images/%06d.png" % i
             img.save(os.path.join(d, rel))
             scene = {"id": "%s-%06d" % (name, i), "image": rel, **scene}
@@ -399,9 +403,14 @@ def main():
     ap.add_argument("--train", type=int, default=20000)
     ap.add_argument("--val", type=int, default=200)
     ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--entities", default="2-8",
+                    help="range of entities per scene, LO-HI (1-3 makes a curriculum's first, easier data)")
     a = ap.parse_args()
+    lo, hi = (int(x) for x in a.entities.split("-"))
+    if not 1 <= lo <= hi <= 8:
+        ap.error("--entities must be LO-HI within 1-8")
     for name, count in (("train", a.train), ("val", a.val), ("test", a.test)):
-        write_split(a.out, name, count, SEEDS[name])
+        write_split(a.out, name, count, SEEDS[name], range(lo, hi + 1))
 
 
 if __name__ == "__main__":

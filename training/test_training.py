@@ -44,6 +44,47 @@ def test_scenes_are_deterministic_and_valid():
         assert len(s["relations"]) <= scenes.MAX_RELATIONS
 
 
+def test_entity_range():
+    rng = random.Random(5)
+    for _ in range(10):
+        _, s = scenes.make_scene(rng, range(1, 2))
+        assert len(s["entities"]) == 1
+        s["caption"] = scenes.caption(s, rng)
+        assert " one shape " in s["caption"] or s["caption"].split(".")[0].endswith("one shape")
+        assert "shapes" not in s["caption"] and "there are" not in s["caption"]
+    for _ in range(10):
+        _, s = scenes.make_scene(rng, range(2, 4))
+        assert 1 <= len(s["entities"]) <= 3
+
+
+def test_centring_folds_into_the_projector(tmp_path):
+    model = train.build_model()
+    centring = train.Centring(train.TEXT["hidden_size"])
+    pixels = torch.randint(0, 256, (3, train.IMAGE_SIZE, train.IMAGE_SIZE, 3), dtype=torch.uint8).numpy()
+    pv = train.normalise(pixels)
+    feats = train.image_features(model, pv, centring)  # training mode: the batch's own mean removed
+    assert feats.mean((0, 1)).abs().max().item() < 1e-5 and centring.mean.abs().sum() > 0
+    centring.mean = torch.randn(train.TEXT["hidden_size"])
+    torch.save({"model": model.state_dict(), "feature_mean": centring.mean}, tmp_path / "ckpt.pt")
+    folded, _ = train.load_run(str(tmp_path))
+    model.eval()
+    with torch.no_grad():
+        want = train.image_features(model, pv, centring)
+        got = train.image_features(folded, pv)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_patch_labels():
+    grid = train.IMAGE_SIZE // train.VISION["patch_size"]
+    box = [0, 0, 260, 130]  # patches (0, 0) and (0, 1): centres at 62.5 and 187.5 (row 0 only)
+    inner = [100, 0, 240, 120]  # the smaller one wins where both hold a centre: (0, 1)
+    sc = {"entities": [{"tag": "star", "box": box}, {"tag": "ring", "box": inner}]}
+    lab = train.patch_labels([sc])[0]
+    assert lab.shape == (grid * grid,)
+    assert lab[0] == 1 + scenes.SHAPES.index("star") and lab[1] == 1 + scenes.SHAPES.index("ring")
+    assert lab[2:].sum() == 0
+
+
 def test_relations():
     assert scenes.relations_between((0, 0, 10, 10), (20, 0, 30, 10)) == ["left of"]
     assert scenes.relations_between((0, 0, 10, 10), (0, 20, 10, 30)) == ["above"]
@@ -82,11 +123,15 @@ def test_batch_loss_masks_the_prompt():
         assert answer[-1] == common.EOS and common.BOS not in answer
     model = train.build_model()
     pixels = torch.randint(0, 256, (1, train.IMAGE_SIZE, train.IMAGE_SIZE, 3), dtype=torch.uint8).numpy()
-    loss = train.batch_loss(model, ex, pixels)
-    assert torch.isfinite(loss) and loss.item() > 0
-    loss.backward()
+    head = torch.nn.Linear(train.TEXT["hidden_size"], 8)
+    labels = torch.randint(0, 8, (1, 64)).numpy()
+    loss, aux = train.batch_loss(model, ex, pixels, (head, labels))
+    assert torch.isfinite(loss) and loss.item() > 0 and aux.item() > 0
+    (loss + aux).backward()
     assert model.vision_tower.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
-    _, mask, y = train.collate(model, ex, pixels)
+    assert head.weight.grad.abs().sum() > 0
+    feats = train.image_features(model, train.normalise(pixels[[0, 0]]))
+    _, mask, y = train.collate(model, ex, feats)
     for b, (_, prompt, answer) in enumerate(ex):
         n = len(prompt) - 1 + 64  # text tokens + 64 image tokens
         assert mask[b].sum().item() == n + len(answer)

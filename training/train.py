@@ -180,7 +180,7 @@ def draw_batch(examples, stages, size, seed, step):
 
 
 @torch.no_grad()
-def validation(model, examples, pixels, size, bf16):
+def validation(model, examples, pixels, size, bf16, centring=None):
     """Mean answer-token loss per stage over the first `size` tuples of each
     stage of the validation split, in batches of 8."""
     model.eval()
@@ -188,23 +188,62 @@ def validation(model, examples, pixels, size, bf16):
     for st, ex in sorted(examples.items()):
         ex = ex[:size]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            losses = [batch_loss(model, ex[i:i + 8], pixels).item() * len(ex[i:i + 8]) for i in range(0, len(ex), 8)]
+            losses = [batch_loss(model, ex[i:i + 8], pixels, centring=centring)[0].item() * len(ex[i:i + 8]) for i in range(0, len(ex), 8)]
         out[st] = sum(losses) / len(ex)
     model.train()
     return out
 
 
-def image_features(model, pixel_values):
-    """[B × 3 × S × S] -> projected image tokens [B × 64 × hidden] (layer -2, CLS dropped)."""
+def image_features(model, pixel_values, centring=None):
+    """[B × 3 × S × S] -> projected image tokens [B × 64 × hidden] (layer -2,
+    CLS dropped), centred by centring where given."""
     hs = model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[-2][:, 1:]
-    return model.multi_modal_projector(hs)
+    feats = model.multi_modal_projector(hs)
+    return feats if centring is None else centring(feats, model.training)
 
 
-def collate(model, examples, pixels):
-    """The right-padded inputs of a batch: embeddings [B × L × H] (image
-    features spliced where <image> was), attention mask [B × L] and labels
-    [B × L] (IGNORE but on the answer tokens)."""
-    feats = image_features(model, normalise(pixels[[e[0] for e in examples]]))  # [B × P × H]
+class Centring:
+    """Centring of the projected image features while training (--centre).
+
+    Left alone, the projector's output grows one component shared by every
+    image token of every image (mean² ≫ variance within 300 steps): after
+    the decoder's RMSNorm all 64 tokens look alike, and its attention can
+    only average them (probe.py: spread over ~45 of 64 tokens), so it reads
+    colours but never where anything is. In training each batch's features
+    lose their mean over images and tokens (the gradient sees the centring);
+    mean keeps a running average of those means, which evaluation subtracts
+    and load_run folds into the projector's last bias: the trained model is
+    plain LLaVA-1.5."""
+
+    def __init__(self, hidden, momentum=0.01):
+        self.mean = torch.zeros(hidden)  # [hidden]
+        self.momentum = momentum
+
+    def __call__(self, feats, training):
+        if not training:
+            return feats - self.mean
+        m = feats.mean((0, 1))
+        self.mean.mul_(1 - self.momentum).add_(m.detach().float(), alpha=self.momentum)
+        return feats - m
+
+
+def load_run(run):
+    """(the trained model of RUN/ckpt.pt in eval mode, with a --centre run's
+    feature mean folded into the projector's last bias, the checkpoint)."""
+    c = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu")
+    model = build_model()
+    model.load_state_dict(c["model"])
+    if "feature_mean" in c:
+        with torch.no_grad():
+            model.multi_modal_projector.linear_2.bias -= c["feature_mean"]
+    return model.eval(), c
+
+
+def collate(model, examples, feats):
+    """The right-padded inputs of a batch given its image features [B × P × H]:
+    embeddings [B × L × H] (image features spliced where <image> was),
+    attention mask [B × L] and labels [B × L] (IGNORE but on the answer
+    tokens)."""
     embed = model.get_input_embeddings()
     seqs, labels = [], []
     for b, (_, prompt, answer) in enumerate(examples):
@@ -226,12 +265,45 @@ def collate(model, examples, pixels):
     return x, mask, y
 
 
-def batch_loss(model, examples, pixels):
-    """Mean cross-entropy over the answer tokens of a batch of examples."""
-    x, mask, y = collate(model, examples, pixels)
+def batch_loss(model, examples, pixels, aux=None, centring=None):
+    """(mean cross-entropy over the answer tokens of a batch of examples, the
+    auxiliary patch loss): with aux = (head, labels), the cross-entropy of
+    head's classes of each projected image token against labels [N × P] of
+    the batch's images (patch_labels); else 0. centring: see Centring."""
+    idx = [e[0] for e in examples]
+    feats = image_features(model, normalise(pixels[idx]), centring)  # [B × P × H]
+    x, mask, y = collate(model, examples, feats)
     logits = model.language_model(inputs_embeds=x, attention_mask=mask).logits  # [B × L × V]
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                             y[:, 1:].reshape(-1), ignore_index=IGNORE)
+    lm = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                           y[:, 1:].reshape(-1), ignore_index=IGNORE)
+    if aux is None:
+        return lm, torch.zeros(())
+    head, labels = aux
+    z = head(feats).float()  # [B × P × classes]
+    return lm, torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), torch.from_numpy(labels[idx]).reshape(-1))
+
+
+def patch_labels(scenes):
+    """int64 [N × P]: per image and patch (row-major, as the image tokens), 0
+    for background or 1 + the SHAPES index of the smallest entity whose box
+    holds the patch's centre (boxes in the model's 0-1000 square frame). The
+    targets of the auxiliary loss (--aux-weight), which keeps the image
+    tokens telling their patches apart while the decoder learns to read them."""
+    import scenes as scene_engine
+
+    grid = IMAGE_SIZE // VISION["patch_size"]
+    out = np.zeros((len(scenes), grid * grid), dtype=np.int64)
+    for i, sc in enumerate(scenes):
+        ents = sorted(sc["entities"], key=lambda e: (e["box"][2] - e["box"][0]) * (e["box"][3] - e["box"][1]))
+        for r in range(grid):
+            for c in range(grid):
+                x, y = (c + 0.5) * 1000 / grid, (r + 0.5) * 1000 / grid
+                for e in ents:
+                    b = e["box"]
+                    if b[0] <= x < b[2] and b[1] <= y < b[3]:
+                        out[i, r * grid + c] = 1 + scene_engine.SHAPES.index(e["tag"])
+                        break
+    return out
 
 
 def lr_at(step, total, base, warmup):
@@ -249,10 +321,13 @@ def cpu_has_bf16():
     return torch.backends.mkldnn.is_available() and ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
-def save(path, model, opt, state):
+def save(path, model, head, centring, opt, state):
     tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "state": state,
-                "rng": {"torch": torch.get_rng_state()}}, tmp)
+    c = {"model": model.state_dict(), "aux_head": head.state_dict(), "optim": opt.state_dict(), "state": state,
+         "rng": {"torch": torch.get_rng_state()}}
+    if centring is not None:
+        c["feature_mean"] = centring.mean.clone()
+    torch.save(c, tmp)
     os.replace(tmp, path)
 
 
@@ -272,6 +347,13 @@ def main():
     ap.add_argument("--val-size", type=int, default=32, help="validation tuples per stage")
     ap.add_argument("--resume", action="store_true", help="continue RUN/ckpt.pt")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aux-weight", type=float, default=0,
+                    help="weight of the auxiliary patch loss (a linear head, not exported, classifying each image "
+                         "token as background or a shape; 0: none)")
+    ap.add_argument("--centre", action="store_true",
+                    help="centre the projected image features while training (Centring; folded away at load)")
+    ap.add_argument("--freeze-vision", type=int, default=0,
+                    help="keep the vision tower and the projector at their initialisation for this many steps")
     ap.add_argument("--stage-weights", default="1,1,1,1", type=lambda v: [int(x) for x in v.split(",")],
                     help="relative frequency of stages 1-4 in the batches (the default draws them uniformly)")
     a = ap.parse_args()
@@ -296,13 +378,20 @@ def main():
     stages = stage_pool(sorted(examples), a.stage_weights)
 
     model = build_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    head = torch.nn.Linear(TEXT["hidden_size"], 1 + 7)  # the auxiliary patch classifier (never exported)
+    aux = (head, patch_labels(scenes)) if a.aux_weight > 0 else None
+    centring = Centring(TEXT["hidden_size"]) if a.centre else None
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = os.path.join(a.run, "ckpt.pt")
     state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
     torch.manual_seed(a.seed)
     if a.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location="cpu")
         model.load_state_dict(c["model"])
+        if "aux_head" in c:  # runs from before the auxiliary loss have none
+            head.load_state_dict(c["aux_head"])
+        if centring is not None and "feature_mean" in c:
+            centring.mean = c["feature_mean"]
         opt.load_state_dict(c["optim"])
         state = c["state"]
         torch.set_rng_state(c["rng"]["torch"])
@@ -316,14 +405,14 @@ def main():
 
     log = open(os.path.join(a.run, "loss.tsv"), "a" if state["step"] else "w")
     if state["step"] == 0:
-        log.write("step\tseconds\tstage\tloss\tlr\n")
+        log.write("step\tseconds\tstage\tloss\tlr\taux\n")
     val_log = open(os.path.join(a.run, "val.tsv"), "a" if state["step"] else "w")
     if state["step"] == 0:
         val_log.write("step\t" + "\t".join("stage%d" % st for st in sorted(val_examples)) + "\tmean\n")
 
     def checkpoint():
-        save(ckpt, model, opt, state)
-        v = validation(model, val_examples, val_pixels, a.val_size, bf16)
+        save(ckpt, model, head, centring, opt, state)
+        v = validation(model, val_examples, val_pixels, a.val_size, bf16, centring)
         val_log.write("%d\t%s\t%.4f\n" % (state["step"], "\t".join("%.4f" % v[st] for st in sorted(v)),
                                            sum(v.values()) / len(v)))
         val_log.flush()
@@ -341,20 +430,23 @@ def main():
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
         for g in opt.param_groups:
             g["lr"] = lr
+        for p in [*model.vision_tower.parameters(), *model.multi_modal_projector.parameters()]:
+            p.requires_grad_(step >= a.freeze_vision)
         stage, batch = draw_batch(examples, stages, a.batch, a.seed, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = batch_loss(model, batch, pixels)
+            loss, aux_loss = batch_loss(model, batch, pixels, aux, centring)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + a.aux_weight * aux_loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         state["step"] += 1
         state["seconds"] = time.time() - t0
-        log.write("%d\t%.1f\t%d\t%.4f\t%.6f\n" % (state["step"], state["seconds"], stage, loss.item(), lr))
+        log.write("%d\t%.1f\t%d\t%.4f\t%.6f\t%.4f\n" % (state["step"], state["seconds"], stage, loss.item(), lr,
+                                                        aux_loss.item()))
         log.flush()
         if state["step"] % 10 == 0:
-            print("step %d/%s  %.0fs  loss %.4f  lr %.2e" % (state["step"], state["total"] or "?",
-                                                           state["seconds"], loss.item(), lr), flush=True)
+            print("step %d/%s  %.0fs  loss %.4f  aux %.4f  lr %.2e" % (
+                state["step"], state["total"] or "?", state["seconds"], loss.item(), aux_loss.item(), lr), flush=True)
         if state.get("sized") and state["step"] % probe == 0:
             # the steps left at the mean speed so far fill what is left of the budget
             per = state["seconds"] / state["step"]
