@@ -62,7 +62,7 @@ def image_attention(model, examples, pixels):
     the share near 0; one that reads it as an average spreads over ~64; one
     that looks at the entities concentrates on a few."""
     feats = train.image_features(model, train.normalise(pixels[[e[0] for e in examples]]))
-    x, mask, y = train.collate(model, examples, feats)
+    x, mask, _ = train.collate(model, examples, feats)
     att = model.language_model(inputs_embeds=x, attention_mask=mask, output_attentions=True).attentions
     shares = []
     for a in att:  # [B × heads × L × L]

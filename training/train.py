@@ -50,6 +50,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools", "reference"))
 import common  # noqa: E402
 import train_tokenizer  # noqa: E402
 
+sys.path.insert(0, HERE)
+import scenes as scene_engine  # noqa: E402
+
 IMAGE_SIZE = 128
 IGNORE = -100
 VISION = dict(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3, patch_size=16,
@@ -188,7 +191,8 @@ def validation(model, examples, pixels, size, bf16, centring=None):
     for st, ex in sorted(examples.items()):
         ex = ex[:size]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            losses = [batch_loss(model, ex[i:i + 8], pixels, centring=centring)[0].item() * len(ex[i:i + 8]) for i in range(0, len(ex), 8)]
+            losses = [batch_loss(model, ex[i:i + 8], pixels, centring=centring)[0].item() * len(ex[i:i + 8])
+                      for i in range(0, len(ex), 8)]
         out[st] = sum(losses) / len(ex)
     model.train()
     return out
@@ -289,8 +293,6 @@ def patch_labels(scenes):
     holds the patch's centre (boxes in the model's 0-1000 square frame). The
     targets of the auxiliary loss (--aux-weight), which keeps the image
     tokens telling their patches apart while the decoder learns to read them."""
-    import scenes as scene_engine
-
     grid = IMAGE_SIZE // VISION["patch_size"]
     out = np.zeros((len(scenes), grid * grid), dtype=np.int64)
     for i, sc in enumerate(scenes):
@@ -323,8 +325,9 @@ def cpu_has_bf16():
 
 def save(path, model, head, centring, opt, state):
     tmp = path + ".tmp"
-    c = {"model": model.state_dict(), "aux_head": head.state_dict(), "optim": opt.state_dict(), "state": state,
-         "rng": {"torch": torch.get_rng_state()}}
+    c = {"model": model.state_dict(), "optim": opt.state_dict(), "state": state, "rng": {"torch": torch.get_rng_state()}}
+    if head is not None:
+        c["aux_head"] = head.state_dict()
     if centring is not None:
         c["feature_mean"] = centring.mean.clone()
     torch.save(c, tmp)
@@ -378,17 +381,19 @@ def main():
     stages = stage_pool(sorted(examples), a.stage_weights)
 
     model = build_model()
-    head = torch.nn.Linear(TEXT["hidden_size"], 1 + 7)  # the auxiliary patch classifier (never exported)
-    aux = (head, patch_labels(scenes)) if a.aux_weight > 0 else None
+    # the auxiliary patch classifier (never exported): background or a shape
+    head = torch.nn.Linear(TEXT["hidden_size"], 1 + len(scene_engine.SHAPES)) if a.aux_weight > 0 else None
+    aux = (head, patch_labels(scenes)) if head is not None else None
     centring = Centring(TEXT["hidden_size"]) if a.centre else None
-    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    params = [*model.parameters(), *(head.parameters() if head is not None else [])]
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = os.path.join(a.run, "ckpt.pt")
     state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
     torch.manual_seed(a.seed)
     if a.resume and os.path.exists(ckpt):
         c = torch.load(ckpt, map_location="cpu")
         model.load_state_dict(c["model"])
-        if "aux_head" in c:  # runs from before the auxiliary loss have none
+        if head is not None and "aux_head" in c:
             head.load_state_dict(c["aux_head"])
         if centring is not None and "feature_mean" in c:
             centring.mean = c["feature_mean"]

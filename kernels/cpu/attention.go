@@ -15,9 +15,14 @@ const attnRowBlock = 64
 // several query rows (prefill): a unit reads that many heads' keys and values
 // of a position as one contiguous run of memory (hd·attnHeadGroup floats),
 // and its tiles of scores stay in L2. Units of one query row (decode) take
-// as many heads as leave two units per worker (decodeGroup): wider runs of a
-// cache row per read, ~1.8× faster for 8 sequences (16 heads) on Zen 3.
+// as many heads as leave two units per worker (decodeGroup): whole cache rows
+// per read, 1.4–1.6× faster for 8 sequences of 16 heads on Zen 3
+// (benchmarks/kernels.md).
 const attnHeadGroup = 4
+
+// rowBlocks is the number of units of attnRowBlock query rows that rows
+// query rows make, per head group.
+func rowBlocks(rows int) int { return (rows + attnRowBlock - 1) / attnRowBlock }
 
 // attnUnit is one piece of attention work: query rows [row, row+rows) of
 // one sequence, heads [head, head+nh). Its first row sees keys
@@ -240,7 +245,7 @@ func (b *Backend) Attention(out, q, k, v kernels.Buffer, seqs, seqLen, heads, he
 	t.out, t.q, t.k, t.v = data(out), data(q), data(k), data(v)
 	t.heads, t.hd, t.seqLen = heads, headDim, seqLen
 	t.units = t.units[:0]
-	group := b.decodeGroup(heads, seqs*((seqLen+attnRowBlock-1)/attnRowBlock))
+	group := b.decodeGroup(heads, seqs*rowBlocks(seqLen))
 	for s := 0; s < seqs; s++ {
 		t.addUnits(s, s*seqLen, seqLen, seqLen, group)
 	}
@@ -265,7 +270,7 @@ func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.S
 	t.units = t.units[:0]
 	rowUnits := 0
 	for _, s := range seqs {
-		rowUnits += (s.Rows + attnRowBlock - 1) / attnRowBlock
+		rowUnits += rowBlocks(s.Rows)
 	}
 	group := b.decodeGroup(heads, rowUnits)
 	for i, s := range seqs {
