@@ -38,6 +38,7 @@ import math
 import os
 import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -381,16 +382,20 @@ def write_split(root, name, count, seed, counts=range(2, 9)):
     d = os.path.join(root, name)
     os.makedirs(os.path.join(d, "images"), exist_ok=True)
     rng = random.Random(seed)
-    with open(os.path.join(d, "scenes.jsonl"), "w") as fs, open(os.path.join(d, "tuples.jsonl"), "w") as ft:
+    with open(os.path.join(d, "scenes.jsonl"), "w") as fs, open(os.path.join(d, "tuples.jsonl"), "w") as ft, \
+            ThreadPoolExecutor(os.cpu_count()) as pool:  # PNG encoding runs outside the GIL
+        saves = []
         for i in range(count):
             img, scene = make_scene(rng, counts)
             rel = "images/%06d.png" % i
-            img.save(os.path.join(d, rel))
+            saves.append(pool.submit(img.save, os.path.join(d, rel)))
             scene = {"id": "%s-%06d" % (name, i), "image": rel, **scene}
             scene["caption"] = caption(scene, rng)
             fs.write(json.dumps(scene) + "\n")
             for t in tuples(scene, rng):
                 ft.write(json.dumps({"id": scene["id"], "image": rel, **t}) + "\n")
+        for f in saves:
+            f.result()  # raises a failed save's error
     print("wrote %d scenes to %s" % (count, d))
 
 

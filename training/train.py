@@ -24,7 +24,10 @@
     steps, then re-sized every 10 steps from the mean speed so far, and the
     run stops at the budget) unless fixed with --steps; it is stored in the
     checkpoint, so a run resumed in several pieces follows the same schedule.
-  * bf16 autocast when the CPU has AMX or AVX512-BF16 (--bf16 auto|on|off).
+  * bf16 autocast when the CPU has AMX or AVX512-BF16, or on a GPU (--bf16
+    auto|on|off); --device cuda trains on a GPU (training/gpu.sh).
+  * --init starts from another run's weights (a curriculum's) with a fresh
+    optimiser and schedule; --tokenizer reuses a trained tokenizer.model.
 
 Writes RUN/tokenizer.model, RUN/ckpt.pt (every --save-every seconds and at the
 end; --resume continues it), RUN/loss.tsv (step, seconds, stage, loss, lr) and
@@ -38,6 +41,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -123,16 +127,22 @@ def pixel_cache(data_dir, split, scenes):
         arr = np.load(path, mmap_mode="r")
         if arr.shape[0] == len(scenes):
             return arr
+    from concurrent.futures import ThreadPoolExecutor
+
     from transformers.image_utils import ChannelDimension
 
     proc = common.image_processor(IMAGE_SIZE)
     bg = tuple(int(x * 255) for x in proc.image_mean)
     out = np.zeros((len(scenes), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)  # [N × S × S × 3]
     last = ChannelDimension.LAST
-    for i, s in enumerate(scenes):
-        img = common.expand2square(Image.open(os.path.join(data_dir, split, s["image"])).convert("RGB"), bg)
+
+    def one(i):
+        img = common.expand2square(Image.open(os.path.join(data_dir, split, scenes[i]["image"])).convert("RGB"), bg)
         r = proc.resize(np.array(img), size=proc.size, resample=proc.resample, input_data_format=last)
         out[i] = proc.center_crop(r, size=proc.crop_size, input_data_format=last)
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL's decode and resize run outside the GIL
+        list(pool.map(one, range(len(scenes))))
     np.save(path, out)
     return out
 
@@ -190,7 +200,7 @@ def validation(model, examples, pixels, size, bf16, centring=None):
     out = {}
     for st, ex in sorted(examples.items()):
         ex = ex[:size]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             losses = [batch_loss(model, ex[i:i + 8], pixels, centring=centring)[0].item() * len(ex[i:i + 8])
                       for i in range(0, len(ex), 8)]
         out[st] = sum(losses) / len(ex)
@@ -224,6 +234,7 @@ class Centring:
         self.momentum = momentum
 
     def __call__(self, feats, training):
+        self.mean = self.mean.to(feats.device)
         if not training:
             return feats - self.mean
         m = feats.mean((0, 1))
@@ -234,7 +245,7 @@ class Centring:
 def load_run(run):
     """(the trained model of RUN/ckpt.pt in eval mode, with a --centre run's
     feature mean folded into the projector's last bias, the checkpoint)."""
-    c = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu")
+    c = load_checkpoint(os.path.join(run, "ckpt.pt"))
     model = build_model()
     model.load_state_dict(c["model"])
     if "feature_mean" in c:
@@ -243,30 +254,36 @@ def load_run(run):
     return model.eval(), c
 
 
+def load_checkpoint(path):
+    """A checkpoint save wrote, on the CPU (it holds more than tensors)."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def collate(model, examples, feats):
     """The right-padded inputs of a batch given its image features [B × P × H]:
     embeddings [B × L × H] (image features spliced where <image> was),
     attention mask [B × L] and labels [B × L] (IGNORE but on the answer
     tokens)."""
     embed = model.get_input_embeddings()
+    dev = feats.device
     seqs, labels = [], []
     for b, (_, prompt, answer) in enumerate(examples):
         k = prompt.index(common.IMAGE_TOKEN_INDEX)
-        before = torch.tensor(prompt[:k])
-        after = torch.tensor(prompt[k + 1:] + answer)
+        before = torch.tensor(prompt[:k], device=dev)
+        after = torch.tensor(prompt[k + 1:] + answer, device=dev)
         seqs.append(torch.cat([embed(before), feats[b], embed(after)]))  # [L × H]
         n_prompt = len(prompt) - 1 + feats.shape[1]
         labels.append([IGNORE] * n_prompt + answer)
     length = max(s.shape[0] for s in seqs)
     hidden = seqs[0].shape[1]
-    x = torch.zeros(len(seqs), length, hidden, dtype=seqs[0].dtype)  # [B × L × H], right-padded
+    x = torch.zeros(len(seqs), length, hidden, dtype=seqs[0].dtype, device=dev)  # [B × L × H], right-padded
     mask = torch.zeros(len(seqs), length, dtype=torch.long)
     y = torch.full((len(seqs), length), IGNORE, dtype=torch.long)
     for b, s in enumerate(seqs):
         x[b, : s.shape[0]] = s
         mask[b, : s.shape[0]] = 1
         y[b, : len(labels[b])] = torch.tensor(labels[b])
-    return x, mask, y
+    return x, mask.to(dev), y.to(dev)
 
 
 def batch_loss(model, examples, pixels, aux=None, centring=None):
@@ -275,16 +292,17 @@ def batch_loss(model, examples, pixels, aux=None, centring=None):
     head's classes of each projected image token against labels [N × P] of
     the batch's images (patch_labels); else 0. centring: see Centring."""
     idx = [e[0] for e in examples]
-    feats = image_features(model, normalise(pixels[idx]), centring)  # [B × P × H]
+    feats = image_features(model, normalise(pixels[idx]).to(model.device), centring)  # [B × P × H]
     x, mask, y = collate(model, examples, feats)
     logits = model.language_model(inputs_embeds=x, attention_mask=mask).logits  # [B × L × V]
     lm = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                            y[:, 1:].reshape(-1), ignore_index=IGNORE)
     if aux is None:
-        return lm, torch.zeros(())
+        return lm, torch.zeros((), device=lm.device)
     head, labels = aux
     z = head(feats).float()  # [B × P × classes]
-    return lm, torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), torch.from_numpy(labels[idx]).reshape(-1))
+    target = torch.from_numpy(labels[idx]).to(z.device)  # [B × P]
+    return lm, torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), target.reshape(-1))
 
 
 def patch_labels(scenes):
@@ -329,7 +347,7 @@ def save(path, model, head, centring, opt, state):
     if head is not None:
         c["aux_head"] = head.state_dict()
     if centring is not None:
-        c["feature_mean"] = centring.mean.clone()
+        c["feature_mean"] = centring.mean.cpu()
     torch.save(c, tmp)
     os.replace(tmp, path)
 
@@ -345,10 +363,17 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training/gpu.sh)")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bf16 autocast (auto: on a GPU, or a CPU with AMX or AVX512-BF16)")
     ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints (and validations)")
     ap.add_argument("--val-size", type=int, default=32, help="validation tuples per stage")
     ap.add_argument("--resume", action="store_true", help="continue RUN/ckpt.pt")
+    ap.add_argument("--init", help="start from this checkpoint's weights (and aux head) with a fresh optimiser and "
+                                   "schedule, e.g. a curriculum run's ckpt.pt")
+    ap.add_argument("--tokenizer", help="use this tokenizer.model (copied into RUN) instead of training one on --data")
+    ap.add_argument("--cache-only", action="store_true",
+                    help="only build the pixel caches of --data's train and val splits (gpu.sh prepares data with it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--aux-weight", type=float, default=0,
                     help="weight of the auxiliary patch loss (a linear head, not exported, classifying each image "
@@ -362,16 +387,20 @@ def main():
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
-    os.makedirs(a.run, exist_ok=True)
     scenes = read_jsonl(os.path.join(a.data, "train", "scenes.jsonl"))
+    val_scenes = read_jsonl(os.path.join(a.data, "val", "scenes.jsonl"))
+    pixels = pixel_cache(a.data, "train", scenes)
+    val_pixels = pixel_cache(a.data, "val", val_scenes)
+    if a.cache_only:
+        return
+    os.makedirs(a.run, exist_ok=True)
     tuples = read_jsonl(os.path.join(a.data, "train", "tuples.jsonl"))
     tok_path = os.path.join(a.run, "tokenizer.model")
+    if a.tokenizer and not os.path.exists(tok_path):
+        shutil.copyfile(a.tokenizer, tok_path)
     train_tokenizer_model(tuples, tok_path)
     tok = common.load_tokenizer(tok_path)
-    pixels = pixel_cache(a.data, "train", scenes)
     examples = encode_examples(tuples, tok, {s["image"]: i for i, s in enumerate(scenes)})
-    val_scenes = read_jsonl(os.path.join(a.data, "val", "scenes.jsonl"))
-    val_pixels = pixel_cache(a.data, "val", val_scenes)
     val_examples = encode_examples(read_jsonl(os.path.join(a.data, "val", "tuples.jsonl")), tok,
                                    {s["image"]: i for i, s in enumerate(val_scenes)})
     for st, ex in sorted(examples.items()):
@@ -380,9 +409,9 @@ def main():
             st, len(ex), sum(lengths) / len(lengths), max(lengths)), flush=True)
     stages = stage_pool(sorted(examples), a.stage_weights)
 
-    model = build_model()
+    model = build_model().to(a.device)
     # the auxiliary patch classifier (never exported): background or a shape
-    head = torch.nn.Linear(TEXT["hidden_size"], 1 + len(scene_engine.SHAPES)) if a.aux_weight > 0 else None
+    head = torch.nn.Linear(TEXT["hidden_size"], 1 + len(scene_engine.SHAPES)).to(a.device) if a.aux_weight > 0 else None
     aux = (head, patch_labels(scenes)) if head is not None else None
     centring = Centring(TEXT["hidden_size"]) if a.centre else None
     params = [*model.parameters(), *(head.parameters() if head is not None else [])]
@@ -390,8 +419,14 @@ def main():
     ckpt = os.path.join(a.run, "ckpt.pt")
     state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
     torch.manual_seed(a.seed)
+    if a.init and not (a.resume and os.path.exists(ckpt)):
+        c = load_checkpoint(a.init)
+        model.load_state_dict(c["model"])
+        if head is not None and "aux_head" in c:
+            head.load_state_dict(c["aux_head"])
+        print("initialised from %s (its step %d)" % (a.init, c["state"]["step"]), flush=True)
     if a.resume and os.path.exists(ckpt):
-        c = torch.load(ckpt, map_location="cpu")
+        c = load_checkpoint(ckpt)
         model.load_state_dict(c["model"])
         if head is not None and "aux_head" in c:
             head.load_state_dict(c["aux_head"])
@@ -404,9 +439,10 @@ def main():
             state["total"] = a.steps  # extend (or cut) a run: the cosine stretches to the new end
             state["sized"] = False
         print("resumed at step %d of %d" % (state["step"], state["total"]), flush=True)
-    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and cpu_has_bf16())
+    bf16 = a.bf16 == "on" or (a.bf16 == "auto" and (model.device.type == "cuda" or cpu_has_bf16()))
     nparams = sum(p.numel() for p in model.parameters())
-    print("%.2fM parameters, bf16 autocast %s, %d threads" % (nparams / 1e6, bf16, a.threads), flush=True)
+    print("%.2fM parameters on %s, bf16 autocast %s, %d threads" % (nparams / 1e6, model.device, bf16, a.threads),
+          flush=True)
 
     log = open(os.path.join(a.run, "loss.tsv"), "a" if state["step"] else "w")
     if state["step"] == 0:
@@ -438,7 +474,7 @@ def main():
         for p in [*model.vision_tower.parameters(), *model.multi_modal_projector.parameters()]:
             p.requires_grad_(step >= a.freeze_vision)
         stage, batch = draw_batch(examples, stages, a.batch, a.seed, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, aux_loss = batch_loss(model, batch, pixels, aux, centring)
         opt.zero_grad(set_to_none=True)
         (loss + a.aux_weight * aux_loss).backward()
