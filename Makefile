@@ -90,15 +90,14 @@ lint: ## go vet and a gofmt check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
 TRAIN_DATA      ?= $(CURDIR)/training/data
+TRAIN_DATA_CUR  ?= $(CURDIR)/training/data-cur
 TRAIN_RUN       ?= $(CURDIR)/training/runs/tiny
 TRAIN_MINUTES   ?= 120
 
 train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2 cores; see training/README.md)
-	test -f $(TRAIN_DATA)/test/scenes.jsonl || \
-		$(PYTHON) training/scenes.py --out $(TRAIN_DATA) --train 12000 --val 200 --test 200
-	$(PYTHON) training/train.py --data $(TRAIN_DATA) --run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --threads 2 --resume
-	$(PYTHON) training/export.py --run $(TRAIN_RUN) --dtype bfloat16
-	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN) $(TRAIN_DATA) 0 5
+	PYTHON=$(PYTHON) DATA=$(TRAIN_DATA) DATA_CUR=$(TRAIN_DATA_CUR) training/recipe.sh $(TRAIN_RUN) $(TRAIN_MINUTES)
+	$(PYTHON) training/export.py --run $(TRAIN_RUN)/full --dtype bfloat16
+	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN)/full $(TRAIN_DATA) 0 5
 
 train-smoke: ## the whole training pipeline in about 6 minutes (200 scenes, 5 minutes of training)
 	rm -rf $(CURDIR)/training/runs/smoke

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# training/gpu.sh on a lent GPU machine (the workplace's `device` tool), and
+# training/recipe.sh on a lent GPU machine (the workplace's `device` tool), and
 # its weights back.
 #
 #   training/device.sh wheels          here: the Python packages the machine
 #                                      lacks at our versions, into .whl/
 #                                      (transformers 4.37.2 and its pins)
 #   training/device.sh run MINUTES     there (a `run` carrying .whl, and
-#                                      .init when INIT is set): gpu.sh into
+#                                      .init when INIT is set): recipe.sh into
 #                                      /tmp/runs, then each run's weights into
 #                                      $OUT as two files under 16 MiB and the
 #                                      logs as logs.tar
@@ -31,9 +31,9 @@ run)
 	export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 	python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__, torch.cuda.get_device_name())"
 	minutes=$2
-	# gpu.sh stops its runs on time; the guard keeps room for the copies below.
+	# recipe.sh stops its runs on time; the guard keeps room for the copies below.
 	DATA=/tmp/data DATA_CUR=/tmp/data-cur timeout "$(python3 -c "print(int($minutes * 60 + 20))")" \
-		training/gpu.sh /tmp/runs "$minutes" >"$OUT/train.log" 2>&1 || echo "gpu.sh: exit $?"
+		training/recipe.sh /tmp/runs "$minutes" >"$OUT/train.log" 2>&1 || echo "recipe.sh: exit $?"
 	python3 - <<'PY'
 import os, torch
 out = os.environ["OUT"]

@@ -25,7 +25,7 @@
     run stops at the budget) unless fixed with --steps; it is stored in the
     checkpoint, so a run resumed in several pieces follows the same schedule.
   * bf16 autocast when the CPU has AMX or AVX512-BF16, or on a GPU (--bf16
-    auto|on|off); --device cuda trains on a GPU (training/gpu.sh).
+    auto|on|off); --device cuda trains on a GPU (training/recipe.sh).
   * --init starts from another run's weights (a curriculum's) with a fresh
     optimiser and schedule; --tokenizer reuses a trained tokenizer.model.
 
@@ -193,7 +193,7 @@ def draw_batch(examples, stages, size, seed, step):
 
 
 @torch.no_grad()
-def validation(model, examples, pixels, size, bf16, centring=None):
+def validation(model, examples, pixels, size, bf16):
     """Mean answer-token loss per stage over the first `size` tuples of each
     stage of the validation split, in batches of 8."""
     model.eval()
@@ -201,62 +201,31 @@ def validation(model, examples, pixels, size, bf16, centring=None):
     for st, ex in sorted(examples.items()):
         ex = ex[:size]
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            losses = [batch_loss(model, ex[i:i + 8], pixels, centring=centring)[0].item() * len(ex[i:i + 8])
+            losses = [batch_loss(model, ex[i:i + 8], pixels)[0].item() * len(ex[i:i + 8])
                       for i in range(0, len(ex), 8)]
         out[st] = sum(losses) / len(ex)
     model.train()
     return out
 
 
-def image_features(model, pixel_values, centring=None):
+def image_features(model, pixel_values):
     """[B × 3 × S × S] -> projected image tokens [B × 64 × hidden] (layer -2,
-    CLS dropped), centred by centring where given."""
+    CLS dropped)."""
     hs = model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[-2][:, 1:]
-    feats = model.multi_modal_projector(hs)
-    return feats if centring is None else centring(feats, model.training)
-
-
-class Centring:
-    """Centring of the projected image features while training (--centre).
-
-    Left alone, the projector's output grows one component shared by every
-    image token of every image (mean² ≫ variance within 300 steps): after
-    the decoder's RMSNorm all 64 tokens look alike, and its attention can
-    only average them (probe.py: spread over ~45 of 64 tokens), so it reads
-    colours but never where anything is. In training each batch's features
-    lose their mean over images and tokens (the gradient sees the centring);
-    mean keeps a running average of those means, which evaluation subtracts
-    and load_run folds into the projector's last bias: the trained model is
-    plain LLaVA-1.5."""
-
-    def __init__(self, hidden, momentum=0.01):
-        self.mean = torch.zeros(hidden)  # [hidden]
-        self.momentum = momentum
-
-    def __call__(self, feats, training):
-        self.mean = self.mean.to(feats.device)
-        if not training:
-            return feats - self.mean
-        m = feats.mean((0, 1))
-        self.mean.mul_(1 - self.momentum).add_(m.detach().float(), alpha=self.momentum)
-        return feats - m
-
-
-def load_run(run):
-    """(the trained model of RUN/ckpt.pt in eval mode, with a --centre run's
-    feature mean folded into the projector's last bias, the checkpoint)."""
-    c = load_checkpoint(os.path.join(run, "ckpt.pt"))
-    model = build_model()
-    model.load_state_dict(c["model"])
-    if "feature_mean" in c:
-        with torch.no_grad():
-            model.multi_modal_projector.linear_2.bias -= c["feature_mean"]
-    return model.eval(), c
+    return model.multi_modal_projector(hs)
 
 
 def load_checkpoint(path):
     """A checkpoint save wrote, on the CPU (it holds more than tensors)."""
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_run(run):
+    """(the trained model of RUN/ckpt.pt in eval mode, the checkpoint)."""
+    c = load_checkpoint(os.path.join(run, "ckpt.pt"))
+    model = build_model()
+    model.load_state_dict(c["model"])
+    return model.eval(), c
 
 
 def collate(model, examples, feats):
@@ -286,13 +255,13 @@ def collate(model, examples, feats):
     return x, mask.to(dev), y.to(dev)
 
 
-def batch_loss(model, examples, pixels, aux=None, centring=None):
+def batch_loss(model, examples, pixels, aux=None):
     """(mean cross-entropy over the answer tokens of a batch of examples, the
     auxiliary patch loss): with aux = (head, labels), the cross-entropy of
     head's classes of each projected image token against labels [N × P] of
-    the batch's images (patch_labels); else 0. centring: see Centring."""
+    the batch's images (patch_labels); else 0."""
     idx = [e[0] for e in examples]
-    feats = image_features(model, normalise(pixels[idx]).to(model.device), centring)  # [B × P × H]
+    feats = image_features(model, normalise(pixels[idx]).to(model.device))  # [B × P × H]
     x, mask, y = collate(model, examples, feats)
     logits = model.language_model(inputs_embeds=x, attention_mask=mask).logits  # [B × L × V]
     lm = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
@@ -341,13 +310,11 @@ def cpu_has_bf16():
     return torch.backends.mkldnn.is_available() and ("amx_bf16" in flags or "avx512_bf16" in flags)
 
 
-def save(path, model, head, centring, opt, state):
+def save(path, model, head, opt, state):
     tmp = path + ".tmp"
     c = {"model": model.state_dict(), "optim": opt.state_dict(), "state": state, "rng": {"torch": torch.get_rng_state()}}
     if head is not None:
         c["aux_head"] = head.state_dict()
-    if centring is not None:
-        c["feature_mean"] = centring.mean.cpu()
     torch.save(c, tmp)
     os.replace(tmp, path)
 
@@ -363,7 +330,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=float, default=0.03, help="warm-up fraction of the steps")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (training/gpu.sh)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training/recipe.sh)")
     ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                     help="bf16 autocast (auto: on a GPU, or a CPU with AMX or AVX512-BF16)")
     ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints (and validations)")
@@ -373,15 +340,11 @@ def main():
                                    "schedule, e.g. a curriculum run's ckpt.pt")
     ap.add_argument("--tokenizer", help="use this tokenizer.model (copied into RUN) instead of training one on --data")
     ap.add_argument("--cache-only", action="store_true",
-                    help="only build the pixel caches of --data's train and val splits (gpu.sh prepares data with it)")
+                    help="only build the pixel caches of --data's train and val splits (recipe.sh prepares data with it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--aux-weight", type=float, default=0,
                     help="weight of the auxiliary patch loss (a linear head, not exported, classifying each image "
                          "token as background or a shape; 0: none)")
-    ap.add_argument("--centre", action="store_true",
-                    help="centre the projected image features while training (Centring; folded away at load)")
-    ap.add_argument("--freeze-vision", type=int, default=0,
-                    help="keep the vision tower and the projector at their initialisation for this many steps")
     ap.add_argument("--stage-weights", default="1,1,1,1", type=lambda v: [int(x) for x in v.split(",")],
                     help="relative frequency of stages 1-4 in the batches (the default draws them uniformly)")
     a = ap.parse_args()
@@ -413,7 +376,6 @@ def main():
     # the auxiliary patch classifier (never exported): background or a shape
     head = torch.nn.Linear(TEXT["hidden_size"], 1 + len(scene_engine.SHAPES)).to(a.device) if a.aux_weight > 0 else None
     aux = (head, patch_labels(scenes)) if head is not None else None
-    centring = Centring(TEXT["hidden_size"]) if a.centre else None
     params = [*model.parameters(), *(head.parameters() if head is not None else [])]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.95), weight_decay=0.01)
     ckpt = os.path.join(a.run, "ckpt.pt")
@@ -430,8 +392,6 @@ def main():
         model.load_state_dict(c["model"])
         if head is not None and "aux_head" in c:
             head.load_state_dict(c["aux_head"])
-        if centring is not None and "feature_mean" in c:
-            centring.mean = c["feature_mean"]
         opt.load_state_dict(c["optim"])
         state = c["state"]
         torch.set_rng_state(c["rng"]["torch"])
@@ -452,8 +412,8 @@ def main():
         val_log.write("step\t" + "\t".join("stage%d" % st for st in sorted(val_examples)) + "\tmean\n")
 
     def checkpoint():
-        save(ckpt, model, head, centring, opt, state)
-        v = validation(model, val_examples, val_pixels, a.val_size, bf16, centring)
+        save(ckpt, model, head, opt, state)
+        v = validation(model, val_examples, val_pixels, a.val_size, bf16)
         val_log.write("%d\t%s\t%.4f\n" % (state["step"], "\t".join("%.4f" % v[st] for st in sorted(v)),
                                            sum(v.values()) / len(v)))
         val_log.flush()
@@ -471,11 +431,9 @@ def main():
         lr = lr_at(step, total, a.lr, max(probe * 3, int(a.warmup * state["total"])))
         for g in opt.param_groups:
             g["lr"] = lr
-        for p in [*model.vision_tower.parameters(), *model.multi_modal_projector.parameters()]:
-            p.requires_grad_(step >= a.freeze_vision)
         stage, batch = draw_batch(examples, stages, a.batch, a.seed, step)
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, aux_loss = batch_loss(model, batch, pixels, aux, centring)
+            loss, aux_loss = batch_loss(model, batch, pixels, aux)
         opt.zero_grad(set_to_none=True)
         (loss + a.aux_weight * aux_loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -499,7 +457,7 @@ def main():
             checkpoint()
             last_save = time.time()
     checkpoint()
-    print("done: %d steps in %.0f s, final loss %.4f" % (state["step"], state["seconds"], loss.item()), flush=True)
+    print("done: %d steps in %.0f s" % (state["step"], state["seconds"]), flush=True)
 
 
 if __name__ == "__main__":

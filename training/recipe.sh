@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The GPU recipe of the small PancapChain: a curriculum, then the full data.
+# The training recipe of the small PancapChain: a curriculum, then the full
+# data, on a GPU when there is one (`training/device.sh` runs it on a lent
+# one) or on the CPU (`make train-tiny`).
 #
 #   1. the curriculum's data (1-3 entities per scene, 6,000 scenes) is written
 #      while the full data (2-8 entities, 12,000 scenes) and its pixel cache
@@ -18,16 +20,21 @@
 # names one (the same seeds give the same data, so training/runs/*/tokenizer.model
 # of a CPU run fits).
 #
-# Usage: training/gpu.sh RUN MINUTES [CURRICULUM_MINUTES]
+# Usage: training/recipe.sh RUN MINUTES [CURRICULUM_MINUTES]
 #   env: PYTHON (python3), DATA (training/data), DATA_CUR (training/data-cur),
-#        TOKENIZER, INIT, BATCH (64), DEVICE (cuda), LR (1e-3)
+#        TOKENIZER, INIT, DEVICE (cuda if torch sees a GPU, else cpu),
+#        BATCH (64 on a GPU, 32 on the CPU), LR (1e-3)
 set -euo pipefail
 run=$1 minutes=$2
-cur_minutes=${3:-$(python3 -c "print(round($minutes * 0.3, 2))")}
+cur_minutes=${3:-$("${PYTHON:-python3}" -c "print(round($minutes * 0.3, 2))")}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 data=${DATA:-$root/training/data} cur=${DATA_CUR:-$root/training/data-cur}
-batch=${BATCH:-64} device=${DEVICE:-cuda} init=${INIT:-}
+device=${DEVICE:-$("$py" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")}
+batch=${BATCH:-64} save=60 init=${INIT:-}
+if [[ $device == cpu ]]; then
+	batch=${BATCH:-32} save=300 # a checkpoint's validation takes ~20 s here
+fi
 deadline=$("$py" -c "import time; print(time.time() + $minutes * 60)")
 mkdir -p "$run"
 
@@ -51,7 +58,7 @@ if [[ ! -f $tokenizer ]]; then
 train.train_tokenizer_model(train.read_jsonl('$data/train/tuples.jsonl'), '$tokenizer')"
 fi
 
-common=(--device "$device" --batch "$batch" --lr "${LR:-1e-3}" --aux-weight 1 --save-every 60 --threads 4 --resume
+common=(--device "$device" --batch "$batch" --lr "${LR:-1e-3}" --aux-weight 1 --save-every "$save" --threads "$(nproc)" --resume
 	--tokenizer "$tokenizer")
 if [[ -z $init ]]; then
 	"$py" "$root/training/train.py" "${common[@]}" --data "$cur" --run "$run/cur" --minutes "$cur_minutes" \
