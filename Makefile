@@ -11,7 +11,7 @@ PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
+.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny embed-model train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -98,6 +98,12 @@ train-tiny: ## train the small PancapChain on synthetic scenes (about 2.3 h on 2
 	PYTHON=$(PYTHON) DATA=$(TRAIN_DATA) DATA_CUR=$(TRAIN_DATA_CUR) training/recipe.sh $(TRAIN_RUN) $(TRAIN_MINUTES)
 	$(PYTHON) training/export.py --run $(TRAIN_RUN)/full --dtype bfloat16
 	PYTHON=$(PYTHON) training/e2e.sh $(TRAIN_RUN)/full $(TRAIN_DATA) 0 5
+
+embed-model: ## make the export of train-tiny (TRAIN_RUN/export) the embedded default model
+	test -f $(TRAIN_RUN)/export/llava/config.json
+	rm -rf model/embedded/synth
+	mkdir -p model/embedded/synth
+	cp -r $(TRAIN_RUN)/export/llava $(TRAIN_RUN)/export/clip model/embedded/synth/
 
 train-smoke: ## the whole training pipeline in about 6 minutes (200 scenes, 5 minutes of training)
 	rm -rf $(CURDIR)/training/runs/smoke

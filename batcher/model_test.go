@@ -18,7 +18,6 @@ import (
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model"
-	"github.com/pancap-serve/pancap/model/embedded"
 )
 
 // drawPNG draws a w×h test image whose colours depend on seed.
@@ -101,7 +100,7 @@ func TestTinyModelBatchInvariance(t *testing.T) {
 	}
 	open := map[string]func() (engine.Engine, error){
 		"fp32": func() (engine.Engine, error) {
-			m, _, err := embedded.Open(model.Options{KVBlocks: 2048})
+			m, _, err := model.Open("../testdata/checkpoints/tiny/llava", model.Options{KVBlocks: 2048})
 			return m, err
 		},
 		"bf16": func() (engine.Engine, error) {

@@ -46,8 +46,6 @@ type Options struct {
 	KVDType     kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
 	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
 	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
-	// RandomWeights marks a generated checkpoint in engine.Spec.
-	RandomWeights bool
 	// ImageLimits bound image decoding (zero: imageproc.DefaultLimits()).
 	ImageLimits *imageproc.Limits
 }
@@ -271,8 +269,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if name == "" {
 		name = filepath.Base(filepath.Clean(dir))
 	}
-	opts.RandomWeights = opts.RandomWeights || raw.RandomWeights
-	if opts.RandomWeights {
+	if raw.RandomWeights {
 		name += " (random weights)"
 	}
 	blockSize := opts.KVBlockSize
@@ -282,7 +279,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	m, err := llava.New(cfg, w, be, llava.Options{
 		Name:          name,
 		DType:         rep.DType,
-		RandomWeights: opts.RandomWeights,
+		RandomWeights: raw.RandomWeights,
 		KVBlocks:      kvBlocks(opts.KVBlocks, opts.KVBytes, blockSize, opts.KVDType, cfg.Text),
 		KVBlockSize:   blockSize,
 		KVDType:       opts.KVDType,

@@ -71,14 +71,14 @@ func newGenerateCmd() *cobra.Command {
 		Long: "generate loads a model, runs one prompt through it without a server and prints the\n" +
 			"input ids, the generated ids and text, and timings. Without --raw the prompt is\n" +
 			"wrapped in LLaVA's vicuna_v1 template with <image> first. Without --model it runs the\n" +
-			"embedded tiny model, which has RANDOM weights.",
+			"embedded default model (trained on synthetic scenes: see `pancap serve --help`).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runGenerate(cmd.OutOrStdout(), f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model directory (llava-hf or LLaVA layout); empty: the embedded tiny model (random weights)")
+	fl.StringVar(&f.model, "model", "", "model directory (llava-hf or LLaVA layout); empty: the embedded default model")
 	fl.StringVar(&f.lora, "lora", "", "PEFT LoRA adapter directory to merge at load")
 	fl.StringVar(&f.visionTower, "vision-tower", "", "CLIP tower directory overriding the config's mm_vision_tower (authors' layout)")
 	fl.StringVar(&f.image, "image", "", "image file (JPEG, PNG, WebP, GIF)")

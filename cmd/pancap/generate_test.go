@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pancap-serve/pancap/model/embedded"
+	"github.com/pancap-serve/pancap/model/presets"
+	"github.com/pancap-serve/pancap/model/weights"
 )
 
 // writePNG draws a small two-colour test image.
@@ -48,8 +52,8 @@ func TestGenerateEmbeddedJSON(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !r.RandomWeights || !strings.Contains(r.Model, "random weights") {
-		t.Errorf("model %q random_weights %v: the embedded model must say it is random", r.Model, r.RandomWeights)
+	if r.RandomWeights || r.Model != embedded.Name {
+		t.Errorf("model %q random_weights %v: want the trained embedded model", r.Model, r.RandomWeights)
 	}
 	if !strings.HasSuffix(r.Prompt, "USER: <image>\nPlease localize all entities in this image. ASSISTANT:") {
 		t.Errorf("prompt not wrapped in vicuna_v1: %q", r.Prompt)
@@ -63,7 +67,7 @@ func TestGenerateEmbeddedJSON(t *testing.T) {
 	if images != 1 || r.InputIDs[0] != 1 {
 		t.Errorf("input ids %v: want BOS first and one image placeholder", r.InputIDs)
 	}
-	if len(r.GeneratedIDs) != 5 || r.Finish != "length" || r.Timings.DecodeTokens != 5 || r.Timings.PrefillTokens != len(r.InputIDs)-1+16 {
+	if len(r.GeneratedIDs) != 5 || r.Finish != "length" || r.Timings.DecodeTokens != 5 || r.Timings.PrefillTokens != len(r.InputIDs)-1+64 {
 		t.Errorf("result %+v", r)
 	}
 	data, err := os.ReadFile(dump)
@@ -76,8 +80,12 @@ func TestGenerateEmbeddedJSON(t *testing.T) {
 }
 
 func TestGenerateTextOnlyAndErrors(t *testing.T) {
+	random := t.TempDir() // a checkpoint of `pancap model generate`, marked as random
+	if err := presets.Write(random, presets.Tiny, weights.F32, 1); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
-	if err := runGenerate(&out, generateFlags{prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
+	if err := runGenerate(&out, generateFlags{model: presets.ModelDir(random), prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "RANDOM WEIGHTS") || !strings.Contains(out.String(), "generated ids (3, length)") {

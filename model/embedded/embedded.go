@@ -1,7 +1,11 @@
-// Package embedded holds the default model compiled into the binary: the
-// `tiny` preset (DESIGN.md §7) in the authors' LLaVA layout, with
-// deterministic RANDOM weights. It lets `pancap serve` and the tests run
-// without a download; its outputs are meaningless text.
+// Package embedded holds the default model compiled into the binary:
+// "synth", a small PancapChain (LLaVA-1.5 architecture, 5.7M parameters,
+// bf16) trained from scratch by training/recipe.sh (on a GPU, via
+// training/device.sh) on the synthetic scenes of training/scenes.py. It lets
+// `pancap serve` run without a download and caption shapes on plain
+// backgrounds; it is partly trained (README: "A model that means
+// something") and on photos its captions are meaningless. The random-weight
+// `tiny` preset the parity tests use lives in testdata/checkpoints/tiny.
 package embedded
 
 import (
@@ -11,22 +15,20 @@ import (
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
-// FS holds tiny/llava (LLM, projector, tokenizer) and tiny/clip (the vision
-// tower), written by tools/reference/checkpoints.py.
+// FS holds synth/llava (LLM, projector, tokenizer) and synth/clip (the vision
+// tower), written by training/export.py --dtype bfloat16.
 //
-//go:embed tiny
+//go:embed synth
 var FS embed.FS
 
 // Dir is the model directory of FS; its config names "../clip" as the tower.
-const Dir = "tiny/llava"
+const Dir = "synth/llava"
 
-// Name is the embedded model's name as engine.Spec reports it (Open adds
-// " (random weights)").
-const Name = "tiny"
+// Name is the embedded model's name as engine.Spec reports it.
+const Name = "synth"
 
-// Open loads the embedded model. It has random weights: Spec().RandomWeights
-// is true and its name says so.
+// Open loads the embedded model.
 func Open(opts model.Options) (*llava.Model, *model.LoadReport, error) {
-	opts.Name, opts.RandomWeights = Name, true
+	opts.Name = Name
 	return model.OpenFS(FS, Dir, opts)
 }

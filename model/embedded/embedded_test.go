@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/pancap-serve/pancap/engine"
@@ -16,16 +15,16 @@ func TestOpen(t *testing.T) {
 	}
 	defer m.Close()
 	spec := m.Spec()
-	if !spec.RandomWeights || !strings.Contains(spec.Name, "random weights") {
-		t.Errorf("spec %+v does not say the weights are random", spec)
+	if spec.RandomWeights || spec.Name != Name {
+		t.Errorf("spec %+v: want the trained %q model", spec, Name)
 	}
-	if spec.ImageTokens != 16 || spec.ImageSize != 56 || spec.Hidden != 64 || spec.VocabSize != 1000 {
-		t.Errorf("spec %+v is not the tiny preset", spec)
+	if spec.ImageTokens != 64 || spec.ImageSize != 128 || spec.Hidden != 256 || spec.VocabSize != 1000 {
+		t.Errorf("spec %+v is not the training geometry of training/train.py", spec)
 	}
 	if len(rep.Unused) != 0 || rep.Layout != model.LayoutLLaVA {
 		t.Errorf("report %+v", rep)
 	}
-	feats, err := m.EncodeImages([]engine.Image{{Pixels: make([]float32, 3*56*56)}})
+	feats, err := m.EncodeImages([]engine.Image{{Pixels: make([]float32, 3*128*128)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +39,7 @@ func TestOpen(t *testing.T) {
 }
 
 // BenchmarkDecodeStep is one decode step of 8 sequences at position 100 on
-// the tiny model.
+// the embedded model.
 func BenchmarkDecodeStep(b *testing.B) {
 	m, _, err := Open(model.Options{KVBlocks: 8 * 8, KVBlockSize: 16})
 	if err != nil {

@@ -1,6 +1,7 @@
 package presets_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pancap-serve/pancap/model"
@@ -15,12 +16,15 @@ func TestEngineLoadsTiny(t *testing.T) {
 	if err := presets.Write(dir, presets.Tiny, weights.BF16, 1); err != nil {
 		t.Fatal(err)
 	}
-	m, rep, err := model.Open(presets.ModelDir(dir), model.Options{RandomWeights: true})
+	m, rep, err := model.Open(presets.ModelDir(dir), model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	if rep.Layout != model.LayoutLLaVA || rep.DType != "bfloat16" || len(rep.Unused) != 0 {
 		t.Errorf("report %+v", rep)
+	}
+	if sp := m.Spec(); !sp.RandomWeights || !strings.HasSuffix(sp.Name, "(random weights)") {
+		t.Errorf("spec %+v: a generated checkpoint must say its weights are random", sp)
 	}
 }

@@ -51,7 +51,7 @@ type Preset struct {
 
 // The presets of DESIGN.md §7.
 var (
-	// Tiny is for unit tests, golden files and the embedded default model.
+	// Tiny is for unit tests and golden files (testdata/checkpoints/tiny).
 	Tiny = Preset{
 		Name:      "tiny",
 		Vision:    Vision{ImageSize: 56, PatchSize: 14, Hidden: 64, Layers: 2, Heads: 4, MLP: 256, ProjDim: 64},

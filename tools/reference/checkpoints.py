@@ -1,5 +1,5 @@
 """Builds the tiny random-weight LLaVA checkpoints of testdata/checkpoints/
-(and the embedded copy in model/embedded/tiny/) deterministically.
+deterministically.
 
 Every case is written in both layouts:
   <case>/hf/     LlavaForConditionalGeneration.save_pretrained (llava-hf)
@@ -233,12 +233,6 @@ def write_case(name):
     model.to(torch.float32)
     save_tokenizer(hf_dir)
     write_llava(model, image_size, dtype, root, fmt, clip_fmt)
-    if name == "tiny":
-        shutil.rmtree(common.EMBEDDED + "/llava", ignore_errors=True)
-        shutil.rmtree(common.EMBEDDED + "/clip", ignore_errors=True)
-        os.makedirs(common.EMBEDDED, exist_ok=True)
-        shutil.copytree(os.path.join(root, "llava"), os.path.join(common.EMBEDDED, "llava"))
-        shutil.copytree(os.path.join(root, "clip"), os.path.join(common.EMBEDDED, "clip"))
     print("wrote", common.rel(root))
 
 

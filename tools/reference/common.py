@@ -17,7 +17,6 @@ SHARED_TESTDATA = os.path.join(REPO, "..", "shared", "testdata")
 CHECKPOINTS = os.path.join(REPO, "testdata", "checkpoints")
 GOLDEN = os.path.join(REPO, "testdata", "golden")
 IMAGES = os.path.join(REPO, "testdata", "images")
-EMBEDDED = os.path.join(REPO, "model", "embedded", "tiny")
 TOKENIZER_MODEL = os.path.join(REPO, "model", "presets", "tokenizers", "tiny.model")
 
 # LLaVA's placeholder id for the image in input_ids (llava/constants.py).

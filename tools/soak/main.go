@@ -451,7 +451,7 @@ func compare(samples []sample) []string {
 
 // printReport writes the report as Markdown, ready for docs/reliability.md.
 func printReport(w io.Writer, r *result) {
-	fmt.Fprintf(w, "Soak %s, load for %s (pancap serve, embedded tiny model, loopback)\n\n", r.Date, r.Duration)
+	fmt.Fprintf(w, "Soak %s, load for %s (pancap serve, embedded default model, loopback)\n\n", r.Date, r.Duration)
 	fmt.Fprintln(w, "| load | call | requests | rps | mean latency | status codes |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	var total int64

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pancap-serve/pancap/eval"
+	"github.com/pancap-serve/pancap/server"
+)
+
+// qualityScenes are the first eight scenes of the held-out test split of
+// training/scenes.py (seed 3), which the embedded model never saw.
+const qualityScenes = "../../testdata/scenes"
+
+// qualityFloor is the least F1 per dimension the embedded model must keep on
+// qualityScenes. The floors sit under what the current model scores there
+// (tag 0.58, location 0.13: 5 of 37 boxes; list tag 0.69, list location
+// 0.16: 6 of 37), far below issue 10's targets (0.90 / 0.70), which a
+// better-trained model must reach before they replace these. They still
+// catch engine bugs: with the RoPE base doubled, or the image tokens shifted
+// by one (CLS kept, the last patch dropped), the tags stay about as good but
+// location falls to 1 box and list location to 0 or 1, under the floors.
+var qualityFloor = map[string]float64{"tag": 0.45, "location": 0.08, "list tag": 0.50, "list location": 0.08}
+
+// TestDefaultModelQuality is the quality gate of the embedded default model:
+// `pancap eval` runs the four-stage chain through `pancap serve`'s wiring
+// (embedded model, real batcher, gRPC) on qualityScenes, and the final
+// entities must match the ground truth at least as well as qualityFloor
+// asks. Greedy decoding on the CPU backend is deterministic, so the scores
+// are fixed numbers unless the engine changes.
+func TestDefaultModelQuality(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the embedded model on eight images")
+	}
+	cfg := serveConfig{
+		Config:   server.Config{Logger: slog.New(slog.DiscardHandler), DrainTimeout: 5 * time.Second},
+		MaxQueue: 16, ChainReuse: true,
+	}
+	eng, err := loadEngine(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend, stop, err := startBatcher(eng, cfg, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	addr := serveBackend(t, backend)
+	out, errOut, err := run(t, "eval", "--addr", addr, "--data", qualityScenes, "--json", "--concurrency", "8")
+	if err != nil {
+		t.Fatalf("eval: %v\n%s", err, errOut)
+	}
+	var rep eval.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.Images != 8 {
+		t.Fatalf("scored %d images, want 8", rep.Images)
+	}
+	for _, d := range rep.Dimensions {
+		t.Logf("%-13s F1 %.3f %+v", d.Name, d.F1, d.Counts)
+		if min, ok := qualityFloor[d.Name]; ok && d.F1 < min {
+			t.Errorf("%s F1 %.3f < %.2f", d.Name, d.F1, min)
+		}
+	}
+}
