@@ -139,6 +139,25 @@ def test_batch_loss_masks_the_prompt():
         assert (y[b, n + len(answer):] == train.IGNORE).all()
 
 
+def test_collate_splices_like_concatenation():
+    """collate's whole-tensor splice gives, row by row, the concatenation
+    embed(prompt before <image>) + features + embed(rest + answer), then
+    zeros."""
+    model = train.build_model()
+    torch.manual_seed(1)
+    ex = [(0, [common.BOS, 5, 6, common.IMAGE_TOKEN_INDEX, 7], [8, 9, common.EOS]),
+          (1, [common.BOS, common.IMAGE_TOKEN_INDEX, 7, 7, 7, 7], [common.EOS])]
+    feats = torch.randn(2, 64, train.TEXT["hidden_size"])
+    x, mask, y = train.collate(model, ex, feats)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        for b, (_, prompt, answer) in enumerate(ex):
+            k = prompt.index(common.IMAGE_TOKEN_INDEX)
+            want = torch.cat([embed(torch.tensor(prompt[:k])), feats[b], embed(torch.tensor(prompt[k + 1:] + answer))])
+            assert torch.equal(x[b, :len(want)], want)
+            assert not x[b, len(want):].any() and mask[b].sum().item() == len(want)
+
+
 def test_stage_pool_weights():
     assert train.stage_pool([1, 2, 3, 4], [1, 1, 1, 1]) == [1, 2, 3, 4]
     assert train.stage_pool([1, 2, 3, 4], [3, 3, 1, 1]) == [1, 1, 1, 2, 2, 2, 3, 4]

@@ -230,29 +230,31 @@ def load_run(run):
 
 def collate(model, examples, feats):
     """The right-padded inputs of a batch given its image features [B × P × H]:
-    embeddings [B × L × H] (image features spliced where <image> was),
-    attention mask [B × L] and labels [B × L] (IGNORE but on the answer
-    tokens)."""
-    embed = model.get_input_embeddings()
-    dev = feats.device
-    seqs, labels = [], []
-    for b, (_, prompt, answer) in enumerate(examples):
+    embeddings [B × L × H] (image features spliced where <image> was, zeros
+    past the end), attention mask [B × L] and labels [B × L] (IGNORE but on
+    the answer tokens). Built as whole tensors (one embedding lookup, one
+    splice), so that a batch costs a few kernel launches on a GPU."""
+    n, p = feats.shape[:2]
+    rows = []  # per example: (token ids with 0 in the image slots, first image slot, answer start, length)
+    for _, prompt, answer in examples:
         k = prompt.index(common.IMAGE_TOKEN_INDEX)
-        before = torch.tensor(prompt[:k], device=dev)
-        after = torch.tensor(prompt[k + 1:] + answer, device=dev)
-        seqs.append(torch.cat([embed(before), feats[b], embed(after)]))  # [L × H]
-        n_prompt = len(prompt) - 1 + feats.shape[1]
-        labels.append([IGNORE] * n_prompt + answer)
-    length = max(s.shape[0] for s in seqs)
-    hidden = seqs[0].shape[1]
-    x = torch.zeros(len(seqs), length, hidden, dtype=seqs[0].dtype, device=dev)  # [B × L × H], right-padded
-    mask = torch.zeros(len(seqs), length, dtype=torch.long)
-    y = torch.full((len(seqs), length), IGNORE, dtype=torch.long)
-    for b, s in enumerate(seqs):
-        x[b, : s.shape[0]] = s
-        mask[b, : s.shape[0]] = 1
-        y[b, : len(labels[b])] = torch.tensor(labels[b])
-    return x, mask.to(dev), y.to(dev)
+        ids = prompt[:k] + [0] * p + prompt[k + 1:] + answer
+        rows.append((ids, k, len(ids) - len(answer)))
+    length = max(len(r[0]) for r in rows)
+    ids = torch.zeros(n, length, dtype=torch.long)  # [B × L]
+    mask = torch.zeros(n, length, dtype=torch.long)
+    image = torch.zeros(n, length, dtype=torch.bool)
+    y = torch.full((n, length), IGNORE, dtype=torch.long)
+    for b, (t, k, a) in enumerate(rows):
+        ids[b, :len(t)] = torch.tensor(t)
+        mask[b, :len(t)] = 1
+        image[b, k:k + p] = True
+        y[b, a:len(t)] = ids[b, a:len(t)]
+    dev = feats.device
+    ids, mask, image, y = ids.to(dev), mask.to(dev), image.to(dev), y.to(dev)
+    x = model.get_input_embeddings()(ids) * mask.unsqueeze(-1)  # [B × L × H], zeros past the end
+    x = x.masked_scatter(image.unsqueeze(-1).expand_as(x), feats.to(x.dtype))  # row-major: feats[b, i] in slot i
+    return x, mask, y
 
 
 def batch_loss(model, examples, pixels, aux=None):
