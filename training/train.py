@@ -235,7 +235,7 @@ def collate(model, examples, feats):
     the answer tokens). Built as whole tensors (one embedding lookup, one
     splice), so that a batch costs a few kernel launches on a GPU."""
     n, p = feats.shape[:2]
-    rows = []  # per example: (token ids with 0 in the image slots, first image slot, answer start, length)
+    rows = []  # per example: (token ids with 0 in the image slots, first image slot, answer start)
     for _, prompt, answer in examples:
         k = prompt.index(common.IMAGE_TOKEN_INDEX)
         ids = prompt[:k] + [0] * p + prompt[k + 1:] + answer
@@ -383,17 +383,19 @@ def main():
     ckpt = os.path.join(a.run, "ckpt.pt")
     state = {"step": 0, "total": a.steps, "seconds": 0.0, "seed": a.seed, "batch": a.batch, "sized": not a.steps}
     torch.manual_seed(a.seed)
+
+    def load_weights(c):
+        model.load_state_dict(c["model"])
+        if head is not None and c.get("aux_head") is not None:
+            head.load_state_dict(c["aux_head"])
+
     if a.init and not (a.resume and os.path.exists(ckpt)):
         c = load_checkpoint(a.init)
-        model.load_state_dict(c["model"])
-        if head is not None and "aux_head" in c:
-            head.load_state_dict(c["aux_head"])
+        load_weights(c)
         print("initialised from %s (its step %d)" % (a.init, c["state"]["step"]), flush=True)
     if a.resume and os.path.exists(ckpt):
         c = load_checkpoint(ckpt)
-        model.load_state_dict(c["model"])
-        if head is not None and "aux_head" in c:
-            head.load_state_dict(c["aux_head"])
+        load_weights(c)
         opt.load_state_dict(c["optim"])
         state = c["state"]
         torch.set_rng_state(c["rng"]["torch"])
