@@ -13,6 +13,12 @@
 #   training/device.sh collect DIR RUN here: DIR's files back into RUN/ckpt.pt
 #                                      (weights, aux head and state; continue
 #                                      it with train.py --init or INIT=)
+#   training/device.sh pack RUN        here: RUN's weights in bf16 (11.5 MB:
+#                                      the repository, the wheels and fp32
+#                                      weights would pass the 64 MiB a run
+#                                      carries) and tokenizer into .init/, for
+#                                      INIT=.init/ckpt.pt
+#                                      TOKENIZER=.init/tokenizer.model
 #
 # The machine's image has PyTorch but transformers 5 (whose LLaVA classes
 # differ) and huggingface_hub 1.x; the wheels put 4.37.2 first on PYTHONPATH.
@@ -67,6 +73,19 @@ print("%s: %s's weights at step %d" % (os.path.join(run, "ckpt.pt"), name, rest[
 PY
 	[[ -f $run/tokenizer.model ]] || tar -C "$run" -xf "$dir/logs.tar" --strip-components=2 ./full/tokenizer.model ||
 		tar -C "$run" -xf "$dir/logs.tar" --strip-components=2 ./cur/tokenizer.model
+	;;
+pack)
+	run=$2
+	mkdir -p .init
+	cp "$run/tokenizer.model" .init/
+	"${PYTHON:-$root/.venv/bin/python}" - "$run" <<'PY'
+import os, sys, torch
+run = sys.argv[1]
+c = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
+half = lambda sd: None if sd is None else {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in sd.items()}
+torch.save({"model": half(c["model"]), "aux_head": half(c.get("aux_head")), "state": c["state"]}, ".init/ckpt.pt")
+print(".init/ckpt.pt: %s's weights at step %d in bf16" % (run, c["state"]["step"]))
+PY
 	;;
 *)
 	sed -n '2,/^set /p' "$0" | sed '$d'
