@@ -375,6 +375,9 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 		}
 	case opSiLUMul:
 		c := t.c[lo:hi]
+		if linalg.SiLUMul(o, a, c) {
+			return
+		}
 		for i, g := range a {
 			o[i] = g / (1 + expf(-g)) * c[i]
 		}
@@ -383,6 +386,9 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 			o[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
 		}
 	case opQuickGELU:
+		if linalg.QuickGELU(o, a) {
+			return
+		}
 		for i, v := range a {
 			o[i] = v / (1 + expf(-1.702*v))
 		}

@@ -10,7 +10,6 @@ import "C"
 import "unsafe"
 
 func avx2Attend(a Attn, scratch []float32) {
-	f := func(s []float32) *C.float { return (*C.float)(unsafe.Pointer(unsafe.SliceData(s))) }
 	causal := C.int(0)
 	if a.Causal {
 		causal = 1
@@ -19,10 +18,10 @@ func avx2Attend(a Attn, scratch []float32) {
 	if a.KV16 != 0 {
 		k, v = unsafe.Pointer(unsafe.SliceData(a.K16)), unsafe.Pointer(unsafe.SliceData(a.V16))
 	}
-	C.pc_attn(f(a.Out), f(a.Q), k, v, C.int(a.KV16), C.long(a.LD),
+	C.pc_attn(cf(a.Out), cf(a.Q), k, v, C.int(a.KV16), C.long(a.LD),
 		(*C.int32_t)(unsafe.Pointer(unsafe.SliceData(a.Blocks))), C.long(a.BlockSize),
 		C.long(a.Rows), C.long(a.Keys), causal, C.long(a.Heads), C.long(a.HeadDim),
-		C.float(a.Scale), f(scratch))
+		C.float(a.Scale), cf(scratch))
 }
 
 func avx2AttendScratch(heads, headDim, nmax int) int {

@@ -123,12 +123,15 @@ type gemmShape struct {
 // widen or copy the weights once per block for large m without changing any
 // result bit. attend computes an attention call (already checked) with
 // attendScratch(heads, headDim, most positions a row sees) floats of scratch.
+// siluMul and quickGELU are the activations of SiLUMul and QuickGELU.
 type fastKernel struct {
 	name          string
 	gemm          func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
 	scratchLen    func(k int) int
 	attend        func(a Attn, scratch []float32)
 	attendScratch func(heads, headDim, nmax int) int
+	siluMul       func(out, a, c []float32) // SiLUMul, lengths checked
+	quickGELU     func(out, a []float32)    // QuickGELU, lengths checked
 }
 
 // fast is the vector kernel selected at start-up for this CPU, or nil

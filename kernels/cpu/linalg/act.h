@@ -1,0 +1,14 @@
+//go:build amd64 && cgo
+
+// Interface of the AVX2 activation kernels in act_avx2.c.
+
+#ifndef PANCAP_LINALG_ACT_H
+#define PANCAP_LINALG_ACT_H
+
+// pc_silu_mul computes o[i] = silu(a[i]) * c[i] for i < n (SwiGLU).
+void pc_silu_mul(float *o, const float *a, const float *c, long n);
+
+// pc_quick_gelu computes o[i] = a[i] * sigmoid(1.702 * a[i]) for i < n.
+void pc_quick_gelu(float *o, const float *a, long n);
+
+#endif
