@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Command bench-kernels measures the CPU matrix-product kernels of
 // kernels/cpu/linalg against the machine's own limits, measured in the same
 // run: a STREAM-like read bandwidth test and, when built with the openblas
