@@ -211,15 +211,12 @@ func (b *Backend) AddWeight(dst kernels.Buffer, off int, w kernels.Weight) {
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
 	s := data(src)
 	if db := dst.(*buffer); db.h != nil {
-		round := linalg.F32ToBF16
+		round := linalg.RoundBF16
 		if db.dt == kernels.F16 {
-			round = linalg.F32ToF16
+			round = linalg.RoundF16
 		}
 		for i, r := range rows {
-			d := db.h[int(r)*width : (int(r)+1)*width]
-			for j, x := range s[i*width : (i+1)*width] {
-				d[j] = round(x)
-			}
+			round(db.h[int(r)*width:(int(r)+1)*width], s[i*width:(i+1)*width])
 		}
 		return
 	}

@@ -130,8 +130,10 @@ type fastKernel struct {
 	scratchLen    func(k int) int
 	attend        func(a Attn, scratch []float32)
 	attendScratch func(heads, headDim, nmax int) int
-	siluMul       func(out, a, c []float32) // SiLUMul, lengths checked
-	quickGELU     func(out, a []float32)    // QuickGELU, lengths checked
+	siluMul       func(out, a, c []float32)             // SiLUMul, lengths checked
+	quickGELU     func(out, a []float32)                // QuickGELU, lengths checked
+	roundF16      func(dst []uint16, src []float32) int // RoundF16 up to a NaN's vector or the tail
+	roundBF16     func(dst []uint16, src []float32) int // RoundBF16 likewise
 }
 
 // fast is the vector kernel selected at start-up for this CPU, or nil
