@@ -1,7 +1,8 @@
 // Package embedded holds the default model compiled into the binary:
 // "synth", a small PancapChain (LLaVA-1.5 architecture, 5.7M parameters,
 // bf16) trained from scratch by training/recipe.sh (on a GPU, via
-// training/device.sh) on the synthetic scenes of training/scenes.py. It lets
+// training/device.sh, then continued on the CPU: training/README.md) on the
+// synthetic scenes of training/scenes.py. It lets
 // `pancap serve` run without a download and caption shapes on plain
 // backgrounds; it is partly trained (README: "A model that means
 // something") and on photos its captions are meaningless. The random-weight
