@@ -26,10 +26,11 @@ func writeScenes(t *testing.T) string {
 	return dir
 }
 
-func TestEvalJSON(t *testing.T) {
-	addr := serveBackend(t, scriptedBackend{})
-	dir := writeScenes(t)
-	out, errOut, err := run(t, "eval", "--addr", addr, "--data", dir, "--limit", "1", "--json")
+// evalReport runs `pancap eval --json` with args against the server at
+// addr and decodes its report.
+func evalReport(t *testing.T, addr string, args ...string) eval.Report {
+	t.Helper()
+	out, errOut, err := run(t, append([]string{"eval", "--addr", addr, "--json"}, args...)...)
 	if err != nil {
 		t.Fatalf("eval: %v\n%s", err, errOut)
 	}
@@ -37,6 +38,12 @@ func TestEvalJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+	return rep
+}
+
+func TestEvalJSON(t *testing.T) {
+	addr := serveBackend(t, scriptedBackend{})
+	rep := evalReport(t, addr, "--data", writeScenes(t), "--limit", "1")
 	if rep.Images != 1 || len(rep.Dimensions) != 7 {
 		t.Fatalf("report %+v", rep)
 	}

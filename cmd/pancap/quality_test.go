@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pancap-serve/pancap/eval"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -50,14 +48,7 @@ func TestDefaultModelQuality(t *testing.T) {
 	}
 	t.Cleanup(stop)
 	addr := serveBackend(t, backend)
-	out, errOut, err := run(t, "eval", "--addr", addr, "--data", qualityScenes, "--json", "--concurrency", "8")
-	if err != nil {
-		t.Fatalf("eval: %v\n%s", err, errOut)
-	}
-	var rep eval.Report
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	rep := evalReport(t, addr, "--data", qualityScenes, "--concurrency", "8")
 	if rep.Images != 32 {
 		t.Fatalf("scored %d images, want 32", rep.Images)
 	}

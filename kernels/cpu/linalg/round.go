@@ -20,20 +20,18 @@ func RoundBF16(dst []uint16, src []float32) {
 	round16(dst[:len(src)], src, F32ToBF16, vec)
 }
 
-// round16 converts with vec (which stops at a vector holding a NaN, or at
-// the last whole vector) and scalar for the rest of that vector or the
-// tail, until done.
+// round16 converts with vec, which stops at a vector holding a NaN or
+// before the tail, then the rest of that vector with scalar, until done;
+// all of it with scalar when vec is nil.
 func round16(dst []uint16, src []float32, scalar func(float32) uint16, vec func([]uint16, []float32) int) {
-	for i := 0; i < len(src); {
-		if vec != nil {
-			i += vec(dst[i:], src[i:])
-		}
-		end := len(src)
-		if vec != nil {
-			end = min(end, i+8)
-		}
-		for ; i < end; i++ {
+	i := 0
+	for vec != nil && i < len(src) {
+		i += vec(dst[i:], src[i:])
+		for end := min(len(src), i+8); i < end; i++ {
 			dst[i] = scalar(src[i])
 		}
+	}
+	for ; i < len(src); i++ {
+		dst[i] = scalar(src[i])
 	}
 }
