@@ -22,7 +22,7 @@ import (
 // TestMain checks for leaked goroutines; the CPU GEMM's worker pool lives
 // for the process by design.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop"))
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*parker).wait"))
 }
 
 // outcome is what a test keeps of one request's stream.

@@ -854,7 +854,7 @@ func renderTable(rows []relRow, msgs []string) string {
 func TestBadInputs(t *testing.T) {
 	// linalg's worker pool is process-wide and starts on first use.
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop"))
+		goleak.IgnoreTopFunction("github.com/pancap-serve/pancap/kernels/cpu/linalg.(*parker).wait"))
 	rows := badInputs()
 	msgs := make([]string, len(rows))
 	for i, r := range rows {

@@ -74,7 +74,7 @@ func growTo[T any](b []T, n int) []T {
 	return b[:n]
 }
 
-func (t *attentionTask) run(wk, lo, hi int) {
+func (t *attentionTask) Run(wk, lo, hi int) {
 	sc := &t.scratch[wk]
 	for _, u := range t.units[lo:hi] {
 		if !t.fast(sc, u) {
@@ -225,15 +225,15 @@ func (t *attentionTask) addUnits(seq, row, rows, firstKeys, decodeGroup int) {
 // worker, else fewer, down to attnHeadGroup. A row's result does not depend
 // on its group (the kernel computes each head on its own).
 func (b *Backend) decodeGroup(heads, rowUnits int) int {
-	splits := (2*b.pool.workers + rowUnits - 1) / max(rowUnits, 1)
+	splits := (2*b.workers + rowUnits - 1) / max(rowUnits, 1)
 	return max((heads+splits-1)/splits, min(attnHeadGroup, heads))
 }
 
 func (b *Backend) attention(t *attentionTask) {
-	if len(t.scratch) < b.pool.workers {
-		t.scratch = make([]attnScratch, b.pool.workers)
+	if len(t.scratch) < b.workers {
+		t.scratch = make([]attnScratch, b.workers)
 	}
-	b.pool.parallel(t, len(t.units), 1)
+	b.parallel(t, len(t.units), 1)
 	t.out, t.q, t.k, t.v, t.k16, t.v16, t.seqs = nil, nil, nil, nil, nil, nil, nil
 }
 

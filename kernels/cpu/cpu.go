@@ -1,6 +1,6 @@
 // Package cpu is the pure-Go kernels.Backend: the executable specification
-// of every op, parallel over the machine's cores through a persistent worker
-// pool. GEMMs go through kernels/cpu/linalg. Weights are kept in their stored
+// of every op, parallel over the machine's cores on linalg's persistent
+// workers. GEMMs go through kernels/cpu/linalg. Weights are kept in their stored
 // dtype (aliasing the caller's bytes, e.g. a memory-mapped file) and widened
 // on the fly.
 package cpu
@@ -18,29 +18,38 @@ import (
 // Backend is the CPU implementation of kernels.Backend. It is not safe for
 // concurrent use.
 type Backend struct {
-	pool *pool
-	attn attentionTask
-	ew   elementwiseTask
-	rows rowTask
+	workers int // the most pieces an op is cut into
+	attn    attentionTask
+	ew      elementwiseTask
+	rows    rowTask
 }
 
 var _ kernels.Backend = (*Backend)(nil)
 
-// New returns a backend using the given number of worker goroutines
-// (0 means runtime.GOMAXPROCS(0)).
+// New returns a backend that cuts its ops into at most workers pieces
+// (0 means runtime.GOMAXPROCS(0)), run on linalg's shared workers (so at most
+// linalg.Workers() of them).
 func New(workers int) *Backend {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	b := &Backend{pool: newPool(workers)}
-	return b
+	return &Backend{workers: min(workers, linalg.Workers())}
+}
+
+// parallel runs t over [0, n) on linalg's workers in pieces of at least
+// grain items, at most b.workers of them. The pieces depend only on n, grain
+// and the worker count, never on other arguments of an op, which keeps
+// per-row results batch invariant.
+func (b *Backend) parallel(t linalg.Task, n, grain int) {
+	linalg.Run(t, n, min((n+grain-1)/max(grain, 1), b.workers))
 }
 
 // Name returns "cpu".
 func (b *Backend) Name() string { return "cpu" }
 
-// Close stops the worker goroutines.
-func (b *Backend) Close() { b.pool.close() }
+// Close releases nothing: the workers are the process's (linalg's), shared
+// by every backend.
+func (b *Backend) Close() {}
 
 // buffer is a CPU activation buffer (d), or a KV-cache buffer stored as
 // float32 (d) or as 16-bit patterns of type dt (h).
@@ -257,7 +266,7 @@ type rowTask struct {
 
 const rowGrain = 4
 
-func (t *rowTask) run(_, lo, hi int) {
+func (t *rowTask) Run(_, lo, hi int) {
 	for i := lo; i < hi; i++ {
 		switch t.op {
 		case opRMSNorm:
@@ -322,14 +331,14 @@ func (t *rowTask) rope(i int) {
 func (b *Backend) RMSNorm(out, x kernels.Buffer, w kernels.Weight, m int, eps float32) {
 	t := &b.rows
 	*t = rowTask{op: opRMSNorm, out: data(out), x: data(x), w: wt(w), width: wt(w).n, eps: eps, invFreq: t.invFreq}
-	b.pool.parallel(t, m, rowGrain)
+	b.parallel(t, m, rowGrain)
 }
 
 // LayerNorm normalises m rows of width len(w).
 func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int, eps float32) {
 	t := &b.rows
 	*t = rowTask{op: opLayerNorm, out: data(out), x: data(x), w: wt(w), bias: wt(bias), width: wt(w).n, eps: eps, invFreq: t.invFreq}
-	b.pool.parallel(t, m, rowGrain)
+	b.parallel(t, m, rowGrain)
 }
 
 // RoPE rotates x in place, row i at position pos[i].
@@ -342,7 +351,7 @@ func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta 
 		inv = append(inv, 1/float32(math.Pow(float64(theta), float64(e))))
 	}
 	*t = rowTask{op: opRoPE, x: data(x), pos: pos, heads: heads, hd: headDim, invFreq: inv}
-	b.pool.parallel(t, len(pos), rowGrain)
+	b.parallel(t, len(pos), rowGrain)
 }
 
 // ewOp selects the elementwise op of elementwiseTask.
@@ -362,7 +371,7 @@ type elementwiseTask struct {
 
 const ewGrain = 1 << 14
 
-func (t *elementwiseTask) run(_, lo, hi int) {
+func (t *elementwiseTask) Run(_, lo, hi int) {
 	o, a := t.out[lo:hi], t.a[lo:hi]
 	switch t.op {
 	case opAdd:
@@ -395,7 +404,7 @@ func (t *elementwiseTask) run(_, lo, hi int) {
 func (b *Backend) elementwise(op ewOp, out, a, c []float32, n int) {
 	t := &b.ew
 	*t = elementwiseTask{op: op, out: out, a: a, c: c}
-	b.pool.parallel(t, n, ewGrain)
+	b.parallel(t, n, ewGrain)
 }
 
 // Add computes out = a + c elementwise over n elements.

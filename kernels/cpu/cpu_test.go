@@ -63,19 +63,21 @@ func TestNoAllocsPerPagedAttention(t *testing.T) {
 // panicTask panics on the items it is given.
 type panicTask struct{}
 
-func (panicTask) run(_, lo, hi int) {
+func (panicTask) Run(_, lo, hi int) {
 	if lo > 0 {
 		panic("boom")
 	}
 }
 
 func TestPoolReraisesWorkerPanic(t *testing.T) {
-	p := newPool(2)
-	defer p.close()
+	b := New(0)
+	if b.workers < 2 {
+		t.Skip("one worker")
+	}
 	defer func() {
 		if r := recover(); r == nil {
 			t.Error("a worker's panic was not re-raised in the caller")
 		}
 	}()
-	p.parallel(panicTask{}, 100, 1)
+	b.parallel(panicTask{}, 100, 1)
 }

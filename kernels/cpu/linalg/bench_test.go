@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // benchShapes are the products the bench preset runs: prefill (576 image
@@ -48,5 +49,31 @@ func BenchmarkMatMul(b *testing.B) {
 				b.ReportMetric(bytes/sec/1e9, "GB/s")
 			})
 		}
+	}
+}
+
+// BenchmarkHandOff times a decode step's pattern of parallel ops (64
+// batch-1 products of 1024×1024 bf16 weights, back to back) with workers
+// that park as soon as they are idle and with the pool's spin-then-park
+// (spinTime): the difference is the hand-off's cost. Run it with -count to
+// alternate the two.
+func BenchmarkHandOff(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	o := newOperands(rng, 1, 1024, 1024)
+	out := make([]float32, 1024)
+	for _, c := range []struct {
+		name string
+		spin time.Duration
+	}{{"park", 0}, {"spin", spinTime}} {
+		b.Run(c.name, func(b *testing.B) {
+			defer spin.Store(int64(spinTime))
+			spin.Store(int64(c.spin))
+			for b.Loop() {
+				for range 64 {
+					o.run(wBF16, out)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(64*b.N), "µs/op")
+		})
 	}
 }

@@ -19,7 +19,7 @@
 // concurrent calls find the workers busy and run on the caller alone.
 // GemmF32, Attend and vec.Dot/Axpy always run on the caller, for use inside
 // Parallel. The workers live as long as the process: goleak users ignore
-// "github.com/pancap-serve/pancap/kernels/cpu/linalg.(*pool).loop".
+// "github.com/pancap-serve/pancap/kernels/cpu/linalg.(*parker).wait".
 package linalg
 
 import (
@@ -163,7 +163,7 @@ type gemmTask struct {
 	scratch [][]float32 // per worker, grown to fast.scratchLen(k)
 }
 
-func (t *gemmTask) run(wk, lo, hi int) {
+func (t *gemmTask) Run(wk, lo, hi int) {
 	t.cols(wk, lo*colUnit, min(hi*colUnit, t.g.n))
 }
 
@@ -225,7 +225,7 @@ func matMul(out, x []float32, w weights, wlen, m, n, k int) {
 	}
 	defer p.mu.Unlock()
 	p.mm = gemmTask{out: out, x: x, w: w, g: g, scratch: p.mm.scratch}
-	p.split(&p.mm, units)
+	p.split(&p.mm, units, p.workers)
 	p.mm.out, p.mm.x, p.mm.w = nil, nil, weights{}
 }
 

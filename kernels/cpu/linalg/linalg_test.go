@@ -5,7 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
 )
@@ -328,6 +330,51 @@ func TestParallel(t *testing.T) {
 	if want := 10 * min(4, Workers()); total != want {
 		t.Fatalf("nested: %d items, want %d", total, want)
 	}
+}
+
+// countTask counts the units it is given.
+type countTask struct{ n atomic.Int64 }
+
+func (c *countTask) Run(_, lo, hi int) { c.n.Add(int64(hi - lo)) }
+
+// TestRunHandOff hammers the spin-then-park hand-off from three goroutines
+// at once (the losers of the pool's lock run inline), with pauses longer
+// than the spin so that workers and callers also park and are woken: every
+// unit must run exactly once, and no op may return before its pieces are
+// done (a late wake-up from an earlier op once let a caller return early and
+// a worker rerun a stale piece).
+func TestRunHandOff(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Microsecond, spinTime} {
+		t.Run(d.String(), func(t *testing.T) { handOff(t, d) })
+	}
+}
+
+// handOff runs TestRunHandOff with the pool's spin time set to d (0: park
+// at once, which makes the wake-up races likeliest).
+func handOff(t *testing.T, d time.Duration) {
+	defer spin.Store(int64(spinTime))
+	spin.Store(int64(d))
+	var wg sync.WaitGroup
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var c countTask
+			for i := range 50000 {
+				n := 2 + (i+g)%7
+				before := c.n.Load()
+				Run(&c, n, 2)
+				if got := c.n.Load() - before; got != int64(n) {
+					t.Errorf("op %d of goroutine %d: %d units done when Run returned, want %d", i, g, got, n)
+					return
+				}
+				if i%500 == 0 {
+					time.Sleep(time.Duration(i%300) * time.Microsecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func TestParallelPanic(t *testing.T) {
