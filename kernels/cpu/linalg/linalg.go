@@ -14,11 +14,14 @@
 // rounding of x to bf16), which keeps parity with an fp32 reference.
 //
 // Parallelism: MatMulF32/BF16/F16 split the columns over the package's
-// persistent workers (Parallel, Workers). Give them the whole product in one
-// call; a caller that splits the columns itself gets the same bits, but its
-// concurrent calls find the workers busy and run on the caller alone.
-// GemmF32, Attend and vec.Dot/Axpy always run on the caller, for use inside
-// Parallel. The workers live as long as the process: goleak users ignore
+// persistent workers, which every parallel op of the CPU backend shares
+// (Run, Parallel, Workers); idle workers spin briefly before they park, so
+// that the ops of a step follow each other without thread wake-ups. Give a
+// product to them in one call; a caller that splits the columns itself gets
+// the same bits, but its concurrent calls find the workers busy and run on
+// the caller alone. GemmF32, Attend and vec.Dot/Axpy always run on the
+// caller, for use inside a Task. The workers live as long as the process:
+// goleak users ignore
 // "github.com/pancap-serve/pancap/kernels/cpu/linalg.(*parker).wait".
 package linalg
 
