@@ -8,7 +8,6 @@ package cpu
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"unsafe"
 
 	"github.com/pancap-serve/pancap/kernels"
@@ -26,12 +25,12 @@ type Backend struct {
 
 var _ kernels.Backend = (*Backend)(nil)
 
-// New returns a backend that cuts its ops into at most workers pieces
-// (0 means runtime.GOMAXPROCS(0)), run on linalg's shared workers (so at most
-// linalg.Workers() of them).
+// New returns a backend that cuts its ops into at most workers pieces, run
+// on linalg's shared workers: at most linalg.Workers() of them, which is
+// also what 0 means.
 func New(workers int) *Backend {
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = linalg.Workers()
 	}
 	return &Backend{workers: min(workers, linalg.Workers())}
 }

@@ -183,6 +183,19 @@ func (p *pool) split(t Task, n, pieces int) {
 	}
 }
 
+// take returns the pool, locked, when n units in up to pieces pieces are
+// worth splitting over its workers and the workers are free; nil when the
+// caller should run them alone.
+func take(n, pieces int) *pool {
+	if n <= 1 || pieces <= 1 {
+		return nil
+	}
+	if p := getPool(); p.acquire() {
+		return p
+	}
+	return nil
+}
+
 // Run runs t over units [0, n) cut into at most pieces (and Workers())
 // contiguous pieces [lo, hi) of near-equal size, piece i on worker i at the
 // same time (the caller runs piece 0), and returns when all are done. The
@@ -193,8 +206,8 @@ func Run(t Task, n, pieces int) {
 	if n <= 0 {
 		return
 	}
-	p := getPool()
-	if n == 1 || pieces <= 1 || !p.acquire() {
+	p := take(n, pieces)
+	if p == nil {
 		t.Run(0, 0, n)
 		return
 	}
@@ -213,8 +226,8 @@ func Parallel(n int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
-	p := getPool()
-	if n == 1 || !p.acquire() {
+	p := take(n, Workers())
+	if p == nil {
 		fn(0, n)
 		return
 	}
