@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/kernels"
-	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
 // BenchmarkPagedAttentionPrefill is one layer's attention of a 640-token
@@ -60,9 +59,10 @@ func benchPagedOf(b *testing.B, seqs, rows, pos int, dt kernels.DType) {
 	// shared zero page, which sits in L1 and hides the memory traffic of a
 	// real one (decode ran 2–3× faster on it).
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, x := range []kernels.Buffer{kc, vc, q} {
-		fill(rng, x.(*buffer))
+	for _, c := range []kernels.Buffer{kc, vc} {
+		writeRandom(be, rng, c, blocks*bs, width)
 	}
+	be.Write(q, 0, randomVec(rng, seqs*rows*width))
 	order := rng.Perm(blocks) // blocks scattered over the pool, as a server's are
 	sets := make([][]kernels.Seq, ring)
 	for r := range sets {
@@ -84,17 +84,28 @@ func benchPagedOf(b *testing.B, seqs, rows, pos int, dt kernels.DType) {
 	b.ReportMetric(float64(seqs*seen*width*4)/sec/1e9, "GFLOP/s")
 }
 
-// fill writes values in [-0.5, 0.5) into every element of b (a float32
-// buffer or a 16-bit cache, rounded like a cache write).
-func fill(rng *rand.Rand, b *buffer) {
-	for i := range b.d {
-		b.d[i] = rng.Float32() - 0.5
+// writeRandom writes values in [-0.5, 0.5) into rows of width of a KV
+// cache, through ScatterRows as the model writes one (16-bit caches round).
+func writeRandom(be *Backend, rng *rand.Rand, cache kernels.Buffer, rows, width int) {
+	const chunk = 256
+	src := be.Alloc(chunk * width)
+	idx := make([]int32, 0, chunk)
+	for r0 := 0; r0 < rows; r0 += chunk {
+		n := min(chunk, rows-r0)
+		idx = idx[:0]
+		for r := range n {
+			idx = append(idx, int32(r0+r))
+		}
+		be.Write(src, 0, randomVec(rng, n*width))
+		be.ScatterRows(cache, src, idx, width)
 	}
-	round := linalg.F32ToF16
-	if b.dt == kernels.BF16 {
-		round = linalg.F32ToBF16
+}
+
+// randomVec is n values in [-0.5, 0.5).
+func randomVec(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = rng.Float32() - 0.5
 	}
-	for i := range b.h {
-		b.h[i] = round(rng.Float32() - 0.5)
-	}
+	return v
 }
