@@ -15,9 +15,9 @@ const attnRowBlock = 64
 // several query rows (prefill): a unit reads that many heads' keys and values
 // of a position as one contiguous run of memory (hd·attnHeadGroup floats),
 // and its tiles of scores stay in L2. Units of one query row (decode) take
-// as many heads as leave two units per worker (decodeGroup): whole cache rows
-// per read, 1.4–1.6× faster for 8 sequences of 16 heads on Zen 3
-// (benchmarks/kernels.md).
+// as many heads as give every worker the same number of units (decodeGroup):
+// whole cache rows per read where there are enough sequences, 1.4–1.6×
+// faster for 8 sequences of 16 heads on Zen 3 (benchmarks/kernels.md).
 const attnHeadGroup = 4
 
 // rowBlocks is the number of units of attnRowBlock query rows that rows
@@ -221,12 +221,23 @@ func (t *attentionTask) addUnits(seq, row, rows, firstKeys, decodeGroup int) {
 }
 
 // decodeGroup is the number of heads of a single-row unit in a call of
-// rowUnits units of all heads: all heads when that leaves two units per
-// worker, else fewer, down to attnHeadGroup. A row's result does not depend
-// on its group (the kernel computes each head on its own).
+// rowUnits units of all heads: the heads split as few times as give every
+// worker the same number of units (all heads when rowUnits is a multiple of
+// the workers), down to attnHeadGroup. Fewer, larger units read longer runs
+// of each cache row: one sequence on two workers runs 1.2× faster as two
+// units of 8 heads than as four of 4 (benchmarks/kernels.md). A row's result
+// does not depend on its group (the kernel computes each head on its own).
 func (b *Backend) decodeGroup(heads, rowUnits int) int {
-	splits := (2*b.workers + rowUnits - 1) / max(rowUnits, 1)
+	splits := b.workers / gcd(max(rowUnits, 1), b.workers)
 	return max((heads+splits-1)/splits, min(attnHeadGroup, heads))
+}
+
+// gcd is the greatest common divisor of a and b.
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func (b *Backend) attention(t *attentionTask) {
