@@ -3,10 +3,13 @@ package model_test
 import (
 	"fmt"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/kernels/cpu/membw"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/model/presets"
@@ -89,6 +92,13 @@ func BenchmarkBenchPreset(b *testing.B) {
 
 // decode fills 16 sequences' KV with prompt once, then times one decode
 // step at batch 1, 4, 8 and 16 (the benchmarks named decode-batch-N+suffix).
+// Batch 1 also reports the ratio, the weight bytes a step reads per
+// second over the read bandwidth (x-read-bw), measured in windows: a pass
+// of a membw probe, one untimed step (to refill the caches the probe
+// evicted), ratioWindow timed steps, and so on, a last pass after them.
+// Each window's ratio takes its median step and the mean of the passes
+// around it; the report is the median window. This host's speed wanders in
+// phases of seconds, which a probe before and after the whole run misses.
 func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32, suffix string) {
 	ctx := len(prompt)
 	for i := 0; i < 16; i++ {
@@ -102,12 +112,75 @@ func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32,
 			for i := range batch {
 				batch[i] = engine.Chunk{Blocks: seq(i), Pos: ctx, Tokens: []int32{7}, Logits: true}
 			}
-			for b.Loop() {
+			step := func() {
 				if _, err := m.Forward(batch); err != nil {
 					b.Fatal(err)
 				}
 			}
+			var probe *membw.Probe
+			var steps, bw []float64
+			if n == 1 {
+				probe = membw.NewProbe(membw.Bytes)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				if probe != nil && i%ratioWindow == 0 {
+					b.StopTimer()
+					bw = append(bw, probe.Pass())
+					step()
+					b.StartTimer()
+				}
+				t := time.Now()
+				step()
+				steps = append(steps, time.Since(t).Seconds())
+			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
+			if probe != nil {
+				b.StopTimer()
+				bw = append(bw, probe.Pass())
+				reportRatio(b, float64(decodeWeightBytes(m)), steps, bw)
+			}
 		})
 	}
+}
+
+// ratioWindow is the number of timed decode steps between two probe passes.
+const ratioWindow = 10
+
+// reportRatio reports the median step (median-ms), the weight bytes per
+// second at it (weight-GB/s), the median probe pass (read-GB/s) and the
+// median over windows of ratioWindow steps of bytes per second at the
+// window's median step over the mean of the passes before and after it
+// (x-read-bw).
+func reportRatio(b *testing.B, bytes float64, steps, bw []float64) {
+	var ratios []float64
+	for w := 0; w*ratioWindow < len(steps); w++ {
+		window := slices.Clone(steps[w*ratioWindow : min((w+1)*ratioWindow, len(steps))])
+		ratios = append(ratios, bytes/median(window)/((bw[w]+bw[w+1])/2))
+	}
+	step := median(slices.Clone(steps))
+	b.ReportMetric(step*1e3, "median-ms")
+	b.ReportMetric(bytes/step/1e9, "weight-GB/s")
+	b.ReportMetric(median(bw)/1e9, "read-GB/s")
+	b.ReportMetric(median(ratios), "x-read-bw")
+}
+
+// decodeWeightBytes is the weight bytes one decode step reads: every
+// decoder layer's projections and lm_head (of the embedding table, one row;
+// the vision tower and projector, nothing).
+func decodeWeightBytes(m *llava.Model) int {
+	t := m.Config().Text
+	perLayer := 4*t.Hidden*t.Hidden + 3*t.Hidden*t.FFN // q, k, v, o; gate, up, down
+	elems := t.Layers*perLayer + t.VocabRows*t.Hidden
+	size := 2
+	if m.Spec().DType == "float32" {
+		size = 4
+	}
+	return elems * size
+}
+
+// median is the median of xs (which it sorts).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/cpu/membw"
 )
 
 // shape is one product out[m×n] = x[m×k] · w[n×k]ᵀ.
@@ -207,7 +208,8 @@ func run(w io.Writer, minTime time.Duration) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	fmt.Fprintf(w, "Kernel %s, %d workers, %s/%s, GOMAXPROCS %d, %s\n\n", linalg.Kernel(), linalg.Workers(),
 		runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	bw := readBandwidth(minTime)
+	probe := membw.NewProbe(membw.Bytes)
+	bw := probe.Read(minTime)
 	blas := map[string]result{}
 	mine := map[string]result{}
 	type line struct {
@@ -242,7 +244,7 @@ func run(w io.Writer, minTime time.Duration) error {
 		}
 		runtime.GC() // drop this shape's weight rings
 	}
-	bw = max(bw, readBandwidth(minTime)) // and again at the end: the better of the two
+	bw = max(bw, probe.Read(minTime)) // and again at the end: the better of the two
 	fmt.Fprintf(w, "Read bandwidth (STREAM-like, %d workers × 8 streams over 512 MiB, best of two runs): **%.1f GB/s**\n\n",
 		linalg.Workers(), bw/1e9)
 	fmt.Fprintln(w, "| shape | m×n×k | weights | ms | GFLOP/s | GB/s (all) | weight GB/s | vs sgemm | vs read BW |")
