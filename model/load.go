@@ -2,7 +2,9 @@
 // configuration of either layout (llava-hf or the authors'), finds the CLIP
 // tower, merges a LoRA adapter, binds every tensor by its explicit name with
 // shape checks into llava.Weights, and reports tensors it did not use.
-// Weights stay in their stored dtype, memory-mapped, not copied.
+// Weights stay in their stored dtype, memory-mapped, or for the CPU backend
+// (which streams them from host memory every step) read once into memory of
+// their own backed by huge pages.
 package model
 
 import (
@@ -109,9 +111,14 @@ func (s source) isDir(name string) bool {
 	return err == nil && st.IsDir()
 }
 
-func (s source) open(dir string) (*weights.Store, error) {
-	if s.fsys != nil {
+// open opens the checkpoint in dir, its files read into resident memory
+// rather than mapped when resident.
+func (s source) open(dir string, resident bool) (*weights.Store, error) {
+	switch {
+	case s.fsys != nil:
 		return weights.OpenFS(s.fsys, dir)
+	case resident:
+		return weights.OpenResident(dir)
 	}
 	return weights.Open(dir)
 }
@@ -213,14 +220,17 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfgPath, err)
 	}
 
-	main, err := src.open(dir)
+	// The CPU backend reads the weights where they lie, every step: they
+	// are kept resident for it; other backends copy them to their device.
+	resident := (opts.Backend == nil || opts.Backend.Name() == "cpu")
+	main, err := src.open(dir, resident)
 	if err != nil {
 		return nil, nil, err
 	}
 	ss = append(ss, main)
 	vision := main // store holding the CLIP tensors
 	if layout == LayoutLLaVA {
-		if vision, err = src.open(rep.VisionDir); err != nil {
+		if vision, err = src.open(rep.VisionDir, resident); err != nil {
 			return nil, nil, err
 		}
 		ss = append(ss, vision)

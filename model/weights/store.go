@@ -46,11 +46,20 @@ type source interface {
 	list() ([]string, error)
 }
 
-// osSource reads files of a directory on disk, memory-mapping them.
-type osSource struct{ dir string }
+// osSource reads files of a directory on disk, memory-mapping them or, when
+// resident, reading them into memory of their own (readResident).
+type osSource struct {
+	dir      string
+	resident bool
+}
 
-func (s osSource) load(name string) ([]byte, func() error, error) { return mapFile(s.path(name)) }
-func (s osSource) path(name string) string                        { return filepath.Join(s.dir, filepath.FromSlash(name)) }
+func (s osSource) load(name string) ([]byte, func() error, error) {
+	if s.resident {
+		return readResident(s.path(name))
+	}
+	return mapFile(s.path(name))
+}
+func (s osSource) path(name string) string { return filepath.Join(s.dir, filepath.FromSlash(name)) }
 func (s osSource) exists(name string) bool {
 	st, err := os.Stat(s.path(name))
 	return err == nil && st.Mode().IsRegular()
@@ -94,7 +103,13 @@ func entryNames(ents []fs.DirEntry) []string {
 // or single safetensors checkpoint is preferred over a sharded or single
 // PyTorch .bin one; a directory with neither standard name but with
 // *.safetensors files opens all of them.
-func Open(dir string) (*Store, error) { return openDir(osSource{dir}) }
+func Open(dir string) (*Store, error) { return openDir(osSource{dir: dir}) }
+
+// OpenResident is Open with the files read into anonymous, read-only
+// memory backed by huge pages where the kernel has them, instead of mapped:
+// for a backend that streams the weights from host memory every step (the
+// CPU), where they then cost fewer TLB misses and cannot be reclaimed.
+func OpenResident(dir string) (*Store, error) { return openDir(osSource{dir: dir, resident: true}) }
 
 // OpenFS is Open for a directory of fsys (e.g. an embedded checkpoint). The
 // files are read into memory.
@@ -104,7 +119,7 @@ func OpenFS(fsys fs.FS, dir string) (*Store, error) { return openDir(fsSource{fs
 // mm_projector.bin.
 func OpenFile(file string) (*Store, error) {
 	s := newStore(file)
-	src := osSource{filepath.Dir(file)}
+	src := osSource{dir: filepath.Dir(file)}
 	ts, err := s.loadFile(src, filepath.Base(file))
 	if err != nil {
 		s.Close()

@@ -237,3 +237,46 @@ func FuzzIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenResident checks that a checkpoint read into resident memory has
+// the same tensors as the mapped one, a truncated file included in its
+// errors, and that an empty directory is refused alike.
+func TestOpenResident(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, 3<<20+5) // more than a huge page, not a multiple of one
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	writeST(t, filepath.Join(dir, SafetensorsFile), u8("a", 1, 2, 3), u8("big", big...))
+	mapped, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	res, err := OpenResident(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range mapped.Names() {
+		want, _ := mapped.Get(name)
+		got, err := res.Get(name)
+		if err != nil || !slices.Equal(got.Data, want.Data) || !slices.Equal(got.Shape, want.Shape) {
+			t.Fatalf("%s: resident %v (%v), mapped %v", name, got.Shape, err, want.Shape)
+		}
+	}
+	if err := res.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	path := filepath.Join(dir, SafetensorsFile)
+	data, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, data[:len(data)-1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenResident(dir); err == nil {
+		t.Error("truncated checkpoint opened")
+	}
+	if _, err := OpenResident(t.TempDir()); !errors.Is(err, ErrNoCheckpoint) {
+		t.Errorf("empty directory: %v", err)
+	}
+}
