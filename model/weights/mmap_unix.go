@@ -4,6 +4,7 @@ package weights
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"syscall"
 )
@@ -11,6 +12,20 @@ import (
 // mapFile maps the whole file at path read-only and shared. The returned
 // release function unmaps it.
 func mapFile(path string) ([]byte, func() error, error) {
+	return loadFile(path, math.MaxInt, "mapped", func(f *os.File, size int) ([]byte, func() error, error) {
+		data, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+		if err != nil {
+			return nil, nil, fmt.Errorf("weights: mmap %s: %w", path, err)
+		}
+		return data, func() error { return syscall.Munmap(data) }, nil
+	})
+}
+
+// loadFile opens the file at path and returns what load makes of it and its
+// size (in bytes, at most limit, else ErrTooLarge saying it cannot be
+// what); an empty file is an empty slice, load not called.
+func loadFile(path string, limit int64, what string,
+	load func(f *os.File, size int) ([]byte, func() error, error)) ([]byte, func() error, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -24,12 +39,8 @@ func mapFile(path string) ([]byte, func() error, error) {
 	if size == 0 {
 		return []byte{}, func() error { return nil }, nil
 	}
-	if int64(int(size)) != size {
-		return nil, nil, fmt.Errorf("%w: %s: %d bytes cannot be mapped", ErrTooLarge, path, size)
+	if size > limit {
+		return nil, nil, fmt.Errorf("%w: %s: %d bytes cannot be %s", ErrTooLarge, path, size, what)
 	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: mmap %s: %w", path, err)
-	}
-	return data, func() error { return syscall.Munmap(data) }, nil
+	return load(f, int(size))
 }

@@ -21,40 +21,26 @@ const hugePage = 2 << 20
 // preset, a 3–6% shorter decode step at batch 1 (benchmarks/kernels.md).
 // The returned release function unmaps it.
 func readResident(path string) ([]byte, func() error, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	size := st.Size()
-	if size == 0 {
-		return []byte{}, func() error { return nil }, nil
-	}
-	if int64(int(size)) != size || size > math.MaxInt-2*hugePage {
-		return nil, nil, fmt.Errorf("%w: %s: %d bytes cannot be read into memory", ErrTooLarge, path, size)
-	}
-	n := (int(size) + hugePage - 1) / hugePage * hugePage
-	raw, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: %d bytes of memory for %s: %w", n, path, err)
-	}
-	release := func() error { return unix.Munmap(raw) }
-	off := (hugePage - int(uintptr(unsafe.Pointer(&raw[0]))%hugePage)) % hugePage
-	buf := raw[off : off+n]
-	_ = unix.Madvise(buf, unix.MADV_HUGEPAGE) // advice: kernels without THP ignore or refuse it
-	data := buf[:size]
-	if _, err := io.ReadFull(f, data); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
-	}
-	if err := unix.Mprotect(buf, unix.PROT_READ); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("weights: protect %s: %w", path, err)
-	}
-	_ = unix.Fadvise(int(f.Fd()), 0, size, unix.FADV_DONTNEED) // the copy is ours now
-	return data, release, nil
+	return loadFile(path, math.MaxInt-2*hugePage, "read into memory", func(f *os.File, size int) ([]byte, func() error, error) {
+		n := (size + hugePage - 1) / hugePage * hugePage
+		raw, err := unix.Mmap(-1, 0, n+hugePage, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return nil, nil, fmt.Errorf("weights: %d bytes of memory for %s: %w", n, path, err)
+		}
+		release := func() error { return unix.Munmap(raw) }
+		off := (hugePage - int(uintptr(unsafe.Pointer(&raw[0]))%hugePage)) % hugePage
+		buf := raw[off : off+n]
+		_ = unix.Madvise(buf, unix.MADV_HUGEPAGE) // advice: kernels without THP ignore or refuse it
+		data := buf[:size]
+		if _, err := io.ReadFull(f, data); err != nil {
+			release()
+			return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
+		}
+		if err := unix.Mprotect(buf, unix.PROT_READ); err != nil {
+			release()
+			return nil, nil, fmt.Errorf("weights: protect %s: %w", path, err)
+		}
+		_ = unix.Fadvise(int(f.Fd()), 0, int64(size), unix.FADV_DONTNEED) // the copy is ours now
+		return data, release, nil
+	})
 }
