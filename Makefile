@@ -60,7 +60,7 @@ bench: build ## chain reuse vs baseline on the bench preset (about 10 min): benc
 	tools/bench.sh
 
 bench-model: ## whole-model numbers on the bench preset: vision, prefill, decode at batch 1/4/8/16
-	$(GO) test -run '^$$' -bench BenchmarkBenchPreset -benchtime 20x ./model/
+	$(GO) test -run '^$$' -bench BenchmarkBenchPreset -benchtime 60x ./model/
 
 bench-go: ## Go microbenchmarks (compare runs with benchstat)
 	$(GO) test -run '^$$' -bench . ./...

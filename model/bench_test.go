@@ -92,13 +92,12 @@ func BenchmarkBenchPreset(b *testing.B) {
 
 // decode fills 16 sequences' KV with prompt once, then times one decode
 // step at batch 1, 4, 8 and 16 (the benchmarks named decode-batch-N+suffix).
-// Batch 1 also reports the ratio, the weight bytes a step reads per
-// second over the read bandwidth (x-read-bw), measured in windows: a pass
-// of a membw probe, one untimed step (to refill the caches the probe
-// evicted), ratioWindow timed steps, and so on, a last pass after them.
-// Each window's ratio takes its median step and the mean of the passes
-// around it; the report is the median window. This host's speed wanders in
-// phases of seconds, which a probe before and after the whole run misses.
+// Batch 1 and 16 also report the ratios, each against a yardstick
+// measured between their windows of steps (see windows): batch 1 the
+// weight bytes a step reads per second over the read bandwidth of a membw
+// probe pass (x-read-bw), batch 16 its tokens per second over batch 1's
+// (x-batch-1). This host's speed wanders in phases of seconds, which a
+// yardstick measured before or after the whole run misses.
 func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32, suffix string) {
 	ctx := len(prompt)
 	for i := 0; i < 16; i++ {
@@ -106,63 +105,82 @@ func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32,
 			b.Fatal(err)
 		}
 	}
+	stepper := func(b *testing.B, n int) func() {
+		batch := make([]engine.Chunk, n)
+		for i := range batch {
+			batch[i] = engine.Chunk{Blocks: seq(i), Pos: ctx, Tokens: []int32{7}, Logits: true}
+		}
+		return func() {
+			if _, err := m.Forward(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	for _, n := range []int{1, 4, 8, 16} {
 		b.Run(fmt.Sprintf("decode-batch-%d%s", n, suffix), func(b *testing.B) {
-			batch := make([]engine.Chunk, n)
-			for i := range batch {
-				batch[i] = engine.Chunk{Blocks: seq(i), Pos: ctx, Tokens: []int32{7}, Logits: true}
-			}
-			step := func() {
-				if _, err := m.Forward(batch); err != nil {
-					b.Fatal(err)
-				}
-			}
-			var probe *membw.Probe
-			var steps, bw []float64
-			if n == 1 {
-				probe = membw.NewProbe(membw.Bytes)
-			}
-			b.ResetTimer()
-			for i := range b.N {
-				if probe != nil && i%ratioWindow == 0 {
-					b.StopTimer()
-					bw = append(bw, probe.Pass())
+			step := stepper(b, n)
+			switch n {
+			case 1:
+				probe := membw.NewProbe(membw.Bytes)
+				bytes := float64(decodeWeightBytes(m))
+				steps, ratios := windows(b, step, func() float64 {
+					bw := probe.Pass()
+					step() // refill the caches the probe evicted
+					return bw
+				}, func(step, bw float64) float64 { return bytes / step / bw })
+				b.ReportMetric(bytes/steps/1e9, "weight-GB/s")
+				b.ReportMetric(ratios, "x-read-bw")
+			case 16:
+				one := stepper(b, 1)
+				_, ratios := windows(b, step, func() float64 {
+					ts := make([]float64, ratioWindow)
+					for i := range ts {
+						t := time.Now()
+						one()
+						ts[i] = time.Since(t).Seconds()
+					}
+					return median(ts)
+				}, func(step, one float64) float64 { return float64(n) / step * one })
+				b.ReportMetric(ratios, "x-batch-1")
+			default:
+				for b.Loop() {
 					step()
-					b.StartTimer()
 				}
-				t := time.Now()
-				step()
-				steps = append(steps, time.Since(t).Seconds())
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tok/s")
-			if probe != nil {
-				b.StopTimer()
-				bw = append(bw, probe.Pass())
-				reportRatio(b, float64(decodeWeightBytes(m)), steps, bw)
-			}
 		})
 	}
 }
 
-// ratioWindow is the number of timed decode steps between two probe passes.
+// ratioWindow is the number of timed decode steps of a window.
 const ratioWindow = 10
 
-// reportRatio reports the median step (median-ms), the weight bytes per
-// second at it (weight-GB/s), the median probe pass (read-GB/s) and the
-// median over windows of ratioWindow steps of bytes per second at the
-// window's median step over the mean of the passes before and after it
-// (x-read-bw).
-func reportRatio(b *testing.B, bytes float64, steps, bw []float64) {
-	var ratios []float64
+// windows runs b.N timed steps in windows of ratioWindow, calling yard
+// outside the timer before each window and after the last, and reports the
+// median step (median-ms). It returns that median and the median over the
+// windows of ratio(the window's median step, the mean of the yardsticks
+// before and after it).
+func windows(b *testing.B, step func(), yard func() float64, ratio func(step, yard float64) float64) (float64, float64) {
+	var steps, yards, ratios []float64
+	for i := range b.N {
+		if i%ratioWindow == 0 {
+			b.StopTimer()
+			yards = append(yards, yard())
+			b.StartTimer()
+		}
+		t := time.Now()
+		step()
+		steps = append(steps, time.Since(t).Seconds())
+	}
+	b.StopTimer()
+	yards = append(yards, yard())
 	for w := 0; w*ratioWindow < len(steps); w++ {
 		window := slices.Clone(steps[w*ratioWindow : min((w+1)*ratioWindow, len(steps))])
-		ratios = append(ratios, bytes/median(window)/((bw[w]+bw[w+1])/2))
+		ratios = append(ratios, ratio(median(window), (yards[w]+yards[w+1])/2))
 	}
-	step := median(slices.Clone(steps))
-	b.ReportMetric(step*1e3, "median-ms")
-	b.ReportMetric(bytes/step/1e9, "weight-GB/s")
-	b.ReportMetric(median(bw)/1e9, "read-GB/s")
-	b.ReportMetric(median(ratios), "x-read-bw")
+	st := median(steps)
+	b.ReportMetric(st*1e3, "median-ms")
+	return st, median(ratios)
 }
 
 // decodeWeightBytes is the weight bytes one decode step reads: every
