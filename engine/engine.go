@@ -68,6 +68,7 @@ type Engine interface {
 	// Forward runs one step over a batch of chunks, writing their keys and
 	// values into the KV cache. It returns one [VocabSize] row per chunk with
 	// Logits set, in batch order. The result of a chunk never depends on the
-	// other chunks of the batch.
+	// other chunks of the batch. The rows are the engine's: valid until
+	// its next Forward, which may reuse them.
 	Forward(batch []Chunk) ([][]float32, error)
 }

@@ -77,11 +77,12 @@ func TestPrefillInvariance(t *testing.T) {
 	if !slices.Equal(out[1], want) {
 		t.Error("prompt logits in a batch differ from the prompt alone")
 	}
+	inBatch := slices.Clone(out[0]) // the next Forward reuses out
 	alone, err := m.Forward([]engine.Chunk{{Blocks: blocks(10, 8), Pos: 0, Tokens: other[:5], Logits: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(out[0], alone[0]) {
+	if !slices.Equal(inBatch, alone[0]) {
 		t.Error("a text prefill's logits depend on its batch")
 	}
 }
@@ -147,8 +148,8 @@ func TestDecodeStepAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 2 {
-		t.Errorf("a decode step allocates %v times, want ≤ 2 (the returned logits)", allocs)
+	if allocs > 0 {
+		t.Errorf("a decode step allocates %v times, want none (its logits reuse the last step's)", allocs)
 	}
 }
 

@@ -2,6 +2,7 @@ package llava
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/pancap-serve/pancap/engine"
 )
@@ -79,7 +80,7 @@ func (s *Sequence) Feed(tokens []int32, image []float32, chunk int) ([]float32, 
 		image = image[images*H:]
 		s.pos += len(part)
 		if len(out) == 1 {
-			logits = out[0]
+			logits = slices.Clone(out[0]) // the model reuses out
 		}
 	}
 	return logits, nil

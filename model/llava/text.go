@@ -16,6 +16,8 @@ type textState struct {
 	gate, up  kernels.Buffer // [T × F]
 	last      kernels.Buffer // [C × H] hidden states of the logit rows
 	logits    kernels.Buffer // [C × V]
+	out       []float32      // [C × V] the logits Forward returns, reused by the next call
+	rows      [][]float32    // [C] rows of out
 	ids       []int32        // [T] token ids, -1 for image rows
 	pos       []int32        // [T] positions
 	slots     []int32        // [T] KV cache slots
@@ -59,8 +61,8 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 
 // Forward runs the decoder over a batch of chunks, writing their keys and
 // values into the KV cache, and returns the last-position logits of every
-// chunk that asks for them. Every row is computed independently of the
-// others (batch invariance).
+// chunk that asks for them, in memory the next call reuses. Every row is
+// computed independently of the others (batch invariance).
 func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	tc := m.cfg.Text
 	H, bs := tc.Hidden, m.opts.KVBlockSize
@@ -141,11 +143,14 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	be.GatherRows(st.last, st.x, st.lastRows, H)
 	be.RMSNorm(st.last, st.last, m.w.Norm, C, tc.Eps)
 	be.MatMul(st.logits, st.last, m.w.LMHead, nil, C)
-	out := make([][]float32, C)
-	flat := make([]float32, C*V) // [C × V], handed to the caller
-	for i := range out {
-		out[i] = flat[i*V : (i+1)*V : (i+1)*V]
+	if cap(st.out) < C*V {
+		st.out = make([]float32, C*V)
+	}
+	flat := st.out[:C*V]
+	st.rows = st.rows[:0]
+	for i := range C {
+		st.rows = append(st.rows, flat[i*V:(i+1)*V:(i+1)*V])
 	}
 	be.Read(flat, st.logits, 0)
-	return out, nil
+	return st.rows, nil
 }
