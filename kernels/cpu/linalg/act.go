@@ -34,3 +34,21 @@ func QuickGELU(out, a []float32) bool {
 	}
 	return true
 }
+
+// ExpShift computes out[i] = exp(a[i] − s), the numerators of a softmax
+// whose maximum is s (every a[i] ≤ s, −Inf allowed: it gives 0), within a
+// few ulp, with the vector kernel and reports true, or reports false, doing
+// nothing, like SiLUMul. Results below the smallest normal float32 flush
+// to 0. The slices must have one length; out may alias a.
+func ExpShift(out, a []float32, s float32) bool {
+	if fast == nil || fast.expShift == nil {
+		return false
+	}
+	if len(a) != len(out) {
+		panic(fmt.Sprintf("linalg: ExpShift of %d and %d elements", len(out), len(a)))
+	}
+	if len(out) > 0 {
+		fast.expShift(out, a, s)
+	}
+	return true
+}

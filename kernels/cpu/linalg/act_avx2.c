@@ -1,7 +1,7 @@
 //go:build amd64 && cgo
 
-// AVX2/FMA activation kernels: the sigmoid-gated activations of the MLPs,
-// 8 elements at a time with exp8. sigmoid(t) is computed from e = exp(-|t|)
+// AVX2/FMA activation kernels: the sigmoid-gated activations of the MLPs
+// and the exponentials of a softmax, 8 elements at a time with exp8. sigmoid(t) is computed from e = exp(-|t|)
 // (never above 1, so no overflow) as 1/(1+e) for t >= 0 and e/(1+e) below:
 // within a few ulp of the exact value. Every element gets the same
 // operations (a tail shorter than 8 goes through a padded vector), so a
@@ -49,5 +49,20 @@ static void act(float *o, const float *a, const float *c, long n, float k) {
 void pc_silu_mul(float *o, const float *a, const float *c, long n) { act(o, a, c, n, 1.0f); }
 
 void pc_quick_gelu(float *o, const float *a, long n) { act(o, a, NULL, n, 1.702f); }
+
+void pc_exp_shift(float *o, const float *a, float s, long n) {
+	__m256 sv = _mm256_set1_ps(s);
+	long i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(o + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(a + i), sv)));
+	if (i < n) {
+		float ta[8], to[8];
+		for (int j = 0; j < 8; j++)
+			ta[j] = s;
+		memcpy(ta, a + i, (n - i) * sizeof(float));
+		_mm256_storeu_ps(to, exp8(_mm256_sub_ps(_mm256_loadu_ps(ta), sv)));
+		memcpy(o + i, to, (n - i) * sizeof(float));
+	}
+}
 
 #pragma GCC pop_options

@@ -88,3 +88,29 @@ func TestActPositionFree(t *testing.T) {
 		}
 	}
 }
+
+func TestExpShift(t *testing.T) {
+	if Kernel() == "go" {
+		t.Skip("no vector kernel: the caller's portable path runs")
+	}
+	xs := actInputs()
+	s := float32(0)
+	for _, x := range xs {
+		s = max(s, x)
+	}
+	xs = append(xs, float32(math.Inf(-1)), s)
+	out := make([]float32, len(xs))
+	if !ExpShift(out, xs, s) {
+		t.Fatal("ExpShift reported no kernel")
+	}
+	checkAct(t, "exp(x−max)", xs, out, func(i int) float64 {
+		e := math.Exp(float64(xs[i]) - float64(s))
+		if e < 1.1754944e-38 {
+			return 0 // flushed
+		}
+		return e
+	})
+	if out[len(out)-2] != 0 || out[len(out)-1] != 1 {
+		t.Errorf("exp(−Inf) = %g, exp(0) = %g", out[len(out)-2], out[len(out)-1])
+	}
+}

@@ -26,7 +26,7 @@ func init() {
 
 var avx2 = fastKernel{name: "avx2", gemm: avx2Gemm, scratchLen: avx2Scratch,
 	attend: avx2Attend, attendScratch: avx2AttendScratch, siluMul: avx2SiLUMul, quickGELU: avx2QuickGELU,
-	roundF16: avx2RoundF16, roundBF16: avx2RoundBF16}
+	expShift: avx2ExpShift, roundF16: avx2RoundF16, roundBF16: avx2RoundBF16}
 
 func avx2Gemm(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32) {
 	var s *C.float

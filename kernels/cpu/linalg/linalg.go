@@ -126,7 +126,8 @@ type gemmShape struct {
 // widen or copy the weights once per block for large m without changing any
 // result bit. attend computes an attention call (already checked) with
 // attendScratch(heads, headDim, most positions a row sees) floats of scratch.
-// siluMul and quickGELU are the activations of SiLUMul and QuickGELU.
+// siluMul and quickGELU are the activations of SiLUMul and QuickGELU,
+// expShift the exponentials of ExpShift.
 type fastKernel struct {
 	name          string
 	gemm          func(wt wtype, g gemmShape, out, x *float32, w unsafe.Pointer, j0, j1 int, scratch []float32)
@@ -135,6 +136,7 @@ type fastKernel struct {
 	attendScratch func(heads, headDim, nmax int) int
 	siluMul       func(out, a, c []float32)             // SiLUMul, lengths checked
 	quickGELU     func(out, a []float32)                // QuickGELU, lengths checked
+	expShift      func(out, a []float32, s float32)     // ExpShift, lengths checked
 	roundF16      func(dst []uint16, src []float32) int // RoundF16 up to a NaN's vector or the tail
 	roundBF16     func(dst []uint16, src []float32) int // RoundBF16 likewise
 }
