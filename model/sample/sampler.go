@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
 // pcgStream is the second word of the PCG state; the request's Seed is the
@@ -21,10 +23,14 @@ type Sampler struct {
 	p    Params
 	rng  *rand.Rand
 	val  []float32 // [vocab] logits / temperature; -Inf when excluded
-	wt   []float64 // [vocab] exp(val − max) of the candidates
-	cand []int32   // ids still in the running
+	cand []int32   // [vocab] capacity: ids still in the running, increasing
+	all  []int32   // [vocab] every id: cand when nothing is excluded
+	cval []float32 // [len(cand)] their values, gathered when not every id
+	wt   []float32 // [len(cand)] exp(val − max) of cand[i]
 	heap []float32 // [top_k] min-heap of the largest values
-	keys []uint64  // [vocab] sort keys of top-p: value bits, then id
+	keys []uint64  // top-p sort keys: value bits, then position in cand
+	hid  []int32   // top-p's heavy candidates, ascending
+	hwt  []float32 // and their weights
 }
 
 // New returns a Sampler for p, or p.Validate's error.
@@ -48,35 +54,53 @@ func (s *Sampler) Next(logits []float32) int32 {
 	if len(logits) == 0 {
 		panic("sample: empty logits")
 	}
-	if cap(s.val) < len(logits) {
-		s.val = make([]float32, len(logits))
-		s.wt = make([]float64, len(logits))
-		s.cand = make([]int32, 0, len(logits))
+	n := len(logits)
+	if cap(s.val) < n {
+		s.val, s.cval, s.wt, s.hwt = make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+		s.cand, s.hid, s.all = make([]int32, 0, n), make([]int32, n), make([]int32, n)
+		for i := range s.all {
+			s.all[i] = int32(i)
+		}
 	}
-	val, cand := s.val[:len(logits)], s.cand[:0]
+	negInf := float32(math.Inf(-1))
+	k := s.p.TopK
+	listed := k > 0 && k < n // a list of its own, which topK shortens in place
+	val, cand, excluded := s.val[:n], s.cand[:0], 0
 	for i, v := range logits {
 		// as TemperatureLogitsWarper: a division, not a reciprocal
 		v /= s.p.Temperature
 		if v != v { // NaN
-			v = float32(math.Inf(-1))
+			v = negInf
 		}
 		val[i] = v
-		if !math.IsInf(float64(v), -1) {
+		if v == negInf {
+			excluded++
+		} else if listed {
 			cand = append(cand, int32(i))
 		}
 	}
-	s.cand = cand
-	if len(cand) == 0 {
+	switch {
+	case excluded == n:
 		return Argmax(logits)
+	case listed:
+	case excluded == 0:
+		cand = s.all[:n]
+	default:
+		for i, v := range val {
+			if v != negInf {
+				cand = append(cand, int32(i))
+			}
+		}
 	}
-	if k := s.p.TopK; k > 0 && k < len(cand) {
+	if k > 0 && k < len(cand) {
 		cand = s.topK(cand, k)
 	}
 	total := s.weigh(cand)
+	wt := s.wt[:len(cand)]
 	if p := float64(s.p.TopP); p > 0 && p < 1 {
-		cand, total = s.topP(cand, total, p)
+		cand, wt, total = s.topP(cand, total, p)
 	}
-	return s.draw(cand, total)
+	return s.draw(cand, wt, total)
 }
 
 // topK keeps the candidates whose value is at least the k-th largest, as
@@ -108,65 +132,102 @@ func (s *Sampler) topK(cand []int32, k int) []int32 {
 	return kept
 }
 
-// weigh sets wt[id] = exp(val[id] − max) for the candidates and returns
-// their sum. The maximum itself weighs 1, so +Inf logits share the mass
-// equally instead of giving NaN.
+// weigh sets wt[i] = exp(val[cand[i]] − max) for the candidates (vector
+// exponentials where the CPU has them) and returns their sum. The maximum
+// itself weighs 1, so +Inf logits share the mass equally instead of giving
+// NaN.
 func (s *Sampler) weigh(cand []int32) float64 {
-	maxv := s.val[cand[0]]
-	for _, id := range cand[1:] {
-		maxv = max(maxv, s.val[id])
-	}
-	total := 0.0
-	for _, id := range cand {
-		w := 1.0
-		if v := s.val[id]; v != maxv {
-			w = math.Exp(float64(v) - float64(maxv))
+	vals := s.val // every id is a candidate: cand[i] == i
+	if len(cand) < len(s.val) {
+		vals = s.cval[:len(cand)]
+		for i, id := range cand {
+			vals[i] = s.val[id]
 		}
-		s.wt[id] = w
-		total += w
 	}
-	return total
+	maxv := maximum(vals)
+	wt := s.wt[:len(cand)]
+	if math.IsInf(float64(maxv), 1) || !linalg.ExpShift(wt, vals, maxv) {
+		for i, v := range vals {
+			w := 1.0
+			if v != maxv {
+				w = math.Exp(float64(v) - float64(maxv))
+			}
+			wt[i] = float32(w)
+		}
+	}
+	return sum(wt)
+}
+
+// maximum is the largest of xs (no NaN among them), in four running
+// maxima for the pipelines.
+func maximum(xs []float32) float32 {
+	m := [4]float32{xs[0], xs[0], xs[0], xs[0]}
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		for j := range m {
+			if xs[i+j] > m[j] {
+				m[j] = xs[i+j]
+			}
+		}
+	}
+	for ; i < len(xs); i++ {
+		m[0] = max(m[0], xs[i])
+	}
+	return max(max(m[0], m[1]), max(m[2], m[3]))
+}
+
+// sum is the float64 sum of xs, in four running sums (elements i ≡ j mod
+// 4 in sum j, the tail in sum 0) added as (s0+s1)+(s2+s3).
+func sum(xs []float32) float64 {
+	var s [4]float64
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		for j := range s {
+			s[j] += float64(xs[i+j])
+		}
+	}
+	for ; i < len(xs); i++ {
+		s[0] += float64(xs[i])
+	}
+	return (s[0] + s[1]) + (s[2] + s[3])
 }
 
 // topP keeps the smallest set of most likely candidates whose probability
 // reaches p, as TopPLogitsWarper does: in ascending order, the candidates
 // whose cumulative probability is <= 1−p are dropped, the most likely one
-// never. It returns the kept candidates and their total weight.
+// never. It returns the kept candidates, in ascending order, their weights
+// and their total weight.
 //
 // Only part of the list is sorted: the candidates lighter than
 // (1−p)·total/n weigh at most (1−p)·total together, so they all belong to
 // the dropped prefix whatever their order.
-func (s *Sampler) topP(cand []int32, total, p float64) ([]int32, float64) {
+func (s *Sampler) topP(cand []int32, total, p float64) ([]int32, []float32, float64) {
 	limit := (1 - p) * total
 	light := limit / float64(len(cand))
 	if cap(s.keys) < len(cand) {
 		s.keys = make([]uint64, 0, cap(s.cand))
 	}
 	keys, cum := s.keys[:0], 0.0
-	for _, id := range cand {
-		if s.wt[id] < light {
-			cum += s.wt[id]
+	for i, id := range cand {
+		if w := float64(s.wt[i]); w < light {
+			cum += w
 		} else {
-			keys = append(keys, uint64(orderedBits(s.val[id]))<<32|uint64(uint32(id)))
+			keys = append(keys, uint64(orderedBits(s.val[id]))<<32|uint64(uint32(i)))
 		}
 	}
-	slices.Sort(keys) // ascending by value, then by id
-	heavy := cand[:len(keys)]
+	slices.Sort(keys) // ascending by value, then by id (positions follow ids)
+	hid, hwt := s.hid[:len(keys)], s.hwt[:len(keys)]
 	for i, k := range keys {
-		heavy[i] = int32(uint32(k))
+		hid[i], hwt[i] = cand[uint32(k)], s.wt[uint32(k)]
 	}
 	cut := 0
-	for ; cut < len(heavy)-1; cut++ {
-		if cum+s.wt[heavy[cut]] > limit {
+	for ; cut < len(hid)-1; cut++ {
+		if cum+float64(hwt[cut]) > limit {
 			break
 		}
-		cum += s.wt[heavy[cut]]
+		cum += float64(hwt[cut])
 	}
-	kept, sum := heavy[cut:], 0.0
-	for _, id := range kept {
-		sum += s.wt[id]
-	}
-	return kept, sum
+	return hid[cut:], hwt[cut:], sum(hwt[cut:])
 }
 
 // orderedBits maps a float32 to a uint32 of the same order (−0 just
@@ -180,10 +241,10 @@ func orderedBits(v float32) uint32 {
 }
 
 // draw samples one candidate with probability proportional to its weight.
-func (s *Sampler) draw(cand []int32, total float64) int32 {
+func (s *Sampler) draw(cand []int32, wt []float32, total float64) int32 {
 	u := s.rng.Float64() * total
-	for _, id := range cand {
-		u -= s.wt[id]
+	for i, id := range cand {
+		u -= float64(wt[i])
 		if u < 0 {
 			return id
 		}

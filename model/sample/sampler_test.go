@@ -287,7 +287,7 @@ func TestTopPMatchesFullSort(t *testing.T) {
 			cand[i] = int32(i)
 		}
 		total := s.weigh(cand)
-		kept, _ := s.topP(cand, total, p)
+		kept, _, _ := s.topP(cand, total, p)
 		got := map[int32]bool{}
 		for _, id := range kept {
 			got[id] = true
@@ -302,7 +302,7 @@ func TestTopPMatchesFullSort(t *testing.T) {
 		})
 		want, cum := map[int32]bool{}, 0.0
 		for i, id := range order {
-			cum += s.wt[id] / total
+			cum += float64(s.wt[id]) / total
 			if cum > 1-p || i == n-1 {
 				for _, k := range order[i:] {
 					want[k] = true
