@@ -222,7 +222,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 
 	// The CPU backend reads the weights where they lie, every step: they
 	// are kept resident for it; other backends copy them to their device.
-	resident := (opts.Backend == nil || opts.Backend.Name() == "cpu")
+	resident := opts.Backend == nil || opts.Backend.Name() == "cpu"
 	main, err := src.open(dir, resident)
 	if err != nil {
 		return nil, nil, err

@@ -1,8 +1,9 @@
 //go:build amd64 && cgo
 
 // AVX2/FMA activation kernels: the sigmoid-gated activations of the MLPs
-// and the exponentials of a softmax, 8 elements at a time with exp8. sigmoid(t) is computed from e = exp(-|t|)
-// (never above 1, so no overflow) as 1/(1+e) for t >= 0 and e/(1+e) below:
+// and the exponentials of a softmax, 8 elements at a time with exp8.
+// sigmoid(t) is computed from e = exp(-|t|) (never above 1, so no
+// overflow) as 1/(1+e) for t >= 0 and e/(1+e) below:
 // within a few ulp of the exact value. Every element gets the same
 // operations (a tail shorter than 8 goes through a padded vector), so a
 // result never depends on where an element lies in the call.
