@@ -127,7 +127,7 @@ func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32,
 					bw := probe.Pass()
 					step() // refill the caches the probe evicted
 					return bw
-				}, func(step, bw float64) float64 { return bytes / step / bw })
+				}, func(st, bw float64) float64 { return bytes / st / bw })
 				b.ReportMetric(bytes/steps/1e9, "weight-GB/s")
 				b.ReportMetric(ratios, "x-read-bw")
 			case 16:
@@ -140,7 +140,7 @@ func decode(b *testing.B, m *llava.Model, seq func(int) []int32, prompt []int32,
 						ts[i] = time.Since(t).Seconds()
 					}
 					return median(ts)
-				}, func(step, one float64) float64 { return float64(n) / step * one })
+				}, func(st, one float64) float64 { return float64(n) / st * one })
 				b.ReportMetric(ratios, "x-batch-1")
 			default:
 				for b.Loop() {
@@ -160,7 +160,7 @@ const ratioWindow = 10
 // median step (median-ms). It returns that median and the median over the
 // windows of ratio(the window's median step, the mean of the yardsticks
 // before and after it).
-func windows(b *testing.B, step func(), yard func() float64, ratio func(step, yard float64) float64) (float64, float64) {
+func windows(b *testing.B, step func(), yard func() float64, ratio func(st, yard float64) float64) (float64, float64) {
 	var steps, yards, ratios []float64
 	for i := range b.N {
 		if i%ratioWindow == 0 {
