@@ -3,11 +3,9 @@
 GO              ?= go
 PYTHON          ?= $(CURDIR)/.venv/bin/python
 BIN             := $(CURDIR)/bin
-PROTOC          ?= protoc
-PROTOC_VERSION  := 3.21.12
+BUF_VERSION     := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
-PROTO_SRC       := proto/pancap/v1/pancap.proto
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X main.version=$(VERSION)
 
@@ -34,19 +32,17 @@ python-stubs: $(PYTHON) ## generate the Python client's gRPC stubs from the prot
 python-test: build python-stubs ## the Python client's tests against a real `pancap serve`
 	cd clients/python && PANCAP_BIN=$(BIN)/pancap $(PYTHON) -m pytest -q tests
 
-proto-tools: ## install the pinned protoc plugins into bin/
-	@$(PROTOC) --version | grep -q ' $(PROTOC_VERSION)$$' || \
-		{ echo "need protoc $(PROTOC_VERSION), have: $$($(PROTOC) --version)"; exit 1; }
-	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+proto-tools: ## install the pinned buf and protoc plugins into bin/ (built through the Go module proxy when missing)
+	@$(BIN)/buf --version 2>/dev/null | grep -qx '$(BUF_VERSION:v%=%)' || \
+		{ echo "proto-tools: building buf $(BUF_VERSION) into bin/ (once, about two minutes)"; \
+		  GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION); }
+	@$(BIN)/protoc-gen-go --version 2>/dev/null | grep -q ' $(PROTOC_GEN_GO_VERSION)$$' || \
+		GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@$(BIN)/protoc-gen-go-grpc --version 2>/dev/null | grep -q ' $(PROTOC_GEN_GO_GRPC_VERSION:v%=%)$$' || \
+		GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-proto: proto-tools ## regenerate the Go code of the API
-	$(PROTOC) -I proto \
-		--plugin=protoc-gen-go=$(BIN)/protoc-gen-go \
-		--plugin=protoc-gen-go-grpc=$(BIN)/protoc-gen-go-grpc \
-		--go_out=proto --go_opt=paths=source_relative \
-		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-		$(PROTO_SRC)
+proto: proto-tools ## regenerate the Go code of the API (buf.gen.yaml)
+	$(BIN)/buf generate
 
 proto-check: proto ## fail when the committed generated code is stale
 	@git diff --exit-code -- proto/ || { echo "generated code in proto/ is stale: run make proto and commit"; exit 1; }

@@ -33,6 +33,7 @@ for tool in apt-get dpkg-deb python3; do
 	command -v "$tool" >/dev/null || { echo "fetch-toolkit: $tool is required" >&2; exit 1; }
 done
 
+echo "fetch-toolkit: downloading Debian's CUDA $version toolkit packages (about 193 MB, once) into $dest" >&2
 work=$(mktemp -d "${TMPDIR:-/tmp}/cuda-fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$work/out"
