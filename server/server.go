@@ -171,6 +171,8 @@ type Server struct {
 	stopped  bool          // Shutdown was called
 	done     chan struct{} // closed by Shutdown
 	watching sync.WaitGroup
+
+	lis, metricsLis net.Listener // bound by Listen; metricsLis nil without MetricsAddr
 }
 
 // New builds the server: the whole interceptor chain, health (NOT_SERVING
@@ -306,10 +308,11 @@ func bearerAuth(token string) auth.AuthFunc {
 	return func(ctx context.Context) (context.Context, error) {
 		got, err := auth.AuthFromMD(ctx, "bearer")
 		if err != nil {
-			return nil, err
+			return nil, status.Error(codes.Unauthenticated,
+				"this server requires a bearer token: send the metadata \"authorization: Bearer <token>\" (pancap: --auth-token or $PANCAP_AUTH_TOKEN)")
 		}
 		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			return nil, status.Error(codes.Unauthenticated, "invalid bearer token")
+			return nil, status.Error(codes.Unauthenticated, "invalid bearer token: check --auth-token / $PANCAP_AUTH_TOKEN against the server's")
 		}
 		return ctx, nil
 	}
@@ -423,24 +426,42 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// Run listens on Config.Addr (and Config.MetricsAddr when set), serves until
-// ctx is cancelled, then shuts down within Config.DrainTimeout. It returns
-// the first serving error, or nil after a clean shutdown.
-func (s *Server) Run(ctx context.Context) error {
+// Listen binds Config.Addr (and Config.MetricsAddr when set), so that a busy
+// port or a bad address fails before any slow start-up work such as loading
+// the model. Run serves on these listeners; calling Listen first is optional.
+func (s *Server) Listen() error {
+	if s.lis != nil {
+		return nil
+	}
 	lis, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
 	}
-	var metricsSrv *http.Server
-	var metricsLis net.Listener
 	if s.cfg.MetricsAddr != "" {
-		if metricsLis, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+		metricsLis, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
 			lis.Close()
 			return fmt.Errorf("listen %s: %w", s.cfg.MetricsAddr, err)
 		}
 		if s.tls != nil {
 			metricsLis = tls.NewListener(metricsLis, s.tls)
 		}
+		s.metricsLis = metricsLis
+	}
+	s.lis = lis
+	return nil
+}
+
+// Run listens (see Listen) unless already listening, serves until ctx is
+// cancelled, then shuts down within Config.DrainTimeout. It returns the
+// first serving error, or nil after a clean shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	lis, metricsLis := s.lis, s.metricsLis
+	var metricsSrv *http.Server
+	if metricsLis != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,

@@ -105,8 +105,8 @@ func (c serveConfig) imageLimits() *imageproc.Limits {
 var errBadFlag = errors.New("bad flag")
 
 // checkFlags refuses limits that are not positive, stop-string limits above
-// the batcher's own (a larger flag would promise what it refuses) and an
-// unknown --kv-cache-dtype.
+// the batcher's own (a larger flag would promise what it refuses), a
+// negative --kv-cache-bytes and an unknown --kv-cache-dtype.
 func checkFlags(cfg serveConfig) error {
 	for _, l := range []struct {
 		flag    string
@@ -120,10 +120,14 @@ func checkFlags(cfg serveConfig) error {
 		{"--max-image-bytes", cfg.MaxImageBytes, math.MaxInt},
 		{"--max-image-pixels", cfg.MaxImagePixels, math.MaxInt},
 		{"--max-image-frames", cfg.MaxImageFrames, math.MaxInt32},
+		{"--max-queue", cfg.MaxQueue, math.MaxInt32},
 	} {
 		if l.v < 1 || l.v > l.most {
 			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errBadFlag, l.flag, l.most, l.v)
 		}
+	}
+	if cfg.KVCacheBytes < 0 {
+		return fmt.Errorf("%w: --kv-cache-bytes must be 0 (sized from free memory) or a positive size, got %d", errBadFlag, cfg.KVCacheBytes)
 	}
 	_, err := kvCacheDType(cfg.KVCacheDType)
 	return err
@@ -172,6 +176,11 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	backend := &loadingBackend{}
 	srv, err := server.New(cfg.Config, backend)
 	if err != nil {
+		return err
+	}
+	// Bind before loading: a busy port or a bad address must not cost a
+	// whole model load to find out.
+	if err := srv.Listen(); err != nil {
 		return err
 	}
 

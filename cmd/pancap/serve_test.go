@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -169,10 +170,28 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"--max-image-pixels", "-1"},
 		{"--max-request-bytes", "0"},
 		{"--kv-cache-dtype", "int8"},
+		{"--max-queue", "0"},
+		{"--max-queue", "-1"},
+		{"--kv-cache-bytes", "-1"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: %v, want errBadFlag naming the flag", args, err)
 		}
+	}
+}
+
+// TestServeBindsBeforeLoading: a busy port is reported before the model is
+// even looked at (the model directory here does not exist, so a load would
+// fail with a different error).
+func TestServeBindsBeforeLoading(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	_, _, err = run(t, "serve", "--addr", lis.Addr().String(), "--model", filepath.Join(t.TempDir(), "missing"))
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || strings.Contains(err.Error(), "load model") {
+		t.Fatalf("serve on a busy port: %v, want the listen error before any load", err)
 	}
 }
