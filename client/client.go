@@ -1,8 +1,12 @@
 // Package client is the Go client library of Pancap Serve: Dial a server,
 // then Caption an image in one call or StreamCaption it stage by stage with
-// an iterator of events. Calls that fail with UNAVAILABLE are retried with
+// an iterator of events. Calls that fail with UNAVAILABLE before the server
+// answered (a replica that drains or went away) are retried with
 // exponential backoff, and every call gets a default deadline unless its
-// context has one. It imports only the generated API and grpc.
+// context has one. Dial takes one address, a grpc target such as
+// "dns:///pancap:50051", or several comma-separated addresses; calls are
+// spread over every address a target resolves to (round_robin). It imports
+// only the generated API and grpc.
 package client
 
 import (
@@ -11,12 +15,17 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
@@ -30,7 +39,16 @@ const (
 	DefaultKeepaliveTime    = 30 * time.Second
 	DefaultKeepaliveTimeout = 10 * time.Second
 	DefaultMaxRecvMsgBytes  = 64 << 20
+	// DefaultMaxRetryBufferBytes is the largest request a call can still
+	// retry: grpc keeps a request this size to resend it and commits larger
+	// ones to their first attempt. It matches the server's default
+	// --max-request-bytes (grpc's own default, 256 KiB, is smaller than an
+	// ordinary photo).
+	DefaultMaxRetryBufferBytes = 32 << 20
 )
+
+// staticScheme is the resolver scheme of a comma-separated address list.
+const staticScheme = "pancap-static"
 
 type options struct {
 	tls              *tls.Config
@@ -105,21 +123,46 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 
 func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
-// retryServiceConfig is the grpc service config that retries UNAVAILABLE on
-// every method of the service.
-func retryServiceConfig(o *options) string {
+// serviceConfig is the grpc service config: round_robin over the target's
+// addresses, and a retry of UNAVAILABLE on every method of the service.
+// grpc retries a call only until the server has answered it (for a stream:
+// until its first event), so a retried call never repeats output.
+func serviceConfig(o *options) string {
+	const lb = `"loadBalancingConfig":[{"round_robin":{}}]`
 	if o.maxAttempts <= 1 {
-		return `{}`
+		return `{` + lb + `}`
 	}
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
-	return fmt.Sprintf(`{"methodConfig":[{"name":[{"service":%q}],"retryPolicy":{`+
+	return fmt.Sprintf(`{`+lb+`,"methodConfig":[{"name":[{"service":%q}],"retryPolicy":{`+
 		`"maxAttempts":%d,"initialBackoff":%q,"maxBackoff":%q,"backoffMultiplier":2,`+
 		`"retryableStatusCodes":["UNAVAILABLE"]}}]}`,
 		pb.Captioner_ServiceDesc.ServiceName, o.maxAttempts, secs(o.initialBackoff), secs(o.maxBackoff))
 }
 
-// Dial creates a client of the server at addr ("host:port"). The connection
-// is made lazily, on the first call.
+// staticTarget turns a comma-separated list of host:port addresses into a
+// target and the resolver that resolves it to all of them; a single address
+// or target passes unchanged (checked by checkAddr), with no resolver.
+func staticTarget(addr string) (string, resolver.Builder, error) {
+	if !strings.Contains(addr, ",") {
+		return addr, nil, checkAddr(addr)
+	}
+	var state resolver.State
+	for a := range strings.SplitSeq(addr, ",") {
+		a = strings.TrimSpace(a)
+		if err := checkAddr(a); err != nil || strings.Contains(a, ":/") {
+			return "", nil, fmt.Errorf("address list %q: want host:port,host:port,…", addr)
+		}
+		state.Addresses = append(state.Addresses, resolver.Address{Addr: a})
+	}
+	r := manual.NewBuilderWithScheme(staticScheme)
+	r.InitialState(state)
+	return staticScheme + ":///" + addr, r, nil
+}
+
+// Dial creates a client of the server at addr: "host:port", a grpc target
+// ("dns:///host:port" spreads calls over every address the name has), or
+// "host:port,host:port,…" (calls spread over the listed servers). The
+// connections are made lazily, on the first call.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	o := &options{
 		timeout:          DefaultTimeout,
@@ -136,20 +179,46 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	if o.tls != nil {
 		creds = credentials.NewTLS(o.tls)
 	}
+	target, static, err := staticTarget(addr)
+	if err != nil {
+		return nil, err
+	}
 	dopts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultServiceConfig(retryServiceConfig(o)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(DefaultMaxRecvMsgBytes)),
+		grpc.WithDefaultServiceConfig(serviceConfig(o)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(DefaultMaxRecvMsgBytes),
+			grpc.MaxRetryRPCBufferSize(DefaultMaxRetryBufferBytes)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: o.keepaliveTime, Timeout: o.keepaliveTimeout}),
 	}
 	if o.token != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: o.tls != nil}))
 	}
-	conn, err := grpc.NewClient(addr, append(dopts, o.dialOpts...)...)
+	if static != nil {
+		dopts = append(dopts, grpc.WithResolvers(static))
+	}
+	conn, err := grpc.NewClient(target, append(dopts, o.dialOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return &Client{conn: conn, api: pb.NewCaptionerClient(conn), timeout: o.timeout}, nil
+}
+
+// checkAddr refuses a plain address that is not host:port with a port
+// number, so a typo fails at once instead of after the resolver's retries.
+// Targets with a resolver scheme (dns:///, unix:, passthrough:///, …) are
+// left to gRPC.
+func checkAddr(addr string) error {
+	if strings.Contains(addr, ":/") || strings.HasPrefix(addr, "unix:") {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return fmt.Errorf("address %q: want host:port, e.g. 127.0.0.1:50051, or a gRPC target such as dns:///host:port", addr)
+	}
+	return nil
 }
 
 // Close closes the connection.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -209,5 +210,24 @@ func TestGenerateError(t *testing.T) {
 	}
 	if len(texts) != 1 || texts[0] != "hi" || status.Code(last) != codes.ResourceExhausted {
 		t.Fatalf("texts %v, err %v", texts, last)
+	}
+}
+
+func TestDialRefusesMalformedAddress(t *testing.T) {
+	for _, addr := range []string{"notaport", "127.0.0.1", "localhost:http", "host:99999", ""} {
+		if c, err := Dial(addr); err == nil || !strings.Contains(err.Error(), "host:port") {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("Dial(%q): %v, want an error naming host:port", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:50051", "[::1]:1", "dns:///localhost:50051", "unix:///tmp/x.sock"} {
+		c, err := Dial(addr)
+		if err != nil {
+			t.Errorf("Dial(%q): %v", addr, err)
+			continue
+		}
+		c.Close()
 	}
 }
