@@ -22,7 +22,11 @@ import "strings"
 //     located at <box>" → "bud", "the wall's bounding box is <box>" →
 //     "wall", "the main flower is positioned at the left <box>" → "main
 //     flower");
-//  5. leading articles, conjunctions, prepositions and pronouns ("and the",
+//  5. of the words so chosen, the noun phrase right before the box names
+//     it: the words after the last determiner ("the scene contains a medium
+//     yellow square" → "medium yellow square", "irons clothes on a board" →
+//     "board");
+//  6. leading articles, conjunctions, prepositions and pronouns ("and the",
 //     "above the", "there") and a trailing "'s" are dropped, and words are
 //     joined by single spaces.
 //
@@ -70,14 +74,25 @@ func mentionTag(text string) string {
 		}
 	}
 	if first < 0 {
-		return trimTag(words)
+		return trimTag(nounPhrase(words))
 	}
 	if after := words[last+1:]; len(after) > 0 && !prepositions[wordKey(after[0])] {
-		if tag := trimTag(after); tag != "" {
+		if tag := trimTag(nounPhrase(after)); tag != "" {
 			return tag
 		}
 	}
-	return trimTag(words[:first])
+	return trimTag(nounPhrase(words[:first]))
+}
+
+// nounPhrase keeps the noun phrase that ends words: what follows the last
+// determiner, when anything follows it, else all of words.
+func nounPhrase(words []string) []string {
+	for k := len(words) - 2; k >= 0; k-- {
+		if determiners[wordKey(words[k])] {
+			return words[k+1:]
+		}
+	}
+	return words
 }
 
 // trimTag drops leading filler words and prepositions and a trailing "'s"
@@ -143,6 +158,10 @@ var prepositions = set("at", "in", "on", "near", "to", "of", "from", "by",
 	"above", "below", "under", "behind", "beside", "next", "between", "inside",
 	"outside", "across", "along", "around", "over", "atop", "into", "onto",
 	"within", "against", "beneath", "underneath", "toward", "towards")
+
+// determiners open a noun phrase.
+var determiners = set("a", "an", "the", "this", "that", "these", "those",
+	"its", "their", "our", "my", "your", "another", "each", "every")
 
 // fillerWords never start a tag.
 var fillerWords = set("a", "an", "the", "and", "or", "but", "while", "with",
