@@ -46,9 +46,11 @@ func TestTaggedKeepsPixels(t *testing.T) {
 		t.Fatal(err)
 	}
 	inputs := [][]byte{imgs[0].Data, pngBuf.Bytes()}
-	if photo, err := os.ReadFile("../../shared/testdata/images/waterview.jpg"); err == nil {
-		inputs = append(inputs, photo) // a progressive JPEG
+	photo, err := os.ReadFile("../testdata/images/waterview.jpg")
+	if err != nil {
+		t.Fatal(err)
 	}
+	inputs = append(inputs, photo) // a progressive JPEG
 	for _, in := range inputs {
 		a, err := Tagged(in, "a")
 		if err != nil {

@@ -23,14 +23,14 @@ type goldenCase struct {
 	Width, Height int
 	Mode          string `json:"mode"`
 	Source        string `json:"source"` // drawn image under testdata/
-	Photo         string `json:"photo"`  // real photo under ../shared/testdata/images
+	Photo         string `json:"photo"`  // real photo under testdata/images
 	Sizes         []int  `json:"sizes"`
 }
 
 const goldenDir = "testdata/golden"
 
-// photoDir is the shared photo folder, relative to this package.
-var photoDir = filepath.Join("..", "..", "..", "shared", "testdata", "images")
+// photoDir is the repository's photo folder, relative to this package.
+var photoDir = filepath.Join("..", "..", "testdata", "images")
 
 func loadManifest(t testing.TB) []goldenCase {
 	t.Helper()
@@ -48,7 +48,7 @@ func loadManifest(t testing.TB) []goldenCase {
 	return cases
 }
 
-// source returns the encoded bytes of a case, skipping absent photos.
+// source returns the encoded bytes of a case.
 func (c goldenCase) source(t testing.TB) []byte {
 	t.Helper()
 	path := filepath.Join("testdata", c.Source)
@@ -56,9 +56,6 @@ func (c goldenCase) source(t testing.TB) []byte {
 		path = filepath.Join(photoDir, c.Photo)
 	}
 	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) && c.Photo != "" {
-		t.Skipf("photo %s absent", path)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

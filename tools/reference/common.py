@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED_TESTDATA = os.path.join(REPO, "..", "shared", "testdata")
+TESTDATA = os.path.join(REPO, "testdata")
 CHECKPOINTS = os.path.join(REPO, "testdata", "checkpoints")
 GOLDEN = os.path.join(REPO, "testdata", "golden")
 IMAGES = os.path.join(REPO, "testdata", "images")

@@ -15,12 +15,12 @@ import common
 
 GREEDY_TOKENS = 32
 
-# image name -> path; shapes is drawn by draw_shapes, the others are shared
+# image name -> path; shapes is drawn by draw_shapes, the others are vendored photos (testdata/SOURCES.md)
 # data (waterview a progressive JPEG, ironing a baseline one).
 IMAGES = {
     "shapes": os.path.join(common.IMAGES, "shapes.png"),
-    "waterview": os.path.join(common.SHARED_TESTDATA, "images", "waterview.jpg"),
-    "ironing": os.path.join(common.SHARED_TESTDATA, "images", "extreme_ironing.jpg"),
+    "waterview": os.path.join(common.TESTDATA, "images", "waterview.jpg"),
+    "ironing": os.path.join(common.TESTDATA, "images", "extreme_ironing.jpg"),
 }
 
 # (checkpoint, image, user prompt)

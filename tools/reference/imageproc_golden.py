@@ -2,7 +2,7 @@
 
 Draws small test images in every format and colour mode the server accepts,
 writes them to model/imageproc/testdata/, and for each of them (and for the
-real photos in ../shared/testdata/images, when present) writes under
+real photos in testdata/images) writes under
 model/imageproc/testdata/golden/:
 
   <name>.rgb.png       PIL 9.4 Image.open(...).convert("RGB") of the source
@@ -36,7 +36,7 @@ import common  # noqa: E402
 
 PKG = os.path.join(common.REPO, "model", "imageproc", "testdata")
 GOLDEN = os.path.join(PKG, "golden")
-PHOTOS = os.path.join(common.SHARED_TESTDATA, "images")
+PHOTOS = os.path.join(common.TESTDATA, "images")
 SIZES = (56, 336)
 # The resize is format-independent: the 336-pixel goldens (upscaling for the
 # drawn images) are kept for a few cases only, to keep the repository small.

@@ -11,7 +11,7 @@ script generates itself:
   * scene phrases built from shapes, colours, positions and relations;
   * pseudo-words from a fixed-seed syllable generator (they give the 32000
     vocabulary enough distinct merges);
-  * the SA-Pancap captions of ../shared/testdata/sapancap/*.json when present,
+  * the SA-Pancap captions of testdata/sapancap/*.json,
     with their [0,1] boxes rewritten as <box>[[x1, y1, x2, y2]]</box> in [0,1000).
 
 Everything is seeded and the trainer runs single-threaded on the unshuffled
@@ -40,7 +40,7 @@ import sentencepiece as spm
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT_DIR = os.path.join(ROOT, "model", "presets", "tokenizers")
-SAPANCAP = os.path.join(ROOT, "..", "shared", "testdata", "sapancap")
+SAPANCAP = os.path.join(ROOT, "testdata", "sapancap")
 
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the user's questions.")
