@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "reference"))
-from chain import PROMPTS  # noqa: E402  (the exact stage prompts of DESIGN.md section 2)
+from prompts import PROMPTS  # noqa: E402  (the exact stage prompts of DESIGN.md section 2)
 
 SHAPES = ["circle", "square", "triangle", "star", "ring", "diamond", "cross"]
 COLOURS = {

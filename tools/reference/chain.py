@@ -13,16 +13,10 @@ import torch
 
 import common
 import golden
+from prompts import PROMPTS
 
 MAX_NEW_TOKENS = 40  # per stage (the authors use 1024; kept small for the files)
 
-PROMPTS = {
-    1: "Please localize all entities in this image.",
-    2: "Please specify the semantic tags of all entities based on their bounding boxes: {}",
-    3: "Please specify missing entities and their locations for this image based on these specified entities: {}",
-    4: ("Please provide a hyper-detailed description for this image, including all entities, their locations, "
-        "attributes, and relationships, as well as the global image status, based on boxes and tags: {}"),
-}
 
 CASES = [("tiny", "shapes"), ("tiny", "waterview"), ("clip336", "shapes"), ("tiny-bf16", "shapes")]
 
