@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -74,12 +75,151 @@ type rawConfig struct {
 	ImageTokenIndex     *int       `json:"image_token_index"`
 }
 
+// MaxConfigBytes bounds the size of a config.json (real ones are a few
+// KiB).
+const MaxConfigBytes = 1 << 20
+
+// jsonKeyBefore matches the last object key before a JSON syntax error.
+var jsonKeyBefore = regexp.MustCompile(`"([^"\\]{1,64})"\s*:\s*\S*$`)
+
 func parseRawConfig(data []byte, where string) (*rawConfig, error) {
 	var c rawConfig
 	if err := json.Unmarshal(data, &c); err != nil {
+		// A syntax error names no key: name the one before it (NaN and
+		// Infinity, which Python's json writes, are not JSON).
+		var se *json.SyntaxError
+		if errors.As(err, &se) && se.Offset > 0 && se.Offset <= int64(len(data)) {
+			if m := jsonKeyBefore.FindSubmatch(data[:se.Offset]); m != nil {
+				return nil, fmt.Errorf("%w: %s: %v (after key %q; NaN and Infinity are not JSON)", ErrConfig, where, err, m[1])
+			}
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, where, err)
 	}
 	return &c, nil
+}
+
+// Bounds on a config's geometry: what the largest public LLaMA and CLIP
+// configs use, times a margin, so that a hostile or mistyped config.json is
+// refused by name before anything is sized from it. LLaMA-3.1-405B has
+// hidden 16384, 126 layers, 128 heads of 128, FFN 53248, vocabulary 128256
+// and 131072 positions; rope_theta reaches 1e6 (Code Llama) to 5e5
+// (LLaMA-3); the largest vision towers (InternViT-6B, ViT-22B) have hidden
+// 3200–6144, 45–48 layers, MLP 24576, and inputs up to 448–1024 px.
+const (
+	MaxTextHidden    = 1 << 16 // hidden_size (LLM)
+	MaxTextLayers    = 512     // num_hidden_layers (LLM)
+	MaxTextHeads     = 1024    // num_attention_heads (LLM)
+	MaxHeadDim       = 1024    // hidden_size / num_attention_heads
+	MaxFFN           = 1 << 18 // intermediate_size (LLM)
+	MaxVocab         = 1 << 20 // vocab_size
+	MaxPositions     = 1 << 20 // max_position_embeddings
+	MaxRopeTheta     = 1e9     // rope_theta
+	MaxEps           = 1.0     // rms_norm_eps, layer_norm_eps
+	MaxVisionHidden  = 1 << 14 // hidden_size (CLIP)
+	MaxVisionLayers  = 256     // num_hidden_layers (CLIP)
+	MaxVisionHeads   = 256     // num_attention_heads (CLIP)
+	MaxVisionMLP     = 1 << 16 // intermediate_size (CLIP)
+	MaxImageSize     = 4096    // image_size in pixels
+	MaxPatches       = 1 << 16 // (image_size / patch_size)², image tokens per image
+	MaxProjectorMLPs = 16      // N of mm_projector_type mlpNx_gelu
+)
+
+// checker records the first field of a config outside its bounds, named
+// with its key path, e.g. "text_config.max_position_embeddings".
+type checker struct {
+	where  string // config file
+	prefix string // key path of the object checked, "" or "text_config."
+	err    error
+}
+
+func (c *checker) fail(key, format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("%w: %s: %s%s %s", ErrConfig, c.where, c.prefix, key, fmt.Sprintf(format, args...))
+	}
+}
+
+// int checks lo <= v <= hi.
+func (c *checker) int(key string, v, lo, hi int) {
+	if v < lo || v > hi {
+		c.fail(key, "is %d, must be in [%d, %d]", v, lo, hi)
+	}
+}
+
+// optInt checks an optional key: lo <= *p <= hi when present.
+func (c *checker) optInt(key string, p *int, lo, hi int) {
+	if p != nil {
+		c.int(key, *p, lo, hi)
+	}
+}
+
+// positive checks 0 < v <= hi (NaN and infinities fail).
+func (c *checker) positive(key string, v, hi float64) {
+	if !(v > 0 && v <= hi) {
+		c.fail(key, "is %g, must be finite and in (0, %g]", v, hi)
+	}
+}
+
+// check fails key with the message when ok is false.
+func (c *checker) check(ok bool, key, format string, args ...any) {
+	if !ok {
+		c.fail(key, format, args...)
+	}
+}
+
+// checkText checks a decoder's geometry; raw holds its keys (bos and eos
+// ids are checked only when present, since the tokenizer's are used).
+func checkText(where, prefix string, t llava.TextConfig, raw *rawConfig) error {
+	c := &checker{where: where, prefix: prefix}
+	c.int("hidden_size", t.Hidden, 2, MaxTextHidden)
+	c.int("num_hidden_layers", t.Layers, 1, MaxTextLayers)
+	c.int("num_attention_heads", t.Heads, 1, MaxTextHeads)
+	if c.err == nil {
+		hd := t.Hidden / t.Heads
+		c.check(t.Hidden%t.Heads == 0 && hd%2 == 0 && hd <= MaxHeadDim, "hidden_size",
+			"%d / num_attention_heads %d must be a whole, even head size of at most %d", t.Hidden, t.Heads, MaxHeadDim)
+	}
+	c.int("num_key_value_heads", t.KVHeads, 1, t.Heads)
+	if c.err == nil {
+		c.check(t.Heads%t.KVHeads == 0, "num_key_value_heads", "is %d, must divide num_attention_heads %d", t.KVHeads, t.Heads)
+	}
+	c.int("intermediate_size", t.FFN, 1, MaxFFN)
+	c.int("vocab_size", t.VocabRows, 1, MaxVocab)
+	c.int("max_position_embeddings", t.MaxPos, 1, MaxPositions)
+	c.positive("rms_norm_eps", float64(t.Eps), MaxEps)
+	c.positive("rope_theta", float64(t.RopeTheta), MaxRopeTheta)
+	c.optInt("bos_token_id", raw.BOSTokenID, 0, t.VocabRows-1)
+	c.optInt("eos_token_id", raw.EOSTokenID, 0, t.VocabRows-1)
+	return c.err
+}
+
+// checkVision checks a CLIP tower's geometry.
+func checkVision(where, prefix string, v llava.VisionConfig) error {
+	c := &checker{where: where, prefix: prefix}
+	c.int("hidden_size", v.Hidden, 1, MaxVisionHidden)
+	c.int("num_hidden_layers", v.Layers, 1, MaxVisionLayers)
+	c.int("num_attention_heads", v.Heads, 1, MaxVisionHeads)
+	if c.err == nil {
+		c.check(v.Hidden%v.Heads == 0, "hidden_size", "%d must be a multiple of num_attention_heads %d", v.Hidden, v.Heads)
+	}
+	c.int("intermediate_size", v.MLP, 1, MaxVisionMLP)
+	c.int("image_size", v.ImageSize, 1, MaxImageSize)
+	c.int("patch_size", v.PatchSize, 1, max(1, v.ImageSize))
+	if c.err == nil {
+		g := v.ImageSize / v.PatchSize
+		c.check(v.ImageSize%v.PatchSize == 0 && g*g <= MaxPatches, "patch_size",
+			"%d must divide image_size %d into at most %d patches", v.PatchSize, v.ImageSize, MaxPatches)
+	}
+	c.positive("layer_norm_eps", float64(v.Eps), MaxEps)
+	c.check(v.Act == "quick_gelu" || v.Act == "gelu", "hidden_act", "is %q, want quick_gelu or gelu", v.Act)
+	return c.err
+}
+
+// checkSelectLayer checks the vision feature layer (key: its name in the
+// layout) against the tower's layers: hidden_states has layers+1 entries.
+func checkSelectLayer(where, key string, layer int, v llava.VisionConfig) error {
+	c := &checker{where: where}
+	c.int(key, layer, -(v.Layers + 1), v.Layers)
+	return c.err
 }
 
 // layout tells the checkpoint's layout from its config.
@@ -115,16 +255,17 @@ func strOr(p *string, def string) string {
 }
 
 // textConfig reads LLaMA keys with LlamaConfig's defaults (transformers
-// 4.37.2 saves only the keys that differ from them).
-func (c *rawConfig) textConfig(where string) (llava.TextConfig, int32, int32, error) {
+// 4.37.2 saves only the keys that differ from them) and checks them against
+// their bounds; prefix is the keys' path in where ("" or "text_config.").
+func (c *rawConfig) textConfig(where, prefix string) (llava.TextConfig, int32, int32, error) {
 	if c == nil {
 		c = &rawConfig{}
 	}
 	if act := strOr(c.HiddenAct, "silu"); act != "silu" {
-		return llava.TextConfig{}, 0, 0, fmt.Errorf("%w: %s: LLM hidden_act %q, want silu", ErrConfig, where, act)
+		return llava.TextConfig{}, 0, 0, fmt.Errorf("%w: %s: %shidden_act %q, want silu", ErrConfig, where, prefix, act)
 	}
 	if c.RopeScaling != nil {
-		return llava.TextConfig{}, 0, 0, fmt.Errorf("%w: %s: rope_scaling %v is not supported", ErrConfig, where, c.RopeScaling)
+		return llava.TextConfig{}, 0, 0, fmt.Errorf("%w: %s: %srope_scaling %v is not supported", ErrConfig, where, prefix, c.RopeScaling)
 	}
 	heads := intOr(c.NumAttentionHeads, 32)
 	t := llava.TextConfig{
@@ -138,20 +279,25 @@ func (c *rawConfig) textConfig(where string) (llava.TextConfig, int32, int32, er
 		RopeTheta: float32(floatOr(c.RopeTheta, 10000)),
 		MaxPos:    intOr(c.MaxPositions, 2048),
 	}
+	if err := checkText(where, prefix, t, c); err != nil {
+		return llava.TextConfig{}, 0, 0, err
+	}
 	return t, int32(intOr(c.BOSTokenID, 1)), int32(intOr(c.EOSTokenID, 2)), nil
 }
 
-// visionConfig reads CLIPVisionConfig keys with their defaults; a full
-// CLIPConfig (model_type "clip", as openai/clip-vit-large-patch14-336 ships)
-// is read through its vision_config.
-func (c *rawConfig) visionConfig() llava.VisionConfig {
+// visionConfig reads CLIPVisionConfig keys with their defaults and checks
+// them against their bounds; a full CLIPConfig (model_type "clip", as
+// openai/clip-vit-large-patch14-336 ships) is read through its
+// vision_config. prefix is the keys' path in where.
+func (c *rawConfig) visionConfig(where, prefix string) (llava.VisionConfig, error) {
 	if c.ModelType == "clip" {
+		prefix += "vision_config."
 		c = c.VisionConfig
 		if c == nil {
 			c = &rawConfig{}
 		}
 	}
-	return llava.VisionConfig{
+	v := llava.VisionConfig{
 		Hidden:    intOr(c.HiddenSize, 768),
 		Layers:    intOr(c.NumHiddenLayers, 12),
 		Heads:     intOr(c.NumAttentionHeads, 12),
@@ -161,6 +307,7 @@ func (c *rawConfig) visionConfig() llava.VisionConfig {
 		Eps:       float32(floatOr(c.LayerNormEps, 1e-5)),
 		Act:       strOr(c.HiddenAct, "quick_gelu"),
 	}
+	return v, checkVision(where, prefix, v)
 }
 
 // llavaHFVisionDefault is LlavaConfig's vision tower when vision_config is
@@ -173,13 +320,24 @@ var mlpGELU = regexp.MustCompile(`^mlp([1-9][0-9]*)x_gelu$`)
 
 // hfConfig builds the engine config of a llava-hf checkpoint.
 func (c *rawConfig) hfConfig(where string) (llava.Config, error) {
-	text, bos, eos, err := c.TextConfig.textConfig(where)
+	text, bos, eos, err := c.TextConfig.textConfig(where, "text_config.")
 	if err != nil {
 		return llava.Config{}, err
 	}
 	vision := llavaHFVisionDefault
 	if c.VisionConfig != nil {
-		vision = c.VisionConfig.visionConfig()
+		if vision, err = c.VisionConfig.visionConfig(where, "vision_config."); err != nil {
+			return llava.Config{}, err
+		}
+	}
+	selectLayer := intOr(c.VisionFeatureLayer, -2)
+	if err := checkSelectLayer(where, "vision_feature_layer", selectLayer, vision); err != nil {
+		return llava.Config{}, err
+	}
+	ck := &checker{where: where}
+	ck.optInt("image_token_index", c.ImageTokenIndex, 0, text.VocabRows-1)
+	if ck.err != nil {
+		return llava.Config{}, ck.err
 	}
 	if s := strOr(c.VisionFeatureSelect, "default"); s != "default" {
 		return llava.Config{}, fmt.Errorf("%w: %s: vision_feature_select_strategy %q, want default", ErrConfig, where, s)
@@ -188,24 +346,35 @@ func (c *rawConfig) hfConfig(where string) (llava.Config, error) {
 		return llava.Config{}, fmt.Errorf("%w: %s: projector_hidden_act %q, want gelu", ErrConfig, where, a)
 	}
 	return llava.Config{
-		Vision: vision, Text: text, SelectLayer: intOr(c.VisionFeatureLayer, -2),
+		Vision: vision, Text: text, SelectLayer: selectLayer,
 		ProjectorLayers: 2, Vocab: text.VocabRows, BOS: bos, EOS: eos,
 	}, nil
 }
 
 // llavaConfig builds the engine config of an authors' checkpoint given its
-// CLIP tower's config.
-func (c *rawConfig) llavaConfig(where string, clip *rawConfig) (llava.Config, error) {
-	text, bos, eos, err := c.textConfig(where)
+// CLIP tower's config (read from clipWhere).
+func (c *rawConfig) llavaConfig(where string, clip *rawConfig, clipWhere string) (llava.Config, error) {
+	text, bos, eos, err := c.textConfig(where, "")
 	if err != nil {
 		return llava.Config{}, err
 	}
-	vision := clip.visionConfig()
+	vision, err := clip.visionConfig(clipWhere, "")
+	if err != nil {
+		return llava.Config{}, err
+	}
+	selectLayer := intOr(c.MMVisionSelectLayer, -2)
+	if err := checkSelectLayer(where, "mm_vision_select_layer", selectLayer, vision); err != nil {
+		return llava.Config{}, err
+	}
 	layers := 1
 	switch p := strOr(c.MMProjectorType, "linear"); {
 	case p == "linear":
 	case mlpGELU.MatchString(p):
-		layers, _ = strconv.Atoi(mlpGELU.FindStringSubmatch(p)[1])
+		n, err := strconv.Atoi(mlpGELU.FindStringSubmatch(p)[1])
+		if err != nil || n > MaxProjectorMLPs {
+			return llava.Config{}, fmt.Errorf("%w: %s: mm_projector_type %q has more than %d layers", ErrConfig, where, p, MaxProjectorMLPs)
+		}
+		layers = n
 	default:
 		return llava.Config{}, fmt.Errorf("%w: %s: mm_projector_type %q, want linear or mlpNx_gelu", ErrConfig, where, p)
 	}
@@ -219,7 +388,7 @@ func (c *rawConfig) llavaConfig(where string, clip *rawConfig) (llava.Config, er
 		return llava.Config{}, fmt.Errorf("%w: %s: mm_hidden_size %d but the vision tower's hidden size is %d", ErrConfig, where, h, vision.Hidden)
 	}
 	return llava.Config{
-		Vision: vision, Text: text, SelectLayer: intOr(c.MMVisionSelectLayer, -2),
+		Vision: vision, Text: text, SelectLayer: selectLayer,
 		ProjectorLayers: layers, Vocab: text.VocabRows, BOS: bos, EOS: eos,
 	}, nil
 }

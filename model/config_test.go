@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
@@ -16,7 +15,7 @@ import (
 // vision_config is absent.
 func TestHFConfigDefaults(t *testing.T) {
 	raw, err := parseRawConfig([]byte(`{"model_type": "llava", "text_config": {"hidden_size": 64, "vocab_size": 1008},
-		"vision_config": {"hidden_size": 32, "image_size": 56, "patch_size": 14}}`), "x")
+		"vision_config": {"hidden_size": 32, "num_attention_heads": 4, "image_size": 56, "patch_size": 14}}`), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +27,7 @@ func TestHFConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := llava.Config{
-		Vision:      llava.VisionConfig{Hidden: 32, Layers: 12, Heads: 12, MLP: 3072, ImageSize: 56, PatchSize: 14, Eps: 1e-5, Act: "quick_gelu"},
+		Vision:      llava.VisionConfig{Hidden: 32, Layers: 12, Heads: 4, MLP: 3072, ImageSize: 56, PatchSize: 14, Eps: 1e-5, Act: "quick_gelu"},
 		Text:        llava.TextConfig{Hidden: 64, Layers: 32, Heads: 32, KVHeads: 32, FFN: 11008, VocabRows: 1008, Eps: 1e-6, RopeTheta: 10000, MaxPos: 2048},
 		SelectLayer: -2, ProjectorLayers: 2, Vocab: 1008, BOS: 1, EOS: 2,
 	}
@@ -46,8 +45,8 @@ func TestHFConfigDefaults(t *testing.T) {
 func TestLLaVAConfig(t *testing.T) {
 	raw, _ := parseRawConfig([]byte(`{"mm_vision_tower": "clip", "mm_projector_type": "mlp3x_gelu",
 		"mm_vision_select_layer": -3, "hidden_size": 64, "num_attention_heads": 4, "rms_norm_eps": 1e-5}`), "x")
-	clip, _ := parseRawConfig([]byte(`{"model_type": "clip", "vision_config": {"hidden_size": 1024, "num_hidden_layers": 24}}`), "c")
-	cfg, err := raw.llavaConfig("x", clip)
+	clip, _ := parseRawConfig([]byte(`{"model_type": "clip", "vision_config": {"hidden_size": 1024, "num_attention_heads": 16, "num_hidden_layers": 24}}`), "c")
+	cfg, err := raw.llavaConfig("x", clip, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func TestLLaVAConfig(t *testing.T) {
 		`{"mm_vision_tower": "c", "rope_scaling": {"type": "linear", "factor": 2}}`,
 	} {
 		raw, _ := parseRawConfig([]byte(bad), "x")
-		if _, err := raw.llavaConfig("x", clip); !errors.Is(err, ErrConfig) {
+		if _, err := raw.llavaConfig("x", clip, "c"); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: error %v, want ErrConfig", bad, err)
 		}
 	}
@@ -96,7 +95,7 @@ func FuzzConfig(f *testing.F) {
 		if l == LayoutHF {
 			cfg, err = raw.hfConfig("fuzz")
 		} else {
-			cfg, err = raw.llavaConfig("fuzz", raw)
+			cfg, err = raw.llavaConfig("fuzz", raw, "fuzz")
 		}
 		if err != nil {
 			if !errors.Is(err, ErrConfig) {
@@ -104,27 +103,18 @@ func FuzzConfig(f *testing.F) {
 			}
 			return
 		}
+		// A config within the bounds sizes nothing from its fields alone.
+		if tc := cfg.Text; tc.MaxPos > MaxPositions || tc.Hidden > MaxTextHidden || tc.Layers > MaxTextLayers ||
+			!(tc.Eps > 0) || !(tc.RopeTheta > 0) || cfg.Vision.Patches() > MaxPatches {
+			t.Fatalf("config %+v accepted outside the bounds", cfg)
+		}
+		// Sizing the pool from it never allocates, and never overflows
+		// into a pool over the memory given.
+		blocks, ctx, err := kvPool(Options{}, 16, cfg.Text, cfg.Vision.Patches(), 1<<30, true)
+		if err == nil && (ctx > cfg.Text.MaxPos || ctx > blocks*16 || int64(blocks)*kvBlockBytes(cfg.Text, 16, 4) > 1<<29) {
+			t.Fatalf("pool of %d blocks, context %d for %+v", blocks, ctx, cfg.Text)
+		}
 		_ = cfg.Validate() // must not panic on any geometry
 		_ = cfg.VisionLayersUsed()
 	})
-}
-
-func TestKVBlocks(t *testing.T) {
-	tc := llava.TextConfig{Hidden: 64, Layers: 2, MaxPos: 4096}
-	blockBytes := int64(2 * 2 * 16 * 64 * 4)
-	if got := kvBlocks(7, 1<<40, 16, 0, tc); got != 7 {
-		t.Errorf("explicit blocks: %d", got)
-	}
-	if got := kvBlocks(0, 1000*blockBytes+5, 16, 0, tc); got != 1000 {
-		t.Errorf("from bytes: %d, want 1000", got)
-	}
-	if got := kvBlocks(0, 1000*blockBytes+5, 16, kernels.BF16, tc); got != 2000 {
-		t.Errorf("bf16 blocks from bytes: %d, want 2000", got)
-	}
-	if got := kvBlocks(0, 10*blockBytes, 16, kernels.F32, tc); got != 256 {
-		t.Errorf("from too few bytes: %d, want one full context of 256", got)
-	}
-	if got := kvBlocks(0, 0, 16, 0, tc); got < 256 || got > 8*256 {
-		t.Errorf("default: %d blocks, want between one and eight contexts of 256", got)
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/safefile"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model/imageproc"
@@ -36,15 +37,21 @@ var (
 	ErrVisionTower = errors.New("model: vision tower not found")
 	// ErrTokenizer reports a missing or unreadable tokenizer.model.
 	ErrTokenizer = errors.New("model: bad tokenizer")
+	// ErrKVCache reports a KV pool that does not fit the memory available
+	// or cannot hold one sequence.
+	ErrKVCache = errors.New("model: KV cache does not fit")
 )
+
+// MaxTokenizerBytes bounds the size of tokenizer.model (LLaMA's is 500 KB).
+const MaxTokenizerBytes = 64 << 20
 
 // Options tune loading.
 type Options struct {
 	LoRA        string          // PEFT LoRA adapter directory to merge, or ""
 	VisionTower string          // CLIP tower directory overriding mm_vision_tower (authors' layout), or ""
-	KVBlocks    int             // KV cache blocks (0: from KVBytes)
-	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts, at most 4 GiB)
-	KVBlockSize int             // positions per KV block (0: 16)
+	KVBlocks    int             // KV cache blocks, exactly (0: from KVBytes)
+	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts within half the available memory)
+	KVBlockSize int             // positions per KV block (0: 16; at most MaxKVBlockSize)
 	KVDType     kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
 	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
 	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
@@ -55,12 +62,17 @@ type Options struct {
 // LoadReport tells what loading found besides the model.
 type LoadReport struct {
 	Layout      Layout
-	Dir         string              // model directory
-	VisionDir   string              // CLIP tower directory (authors' layout)
-	DType       string              // dtype of the LLM's weights as stored
-	WeightBytes int64               // bytes of the tensors bound
-	Unused      []string            // tensors never bound, as "origin: name"
-	LoRA        *weights.LoRAReport // the merged adapter, or nil
+	Dir         string // model directory
+	VisionDir   string // CLIP tower directory (authors' layout)
+	DType       string // dtype of the LLM's weights as stored
+	WeightBytes int64  // bytes of the tensors bound
+	// MaxPositions is the config's max_position_embeddings; Context, the
+	// positions a sequence may use: MaxPositions, or fewer when the KV
+	// pool (KVBlocks blocks of KVBlockSize positions) holds fewer.
+	MaxPositions, Context int
+	KVBlocks, KVBlockSize int
+	Unused                []string            // tensors never bound, as "origin: name"
+	LoRA                  *weights.LoRAReport // the merged adapter, or nil
 	// ExpectedUnused are unused tensors that are normal for LLaVA: CLIP's
 	// post_layernorm, the vision layers after the selected one, a CLIP
 	// checkpoint's text model, rotary caches.
@@ -71,7 +83,11 @@ type LoadReport struct {
 // unused tensor.
 func (r *LoadReport) Log(l *slog.Logger) {
 	l.Info("model loaded", "dir", r.Dir, "layout", string(r.Layout), "dtype", r.DType,
-		"weight_bytes", r.WeightBytes, "expected_unused", r.ExpectedUnused)
+		"weight_bytes", r.WeightBytes, "expected_unused", r.ExpectedUnused,
+		"kv_blocks", r.KVBlocks, "kv_block_size", r.KVBlockSize, "context", r.Context)
+	if r.Context < r.MaxPositions {
+		l.Warn("context limited by the KV cache", "max_position_embeddings", r.MaxPositions, "context", r.Context)
+	}
 	if r.LoRA != nil {
 		l.Info("LoRA adapter merged", "rank", r.LoRA.Rank, "alpha", r.LoRA.Alpha,
 			"merged", len(r.LoRA.Merged), "overridden", len(r.LoRA.Overridden))
@@ -93,11 +109,13 @@ func (s source) join(elem ...string) string {
 	return filepath.Join(elem...)
 }
 
-func (s source) readFile(name string) ([]byte, error) {
+// readFile reads a regular file of at most limit bytes (a FIFO, device or
+// directory is refused before it is read: safefile).
+func (s source) readFile(name string, limit int64) ([]byte, error) {
 	if s.fsys != nil {
-		return fs.ReadFile(s.fsys, name)
+		return safefile.ReadFileFS(s.fsys, name, limit)
 	}
-	return os.ReadFile(name)
+	return safefile.ReadFile(name, limit)
 }
 
 func (s source) isDir(name string) bool {
@@ -158,7 +176,7 @@ func (ss stores) close() error {
 
 func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, err error) {
 	cfgPath := src.join(dir, "config.json")
-	data, err := src.readFile(cfgPath)
+	data, err := src.readFile(cfgPath, MaxConfigBytes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
@@ -190,7 +208,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		}
 		rep.VisionDir = vdir
 		vcPath := src.join(vdir, "config.json")
-		vdata, err := src.readFile(vcPath)
+		vdata, err := src.readFile(vcPath, MaxConfigBytes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
@@ -198,13 +216,13 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if cfg, err = raw.llavaConfig(cfgPath, vraw); err != nil {
+		if cfg, err = raw.llavaConfig(cfgPath, vraw, vcPath); err != nil {
 			return nil, nil, err
 		}
 	}
 
 	tokPath := src.join(dir, "tokenizer.model")
-	tokData, err := src.readFile(tokPath)
+	tokData, err := src.readFile(tokPath, MaxTokenizerBytes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrTokenizer, err)
 	}
@@ -222,6 +240,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 
 	// The CPU backend reads the weights where they lie, every step: they
 	// are kept resident for it; other backends copy them to their device.
+	// Its KV cache is host memory too.
 	resident := opts.Backend == nil || opts.Backend.Name() == "cpu"
 	main, err := src.open(dir, resident)
 	if err != nil {
@@ -282,15 +301,23 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if raw.RandomWeights {
 		name += " (random weights)"
 	}
+	// The pool is sized once the weights are in memory, which then counts
+	// as taken; the context is what the pool can hold.
 	blockSize := opts.KVBlockSize
 	if blockSize <= 0 {
 		blockSize = 16
 	}
+	rep.MaxPositions, rep.KVBlockSize = cfg.Text.MaxPos, blockSize
+	rep.KVBlocks, rep.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), availableMemory(), resident)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Text.MaxPos = rep.Context
 	m, err := llava.New(cfg, w, be, llava.Options{
 		Name:          name,
 		DType:         rep.DType,
 		RandomWeights: raw.RandomWeights,
-		KVBlocks:      kvBlocks(opts.KVBlocks, opts.KVBytes, blockSize, opts.KVDType, cfg.Text),
+		KVBlocks:      rep.KVBlocks,
 		KVBlockSize:   blockSize,
 		KVDType:       opts.KVDType,
 		Tokenizer:     tok,
@@ -307,43 +334,6 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		return nil, nil, err
 	}
 	return m, rep, nil
-}
-
-// kvBlocks is the KV pool size: blocks when set; else as many blocks as
-// bytes hold; else enough for 8 full contexts but within half the available
-// memory; never less than one full context unless blocks says so.
-func kvBlocks(blocks int, bytes int64, blockSize int, dt kernels.DType, t llava.TextConfig) int {
-	if blocks > 0 {
-		return blocks
-	}
-	elem := 4 // float32
-	if dt != 0 {
-		elem = dt.Size()
-	}
-	blockBytes := int64(2 * t.Layers * blockSize * t.Hidden * elem) // keys and values
-	perContext := (t.MaxPos + blockSize - 1) / blockSize
-	if bytes > 0 {
-		return max(perContext, int(bytes/blockBytes))
-	}
-	budget := availableMemory() / 2
-	return max(perContext, min(8*perContext, int(budget/blockBytes)))
-}
-
-// availableMemory is MemAvailable of /proc/meminfo, or 4 GiB where that
-// cannot be read.
-func availableMemory() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-				var kb int64
-				if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil && kb > 0 {
-					return kb << 10
-				}
-			}
-		}
-	}
-	return 4 << 30
 }
 
 // visionDir resolves the CLIP tower: override when set, else
@@ -389,7 +379,7 @@ func hubSnapshot(repo string) string {
 		}
 	}
 	root := filepath.Join(cache, "models--"+org+"--"+name)
-	if ref, err := os.ReadFile(filepath.Join(root, "refs", "main")); err == nil {
+	if ref, err := safefile.ReadFile(filepath.Join(root, "refs", "main"), 4096); err == nil {
 		snap := filepath.Join(root, "snapshots", strings.TrimSpace(string(ref)))
 		if st, err := os.Stat(snap); err == nil && st.IsDir() {
 			return snap

@@ -1,11 +1,14 @@
 package model_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model"
@@ -237,4 +240,224 @@ func TestVisionTowerFromHubCacheAndOverride(t *testing.T) {
 	if rep.VisionDir != clip {
 		t.Errorf("override: vision dir %s", rep.VisionDir)
 	}
+}
+
+// hostileCopy makes a checkpoint directory whose config.json is tiny's
+// (llava-hf) with each key path of set ("text_config.rope_theta") given the
+// raw JSON value, or the whole text raw when set has the key ""; the
+// tokenizer and weights are links to tiny's.
+func hostileCopy(t *testing.T, set map[string]string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(tinyDir, "config.json"))
+	if err != nil {
+		t.Skip("tiny checkpoint absent (run tools/reference)")
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for path, raw := range set {
+		if path == "" {
+			continue
+		}
+		keys := strings.Split(path, ".")
+		obj := cfg
+		for _, k := range keys[:len(keys)-1] {
+			obj = obj[k].(map[string]any)
+		}
+		obj[keys[len(keys)-1]] = json.RawMessage(raw)
+	}
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if raw, ok := set[""]; ok {
+		data = []byte(raw)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs(tinyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tokenizer.model", "model.safetensors"} {
+		if err := os.Symlink(filepath.Join(abs, f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestHostileConfig loads tiny with one config.json field out of its bounds
+// (too large, zero, negative, not whole, NaN or Infinity, the wrong type)
+// per row, and asserts that the load fails with ErrConfig and a message
+// naming the field.
+func TestHostileConfig(t *testing.T) {
+	for _, c := range []struct {
+		key, value string
+		want       string // in the message, besides the key
+	}{
+		{"text_config.max_position_embeddings", "2147483648", "is 2147483648, must be in [1, 1048576]"},
+		{"text_config.max_position_embeddings", "16777216", "must be in [1, 1048576]"},
+		{"text_config.max_position_embeddings", "0", "must be in [1, 1048576]"},
+		{"text_config.max_position_embeddings", "-4096", "must be in [1, 1048576]"},
+		{"text_config.max_position_embeddings", "4096.5", "cannot unmarshal"},
+		{"text_config.max_position_embeddings", "1e400", "cannot unmarshal"},
+		{"text_config.hidden_size", "0", "must be in [2, 65536]"},
+		{"text_config.hidden_size", "131072", "must be in [2, 65536]"},
+		{"text_config.hidden_size", "66", "must be a whole, even head size"},
+		{"text_config.hidden_size", "\"64\"", "cannot unmarshal string"},
+		{"text_config.num_hidden_layers", "0", "must be in [1, 512]"},
+		{"text_config.num_hidden_layers", "100000", "must be in [1, 512]"},
+		{"text_config.num_attention_heads", "0", "must be in [1, 1024]"},
+		{"text_config.num_attention_heads", "3", "must be a whole, even head size"},
+		{"text_config.num_attention_heads", "64", "must be a whole, even head size"},
+		{"text_config.num_key_value_heads", "0", "must be in [1, 4]"},
+		{"text_config.num_key_value_heads", "8", "must be in [1, 4]"},
+		{"text_config.num_key_value_heads", "3", "must divide num_attention_heads 4"},
+		{"text_config.intermediate_size", "-1", "must be in [1, 262144]"},
+		{"text_config.intermediate_size", "1073741824", "must be in [1, 262144]"},
+		{"text_config.vocab_size", "0", "must be in [1, 1048576]"},
+		{"text_config.vocab_size", "2097152", "must be in [1, 1048576]"},
+		{"text_config.rms_norm_eps", "-1e-05", "must be finite and in (0, 1]"},
+		{"text_config.rms_norm_eps", "0", "must be finite and in (0, 1]"},
+		{"text_config.rms_norm_eps", "10", "must be finite and in (0, 1]"},
+		{"text_config.rms_norm_eps", "1e-60", "must be finite and in (0, 1]"}, // 0 as float32
+		{"text_config.rms_norm_eps", "\"NaN\"", "cannot unmarshal string"},
+		{"text_config.rms_norm_eps", "true", "cannot unmarshal bool"},
+		{"text_config.rope_theta", "-10000", "must be finite and in (0, 1e+09]"},
+		{"text_config.rope_theta", "0", "must be finite and in (0, 1e+09]"},
+		{"text_config.rope_theta", "1e300", "must be finite and in (0, 1e+09]"},
+		{"text_config.bos_token_id", "5000", "must be in [0, 1007]"},
+		{"text_config.eos_token_id", "-1", "must be in [0, 1007]"},
+		{"text_config.hidden_act", "\"gelu\"", "want silu"},
+		{"text_config.rope_scaling", `{"type": "linear", "factor": 64}`, "not supported"},
+		{"image_token_index", "2000", "must be in [0, 1007]"},
+		{"vision_config.hidden_size", "0", "must be in [1, 16384]"},
+		{"vision_config.hidden_size", "1048576", "must be in [1, 16384]"},
+		{"vision_config.num_hidden_layers", "0", "must be in [1, 256]"},
+		{"vision_config.num_attention_heads", "5", "must be a multiple of num_attention_heads 5"},
+		{"vision_config.intermediate_size", "0", "must be in [1, 65536]"},
+		{"vision_config.image_size", "1048576", "must be in [1, 4096]"},
+		{"vision_config.patch_size", "0", "must be in [1, 56]"},
+		{"vision_config.patch_size", "15", "must divide image_size 56"},
+		{"vision_config.layer_norm_eps", "-1e-05", "must be finite and in (0, 1]"},
+		{"vision_config.hidden_act", "\"relu\"", "want quick_gelu or gelu"},
+		{"vision_feature_layer", "5", "must be in [-3, 2]"},
+		{"vision_feature_layer", "-4", "must be in [-3, 2]"},
+		{"text_config", "[]", "cannot unmarshal array"},
+	} {
+		t.Run(c.key+"="+c.value, func(t *testing.T) {
+			err := openErr(t, hostileCopy(t, map[string]string{c.key: c.value}))
+			if !errors.Is(err, model.ErrConfig) {
+				t.Fatalf("error %v, want ErrConfig", err)
+			}
+			wantIn(t, err, c.key, c.want)
+		})
+	}
+}
+
+// TestHostileConfigSyntax checks that Python's NaN and Infinity, which are
+// not JSON, are refused naming the key before them, and that a config.json
+// over MaxConfigBytes is refused without being read whole.
+func TestHostileConfigSyntax(t *testing.T) {
+	for _, lit := range []string{"NaN", "Infinity", "-Infinity"} {
+		text := `{"architectures": ["LlavaForConditionalGeneration"], "text_config": {"rms_norm_eps": ` + lit + `}}`
+		err := openErr(t, hostileCopy(t, map[string]string{"": text}))
+		if !errors.Is(err, model.ErrConfig) {
+			t.Fatalf("%s: error %v, want ErrConfig", lit, err)
+		}
+		wantIn(t, err, `after key "rms_norm_eps"`, "NaN and Infinity are not JSON")
+	}
+	big := `{"architectures": ["LlavaForConditionalGeneration"], "pad": "` + strings.Repeat("x", model.MaxConfigBytes) + `"}`
+	err := openErr(t, hostileCopy(t, map[string]string{"": big}))
+	if !errors.Is(err, model.ErrConfig) {
+		t.Fatalf("large config: error %v, want ErrConfig", err)
+	}
+	wantIn(t, err, "config.json", "more than 1048576 bytes")
+}
+
+// TestLoadRefusesNonRegularFiles replaces config.json, tokenizer.model and
+// a weight shard (named by model.safetensors.index.json) in turn by a FIFO
+// with no writer (opening it for reading would block start-up for ever)
+// and by a directory, and asserts that each load fails at once naming the
+// file and what it is. A FIFO or directory named model.safetensors is not
+// taken for a checkpoint at all.
+func TestLoadRefusesNonRegularFiles(t *testing.T) {
+	for _, name := range []string{"config.json", "tokenizer.model", "shard.safetensors", "model.safetensors"} {
+		for _, kind := range []string{"named pipe (FIFO)", "directory"} {
+			dir := hostileCopy(t, nil)
+			p := filepath.Join(dir, name)
+			if name == "shard.safetensors" {
+				index := `{"weight_map": {"language_model.lm_head.weight": "shard.safetensors"}}`
+				if err := os.WriteFile(filepath.Join(dir, weights.SafetensorsIndex), []byte(index), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			if kind == "directory" {
+				err = os.Mkdir(p, 0o755)
+			} else {
+				err = syscall.Mkfifo(p, 0o600)
+			}
+			if err != nil {
+				t.Skipf("%s: %v", kind, err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				m, _, err := model.Open(dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
+				if err == nil {
+					m.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				switch {
+				case err == nil:
+					t.Fatalf("%s as a %s: loaded", name, kind)
+				case name == "model.safetensors":
+					if !errors.Is(err, weights.ErrNoCheckpoint) {
+						t.Errorf("%s as a %s: error %v, want ErrNoCheckpoint", name, kind, err)
+					}
+				default:
+					wantIn(t, err, p, "not a regular file", kind)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s as a %s: load blocked", name, kind)
+			}
+		}
+	}
+}
+
+// TestHugeContextBoundedPool loads tiny with the largest
+// max_position_embeddings allowed (2^20, 1 GiB of float32 KV at tiny's 1 KiB
+// per position) and a 4 MiB KV budget: the pool stays within the budget and
+// the context is what it holds; a budget below one sequence is a clear load
+// error.
+func TestHugeContextBoundedPool(t *testing.T) {
+	dir := hostileCopy(t, map[string]string{"text_config.max_position_embeddings": "1048576"})
+	const budget = 4 << 20
+	m, rep, err := model.Open(dir, model.Options{KVBytes: budget, Backend: cpu.New(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sp := m.Spec()
+	perBlock := int64(2 * 2 * 16 * 64 * 4) // keys and values × layers × positions × hidden × float32
+	if int64(sp.KVBlocks)*perBlock > budget || sp.KVBlocks != budget/int(perBlock) {
+		t.Errorf("%d KV blocks of %d bytes for a budget of %d", sp.KVBlocks, perBlock, budget)
+	}
+	if sp.MaxContext != sp.KVBlocks*sp.KVBlockSize || rep.Context != sp.MaxContext || rep.MaxPositions != 1<<20 {
+		t.Errorf("context %d (report %d of %d) for %d blocks of %d", sp.MaxContext, rep.Context, rep.MaxPositions, sp.KVBlocks, sp.KVBlockSize)
+	}
+
+	_, _, err = model.Open(dir, model.Options{KVBytes: 64 << 10, Backend: cpu.New(1)})
+	if !errors.Is(err, model.ErrKVCache) {
+		t.Fatalf("64 KiB budget: error %v, want ErrKVCache", err)
+	}
+	wantIn(t, err, "--kv-cache-bytes 65536 holds 64 positions", "a sequence needs at least 528")
 }

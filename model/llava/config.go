@@ -8,6 +8,7 @@ package llava
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrConfig reports a configuration the engine cannot run.
@@ -41,7 +42,7 @@ type TextConfig struct {
 	VocabRows int     // rows of embed_tokens and lm_head, possibly padded
 	Eps       float32 // RMSNorm epsilon
 	RopeTheta float32 // RoPE base (10000)
-	MaxPos    int     // max positions (4096)
+	MaxPos    int     // positions a sequence may use: max_position_embeddings, or fewer when the KV pool holds fewer (4096)
 }
 
 // Config describes a LLaVA-1.5 model.
@@ -55,6 +56,9 @@ type Config struct {
 	Vocab           int   // true vocabulary (the tokenizer's); logits have this many rows
 	BOS, EOS        int32 // special token ids
 }
+
+// finitePositive reports whether x is finite and above 0.
+func finitePositive(x float32) bool { return x > 0 && x <= math.MaxFloat32 }
 
 // VisionLayersUsed is how many encoder layers run: hidden_states[i] is the
 // output of layer i, hidden_states[0] the embeddings.
@@ -73,12 +77,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: vision geometry %+v", ErrConfig, v)
 	case v.Hidden%v.Heads != 0 || v.ImageSize%v.PatchSize != 0:
 		return fmt.Errorf("%w: vision hidden %d / heads %d or image %d / patch %d not whole", ErrConfig, v.Hidden, v.Heads, v.ImageSize, v.PatchSize)
+	case !finitePositive(v.Eps):
+		return fmt.Errorf("%w: vision LayerNorm epsilon %g", ErrConfig, v.Eps)
 	case v.Act != "quick_gelu" && v.Act != "gelu":
 		return fmt.Errorf("%w: vision activation %q", ErrConfig, v.Act)
 	case t.Hidden <= 0 || t.Layers <= 0 || t.Heads <= 0 || t.FFN <= 0 || t.VocabRows <= 0 || t.MaxPos <= 0:
 		return fmt.Errorf("%w: text geometry %+v", ErrConfig, t)
 	case t.Hidden%t.Heads != 0 || (t.Hidden/t.Heads)%2 != 0:
 		return fmt.Errorf("%w: text hidden %d / heads %d must give an even head size", ErrConfig, t.Hidden, t.Heads)
+	case !finitePositive(t.Eps) || !finitePositive(t.RopeTheta):
+		return fmt.Errorf("%w: RMSNorm epsilon %g and RoPE theta %g must be finite and positive", ErrConfig, t.Eps, t.RopeTheta)
 	case t.KVHeads != t.Heads:
 		return fmt.Errorf("%w: %d key/value heads for %d heads (grouped-query attention is not supported)", ErrConfig, t.KVHeads, t.Heads)
 	case c.Vocab <= 0 || c.Vocab > t.VocabRows:

@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"syscall"
+
+	"github.com/pancap-serve/pancap/internal/safefile"
 )
 
 // mapFile maps the whole file at path read-only and shared. The returned
@@ -21,12 +23,13 @@ func mapFile(path string) ([]byte, func() error, error) {
 	})
 }
 
-// loadFile opens the file at path and returns what load makes of it and its
-// size (in bytes, at most limit, else ErrTooLarge saying it cannot be
-// what); an empty file is an empty slice, load not called.
+// loadFile opens the regular file at path (a FIFO, device or directory is
+// refused before it is opened: safefile.Open) and returns what load makes
+// of it and its size (in bytes, at most limit, else ErrTooLarge saying it
+// cannot be what); an empty file is an empty slice, load not called.
 func loadFile(path string, limit int64, what string,
 	load func(f *os.File, size int) ([]byte, func() error, error)) ([]byte, func() error, error) {
-	f, err := os.Open(path)
+	f, err := safefile.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,176 @@
+package model
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pancap-serve/pancap/internal/safefile"
+	"github.com/pancap-serve/pancap/model/llava"
+)
+
+// Bounds of the KV pool's sizing.
+const (
+	// MaxKVBlockSize bounds Options.KVBlockSize.
+	MaxKVBlockSize = 1024
+	// MinTextPositions is what a pool sized from a byte budget must hold
+	// beyond one image's tokens (or max_position_embeddings when smaller):
+	// a chain stage's prompt and some of its output. A smaller budget is a
+	// load error rather than a server that refuses every request.
+	MinTextPositions = 512
+	// defaultContexts is how many full contexts the pool holds when sized
+	// from free memory.
+	defaultContexts = 8
+)
+
+// kvPool sizes the KV pool of t's decoder and the context a sequence may
+// use. A block holds blockSize positions of keys and values of every
+// layer:
+//
+//	blockBytes = 2 × layers × blockSize × hidden × element size
+//	blocks     = opts.KVBlocks if set (an exact pool, for tests and benchmarks)
+//	           | ⌊opts.KVBytes / blockBytes⌋ if set
+//	           | min(8 full contexts, ⌊avail/2 / blockBytes⌋)
+//	context    = min(max_position_embeddings, blocks × blockSize)
+//
+// so max_position_embeddings bounds the context but never sizes an
+// allocation by itself. avail is the memory the pool may come from (host
+// memory available); a pool that would need more than avail is refused
+// when hostPool says the pool lives there, as is a budget-sized pool that
+// holds fewer than min(max_position_embeddings, imageTokens +
+// MinTextPositions) positions.
+func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, avail int64, hostPool bool) (blocks, context int, err error) {
+	if blockSize < 1 || blockSize > MaxKVBlockSize {
+		return 0, 0, fmt.Errorf("%w: KV block size %d, must be in [1, %d]", ErrKVCache, blockSize, MaxKVBlockSize)
+	}
+	elem := int64(4) // float32
+	if opts.KVDType != 0 {
+		elem = int64(opts.KVDType.Size())
+	}
+	blockBytes := kvBlockBytes(t, blockSize, elem)
+	perContext := (t.MaxPos + blockSize - 1) / blockSize
+	switch {
+	case opts.KVBlocks > 0:
+		blocks = opts.KVBlocks
+		if int64(blocks) > math.MaxInt64/blockBytes {
+			return 0, 0, fmt.Errorf("%w: %d blocks of %d bytes overflow", ErrKVCache, blocks, blockBytes)
+		}
+		if hostPool && int64(blocks)*blockBytes > avail {
+			return 0, 0, fmt.Errorf("%w: %d blocks of %d bytes exceed the %s available", ErrKVCache, blocks, blockBytes, formatBytes(avail))
+		}
+	case opts.KVBytes > 0:
+		if hostPool && opts.KVBytes > avail {
+			return 0, 0, fmt.Errorf("%w: --kv-cache-bytes %d (%s) exceeds the %s of memory available", ErrKVCache, opts.KVBytes, formatBytes(opts.KVBytes), formatBytes(avail))
+		}
+		blocks = int(opts.KVBytes / blockBytes)
+	default:
+		blocks = int(min(int64(defaultContexts*perContext), avail/2/blockBytes))
+	}
+	context = int(min(int64(t.MaxPos), int64(blocks)*int64(blockSize)))
+	if need := min(t.MaxPos, imageTokens+MinTextPositions); opts.KVBlocks <= 0 && context < need {
+		budget := "half the free memory, " + formatBytes(avail/2)
+		if opts.KVBytes > 0 {
+			budget = fmt.Sprintf("--kv-cache-bytes %d", opts.KVBytes)
+		}
+		return 0, 0, fmt.Errorf("%w: %s holds %d positions at %d bytes each (%d layers × hidden %d × keys and values × %d-byte elements); a sequence needs at least %d (%d image tokens + %d)",
+			ErrKVCache, budget, context, blockBytes/int64(blockSize), t.Layers, t.Hidden, elem, need, imageTokens, MinTextPositions)
+	}
+	return blocks, context, nil
+}
+
+// kvBlockBytes is the bytes of one KV block: keys and values of every
+// layer at blockSize positions of elem-byte elements. Each factor is
+// bounded (the config's bounds, MaxKVBlockSize), so it is at most 2^38.
+func kvBlockBytes(t llava.TextConfig, blockSize int, elem int64) int64 {
+	return 2 * int64(t.Layers) * int64(blockSize) * int64(t.Hidden) * elem
+}
+
+// formatBytes writes n bytes in GiB, MiB or KiB.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+}
+
+// availableMemory is the memory this process can still take: MemAvailable
+// of /proc/meminfo, lowered to what its memory cgroup (v2 memory.max, v1
+// memory.limit_in_bytes, at every level up to the root) leaves; 4 GiB where
+// none of them can be read.
+func availableMemory() int64 {
+	avail := int64(-1)
+	if data, err := safefile.ReadFile("/proc/meminfo", 1<<20); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+				var kb int64
+				if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil && kb > 0 {
+					avail = kb << 10
+				}
+			}
+		}
+	}
+	if room, ok := cgroupRoom(); ok && (avail < 0 || room < avail) {
+		avail = room
+	}
+	if avail < 0 {
+		return 4 << 30
+	}
+	return avail
+}
+
+// cgroupRoom is the least limit − usage over the memory cgroups of this
+// process and their ancestors; ok is false when no limit is set or none
+// can be read.
+func cgroupRoom() (room int64, ok bool) {
+	data, err := safefile.ReadFile("/proc/self/cgroup", 1<<20)
+	if err != nil {
+		return 0, false
+	}
+	room = math.MaxInt64
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		// hierarchy-ID:controller-list:path; v2 is "0::path".
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var root, limitFile, usageFile string
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			root, limitFile, usageFile = "/sys/fs/cgroup", "memory.max", "memory.current"
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			root, limitFile, usageFile = "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+		default:
+			continue
+		}
+		for dir := filepath.Join(root, parts[2]); ; dir = filepath.Dir(dir) {
+			limit, lerr := readCgroupInt(filepath.Join(dir, limitFile))
+			usage, uerr := readCgroupInt(filepath.Join(dir, usageFile))
+			// v1 writes "no limit" as a huge page-rounded number.
+			if lerr == nil && uerr == nil && limit < 1<<62 {
+				room, ok = min(room, max(0, limit-usage)), true
+			}
+			if len(dir) <= len(root) {
+				break
+			}
+		}
+	}
+	return room, ok
+}
+
+// readCgroupInt reads a cgroup file holding one integer ("max" is an
+// error: no limit).
+func readCgroupInt(path string) (int64, error) {
+	data, err := safefile.ReadFile(path, 64)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+}
