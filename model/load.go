@@ -8,6 +8,7 @@
 package model
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -322,7 +323,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		KVDType:       opts.KVDType,
 		Tokenizer:     tok,
 		Preprocess: func(data []byte) (engine.Image, error) {
-			r, err := imageproc.Preprocess(data, size, lim)
+			r, err := imageproc.Preprocess(context.Background(), data, size, lim)
 			if err != nil {
 				return engine.Image{}, err
 			}

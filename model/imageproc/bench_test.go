@@ -1,6 +1,7 @@
 package imageproc
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,7 +16,7 @@ func BenchmarkPreprocess(b *testing.B) {
 	}
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, err := Preprocess(data, 336, DefaultLimits()); err != nil {
+		if _, err := Preprocess(context.Background(), data, 336, DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -27,12 +28,12 @@ func BenchmarkPadAndResize(b *testing.B) {
 	if err != nil {
 		b.Skip("photo absent:", err)
 	}
-	img, err := decodeRGB(data, DefaultLimits())
+	img, err := decodeRGB(context.Background(), data, DefaultLimits())
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		padAndResize(img, 336)
+		padAndResize(context.Background(), img, 336)
 	}
 }
 
@@ -43,7 +44,7 @@ func BenchmarkDecode(b *testing.B) {
 		b.Skip("photo absent:", err)
 	}
 	for b.Loop() {
-		if _, err := decodeRGB(data, DefaultLimits()); err != nil {
+		if _, err := decodeRGB(context.Background(), data, DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -56,7 +57,7 @@ func BenchmarkPreprocessPNG(b *testing.B) {
 		b.Skip("photo absent:", err)
 	}
 	for b.Loop() {
-		if _, err := Preprocess(data, 336, DefaultLimits()); err != nil {
+		if _, err := Preprocess(context.Background(), data, 336, DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,15 +2,13 @@ package imageproc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/gif"
 	"image/png"
-	"io"
-	"strings"
 
 	"golang.org/x/image/webp"
 
@@ -52,10 +50,12 @@ func sniff(data []byte) format {
 // to RGB exactly as PIL 9.4's Image.open(...).convert("RGB") does: alpha is
 // dropped (not composited), grey is replicated, palettes are looked up,
 // 16-bit RGB keeps the high byte, 16-bit grey is clipped to 255, CMYK uses
-// PIL's formula. The limits are checked on the header before any pixels are
-// allocated. The result is an *image.RGBA with alpha 255 and Rect at (0,0).
-func Decode(data []byte, lim Limits) (image.Image, error) {
-	img, err := decodeRGB(data, lim)
+// PIL's formula. The limits are checked on the headers (see Inspect) before
+// any pixels are allocated. The result is an *image.RGBA with alpha 255 and
+// Rect at (0,0). Once ctx is done, decoding stops within a bounded amount of
+// work and Decode returns an error wrapping ctx.Err() (and no sentinel).
+func Decode(ctx context.Context, data []byte, lim Limits) (image.Image, error) {
+	img, err := decodeRGB(ctx, data, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -63,116 +63,101 @@ func Decode(data []byte, lim Limits) (image.Image, error) {
 }
 
 // decodeRGB is Decode with its concrete result type.
-func decodeRGB(data []byte, lim Limits) (*image.RGBA, error) {
-	if err := lim.checkBytes(len(data)); err != nil {
+func decodeRGB(ctx context.Context, data []byte, lim Limits) (*image.RGBA, error) {
+	h, err := inspect(data, lim)
+	if err != nil {
 		return nil, err
 	}
-	f := sniff(data)
+	if err := canceled(ctx); err != nil {
+		return nil, err
+	}
+	img, err := decodeImage(ctx, h, data)
+	var rgb *image.RGBA
+	if err == nil {
+		rgb, err = convertRGB(ctx, h, data, img)
+	}
+	if ctxErr := canceled(ctx); ctxErr != nil {
+		return nil, ctxErr // whatever the decoder made of the failed Read
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rgb, nil
+}
+
+// decodeImage runs the format's decoder, which reads through a ctxReader
+// (JPEG's looks at ctx itself).
+func decodeImage(ctx context.Context, h header, data []byte) (image.Image, error) {
+	r := ctxReader{ctx, bytes.NewReader(data)}
 	var (
-		cfg image.Config
+		img image.Image
 		err error
 	)
-	switch f {
+	switch h.f {
 	case formatJPEG:
-		cfg, err = jpeg.DecodeConfig(bytes.NewReader(data))
+		img, err = jpeg.Decode(ctx, bytes.NewReader(data), h.jpegLim)
 	case formatPNG:
-		cfg, err = png.DecodeConfig(bytes.NewReader(data))
+		img, err = png.Decode(r)
 	case formatGIF:
-		cfg, err = gif.DecodeConfig(bytes.NewReader(data))
+		img, err = gif.Decode(r)
 	case formatWebP:
-		cfg, err = webp.DecodeConfig(bytes.NewReader(data))
-	default:
-		return nil, fmt.Errorf("%w: not JPEG, PNG, GIF or WebP (starts % x)", ErrUnsupportedFormat, data[:min(len(data), 4)])
+		img, err = webp.Decode(r)
 	}
 	if err != nil {
-		return nil, decodeError(f, err)
+		return nil, decodeError(h.f, err)
 	}
-	if err := lim.checkSize(cfg.Width, cfg.Height); err != nil {
-		return nil, err
-	}
-	var gifHead gifHeader
-	if f == formatGIF {
-		if gifHead, err = scanGIF(data, lim.MaxFrames); err != nil {
-			return nil, err
-		}
-	}
-	var img image.Image
-	switch f {
-	case formatJPEG:
-		img, err = jpeg.Decode(bytes.NewReader(data))
-	case formatPNG:
-		img, err = png.Decode(bytes.NewReader(data))
-	case formatGIF:
-		img, err = gif.Decode(bytes.NewReader(data))
-	case formatWebP:
-		img, err = webp.Decode(bytes.NewReader(data))
-	}
-	if err != nil {
-		return nil, decodeError(f, err)
-	}
-	if b := img.Bounds(); f != formatGIF && (b.Dx() != cfg.Width || b.Dy() != cfg.Height) {
+	if b := img.Bounds(); h.f != formatGIF && (b.Dx() != h.Width || b.Dy() != h.Height) {
 		return nil, fmt.Errorf("%w: decode %v: header says %d×%d, pixels are %d×%d",
-			ErrCorrupt, f, cfg.Width, cfg.Height, b.Dx(), b.Dy())
+			ErrCorrupt, h.f, h.Width, h.Height, b.Dx(), b.Dy())
 	}
-	switch f {
+	return img, nil
+}
+
+// convertRGB converts a decoded image to opaque RGB as PIL does.
+func convertRGB(ctx context.Context, h header, data []byte, img image.Image) (*image.RGBA, error) {
+	switch h.f {
 	case formatGIF:
 		p, ok := img.(*image.Paletted)
 		if !ok {
 			return nil, fmt.Errorf("%w: decode gif: unexpected %T", ErrCorrupt, img)
 		}
-		return gifToRGB(p, gifHead, cfg.Width, cfg.Height), nil
+		return gifToRGB(ctx, p, h.gifHead, h.Width, h.Height)
 	case formatJPEG:
 		switch m := img.(type) {
 		case *image.YCbCr:
-			return jpeg.YCCToRGB(m), nil
+			return jpeg.YCCToRGB(ctx, m)
 		case *image.CMYK:
-			return cmykToRGB(m), nil
+			return cmykToRGB(ctx, m)
 		}
 	case formatWebP:
 		switch m := img.(type) {
 		case *image.YCbCr:
-			return webpYCbCrToRGB(m), nil
+			return webpYCbCrToRGB(ctx, m)
 		case *image.NYCbCrA:
-			return webpYCbCrToRGB(&m.YCbCr), nil
+			return webpYCbCrToRGB(ctx, &m.YCbCr)
 		}
 	case formatPNG:
-		if cfg.ColorModel == color.Gray16Model {
-			return gray16ToRGB(img), nil
+		if h.gray16 {
+			return gray16ToRGB(ctx, img)
 		}
 		if p, ok := img.(*image.Paletted); ok {
 			p.Palette = p.Palette[:min(len(p.Palette), pngPaletteLen(data))]
 		}
 	}
-	return toRGB(img), nil
-}
-
-// decodeError wraps a decoder error: truncation and malformed data are
-// ErrCorrupt; features the Go decoders lack are ErrUnsupportedFormat.
-func decodeError(f format, err error) error {
-	var (
-		jpegUnsupported jpeg.UnsupportedError
-		pngUnsupported  png.UnsupportedError
-	)
-	// The Go decoders prefix their messages with the format name.
-	msg := strings.TrimPrefix(err.Error(), f.String()+": ")
-	switch {
-	case errors.As(err, &jpegUnsupported), errors.As(err, &pngUnsupported):
-		return fmt.Errorf("%w: decode %v: %s", ErrUnsupportedFormat, f, msg)
-	case errors.Is(err, io.EOF):
-		msg = io.ErrUnexpectedEOF.Error()
-	}
-	return fmt.Errorf("%w: decode %v: %s", ErrCorrupt, f, msg)
+	return toRGB(ctx, img)
 }
 
 // toRGB converts the image types whose PIL conversion is a per-pixel function
 // of the stored, non-premultiplied values. Premultiplied types are never
 // produced by the decoders, so every colour is read straight from storage.
-func toRGB(img image.Image) *image.RGBA {
+func toRGB(ctx context.Context, img image.Image) (*image.RGBA, error) {
 	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	out := pix.NewRGB(w, h)
-	for y := 0; y < h; y++ {
-		row := out.Pix[y*out.Stride : y*out.Stride+4*w]
+	w := b.Dx()
+	var lut []byte
+	if m, ok := img.(*image.Paletted); ok {
+		lut = paletteLUT(paletteRGB(m.Palette, len(m.Palette)))
+	}
+	return rgbRows(ctx, w, b.Dy(), func(row []byte, y int) {
 		switch m := img.(type) {
 		case *image.Gray:
 			for x, v := range m.Pix[y*m.Stride : y*m.Stride+w] {
@@ -199,7 +184,6 @@ func toRGB(img image.Image) *image.RGBA {
 				row[4*x], row[4*x+1], row[4*x+2] = src[8*x], src[8*x+2], src[8*x+4]
 			}
 		case *image.Paletted:
-			lut := paletteLUT(paletteRGB(m.Palette, len(m.Palette)))
 			for x, i := range m.Pix[y*m.Stride : y*m.Stride+w] {
 				copy(row[4*x:4*x+3], lut[3*int(i):3*int(i)+3])
 			}
@@ -209,8 +193,23 @@ func toRGB(img image.Image) *image.RGBA {
 				row[4*x], row[4*x+1], row[4*x+2] = c.R, c.G, c.B
 			}
 		}
+	})
+}
+
+// rgbRows allocates an opaque w×h RGB image and fills it by calling
+// fill(row, y) for every row y (row is [w × 4]), rows in parallel; it looks
+// at ctx between groups of rows and stops with ctx's error once it is done.
+func rgbRows(ctx context.Context, w, h int, fill func(row []byte, y int)) (*image.RGBA, error) {
+	out := pix.NewRGB(w, h)
+	err := pix.ParallelRowsCtx(ctx, h, w, func(lo, hi int) {
+		for y := lo; y < hi; y++ {
+			fill(out.Pix[y*out.Stride:y*out.Stride+4*w], y)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imageproc: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 // paletteLUT returns the 256-entry RGB lookup table PIL uses for a palette
@@ -267,7 +266,7 @@ func pngPaletteLen(data []byte) int {
 // its I→RGB conversion clips each value to [0, 255] (it does not rescale).
 // The Go decoder returns *image.Gray16, or *image.NRGBA64 when the PNG has a
 // tRNS chunk; both store the grey value big-endian in the first sample.
-func gray16ToRGB(img image.Image) *image.RGBA {
+func gray16ToRGB(ctx context.Context, img image.Image) (*image.RGBA, error) {
 	var (
 		samples []byte
 		stride  int
@@ -279,42 +278,35 @@ func gray16ToRGB(img image.Image) *image.RGBA {
 	case *image.NRGBA64:
 		samples, stride, step = m.Pix, m.Stride, 8
 	default:
-		return toRGB(img)
+		return toRGB(ctx, img)
 	}
 	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	out := pix.NewRGB(w, h)
-	for y := 0; y < h; y++ {
+	return rgbRows(ctx, b.Dx(), b.Dy(), func(row []byte, y int) {
 		src := samples[y*stride:]
-		row := out.Pix[y*out.Stride:]
-		for x := 0; x < w; x++ {
+		for x := range len(row) / 4 {
 			v := uint8(255)
 			if src[step*x] == 0 {
 				v = src[step*x+1]
 			}
 			row[4*x], row[4*x+1], row[4*x+2] = v, v, v
 		}
-	}
-	return out
+	})
 }
 
 // cmykToRGB applies PIL's cmyk2rgb to Go's (already de-inverted) CMYK:
 // nk = 255-K; out = nk - C·nk/255 with PIL's rounding MULDIV255.
-func cmykToRGB(m *image.CMYK) *image.RGBA {
+func cmykToRGB(ctx context.Context, m *image.CMYK) (*image.RGBA, error) {
 	b := m.Bounds()
-	w, h := b.Dx(), b.Dy()
-	out := pix.NewRGB(w, h)
-	for y := 0; y < h; y++ {
+	w := b.Dx()
+	return rgbRows(ctx, w, b.Dy(), func(row []byte, y int) {
 		src := m.Pix[y*m.Stride : y*m.Stride+4*w]
-		row := out.Pix[y*out.Stride:]
 		for x := 0; x < 4*w; x += 4 {
 			nk := 255 - int(src[x+3])
 			for c := 0; c < 3; c++ {
 				row[x+c] = uint8(nk - mulDiv255(int(src[x+c]), nk))
 			}
 		}
-	}
-	return out
+	})
 }
 
 // mulDiv255 is PIL's MULDIV255: a·b/255 rounded as ((t>>8)+t)>>8, t=a·b+128.

@@ -1,6 +1,7 @@
 package imageproc
 
 import (
+	"context"
 	"errors"
 	"image"
 	"os"
@@ -51,7 +52,7 @@ func checkErr(t *testing.T, err error) {
 func FuzzDecode(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		img, err := Decode(data, fuzzLimits)
+		img, err := Decode(context.Background(), data, fuzzLimits)
 		if err != nil {
 			checkErr(t, err)
 			return
@@ -76,7 +77,7 @@ func FuzzPreprocess(f *testing.F) {
 	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const size = 14
-		res, err := Preprocess(data, size, fuzzLimits)
+		res, err := Preprocess(context.Background(), data, size, fuzzLimits)
 		if err != nil {
 			checkErr(t, err)
 			return

@@ -1,10 +1,9 @@
 package imageproc
 
 import (
+	"context"
 	"fmt"
 	"image"
-
-	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // gifHeader is what PIL uses from a GIF besides the first frame's indices and
@@ -93,13 +92,11 @@ func skipSubBlocks(data []byte, pos int) int {
 // gifToRGB renders the first frame as PIL 9.4 does: a w×h canvas (the
 // logical screen) filled with the transparent index, else index 0, the frame
 // pasted at its offset, every index looked up in the frame's colour table.
-func gifToRGB(frame *image.Paletted, h gifHeader, w, ht int) *image.RGBA {
+func gifToRGB(ctx context.Context, frame *image.Paletted, h gifHeader, w, ht int) (*image.RGBA, error) {
 	lut := paletteLUT(h.palette)
 	fill := max(h.transparent, 0)
-	out := pix.NewRGB(w, ht)
 	fb := frame.Bounds()
-	for y := 0; y < ht; y++ {
-		row := out.Pix[y*out.Stride:]
+	return rgbRows(ctx, w, ht, func(row []byte, y int) {
 		for x := 0; x < w; x++ {
 			i := fill
 			if image.Pt(x, y).In(fb) {
@@ -107,6 +104,5 @@ func gifToRGB(frame *image.Paletted, h gifHeader, w, ht int) *image.RGBA {
 			}
 			copy(row[4*x:4*x+3], lut[3*i:3*i+3])
 		}
-	}
-	return out
+	})
 }

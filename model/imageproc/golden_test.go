@@ -2,6 +2,7 @@ package imageproc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -73,7 +74,11 @@ func readPNG(t testing.TB, path string) *image.RGBA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return toRGB(m)
+	rgb, err := toRGB(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rgb
 }
 
 // rgbDiff compares the RGB samples of two equally sized images: the number
@@ -136,7 +141,7 @@ func TestGoldenDecode(t *testing.T) {
 			continue
 		}
 		t.Run(c.Name, func(t *testing.T) {
-			img, err := decodeRGB(c.source(t), DefaultLimits())
+			img, err := decodeRGB(context.Background(), c.source(t), DefaultLimits())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,7 +158,7 @@ func TestGoldenPreprocess(t *testing.T) {
 				if testing.Short() && c.Photo != "" && size > 56 {
 					continue // the full-size photo cases dominate the run time
 				}
-				res, err := Preprocess(data, size, DefaultLimits())
+				res, err := Preprocess(context.Background(), data, size, DefaultLimits())
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -2,6 +2,7 @@ package imageproc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
@@ -64,7 +65,7 @@ func TestForgedHugeHeadersRefusedWithoutAllocating(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err := Decode(c.data, DefaultLimits())
+			_, err := Decode(context.Background(), c.data, DefaultLimits())
 			runtime.ReadMemStats(&after)
 			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("err = %v, want ErrTooLarge with %q", err, c.msg)
@@ -115,14 +116,14 @@ func TestLimitsAndBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			img, err := Decode(c.data, c.lim)
+			img, err := Decode(context.Background(), c.data, c.lim)
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
 				t.Fatalf("err = %v, want %v containing %q", err, c.want, c.msg)
 			}
 			if img != nil {
 				t.Errorf("image %v returned with error", img.Bounds())
 			}
-			if _, err := Preprocess(c.data, 56, c.lim); !errors.Is(err, c.want) {
+			if _, err := Preprocess(context.Background(), c.data, 56, c.lim); !errors.Is(err, c.want) {
 				t.Errorf("Preprocess err = %v, want %v", err, c.want)
 			}
 		})
@@ -135,7 +136,7 @@ func TestDefaultLimitsAcceptTestImages(t *testing.T) {
 		t.Fatalf("DefaultLimits() = %+v", lim)
 	}
 	// The first frame of an animation within the limit is what is used.
-	img, err := Decode(readTestdata(t, "anim.gif"), Limits{MaxBytes: 1 << 20, MaxPixels: 97 * 61, MaxFrames: 3})
+	img, err := Decode(context.Background(), readTestdata(t, "anim.gif"), Limits{MaxBytes: 1 << 20, MaxPixels: 97 * 61, MaxFrames: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestDefaultLimitsAcceptTestImages(t *testing.T) {
 }
 
 func TestPreprocessRejectsBadSize(t *testing.T) {
-	if _, err := Preprocess(readTestdata(t, "gray_small.png"), 0, DefaultLimits()); err == nil {
+	if _, err := Preprocess(context.Background(), readTestdata(t, "gray_small.png"), 0, DefaultLimits()); err == nil {
 		t.Fatal("size 0 accepted")
 	}
 }
@@ -168,7 +169,7 @@ func TestPreprocessOnePixel(t *testing.T) {
 	if err := png.Encode(&buf, img); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Preprocess(buf.Bytes(), 14, DefaultLimits())
+	res, err := Preprocess(context.Background(), buf.Bytes(), 14, DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}

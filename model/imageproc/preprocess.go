@@ -1,6 +1,7 @@
 package imageproc
 
 import (
+	"context"
 	"fmt"
 	"image"
 )
@@ -40,22 +41,33 @@ type Result struct {
 // as LLaVA-1.5 with image_aspect_ratio "pad" does: expand2square with
 // padColor, then CLIPImageProcessor with shortest_edge = crop_size = size.
 // After padding the image is square, so the shortest-edge resize yields
-// size×size directly and the centre crop is the identity.
-func Preprocess(data []byte, size int, lim Limits) (Result, error) {
+// size×size directly and the centre crop is the identity. Its cost is
+// bounded by the decoded image, whatever its aspect ratio (the padding is
+// never materialised); once ctx is done it stops within a bounded amount of
+// work and returns an error wrapping ctx.Err().
+func Preprocess(ctx context.Context, data []byte, size int, lim Limits) (Result, error) {
 	if size <= 0 {
 		return Result{}, fmt.Errorf("imageproc: preprocess size %d, want > 0", size)
 	}
-	img, err := decodeRGB(data, lim)
+	img, err := decodeRGB(ctx, data, lim)
 	if err != nil {
 		return Result{}, err
 	}
-	sq := padAndResize(img, size)
+	sq, err := padAndResize(ctx, img, size)
+	if err != nil {
+		return Result{}, err
+	}
 	return Result{
 		Pixels: normalize(sq),
 		Width:  img.Rect.Dx(),
 		Height: img.Rect.Dy(),
 		Square: sq,
 	}, nil
+}
+
+// resultBytes is what a Result of the given size holds.
+func resultBytes(size int) int64 {
+	return int64(size) * int64(size) * (3*4 + 4)
 }
 
 // normalize returns the CHW float32 tensor [3 × h × w] of an RGB image.

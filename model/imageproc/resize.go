@@ -1,8 +1,10 @@
 package imageproc
 
 import (
+	"context"
 	"image"
 	"math"
+	"runtime"
 	"slices"
 
 	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
@@ -90,7 +92,10 @@ func clip8(v int32) uint8 {
 // materialising the padded square: the square's side is max(w, h), the image
 // sits at ((side−w)/2, (side−h)/2), and every padding row has the same
 // horizontal-pass output, computed once.
-func padAndResize(img *image.RGBA, size int) *image.RGBA {
+func padAndResize(ctx context.Context, img *image.RGBA, size int) (*image.RGBA, error) {
+	if err := canceled(ctx); err != nil {
+		return nil, err
+	}
 	w, h := img.Rect.Dx(), img.Rect.Dy()
 	side := max(w, h)
 	ox, oy := (side-w)/2, (side-h)/2
@@ -121,7 +126,7 @@ func padAndResize(img *image.RGBA, size int) *image.RGBA {
 				o[4*x], o[4*x+1], o[4*x+2] = r[3*x], r[3*x+1], r[3*x+2]
 			}
 		}
-		return out
+		return out, nil
 	}
 	c := precomputeCoeffs(side, size) // the same taps serve both directions
 	// Horizontal pass over the source rows the vertical pass reads.
@@ -163,7 +168,15 @@ func padAndResize(img *image.RGBA, size int) *image.RGBA {
 			}
 		}
 	})
-	return out
+	return out, canceled(ctx)
+}
+
+// resizeBytes bounds what padAndResize allocates for a w×h image.
+func resizeBytes(w, h, size int) int64 {
+	side := int64(max(w, h))
+	ksize := 2*(2*side/int64(size)+2) + 1
+	s := int64(size)
+	return s*ksize*4 + 16*s + side*3*s + 3*side*int64(1+runtime.GOMAXPROCS(0))
 }
 
 // resampleRow is PIL's horizontal 8-bit pass over one packed RGB row:

@@ -1,10 +1,11 @@
 package imageproc
 
 import (
+	"context"
 	"image"
+	"sync"
 
 	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
-	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
 )
 
 // libwebp's YUV→RGB (dsp/yuv.h): 14-bit fixed point, YUV_FIX2 = 6.
@@ -24,12 +25,17 @@ func webpClip8(v int32) uint8 {
 // webpYCbCrToRGB converts a lossy WebP frame (4:2:0) as libwebp's default
 // decoder does: its "fancy upsampler" (UpsampleRgbLinePair, 9-3-3-1 weights
 // computed through two diagonal averages) and VP8YUVToR/G/B.
-func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
+func webpYCbCrToRGB(ctx context.Context, m *image.YCbCr) (*image.RGBA, error) {
 	w, h := m.Rect.Dx(), m.Rect.Dy()
-	out := pix.NewRGB(w, h)
 	cb, cr, _, _ := jpeg.ChromaPlanes(m)
-	uRow, vRow := make([]int32, w), make([]int32, w)
-	for y := 0; y < h; y++ {
+	var rows sync.Pool // [2][w] chroma rows, one pair per goroutine at a time
+	return rgbRows(ctx, w, h, func(dst []byte, y int) {
+		uv, _ := rows.Get().(*[2][]int32)
+		if uv == nil {
+			uv = &[2][]int32{make([]int32, w), make([]int32, w)}
+		}
+		defer rows.Put(uv)
+		uRow, vRow := uv[0], uv[1]
 		// Output row 2k-1 lies between chroma rows k-1 (nearer) and k, row
 		// 2k between k (nearer) and k-1; row 0, and an even height's last
 		// row, see a single chroma row.
@@ -44,7 +50,6 @@ func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
 		webpUpsampleRow(uRow, cb.Row(near), cb.Row(far))
 		webpUpsampleRow(vRow, cr.Row(near), cr.Row(far))
 		yRow := m.Y[m.YOffset(m.Rect.Min.X, m.Rect.Min.Y+y):]
-		dst := out.Pix[y*out.Stride:]
 		for x := 0; x < w; x++ {
 			yy := webpMultHi(int32(yRow[x]), 19077)
 			u, v := uRow[x], vRow[x]
@@ -52,8 +57,7 @@ func webpYCbCrToRGB(m *image.YCbCr) *image.RGBA {
 			dst[4*x+1] = webpClip8(yy - webpMultHi(u, 6419) - webpMultHi(v, 13320) + 8708)
 			dst[4*x+2] = webpClip8(yy + webpMultHi(u, 33050) - 17685)
 		}
-	}
-	return out
+	})
 }
 
 // webpUpsampleRow interpolates one output row's chroma from its nearer (n)

@@ -1,6 +1,7 @@
 package jpeg
 
 import (
+	"context"
 	"image"
 
 	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
@@ -84,12 +85,16 @@ func init() {
 // decompressor does: "fancy" (triangle-filter) chroma upsampling for h2v1,
 // h1v2 and h2v2 sampling (plain replication for the others and for chroma
 // planes at most two samples wide), then the ISLOW colour tables.
-func YCCToRGB(m *image.YCbCr) *image.RGBA {
+// It stops with ctx's error once ctx is done (a nil ctx never is).
+func YCCToRGB(ctx context.Context, m *image.YCbCr) (*image.RGBA, error) {
 	out := pix.NewRGB(m.Rect.Dx(), m.Rect.Dy())
-	pix.ParallelRows(m.Rect.Dy(), func(lo, hi int) {
+	err := pix.ParallelRowsCtx(ctx, m.Rect.Dy(), m.Rect.Dx(), func(lo, hi int) {
 		yccRows(out, m, lo, hi)
 	})
-	return out
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // yccRows upsamples and converts rows [lo, hi) of m into out.

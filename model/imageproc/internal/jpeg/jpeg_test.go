@@ -2,6 +2,7 @@ package jpeg
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -98,6 +99,9 @@ func TestFancyUpsamplingEdges(t *testing.T) {
 // maxFuzzPixels bounds what the fuzzed decoder may allocate.
 const maxFuzzPixels = 1 << 16
 
+// fuzzLimits keep every fuzz input cheap: a few full-image passes of work.
+var fuzzLimits = Limits{MaxScans: 100, MaxWork: 4 * (blockSize + BlockOverhead) * maxFuzzPixels / 64}
+
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob("../../testdata/*.jpg")
 	for _, p := range files {
@@ -106,16 +110,16 @@ func FuzzDecode(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := DecodeConfig(bytes.NewReader(data))
-		if err != nil || cfg.Width*cfg.Height > maxFuzzPixels {
+		info, err := Inspect(bytes.NewReader(data), fuzzLimits)
+		if err != nil || info.Width*info.Height > maxFuzzPixels {
 			return
 		}
-		img, err := Decode(bytes.NewReader(data))
+		img, err := Decode(context.Background(), bytes.NewReader(data), fuzzLimits)
 		if err != nil {
 			return
 		}
-		if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height {
-			t.Fatalf("bounds %v, config %d×%d", b, cfg.Width, cfg.Height)
+		if b := img.Bounds(); b.Dx() != info.Width || b.Dy() != info.Height {
+			t.Fatalf("bounds %v, inspected %d×%d", b, info.Width, info.Height)
 		}
 	})
 }

@@ -14,8 +14,10 @@
 package jpeg
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"image"
-	"image/color"
 	"io"
 )
 
@@ -30,6 +32,36 @@ type UnsupportedError string
 func (e UnsupportedError) Error() string { return "unsupported JPEG feature: " + string(e) }
 
 var errUnsupportedSubsamplingRatio = UnsupportedError("luma/chroma subsampling ratio")
+
+// A LimitError reports that the input exceeds Limits.
+type LimitError string
+
+func (e LimitError) Error() string { return string(e) }
+
+// Limits bound the entropy-decoding work of one image, which the frame size
+// alone does not: a progressive JPEG may repeat scans over the whole image.
+type Limits struct {
+	MaxScans int   // most SOS segments (scans)
+	MaxWork  int64 // most Info.Work summed over the scans
+}
+
+// BlockOverhead is the work one 8×8 block costs a scan besides its
+// coefficients: the block visit, its Huffman state and bookkeeping, measured
+// as equivalent to this many coefficients of a refinement band.
+const BlockOverhead = 16
+
+// Info is what Inspect learns from the markers alone.
+type Info struct {
+	Width, Height int
+	Components    int   // 1 (grey), 3 (YCbCr or RGB) or 4 (CMYK or YCbCrK)
+	Progressive   bool  // SOF2
+	Scans         int   // SOS segments
+	Work          int64 // Σ over scans of blocks visited × (coefficients in the band + BlockOverhead)
+	// Bytes bounds what Decode allocates: the sample planes padded to whole
+	// MCUs, a progressive image's coefficient blocks, and the 4-byte-per-pixel
+	// image an RGB or CMYK JPEG is returned as.
+	Bytes int64
+}
 
 // Component specification, specified in section B.2.2.
 type component struct {
@@ -108,8 +140,13 @@ type bits struct {
 }
 
 type decoder struct {
-	r    io.Reader
-	bits bits
+	r       io.Reader
+	ctx     context.Context // checked once per MCU row and per scan; nil for Inspect
+	lim     Limits
+	inspect bool  // walk the markers, skipping entropy-coded data
+	scans   int   // SOS segments so far
+	work    int64 // Info.Work so far
+	bits    bits
 	// bytes is a byte buffer, similar to a bufio.Reader, except that it
 	// has to be able to unread more than 1 byte, due to byte stuffing.
 	// Byte stuffing is specified in section F.1.2.3.
@@ -521,8 +558,9 @@ func (d *decoder) processApp14Marker(n int) error {
 	return nil
 }
 
-// decode reads a JPEG image from r and returns it as an image.Image.
-func (d *decoder) decode(r io.Reader, configOnly bool) (image.Image, error) {
+// decode reads a JPEG image from r and returns it as an image.Image; with
+// d.inspect set it only walks the markers and returns nil.
+func (d *decoder) decode(r io.Reader) (image.Image, error) {
 	d.r = r
 
 	// Check for the Start Of Image marker.
@@ -607,35 +645,14 @@ func (d *decoder) decode(r io.Reader, configOnly bool) (image.Image, error) {
 			d.baseline = marker == sof0Marker
 			d.progressive = marker == sof2Marker
 			err = d.processSOF(n)
-			// The size is all this fork's callers need from DecodeConfig:
-			// stop at the frame header even when an Adobe APP14 segment
-			// might follow and refine the colour model.
-			if configOnly {
-				return nil, err
-			}
 		case dhtMarker:
-			if configOnly {
-				err = d.ignore(n)
-			} else {
-				err = d.processDHT(n)
-			}
+			err = d.processDHT(n)
 		case dqtMarker:
-			if configOnly {
-				err = d.ignore(n)
-			} else {
-				err = d.processDQT(n)
-			}
+			err = d.processDQT(n)
 		case sosMarker:
-			if configOnly {
-				return nil, nil
-			}
 			err = d.processSOS(n)
 		case driMarker:
-			if configOnly {
-				err = d.ignore(n)
-			} else {
-				err = d.processDRI(n)
-			}
+			err = d.processDRI(n)
 		case app0Marker:
 			err = d.processApp0Marker(n)
 		case app14Marker:
@@ -654,6 +671,12 @@ func (d *decoder) decode(r io.Reader, configOnly bool) (image.Image, error) {
 		}
 	}
 
+	if d.inspect {
+		if d.nComp == 0 {
+			return nil, FormatError("missing SOF marker")
+		}
+		return nil, nil
+	}
 	if d.progressive {
 		if err := d.reconstructProgressiveImage(); err != nil {
 			return nil, err
@@ -695,7 +718,10 @@ func (d *decoder) applyBlack() (image.Image, error) {
 		// out the 'Adobe inversion' described in the applyBlack doc comment
 		// above, so in practice, only the fourth channel (black) is inverted.
 		bounds := d.img3.Bounds()
-		img := YCCToRGB(d.img3)
+		img, err := YCCToRGB(d.ctx, d.img3)
+		if err != nil {
+			return nil, err
+		}
 		for iBase, y := 0, bounds.Min.Y; y < bounds.Max.Y; iBase, y = iBase+img.Stride, y+1 {
 			for i, x := iBase+3, bounds.Min.X; x < bounds.Max.X; i, x = i+4, x+1 {
 				img.Pix[i] = 255 - d.blackPix[(y-bounds.Min.Y)*d.blackStride+(x-bounds.Min.X)]
@@ -726,6 +752,9 @@ func (d *decoder) applyBlack() (image.Image, error) {
 		{d.blackPix, d.blackStride},
 	}
 	for t, translation := range translations {
+		if err := d.checkCtx(); err != nil {
+			return nil, err
+		}
 		subsample := d.comp[t].h != d.comp[0].h || d.comp[t].v != d.comp[0].v
 		for iBase, y := 0, bounds.Min.Y; y < bounds.Max.Y; iBase, y = iBase+img.Stride, y+1 {
 			sy := y - bounds.Min.Y
@@ -761,6 +790,9 @@ func (d *decoder) convertToRGB() (image.Image, error) {
 	bounds := d.img3.Bounds()
 	img := image.NewRGBA(bounds)
 	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		if err := d.checkCtx(); err != nil {
+			return nil, err
+		}
 		po := img.PixOffset(bounds.Min.X, y)
 		yo := d.img3.YOffset(bounds.Min.X, y)
 		co := d.img3.COffset(bounds.Min.X, y)
@@ -774,42 +806,115 @@ func (d *decoder) convertToRGB() (image.Image, error) {
 	return img, nil
 }
 
-// Decode reads a JPEG image from r and returns it as an [image.Image].
-func Decode(r io.Reader) (image.Image, error) {
-	var d decoder
-	return d.decode(r, false)
+// Decode reads a JPEG image from r and returns it as an [image.Image]:
+// *image.Gray, *image.YCbCr, *image.RGBA (RGB JPEGs) or *image.CMYK. It
+// refuses images beyond lim with a LimitError and stops with ctx's error
+// once ctx is done, looking at it once per MCU row, scan and row of output.
+func Decode(ctx context.Context, r io.Reader, lim Limits) (image.Image, error) {
+	d := decoder{ctx: ctx, lim: lim}
+	return d.decode(r)
 }
 
-// DecodeConfig returns the color model and dimensions of a JPEG image without
-// decoding the entire image.
-func DecodeConfig(r io.Reader) (image.Config, error) {
-	var d decoder
-	if _, err := d.decode(r, true); err != nil {
-		return image.Config{}, err
+// Inspect walks every marker segment of the JPEG in r without decoding the
+// entropy-coded data or allocating sample memory, applying the same checks
+// as Decode (lim included), and reports the frame and the decoding cost.
+// On error, Info still holds the frame's size and components if the frame
+// header (SOF) was read: the caller may judge the size first.
+func Inspect(r io.Reader, lim Limits) (Info, error) {
+	d := decoder{lim: lim, inspect: true}
+	_, err := d.decode(r)
+	if d.nComp == 0 {
+		return Info{}, err
 	}
-	switch d.nComp {
-	case 1:
-		return image.Config{
-			ColorModel: color.GrayModel,
-			Width:      d.width,
-			Height:     d.height,
-		}, nil
-	case 3:
-		cm := color.YCbCrModel
-		if d.isRGB() {
-			cm = color.RGBAModel
+	return Info{
+		Width:       d.width,
+		Height:      d.height,
+		Components:  d.nComp,
+		Progressive: d.progressive,
+		Scans:       d.scans,
+		Work:        d.work,
+		Bytes:       d.allocBytes(),
+	}, err
+}
+
+// allocBytes is Info.Bytes for the frame header read so far.
+func (d *decoder) allocBytes() int64 {
+	h0, v0 := d.comp[0].h, d.comp[0].v
+	if h0 == 0 || v0 == 0 { // the frame header failed before its components
+		return 0
+	}
+	mxx := int64((d.width + 8*h0 - 1) / (8 * h0))
+	myy := int64((d.height + 8*v0 - 1) / (8 * v0))
+	var n int64
+	for i := range d.nComp {
+		blocks := mxx * myy * int64(d.comp[i].h*d.comp[i].v)
+		if d.nComp == 1 {
+			blocks = mxx * myy
 		}
-		return image.Config{
-			ColorModel: cm,
-			Width:      d.width,
-			Height:     d.height,
-		}, nil
-	case 4:
-		return image.Config{
-			ColorModel: color.CMYKModel,
-			Width:      d.width,
-			Height:     d.height,
-		}, nil
+		n += 64 * blocks // samples
+		if d.progressive {
+			n += blocks * int64(blockSize*4) // coefficients
+		}
 	}
-	return image.Config{}, FormatError("missing SOF marker")
+	if d.nComp > 1 {
+		// RGB and CMYK images are interleaved into a 4-byte-per-pixel image.
+		n += 4 * int64(d.width) * int64(d.height)
+	}
+	return n
+}
+
+// checkCtx returns ctx's error once it is done.
+func (d *decoder) checkCtx() error {
+	if d.ctx == nil {
+		return nil
+	}
+	return d.ctx.Err()
+}
+
+// countScan charges one scan visiting blocks blocks with coeffs
+// coefficients each against d.lim.
+func (d *decoder) countScan(blocks, coeffs int64) error {
+	d.scans++
+	if d.scans > d.lim.MaxScans {
+		return LimitError(fmt.Sprintf("more than %d scans", d.lim.MaxScans))
+	}
+	d.work += blocks * (coeffs + BlockOverhead)
+	if d.work > d.lim.MaxWork {
+		return LimitError(fmt.Sprintf("scans decode more than %d block coefficients (%d scans so far)", d.lim.MaxWork, d.scans))
+	}
+	return nil
+}
+
+// skipScan advances past the entropy-coded data of a scan, leaving the
+// next marker (not a byte-stuffed 0xff00, fill byte or RST) unread.
+func (d *decoder) skipScan() error {
+	if d.bytes.nUnreadable != 0 {
+		d.bytes.nUnreadable = 0
+	}
+	for {
+		if d.bytes.i == d.bytes.j {
+			if err := d.fill(); err != nil {
+				return err
+			}
+		}
+		buf := d.bytes.buf[d.bytes.i:d.bytes.j]
+		k := bytes.IndexByte(buf, 0xff)
+		if k < 0 {
+			d.bytes.i = d.bytes.j
+			continue
+		}
+		d.bytes.i += k + 1
+		m, err := d.readByte()
+		for err == nil && m == 0xff {
+			m, err = d.readByte()
+		}
+		if err != nil {
+			return err
+		}
+		if m != 0 && (m < rst0Marker || m > rst7Marker) {
+			// fill keeps the last two bytes, so both are still buffered.
+			d.bytes.i -= 2
+			return nil
+		}
+	}
 }

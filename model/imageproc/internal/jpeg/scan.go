@@ -148,6 +148,19 @@ func (d *decoder) processSOS(n int) error {
 	h0, v0 := d.comp[0].h, d.comp[0].v // The h and v values from the Y components.
 	mxx := (d.width + 8*h0 - 1) / (8 * h0)
 	myy := (d.height + 8*v0 - 1) / (8 * v0)
+	blocks := 0 // blocks the MCU loop below visits
+	for i := range nComp {
+		blocks += d.comp[scan[i].compIndex].h * d.comp[scan[i].compIndex].v
+	}
+	if err := d.countScan(int64(mxx*myy*blocks), int64(zigEnd-zigStart+1)); err != nil {
+		return err
+	}
+	if d.inspect {
+		return d.skipScan()
+	}
+	if err := d.checkCtx(); err != nil {
+		return err
+	}
 	if d.img1 == nil && d.img3 == nil {
 		d.makeImg(mxx, myy)
 	}
@@ -163,15 +176,22 @@ func (d *decoder) processSOS(n int) error {
 	d.bits = bits{}
 	mcu, expectedRST := 0, uint8(rst0Marker)
 	var (
-		// b is the decoded coefficients, in natural (not zig-zag) order.
-		b  block
-		dc [maxComponents]int32
+		// b is the decoded coefficients, in natural (not zig-zag) order:
+		// seq for a sequential scan, else the block's saved coefficients,
+		// updated in place (not copied in and out: a scan over blocks it
+		// barely touches costs the visit, not 2×256 bytes of copying).
+		b   *block
+		seq block
+		dc  [maxComponents]int32
 		// bx and by are the location of the current block, in units of 8x8
 		// blocks: the third block in the first row has (bx, by) = (2, 0).
 		bx, by     int
 		blockCount int
 	)
 	for my := 0; my < myy; my++ {
+		if err := d.checkCtx(); err != nil {
+			return err
+		}
 		for mx := 0; mx < mxx; mx++ {
 			for i := 0; i < nComp; i++ {
 				compIndex := scan[i].compIndex
@@ -218,13 +238,14 @@ func (d *decoder) processSOS(n int) error {
 
 					// Load the previous partially decoded coefficients, if applicable.
 					if d.progressive {
-						b = d.progCoeffs[compIndex][by*mxx*hi+bx]
+						b = &d.progCoeffs[compIndex][by*mxx*hi+bx]
 					} else {
-						b = block{}
+						seq = block{}
+						b = &seq
 					}
 
 					if ah != 0 {
-						if err := d.refine(&b, &d.huff[acTable][scan[i].ta], zigStart, zigEnd, 1<<al); err != nil {
+						if err := d.refine(b, &d.huff[acTable][scan[i].ta], zigStart, zigEnd, 1<<al); err != nil {
 							return err
 						}
 					} else {
@@ -289,8 +310,6 @@ func (d *decoder) processSOS(n int) error {
 					}
 
 					if d.progressive {
-						// Save the coefficients.
-						d.progCoeffs[compIndex][by*mxx*hi+bx] = b
 						// At this point, we could call reconstructBlock to dequantize and perform the
 						// inverse DCT, to save early stages of a progressive image to the *image.YCbCr
 						// buffers (the whole point of progressive encoding), but in Go, the jpeg.Decode
@@ -300,7 +319,7 @@ func (d *decoder) processSOS(n int) error {
 						// SOS markers are processed.
 						continue
 					}
-					if err := d.reconstructBlock(&b, bx, by, int(compIndex)); err != nil {
+					if err := d.reconstructBlock(b, bx, by, int(compIndex)); err != nil {
 						return err
 					}
 				} // for j
@@ -458,13 +477,16 @@ func (d *decoder) reconstructProgressiveImage() error {
 		if d.nComp > 1 && i > 3 {
 			return UnsupportedError("too many components")
 		}
-		pix.ParallelRows((d.height+v-1)/v, func(lo, hi int) {
+		err := pix.ParallelRowsCtx(d.ctx, (d.height+v-1)/v, d.width, func(lo, hi int) {
 			for by := lo; by < hi; by++ {
 				for bx := 0; bx*h < d.width; bx++ {
 					_ = d.reconstructBlock(&d.progCoeffs[i][by*stride+bx], bx, by, i)
 				}
 			}
 		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 package pix
 
 import (
+	"context"
 	"image"
 	"runtime"
 	"sync"
@@ -35,4 +36,26 @@ func ParallelRows(n int, fn func(lo, hi int)) {
 		wg.Go(func() { fn(lo, hi) })
 	}
 	wg.Wait()
+}
+
+// checkWork is how many samples a ParallelRowsCtx goroutine processes
+// between looks at its context (a few milliseconds of work at most).
+const checkWork = 1 << 18
+
+// ParallelRowsCtx is ParallelRows for a cancellable loop whose rows cost
+// rowCost samples each: every goroutine looks at ctx before each group of
+// rows worth checkWork samples (at least before every row) and stops once ctx
+// is done; the call then returns ctx.Err(). A nil ctx is never done.
+func ParallelRowsCtx(ctx context.Context, n, rowCost int, fn func(lo, hi int)) error {
+	if ctx == nil {
+		ParallelRows(n, fn)
+		return nil
+	}
+	step := max(1, checkWork/max(rowCost, 1))
+	ParallelRows(n, func(lo, hi int) {
+		for y := lo; y < hi && ctx.Err() == nil; y += step {
+			fn(y, min(y+step, hi))
+		}
+	})
+	return ctx.Err()
 }
