@@ -39,7 +39,7 @@ const (
 	EventImageEncoded                       // Timing of the encode (0 when served from cache), Cached
 	EventStageStarted                       // Stage, Usage.PromptTokens, Usage.CachedTokens
 	EventDelta                              // Stage, Text, TokenIDs
-	EventStageFinished                      // Stage, Text, Entities, Usage, Timing
+	EventStageFinished                      // Stage, Text, Entities, Handoff, Finish, Usage, Timing
 	EventDone                               // Result or Err; always the last event
 )
 
@@ -52,6 +52,8 @@ type Event struct {
 	Text     string         // EventDelta: new text; EventStageFinished: whole stage text
 	TokenIDs []int32        // EventDelta: the tokens behind Text
 	Entities []chain.Entity // EventStageFinished: the parsed hand-off list
+	Handoff  string         // EventStageFinished: the list the next stage's prompt takes
+	Finish   string         // EventStageFinished: "eos", "length" or "stop"
 	Usage    Usage
 	Timing   Timing
 	Result   *Result // EventDone on success
@@ -78,6 +80,7 @@ type StageResult struct {
 	Text     string         // decoded, trimmed text
 	TokenIDs []int32        // generated ids (EOS excluded)
 	Entities []chain.Entity // hand-off list after dedup/merge
+	Handoff  string         // the serialised list the next stage's prompt takes ("" after stage 4)
 	Usage    Usage
 	Timing   Timing
 	Finish   string // "eos", "length", "stop"

@@ -14,6 +14,7 @@ import (
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/model/kvcache"
 	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/tokenizer"
 )
 
 // Batcher is the continuous batcher. Submit methods and Ready, Spec and
@@ -65,7 +66,7 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		feats: newFeatureCache(cfg.FeatureCache),
 	}
 	for k, st := range chain.Stages {
-		b.base[k] = len(b.promptTokens(chain.Template(chain.Prompt(st, ""))))
+		b.base[k] = len(tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens))
 	}
 	return b
 }
@@ -298,17 +299,17 @@ func (b *Batcher) admit() {
 		b.reserved += r.need
 		b.running = append(b.running, r)
 		b.m.queueTime.Observe(r.admitted.Sub(r.submitted).Seconds())
-		b.startStage(r, r.firstStage(), "")
+		b.startStage(r, r.firstStage())
 	}
 }
 
-// startStage builds stage's sequence, with the hand-off list of the stage
-// before, and looks its prompt up in the prefix cache.
-func (b *Batcher) startStage(r *request, stage chain.Stage, handoff string) {
+// startStage builds stage's sequence, its prompt holding the hand-off list
+// of the stage before, and looks the prompt up in the prefix cache.
+func (b *Batcher) startStage(r *request, stage chain.Stage) {
 	prompt := r.prompt
 	maxNew := r.maxNew[0]
 	if r.chain {
-		prompt = b.promptTokens(chain.Template(chain.Prompt(stage, handoff)))
+		prompt = tokenizer.EncodeImagePrompt(b.tok, chain.Template(r.handoff.Prompt(stage)), b.spec.ImageTokens)
 		maxNew = r.maxNew[stage-1]
 	}
 	if len(prompt) >= b.spec.MaxContext {
@@ -688,13 +689,15 @@ func (b *Batcher) endStage(s *seq, finish string) {
 	if s.stage == r.firstStage() {
 		res.Timing.Queued = r.admitted.Sub(r.submitted)
 	}
-	var next string
 	if r.chain {
-		res.Entities, next = r.handoff(s.stage, text)
+		res.Entities = r.advance(s.stage, text)
+		if s.stage < chain.Caption {
+			res.Handoff = r.handoff.List()
+		}
 	}
 	r.results = append(r.results, res)
 	r.out.push(Event{Kind: EventStageFinished, Stage: s.stage, Text: text, Entities: res.Entities,
-		Usage: res.Usage, Timing: res.Timing})
+		Handoff: res.Handoff, Finish: finish, Usage: res.Usage, Timing: res.Timing})
 	// Free before the next stage's lookup: the blocks stay in the prefix
 	// cache (nothing is allocated in between), and the lookup takes them.
 	b.kv.Free(s.kv)
@@ -703,7 +706,7 @@ func (b *Batcher) endStage(s *seq, finish string) {
 		r.reported = false
 	}
 	if r.chain && s.stage < r.stages {
-		b.startStage(r, s.stage+1, next)
+		b.startStage(r, s.stage+1)
 		return
 	}
 	b.complete(r)
@@ -711,7 +714,7 @@ func (b *Batcher) endStage(s *seq, finish string) {
 
 // complete ends a request successfully.
 func (b *Batcher) complete(r *request) {
-	res := &Result{Stages: r.results, Entities: r.final}
+	res := &Result{Stages: r.results, Entities: r.handoff.Entities()}
 	if r.img != nil {
 		res.Width, res.Height = r.img.Width, r.img.Height
 	}

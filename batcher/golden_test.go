@@ -67,7 +67,7 @@ func TestChainGolden(t *testing.T) {
 			tok := m.Tokenizer().(*tokenizer.Tokenizer)
 			var want [][]int32
 			for _, s := range g.Stages {
-				if got := tok.EncodeImagePrompt(chain.Template(s.Prompt)); !slices.Equal(got, s.InputIDs) {
+				if got := tokenizer.EncodeImagePrompt(tok, chain.Template(s.Prompt), 1); !slices.Equal(got, s.InputIDs) {
 					t.Errorf("stage %d prompt ids:\n got %v\nwant %v", s.Stage, got, s.InputIDs)
 				}
 				want = append(want, slices.DeleteFunc(slices.Clone(s.GeneratedIDs), func(id int32) bool { return id == tok.EOS() }))

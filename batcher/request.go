@@ -11,12 +11,8 @@ import (
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/model/kvcache"
 	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/tokenizer"
 )
-
-// handoffSlack is the tokens added per hand-off list to the admission
-// estimate: re-tokenising a serialised list can differ from the generated
-// ids at its edges.
-const handoffSlack = 4
 
 // request is one admitted or waiting ChainRequest or GenerateRequest. Its
 // fields after out are owned by the step loop.
@@ -42,8 +38,7 @@ type request struct {
 	features []float32 // [ImageTokens × Hidden] once encoded; nil otherwise
 	reported bool      // EventImageEncoded sent (reuse mode: once per request)
 	results  []StageResult
-	tagged   []chain.Entity // stage 2's entities, merged with stage 3's
-	final    []chain.Entity // the latest hand-off list
+	handoff  chain.Handoff // chain: the lists passed from stage to stage
 	done     bool
 }
 
@@ -161,9 +156,8 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 	// The stages run one after another on one shared prefix, so the chain
 	// needs as much KV as its largest stage: that stage's prompt with the
 	// longest hand-off list the earlier limits allow, plus its own limit.
-	handoff := [4]int{0, req.maxNew[0], req.maxNew[1], req.maxNew[1] + req.maxNew[2]}
 	for k := range stages {
-		n := min(b.base[k]+handoff[k]+handoffSlack+req.maxNew[k], b.spec.MaxContext)
+		n := min(b.base[k]+chain.HandoffBound(chain.Stages[k], req.maxNew)+req.maxNew[k], b.spec.MaxContext)
 		req.need = max(req.need, b.kv.BlocksFor(n))
 	}
 	if err := b.fitsPool(req.need); err != nil {
@@ -200,7 +194,7 @@ func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
 		text = chain.System + " USER: " + text + " ASSISTANT:"
 	}
 	req := &request{id: r.RequestID, params: r.Sampling, stops: r.Stop, ignoreEOS: r.IgnoreEOS}
-	req.prompt = b.promptTokens(text)
+	req.prompt = tokenizer.EncodeImagePrompt(b.tok, text, b.spec.ImageTokens)
 	maxNew, err := b.maxNewTokens("max_new_tokens", r.MaxNewTokens, b.spec.MaxContext-len(req.prompt))
 	if err != nil {
 		return nil, err
@@ -231,50 +225,12 @@ func (b *Batcher) fitsPool(need int) error {
 	return nil
 }
 
-// promptTokens tokenises a templated prompt as LLaVA's tokenizer_image_token
-// does: the text is split at <image>, the first piece keeps its BOS, later
-// pieces are tokenised without one, and ImageTokens image positions go where
-// each <image> was.
-func (b *Batcher) promptTokens(text string) []int32 {
-	parts := strings.Split(text, chain.ImagePlaceholder)
-	ids := b.tok.Encode(parts[0], true)
-	for _, p := range parts[1:] {
-		for range b.spec.ImageTokens {
-			ids = append(ids, engine.ImageToken)
-		}
-		ids = append(ids, b.tok.Encode(p, false)...)
-	}
-	return ids
-}
-
-// handoff parses the text of a finished stage. It returns the entities to
-// report for the stage (with pixel boxes) and the serialised list the next
-// stage's prompt takes, and records the request's running entity lists.
-func (r *request) handoff(stage chain.Stage, text string) (ents []chain.Entity, next string) {
-	switch stage {
-	case chain.Localize:
-		boxes := chain.ParseBoxes(text)
-		for _, bx := range boxes {
-			ents = append(ents, chain.Entity{Box: bx, Stage: chain.Localize})
-		}
-		next = chain.SerializeBoxes(boxes)
-		r.final = ents
-	case chain.Tag:
-		ents = chain.ParseTagged(text)
-		for i := range ents {
-			ents[i].Stage = chain.Tag
-		}
-		r.tagged, r.final = ents, ents
-		next = chain.SerializeTagged(ents)
-	case chain.Discover:
-		ents = chain.Merge(r.tagged, chain.ParseTagged(text), text)
-		r.final = ents
-		next = chain.SerializeTagged(ents)
-	case chain.Caption:
-		ents = chain.Mentions(text)
-	}
+// advance runs the chain's hand-off on the text of a finished stage and
+// returns the entities to report for the stage, with pixel boxes.
+func (r *request) advance(stage chain.Stage, text string) []chain.Entity {
+	ents := r.handoff.Advance(stage, text)
 	if r.img != nil {
 		chain.SetPixels(ents, r.img.Width, r.img.Height)
 	}
-	return ents, next
+	return ents
 }

@@ -11,8 +11,11 @@ func TestHandoff_ChainOrder(t *testing.T) {
 		t.Fatal("zero Handoff is not at stage 1")
 	}
 	s1 := h.Advance(Localize, "<box>[[1, 2, 3, 4]]</box>, <box>[[1, 2, 3, 4]]</box>, <box>[[5, 6, 7, 8]]</box>")
-	if want := []Entity{{Box: Box{1, 2, 3, 4}, Stage: Localize}, {Box: Box{5, 6, 7, 8}, Stage: Localize}}; !reflect.DeepEqual(s1, want) {
-		t.Fatalf("stage 1 = %v, want %v", s1, want)
+	if want := []Entity{{Box: Box{1, 2, 3, 4}, Stage: Localize}, {Box: Box{5, 6, 7, 8}, Stage: Localize}}; !reflect.DeepEqual(s1, want) || !reflect.DeepEqual(h.Entities(), want) {
+		t.Fatalf("stage 1 = %v, entities %v, want %v", s1, h.Entities(), want)
+	}
+	if h.List() != "<box>[[1, 2, 3, 4]]</box>, <box>[[5, 6, 7, 8]]</box>" {
+		t.Fatalf("stage 1 list %q", h.List())
 	}
 	if got := h.Prompt(Tag); got != PromptTag+"<box>[[1, 2, 3, 4]]</box>, <box>[[5, 6, 7, 8]]</box>" {
 		t.Fatalf("stage 2 prompt = %q", got)
@@ -36,5 +39,14 @@ func TestHandoff_ChainOrder(t *testing.T) {
 	m := h.Advance(Caption, "A bird <box>[[9, 9, 9, 9]]</box> flies.")
 	if len(m) != 1 || m[0].Tag != "bird" || len(h.Entities()) != 3 {
 		t.Fatalf("stage 4 mentions %v, entities %v", m, h.Entities())
+	}
+}
+
+func TestHandoffBound(t *testing.T) {
+	maxNew := [4]int{10, 20, 30, 40}
+	for st, want := range map[Stage]int{Localize: 4, Tag: 14, Discover: 24, Caption: 54} {
+		if got := HandoffBound(st, maxNew); got != want {
+			t.Errorf("HandoffBound(%v) = %d, want %d", st, got, want)
+		}
 	}
 }

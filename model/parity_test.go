@@ -57,7 +57,7 @@ func TestGoldenParity(t *testing.T) {
 				if p := chain.Template(c.Prompt); p != c.FullPrompt {
 					t.Fatalf("templated prompt %q, want %q", p, c.FullPrompt)
 				}
-				if ids := tok.EncodeImagePrompt(c.FullPrompt); !slices.Equal(ids, c.InputIDs) {
+				if ids := tokenizer.EncodeImagePrompt(tok, c.FullPrompt, 1); !slices.Equal(ids, c.InputIDs) {
 					t.Fatalf("input ids\n got %v\nwant %v", ids, c.InputIDs)
 				}
 				feats, err := m.EncodeImages([]engine.Image{{Pixels: c.F32(t, "pixel_values.f32")}})

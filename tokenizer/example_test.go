@@ -9,12 +9,12 @@ import (
 
 // The second chunk of an image prompt gets its own dummy-prefix "▁" (925)
 // before the newline, exactly as LLaVA's tokenizer_image_token gives it.
-func ExampleTokenizer_EncodeImagePrompt() {
+func ExampleEncodeImagePrompt() {
 	tok, err := tokenizer.Load("../model/presets/tokenizers/tiny.model")
 	if err != nil {
 		log.Fatal(err)
 	}
-	ids := tok.EncodeImagePrompt("USER: <image>\nHi ASSISTANT:")
+	ids := tokenizer.EncodeImagePrompt(tok, "USER: <image>\nHi ASSISTANT:", 1)
 	fmt.Println(ids)
 	fmt.Printf("%q\n", tok.Decode(ids))
 	// Output:

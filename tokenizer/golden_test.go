@@ -82,7 +82,7 @@ func TestGolden(t *testing.T) {
 				}
 			}
 			for _, c := range g.Image {
-				if got := tok.EncodeImagePrompt(c.Prompt); !slices.Equal(got, c.IDs) {
+				if got := EncodeImagePrompt(tok, c.Prompt, 1); !slices.Equal(got, c.IDs) {
 					t.Errorf("EncodeImagePrompt(%q)\n got %v\nwant %v", c.Prompt, got, c.IDs)
 				}
 			}

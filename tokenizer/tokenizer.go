@@ -195,23 +195,22 @@ func (t *Tokenizer) nextSpecial(s string) (int, string) {
 }
 
 // EncodeImagePrompt tokenises a prompt holding "<image>" placeholders as
-// LLaVA's tokenizer_image_token does: the prompt is split at "<image>",
-// every chunk is encoded with a BOS, the BOS is kept only at the very start
-// (chunk k>0 drops its leading BOS), and one engine.ImageToken goes where
-// each "<image>" was.
-func (t *Tokenizer) EncodeImagePrompt(prompt string) []int32 {
+// LLaVA's tokenizer_image_token does, with imageTokens image positions per
+// placeholder: the prompt is split at "<image>", the first chunk is encoded
+// with a BOS, later chunks without one, and imageTokens engine.ImageToken
+// ids go where each "<image>" was. With imageTokens 1 the result equals the
+// input_ids of the reference (one -200 per image); the batcher passes the
+// model's image token count, the positions the vision tower's rows fill.
+// It is the one image-prompt tokeniser: serving and the golden tests share it.
+func EncodeImagePrompt(t engine.Tokenizer, prompt string, imageTokens int) []int32 {
 	var ids []int32
 	for k, chunk := range strings.Split(prompt, "<image>") {
-		enc := t.Encode(chunk, true)
-		if k == 0 {
-			ids = append(ids, enc...)
-			continue
+		if k > 0 {
+			for range imageTokens {
+				ids = append(ids, engine.ImageToken)
+			}
 		}
-		ids = append(ids, engine.ImageToken)
-		if len(enc) > 0 && enc[0] == t.model.BosID {
-			enc = enc[1:]
-		}
-		ids = append(ids, enc...)
+		ids = append(ids, t.Encode(chunk, k == 0)...)
 	}
 	return ids
 }

@@ -159,7 +159,7 @@ func TestEncodeBOSAndImage(t *testing.T) {
 	if with[0] != tok.BOS() || !slices.Equal(with[1:], without) {
 		t.Errorf("Encode bos=true %v, bos=false %v", with, without)
 	}
-	ids := tok.EncodeImagePrompt("a<image>b<image>")
+	ids := EncodeImagePrompt(tok, "a<image>b<image>", 1)
 	if n := strings.Count("a<image>b<image>", "<image>"); countOf(ids, engine.ImageToken) != n || countOf(ids, tok.BOS()) != 1 {
 		t.Errorf("EncodeImagePrompt = %v", ids)
 	}

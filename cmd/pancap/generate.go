@@ -142,7 +142,7 @@ func runGenerate(w io.Writer, f generateFlags) error {
 
 	res.Prompt = fullPrompt(f.prompt, f.raw, f.image != "")
 	tok := m.Tokenizer().(*tokenizer.Tokenizer)
-	res.InputIDs = tok.EncodeImagePrompt(res.Prompt)
+	res.InputIDs = tokenizer.EncodeImagePrompt(tok, res.Prompt, 1)
 	images := 0
 	for _, id := range res.InputIDs {
 		if id == engine.ImageToken {
