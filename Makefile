@@ -7,9 +7,9 @@ BUF_VERSION     := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS         := -X main.version=$(VERSION)
+LDFLAGS         := -X github.com/pancap-serve/pancap/internal/buildinfo.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-stubs proto proto-tools proto-check run bench lint soak train-tiny embed-model train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
+.PHONY: help build test go-test python-test python-client proto proto-tools proto-check run bench lint soak train-tiny embed-model train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ $(CURDIR)/.venv/bin/python: ## the venv of the Python client's tests (sees Debia
 	/usr/bin/python3 -m venv --system-site-packages .venv
 	.venv/bin/pip install --quiet grpcio grpcio-tools pytest
 
-python-stubs: $(PYTHON) ## generate the Python client's gRPC stubs from the proto
-	$(PYTHON) clients/python/gen_stubs.py
+python-client: $(PYTHON) ## install the Python client into .venv as users do (pip install clients/python; the build generates its stubs)
+	$(PYTHON) -m pip install --quiet ./clients/python
 
-python-test: build python-stubs ## the Python client's tests against a real `pancap serve`
+python-test: build python-client ## the Python client's tests against a real `pancap serve`
 	cd clients/python && PANCAP_BIN=$(BIN)/pancap $(PYTHON) -m pytest -q tests
 
 proto-tools: ## install the pinned buf and protoc plugins into bin/ (built through the Go module proxy when missing)

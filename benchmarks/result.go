@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
-	"strings"
 	"time"
 
+	"github.com/pancap-serve/pancap/internal/buildinfo"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
@@ -37,7 +35,7 @@ type Result struct {
 // Tool identifies the build and the machine that ran the load generator.
 type Tool struct {
 	Version   string `json:"version"`
-	GitCommit string `json:"git_commit"`
+	GitCommit string `json:"git_commit"` // the commit the binary was built from ("" when unrecorded)
 	GitDirty  bool   `json:"git_dirty"`
 	GoVersion string `json:"go_version"`
 	Host      string `json:"host"`
@@ -46,34 +44,20 @@ type Tool struct {
 	CPUs      int    `json:"cpus"`
 }
 
-// NewTool describes this build (version as given) and machine. The commit
-// comes from `git rev-parse HEAD` in the working directory, else from the
-// build's vcs settings.
-func NewTool(version string) Tool {
-	t := Tool{Version: version, GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU()}
+// NewTool describes this build and machine: the version and commit the
+// binary records (internal/buildinfo), not those of the directory it runs in.
+func NewTool() Tool {
+	b := buildinfo.Read()
+	t := Tool{Version: b.Version, GitCommit: b.Commit, GitDirty: b.Dirty,
+		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU()}
 	t.Host, _ = os.Hostname()
-	if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
-		t.GitCommit = strings.TrimSpace(string(out))
-		st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
-		t.GitDirty = err == nil && len(strings.TrimSpace(string(st))) > 0
-		return t
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				t.GitCommit = s.Value
-			case "vcs.modified":
-				t.GitDirty = s.Value == "true"
-			}
-		}
-	}
 	return t
 }
 
 // Server is the benchmarked server as GetModelInfo described it.
 type Server struct {
 	Addr          string `json:"addr"`
+	Version       string `json:"version"` // the server's build (GetModelInfo's server_version)
 	Model         string `json:"model"`
 	DType         string `json:"dtype"`
 	Device        string `json:"device"`
@@ -92,7 +76,7 @@ type Server struct {
 func NewServer(addr string, m *pb.ModelInfo) Server {
 	a := m.GetArchitecture()
 	return Server{
-		Addr: addr, Model: m.GetName(), DType: m.GetDtype(), Device: m.GetDevice(), RandomWeights: m.GetRandomWeights(),
+		Addr: addr, Version: m.GetServerVersion(), Model: m.GetName(), DType: m.GetDtype(), Device: m.GetDevice(), RandomWeights: m.GetRandomWeights(),
 		HiddenSize: int(a.GetHiddenSize()), VocabSize: int(a.GetVocabSize()), ImageTokens: int(a.GetImageTokens()),
 		ImageSize: int(a.GetImageSize()), MaxContext: int(a.GetMaxContext()),
 		KVBlockSize: int(a.GetKvBlockSize()), KVBlocks: int(a.GetKvBlocks()), KVCacheDType: a.GetKvCacheDtype(),

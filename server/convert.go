@@ -98,6 +98,7 @@ func stageResultPB(s batcher.StageResult) *pb.StageResult {
 		Usage:        usagePB(s.Usage),
 		Timing:       timingPB(s.Timing),
 		FinishReason: finishReasons[s.Finish],
+		Handoff:      s.Handoff,
 	}
 }
 
@@ -160,11 +161,13 @@ func captionEvent(ev *batcher.Event) *pb.CaptionEvent {
 		return &pb.CaptionEvent{Event: &pb.CaptionEvent_TokenDelta{TokenDelta: tokenDeltaPB(ev)}}
 	case batcher.EventStageFinished:
 		return &pb.CaptionEvent{Event: &pb.CaptionEvent_StageFinished{StageFinished: &pb.StageFinished{
-			Stage:    stagePB(ev.Stage),
-			Text:     ev.Text,
-			Entities: entitiesPB(ev.Entities),
-			Usage:    usagePB(ev.Usage),
-			Timing:   timingPB(ev.Timing),
+			Stage:        stagePB(ev.Stage),
+			Text:         ev.Text,
+			Entities:     entitiesPB(ev.Entities),
+			Usage:        usagePB(ev.Usage),
+			Timing:       timingPB(ev.Timing),
+			FinishReason: finishReasons[ev.Finish],
+			Handoff:      ev.Handoff,
 		}}}
 	}
 	return nil

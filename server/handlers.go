@@ -120,7 +120,8 @@ func (c *captioner) GetModelInfo(ctx context.Context, _ *pb.GetModelInfoRequest)
 	sp := c.s.backend.Spec()
 	cfg := c.s.cfg
 	return &pb.ModelInfo{
-		Name: sp.Name,
+		Name:          sp.Name,
+		ServerVersion: cfg.Version,
 		Architecture: &pb.Architecture{
 			HiddenSize:   int32(sp.Hidden),
 			VocabSize:    int32(sp.VocabSize),

@@ -113,7 +113,8 @@ type Config struct {
 
 	DrainTimeout time.Duration // how long Run's shutdown waits for calls in flight
 
-	Logger *slog.Logger // nil means slog.Default()
+	Version string       // the serving build, reported in GetModelInfo (see internal/buildinfo)
+	Logger  *slog.Logger // nil means slog.Default()
 }
 
 // withDefaults returns c with its zero fields set to the defaults.

@@ -1,11 +1,13 @@
 """Generate the gRPC stubs of pancap_client from the repository's proto.
 
-Run before installing or testing the package (``make python-stubs`` does):
+Building the package runs it (setup.py), so ``pip install clients/python``
+needs no other step (``make python-client`` installs it so into .venv). By hand:
 
     python gen_stubs.py
 
 The stubs land in ``pancap_client/_gen/`` (not committed), importable as
 ``pancap_client._gen.pancap_pb2`` and ``pancap_client._gen.pancap_pb2_grpc``.
+Outside the repository (a source distribution) the stubs it carries are kept.
 """
 
 import pathlib
@@ -24,6 +26,8 @@ def main() -> int:
 
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     out = HERE / PACKAGE
+    if not PROTO.exists() and (out / "pancap_pb2.py").exists():
+        return 0  # built from a source distribution that carries the stubs
     with tempfile.TemporaryDirectory() as tmp:
         # Placing the proto at pancap_client/_gen/ makes the generated code
         # import its sibling as pancap_client._gen.pancap_pb2.

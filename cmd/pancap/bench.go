@@ -185,7 +185,7 @@ func runBench(cmd *cobra.Command, fl *benchFlags) error {
 	}
 	res := &benchmarks.Result{
 		SchemaVersion: benchmarks.SchemaVersion, Label: fl.label, StartedAt: time.Now().UTC(),
-		Tool: benchmarks.NewTool(version), Server: benchmarks.NewServer(fl.addr, info),
+		Tool: benchmarks.NewTool(), Server: benchmarks.NewServer(fl.addr, info),
 		Flags: flagValues(cmd.Flags()), Workload: benchmarks.NewWorkload(&cfg, images), SLO: cfg.SLO,
 	}
 	bar := newProgress(cmd.ErrOrStderr())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/benchmarks"
+	"github.com/pancap-serve/pancap/internal/buildinfo"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -49,8 +50,8 @@ func TestBenchWritesResultAndPlots(t *testing.T) {
 	if res.Flags["num-requests"] != "4" || res.Flags["slo"] != "e2e:60000" || res.Workload.Stages != 2 || res.Workload.Warmup != 1 {
 		t.Fatalf("flags %v workload %+v", res.Flags, res.Workload)
 	}
-	if res.Tool.GitCommit == "" || res.StartedAt.IsZero() || len(r.Stages) != 2 || r.TTFT.Count != 4 || r.Goodput == nil {
-		t.Fatalf("tool %+v started %v stages %d ttft %+v", res.Tool, res.StartedAt, len(r.Stages), r.TTFT)
+	if res.Tool.Version != buildinfo.Read().Version || res.Server.Version != testServerVersion || res.StartedAt.IsZero() || len(r.Stages) != 2 || r.TTFT.Count != 4 || r.Goodput == nil {
+		t.Fatalf("tool %+v server %q started %v stages %d ttft %+v", res.Tool, res.Server.Version, res.StartedAt, len(r.Stages), r.TTFT)
 	}
 	for _, name := range []string{"latency.png", "ttft.png", "throughput.png"} {
 		f, err := os.Open(filepath.Join(dir, "plots", name))

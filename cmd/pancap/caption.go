@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,7 +58,7 @@ func newCaptionCmd() *cobra.Command {
 	fl.dialFlags.register(f)
 	f.BoolVar(&fl.json, "json", false, "print one JSON object per image (stage texts, hand-off lists, caption, entities)")
 	f.IntSliceVar(&fl.maxNewTokens, "max-new-tokens", nil, "tokens per stage: one value for every stage, or one per stage (default 1024)")
-	f.IntVar(&fl.stages, "stages", 4, "run stages 1..N (1-4)")
+	f.IntVar(&fl.stages, "stages", 4, "run stages 1..N (1-4; 0 means all four, as in the API)")
 	f.StringVar(&fl.annotate, "annotate", "", "write the image with the entity boxes drawn to this PNG (with several images, -N is added to the name)")
 	f.Float32Var(&fl.temperature, "temperature", 0, "sampling temperature (0: greedy, as the reference)")
 	f.Float32Var(&fl.topP, "top-p", 0, "nucleus sampling threshold (0: off)")
@@ -70,12 +71,12 @@ func newCaptionCmd() *cobra.Command {
 
 // request builds the request for one image.
 func (fl *captionFlags) request(img []byte, id string) (*pb.CaptionRequest, error) {
-	if fl.stages < 1 || fl.stages > 4 {
-		return nil, fmt.Errorf("--stages: must be 1 to 4, got %d", fl.stages)
+	if fl.stages < 0 || fl.stages > 4 {
+		return nil, fmt.Errorf("--stages: must be 1 to 4 (or 0 for all four), got %d", fl.stages)
 	}
 	req := &pb.CaptionRequest{
 		Image:     img,
-		Stages:    int32(fl.stages),
+		Stages:    int32(cmp.Or(fl.stages, 4)),
 		Sampling:  &pb.SamplingParams{Temperature: fl.temperature, TopP: fl.topP, TopK: int32(fl.topK), Seed: fl.seed},
 		IgnoreEos: fl.ignoreEOS,
 		RequestId: id,
@@ -95,7 +96,50 @@ func (fl *captionFlags) request(img []byte, id string) (*pb.CaptionRequest, erro
 	return req, nil
 }
 
+// checkInputs fails before any call when the flags are malformed, an image
+// is missing or empty, or an --annotate output cannot be written.
+func (fl *captionFlags) checkInputs(paths []string) error {
+	if _, err := fl.request(nil, ""); err != nil {
+		return err
+	}
+	for i, path := range paths {
+		st, err := os.Stat(path)
+		switch {
+		case err != nil:
+			return err
+		case !st.Mode().IsRegular():
+			return fmt.Errorf("%s: not a regular file", path)
+		case st.Size() == 0:
+			return fmt.Errorf("%s: the file is empty; give a JPEG, PNG, GIF or WebP image", path)
+		}
+		if fl.annotate != "" {
+			if err := checkWritable(annotatePath(fl.annotate, i, len(paths))); err != nil {
+				return fmt.Errorf("--annotate: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkWritable fails when path cannot be created or written, leaving no
+// file behind that was not there before.
+func checkWritable(path string) error {
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if os.IsNotExist(statErr) {
+		return os.Remove(path)
+	}
+	return nil
+}
+
 func runCaption(cmd *cobra.Command, fl *captionFlags, paths []string) error {
+	if err := fl.checkInputs(paths); err != nil {
+		return err
+	}
 	c, err := fl.dial()
 	if err != nil {
 		return err
@@ -132,7 +176,7 @@ func runCaption(cmd *cobra.Command, fl *captionFlags, paths []string) error {
 		}
 		if fl.annotate != "" {
 			if err := writeAnnotated(annotatePath(fl.annotate, i, len(paths)), img, resp); err != nil {
-				return fmt.Errorf("--annotate: %w", err)
+				return err
 			}
 		}
 	}
@@ -171,6 +215,10 @@ func streamCaption(ctx context.Context, c *client.Client, req *pb.CaptionRequest
 			prog.Clear()
 			s := e.StageFinished
 			fmt.Fprintln(out)
+			if s.FinishReason == pb.FinishReason_FINISH_REASON_LENGTH {
+				fmt.Fprintf(errOut, "   (stage %d cut off at its token limit: raise --max-new-tokens for a complete %s stage)\n",
+					s.Stage, stageName(s.Stage))
+			}
 			if s.Stage != pb.Stage_STAGE_CAPTION {
 				fmt.Fprintf(errOut, "   (%d entities, %d tokens in %s)\n", len(s.Entities), s.Usage.GetGeneratedTokens(),
 					s.Timing.GetTotal().AsDuration().Round(time.Millisecond))
@@ -241,28 +289,12 @@ func chainEntities(ents []*pb.Entity) []chain.Entity {
 	return out
 }
 
-// handoff re-serialises a stage's list as the next stage's prompt holds it.
-func handoff(s *pb.StageResult) string {
-	ents := chainEntities(s.Entities)
-	switch s.Stage {
-	case pb.Stage_STAGE_LOCALIZE:
-		boxes := make([]chain.Box, len(ents))
-		for i, e := range ents {
-			boxes[i] = e.Box
-		}
-		return chain.SerializeBoxes(boxes)
-	case pb.Stage_STAGE_TAG, pb.Stage_STAGE_DISCOVER:
-		return chain.SerializeTagged(ents)
-	}
-	return ""
-}
-
 func jsonOf(path string, r *pb.CaptionResponse) jsonCaption {
 	j := jsonCaption{Image: path, Width: r.ImageWidth, Height: r.ImageHeight, Caption: r.Caption,
 		Entities: jsonEntities(r.Entities), Mentions: jsonEntities(r.Mentions), Stages: []jsonStage{}}
 	for _, s := range r.Stages {
 		j.Stages = append(j.Stages, jsonStage{
-			Stage: int(s.Stage), Name: stageName(s.Stage), Text: s.Text, Handoff: handoff(s),
+			Stage: int(s.Stage), Name: stageName(s.Stage), Text: s.Text, Handoff: s.Handoff,
 			Entities: jsonEntities(s.Entities), PromptTokens: s.Usage.GetPromptTokens(),
 			CachedTokens: s.Usage.GetCachedTokens(), GeneratedTokens: s.Usage.GetGeneratedTokens(),
 			Seconds:      s.Timing.GetTotal().AsDuration().Seconds(),

@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -50,7 +51,13 @@ func (b scriptedBackend) SubmitChain(ctx context.Context, req batcher.ChainReque
 		ch <- batcher.Event{Kind: batcher.EventStageStarted, Stage: st, Usage: batcher.Usage{PromptTokens: 30}}
 		ch <- batcher.Event{Kind: batcher.EventDelta, Stage: st, Text: texts[st]}
 		ch <- batcher.Event{Kind: batcher.EventStageFinished, Stage: st, Text: texts[st], Entities: ents[st]}
-		res.Stages = append(res.Stages, batcher.StageResult{Stage: st, Text: texts[st], Entities: ents[st], Finish: "eos"})
+		handoff := texts[chain.Tag]
+		if st == chain.Localize {
+			handoff = texts[st]
+		} else if st == chain.Caption {
+			handoff = ""
+		}
+		res.Stages = append(res.Stages, batcher.StageResult{Stage: st, Text: texts[st], Entities: ents[st], Finish: "eos", Handoff: handoff})
 	}
 	if n >= 2 {
 		res.Entities = ents[chain.Tag]
@@ -72,7 +79,7 @@ func (scriptedBackend) Ready() bool       { return true }
 // serveBackend serves b on a free local port and returns its address.
 func serveBackend(t *testing.T, b server.Backend) string {
 	t.Helper()
-	srv, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler)}, b)
+	srv, err := server.New(server.Config{Logger: slog.New(slog.DiscardHandler), Version: testServerVersion}, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +97,9 @@ func serveBackend(t *testing.T, b server.Backend) string {
 	})
 	return lis.Addr().String()
 }
+
+// testServerVersion is the build serveBackend's server reports.
+const testServerVersion = "v9.9.9 (commit 0123456789ab)"
 
 // drawTestPNG draws a small test image and returns its path.
 func drawTestPNG(t *testing.T) string {
@@ -206,6 +216,70 @@ func TestCaptionBadFlags(t *testing.T) {
 	}
 }
 
+// TestCaptionChecksInputsFirst: an unwritable --annotate path, a missing
+// or empty image fail before any call (the address is unreachable, so a
+// call would fail differently), with one clear message.
+func TestCaptionChecksInputsFirst(t *testing.T) {
+	img := drawTestPNG(t)
+	empty := filepath.Join(t.TempDir(), "empty.png")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--annotate", filepath.Join(dir, "no", "such", "dir.png"), img}, "--annotate: open "},
+		{[]string{filepath.Join(dir, "missing.png")}, "no such file"},
+		{[]string{empty}, "the file is empty"},
+		{[]string{dir}, "not a regular file"},
+	} {
+		_, _, err := run(t, append([]string{"caption", "--addr", "127.0.0.1:1", "--timeout", "1s"}, tt.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "annotate: annotate") {
+			t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the checks left files behind: %v", entries)
+	}
+}
+
+// TestCaptionStagesZeroAndTruncation: --stages 0 runs all four stages, as in
+// the API, and a stage cut off by its token limit is marked.
+func TestCaptionStagesZeroAndTruncation(t *testing.T) {
+	addr := serveBackend(t, truncatingBackend{})
+	out, errOut, err := run(t, "caption", "--addr", addr, "--stages", "0", drawTestPNG(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "stage 4/4 · caption") {
+		t.Errorf("--stages 0 did not run four stages:\n%s", out)
+	}
+	if !strings.Contains(errOut, "stage 4 cut off at its token limit") {
+		t.Errorf("no truncation mark:\n%s", errOut)
+	}
+}
+
+// truncatingBackend is scriptedBackend whose caption stage hits its limit.
+type truncatingBackend struct{ scriptedBackend }
+
+func (b truncatingBackend) SubmitChain(ctx context.Context, req batcher.ChainRequest) (<-chan batcher.Event, error) {
+	in, err := b.scriptedBackend.SubmitChain(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan batcher.Event, 64)
+	defer close(out)
+	for ev := range in {
+		if ev.Kind == batcher.EventStageFinished && ev.Stage == chain.Caption {
+			ev.Finish = "length"
+		}
+		out <- ev
+	}
+	return out, nil
+}
+
 func TestCaptionRequestMaxNewTokens(t *testing.T) {
 	fl := &captionFlags{stages: 3, maxNewTokens: []int{7}}
 	req, err := fl.request([]byte("x"), "id")
@@ -270,5 +344,33 @@ func TestVersion(t *testing.T) {
 func TestAnnotatePath(t *testing.T) {
 	if annotatePath("a/out.png", 0, 1) != "a/out.png" || annotatePath("a/out.png", 1, 3) != "a/out-2.png" {
 		t.Fatal("annotatePath")
+	}
+}
+
+// TestUsageHints: a bad flag, wrong arguments or an unknown command point
+// to the usage; an error of the work itself does not.
+func TestUsageHints(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		hint string
+	}{
+		{[]string{"serve", "--no-such-flag"}, "Run 'pancap serve --help' for usage."},
+		{[]string{"caption"}, "Run 'pancap caption --help' for usage."},
+		{[]string{"serve", "extra"}, "Run 'pancap serve --help' for usage."},
+		{[]string{"no-such-command"}, "Run 'pancap --help' for usage."},
+		{[]string{"caption", "--addr", "127.0.0.1:1", filepath.Join(t.TempDir(), "missing.png")}, ""},
+	} {
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs(tt.args)
+		cmd, err := root.ExecuteContextC(t.Context())
+		if err == nil {
+			t.Fatalf("%v: no error", tt.args)
+		}
+		text := errorText(cmd, err)
+		if tt.hint == "" && strings.Contains(text, "--help") || tt.hint != "" && !strings.HasSuffix(text, tt.hint+"\n") {
+			t.Errorf("%v: %q, want hint %q", tt.args, text, tt.hint)
+		}
 	}
 }

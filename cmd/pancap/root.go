@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -35,7 +36,35 @@ func newRootCmd() *cobra.Command {
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd())
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+	}
 	return root
+}
+
+// usageError is a command line the command cannot parse: a bad flag or
+// the wrong arguments.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// errorText is what the binary prints when cmd failed with err: the error,
+// and for a command line it could not parse (bad flag, arguments, unknown
+// command) where to read the usage.
+func errorText(cmd *cobra.Command, err error) string {
+	text := "pancap: " + err.Error() + "\n"
+	if errors.As(err, new(usageError)) || strings.HasPrefix(err.Error(), "unknown command") {
+		text += fmt.Sprintf("Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return text
 }
 
 // envName is the environment variable of a flag.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/buildinfo"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/imageproc"
 	"github.com/pancap-serve/pancap/server"
@@ -170,6 +171,7 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		return err
 	}
 	cfg.Logger = log
+	cfg.Version = buildinfo.Read().String()
 	if err := checkFlags(cfg); err != nil {
 		return err
 	}

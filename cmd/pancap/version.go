@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pancap-serve/pancap/internal/buildinfo"
 )
 
 func init() { register(newVersionCmd) }
@@ -16,7 +18,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "pancap %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "pancap %s (%s, %s/%s)\n", buildinfo.Read(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return err
 		},
 	}

@@ -8,7 +8,7 @@
             print(event.WhichOneof("event"))
 
 The message types are the generated ones, re-exported as ``pancap_client.pb``.
-Generate them first with ``python gen_stubs.py``.
+Installing the package (``pip install clients/python``) generates them.
 """
 
 from pancap_client._gen import pancap_pb2 as pb

@@ -692,7 +692,10 @@ type StageResult struct {
 	// Timings.
 	Timing *Timing `protobuf:"bytes,6,opt,name=timing,proto3" json:"timing,omitempty"`
 	// Why generation ended.
-	FinishReason  FinishReason `protobuf:"varint,7,opt,name=finish_reason,json=finishReason,proto3,enum=pancap.v1.FinishReason" json:"finish_reason,omitempty"`
+	FinishReason FinishReason `protobuf:"varint,7,opt,name=finish_reason,json=finishReason,proto3,enum=pancap.v1.FinishReason" json:"finish_reason,omitempty"`
+	// The serialised list the next stage's prompt takes ("<box>[[a, b, c, d]]</box>, …"
+	// after stage 1, "tag <box>[[a, b, c, d]]</box>, …" after stages 2 and 3); empty after stage 4.
+	Handoff       string `protobuf:"bytes,8,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +777,13 @@ func (x *StageResult) GetFinishReason() FinishReason {
 		return x.FinishReason
 	}
 	return FinishReason_FINISH_REASON_UNSPECIFIED
+}
+
+func (x *StageResult) GetHandoff() string {
+	if x != nil {
+		return x.Handoff
+	}
+	return ""
 }
 
 // CaptionResponse is the whole result of PancapChain on one image.
@@ -1128,7 +1138,11 @@ type StageFinished struct {
 	// Token counts.
 	Usage *Usage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Timings.
-	Timing        *Timing `protobuf:"bytes,5,opt,name=timing,proto3" json:"timing,omitempty"`
+	Timing *Timing `protobuf:"bytes,5,opt,name=timing,proto3" json:"timing,omitempty"`
+	// Why generation ended.
+	FinishReason FinishReason `protobuf:"varint,6,opt,name=finish_reason,json=finishReason,proto3,enum=pancap.v1.FinishReason" json:"finish_reason,omitempty"`
+	// The serialised list the next stage's prompt takes; empty after stage 4.
+	Handoff       string `protobuf:"bytes,7,opt,name=handoff,proto3" json:"handoff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1196,6 +1210,20 @@ func (x *StageFinished) GetTiming() *Timing {
 		return x.Timing
 	}
 	return nil
+}
+
+func (x *StageFinished) GetFinishReason() FinishReason {
+	if x != nil {
+		return x.FinishReason
+	}
+	return FinishReason_FINISH_REASON_UNSPECIFIED
+}
+
+func (x *StageFinished) GetHandoff() string {
+	if x != nil {
+		return x.Handoff
+	}
+	return ""
 }
 
 // CaptionEvent is one item of a StreamCaption stream.
@@ -2018,7 +2046,10 @@ type ModelInfo struct {
 	// are not meaningful captions.
 	RandomWeights bool `protobuf:"varint,5,opt,name=random_weights,json=randomWeights,proto3" json:"random_weights,omitempty"`
 	// The server's request limits.
-	Limits        *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *Limits `protobuf:"bytes,6,opt,name=limits,proto3" json:"limits,omitempty"`
+	// The serving build: its version and, when recorded, its commit, e.g.
+	// "v0.9.0 (commit 0123456789ab)".
+	ServerVersion string `protobuf:"bytes,7,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2095,6 +2126,13 @@ func (x *ModelInfo) GetLimits() *Limits {
 	return nil
 }
 
+func (x *ModelInfo) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
 var File_pancap_v1_pancap_proto protoreflect.FileDescriptor
 
 const file_pancap_v1_pancap_proto_rawDesc = "" +
@@ -2138,7 +2176,7 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\x06queued\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06queued\x12:\n" +
 	"\vfirst_token\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"firstToken\x12/\n" +
-	"\x05total\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05total\"\xa6\x02\n" +
+	"\x05total\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x05total\"\xc0\x02\n" +
 	"\vStageResult\x12&\n" +
 	"\x05stage\x18\x01 \x01(\x0e2\x10.pancap.v1.StageR\x05stage\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x1b\n" +
@@ -2146,7 +2184,8 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\bentities\x18\x04 \x03(\v2\x11.pancap.v1.EntityR\bentities\x12&\n" +
 	"\x05usage\x18\x05 \x01(\v2\x10.pancap.v1.UsageR\x05usage\x12)\n" +
 	"\x06timing\x18\x06 \x01(\v2\x11.pancap.v1.TimingR\x06timing\x12<\n" +
-	"\rfinish_reason\x18\a \x01(\x0e2\x17.pancap.v1.FinishReasonR\ffinishReason\"\x9c\x02\n" +
+	"\rfinish_reason\x18\a \x01(\x0e2\x17.pancap.v1.FinishReasonR\ffinishReason\x12\x18\n" +
+	"\ahandoff\x18\b \x01(\tR\ahandoff\"\x9c\x02\n" +
 	"\x0fCaptionResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -2171,13 +2210,15 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"TokenDelta\x12&\n" +
 	"\x05stage\x18\x01 \x01(\x0e2\x10.pancap.v1.StageR\x05stage\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12\x1b\n" +
-	"\ttoken_ids\x18\x03 \x03(\x05R\btokenIds\"\xcd\x01\n" +
+	"\ttoken_ids\x18\x03 \x03(\x05R\btokenIds\"\xa5\x02\n" +
 	"\rStageFinished\x12&\n" +
 	"\x05stage\x18\x01 \x01(\x0e2\x10.pancap.v1.StageR\x05stage\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12-\n" +
 	"\bentities\x18\x03 \x03(\v2\x11.pancap.v1.EntityR\bentities\x12&\n" +
 	"\x05usage\x18\x04 \x01(\v2\x10.pancap.v1.UsageR\x05usage\x12)\n" +
-	"\x06timing\x18\x05 \x01(\v2\x11.pancap.v1.TimingR\x06timing\"\xf5\x02\n" +
+	"\x06timing\x18\x05 \x01(\v2\x11.pancap.v1.TimingR\x06timing\x12<\n" +
+	"\rfinish_reason\x18\x06 \x01(\x0e2\x17.pancap.v1.FinishReasonR\ffinishReason\x12\x18\n" +
+	"\ahandoff\x18\a \x01(\tR\ahandoff\"\xf5\x02\n" +
 	"\fCaptionEvent\x12+\n" +
 	"\x06queued\x18\x01 \x01(\v2\x11.pancap.v1.QueuedH\x00R\x06queued\x12>\n" +
 	"\rimage_encoded\x18\x02 \x01(\v2\x17.pancap.v1.ImageEncodedH\x00R\fimageEncoded\x12>\n" +
@@ -2247,14 +2288,15 @@ const file_pancap_v1_pancap_proto_rawDesc = "" +
 	"\x10max_prompt_bytes\x18\n" +
 	" \x01(\x05R\x0emaxPromptBytes\x12,\n" +
 	"\x12max_context_tokens\x18\v \x01(\x05R\x10maxContextTokens\x12/\n" +
-	"\x14max_request_id_bytes\x18\f \x01(\x05R\x11maxRequestIdBytes\"\xdc\x01\n" +
+	"\x14max_request_id_bytes\x18\f \x01(\x05R\x11maxRequestIdBytes\"\x83\x02\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\farchitecture\x18\x02 \x01(\v2\x17.pancap.v1.ArchitectureR\farchitecture\x12\x14\n" +
 	"\x05dtype\x18\x03 \x01(\tR\x05dtype\x12\x16\n" +
 	"\x06device\x18\x04 \x01(\tR\x06device\x12%\n" +
 	"\x0erandom_weights\x18\x05 \x01(\bR\rrandomWeights\x12)\n" +
-	"\x06limits\x18\x06 \x01(\v2\x11.pancap.v1.LimitsR\x06limits*h\n" +
+	"\x06limits\x18\x06 \x01(\v2\x11.pancap.v1.LimitsR\x06limits\x12%\n" +
+	"\x0eserver_version\x18\a \x01(\tR\rserverVersion*h\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTAGE_LOCALIZE\x10\x01\x12\r\n" +
@@ -2337,36 +2379,37 @@ var file_pancap_v1_pancap_proto_depIdxs = []int32{
 	6,  // 20: pancap.v1.StageFinished.entities:type_name -> pancap.v1.Entity
 	7,  // 21: pancap.v1.StageFinished.usage:type_name -> pancap.v1.Usage
 	8,  // 22: pancap.v1.StageFinished.timing:type_name -> pancap.v1.Timing
-	11, // 23: pancap.v1.CaptionEvent.queued:type_name -> pancap.v1.Queued
-	12, // 24: pancap.v1.CaptionEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
-	13, // 25: pancap.v1.CaptionEvent.stage_started:type_name -> pancap.v1.StageStarted
-	14, // 26: pancap.v1.CaptionEvent.token_delta:type_name -> pancap.v1.TokenDelta
-	15, // 27: pancap.v1.CaptionEvent.stage_finished:type_name -> pancap.v1.StageFinished
-	10, // 28: pancap.v1.CaptionEvent.final:type_name -> pancap.v1.CaptionResponse
-	2,  // 29: pancap.v1.GenerateRequest.sampling:type_name -> pancap.v1.SamplingParams
-	7,  // 30: pancap.v1.GenerateResult.usage:type_name -> pancap.v1.Usage
-	8,  // 31: pancap.v1.GenerateResult.timing:type_name -> pancap.v1.Timing
-	1,  // 32: pancap.v1.GenerateResult.finish_reason:type_name -> pancap.v1.FinishReason
-	11, // 33: pancap.v1.GenerateEvent.queued:type_name -> pancap.v1.Queued
-	12, // 34: pancap.v1.GenerateEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
-	13, // 35: pancap.v1.GenerateEvent.started:type_name -> pancap.v1.StageStarted
-	14, // 36: pancap.v1.GenerateEvent.token_delta:type_name -> pancap.v1.TokenDelta
-	18, // 37: pancap.v1.GenerateEvent.final:type_name -> pancap.v1.GenerateResult
-	21, // 38: pancap.v1.ModelInfo.architecture:type_name -> pancap.v1.Architecture
-	22, // 39: pancap.v1.ModelInfo.limits:type_name -> pancap.v1.Limits
-	3,  // 40: pancap.v1.Captioner.Caption:input_type -> pancap.v1.CaptionRequest
-	3,  // 41: pancap.v1.Captioner.StreamCaption:input_type -> pancap.v1.CaptionRequest
-	17, // 42: pancap.v1.Captioner.Generate:input_type -> pancap.v1.GenerateRequest
-	20, // 43: pancap.v1.Captioner.GetModelInfo:input_type -> pancap.v1.GetModelInfoRequest
-	10, // 44: pancap.v1.Captioner.Caption:output_type -> pancap.v1.CaptionResponse
-	16, // 45: pancap.v1.Captioner.StreamCaption:output_type -> pancap.v1.CaptionEvent
-	19, // 46: pancap.v1.Captioner.Generate:output_type -> pancap.v1.GenerateEvent
-	23, // 47: pancap.v1.Captioner.GetModelInfo:output_type -> pancap.v1.ModelInfo
-	44, // [44:48] is the sub-list for method output_type
-	40, // [40:44] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	1,  // 23: pancap.v1.StageFinished.finish_reason:type_name -> pancap.v1.FinishReason
+	11, // 24: pancap.v1.CaptionEvent.queued:type_name -> pancap.v1.Queued
+	12, // 25: pancap.v1.CaptionEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
+	13, // 26: pancap.v1.CaptionEvent.stage_started:type_name -> pancap.v1.StageStarted
+	14, // 27: pancap.v1.CaptionEvent.token_delta:type_name -> pancap.v1.TokenDelta
+	15, // 28: pancap.v1.CaptionEvent.stage_finished:type_name -> pancap.v1.StageFinished
+	10, // 29: pancap.v1.CaptionEvent.final:type_name -> pancap.v1.CaptionResponse
+	2,  // 30: pancap.v1.GenerateRequest.sampling:type_name -> pancap.v1.SamplingParams
+	7,  // 31: pancap.v1.GenerateResult.usage:type_name -> pancap.v1.Usage
+	8,  // 32: pancap.v1.GenerateResult.timing:type_name -> pancap.v1.Timing
+	1,  // 33: pancap.v1.GenerateResult.finish_reason:type_name -> pancap.v1.FinishReason
+	11, // 34: pancap.v1.GenerateEvent.queued:type_name -> pancap.v1.Queued
+	12, // 35: pancap.v1.GenerateEvent.image_encoded:type_name -> pancap.v1.ImageEncoded
+	13, // 36: pancap.v1.GenerateEvent.started:type_name -> pancap.v1.StageStarted
+	14, // 37: pancap.v1.GenerateEvent.token_delta:type_name -> pancap.v1.TokenDelta
+	18, // 38: pancap.v1.GenerateEvent.final:type_name -> pancap.v1.GenerateResult
+	21, // 39: pancap.v1.ModelInfo.architecture:type_name -> pancap.v1.Architecture
+	22, // 40: pancap.v1.ModelInfo.limits:type_name -> pancap.v1.Limits
+	3,  // 41: pancap.v1.Captioner.Caption:input_type -> pancap.v1.CaptionRequest
+	3,  // 42: pancap.v1.Captioner.StreamCaption:input_type -> pancap.v1.CaptionRequest
+	17, // 43: pancap.v1.Captioner.Generate:input_type -> pancap.v1.GenerateRequest
+	20, // 44: pancap.v1.Captioner.GetModelInfo:input_type -> pancap.v1.GetModelInfoRequest
+	10, // 45: pancap.v1.Captioner.Caption:output_type -> pancap.v1.CaptionResponse
+	16, // 46: pancap.v1.Captioner.StreamCaption:output_type -> pancap.v1.CaptionEvent
+	19, // 47: pancap.v1.Captioner.Generate:output_type -> pancap.v1.GenerateEvent
+	23, // 48: pancap.v1.Captioner.GetModelInfo:output_type -> pancap.v1.ModelInfo
+	45, // [45:49] is the sub-list for method output_type
+	41, // [41:45] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_pancap_v1_pancap_proto_init() }
