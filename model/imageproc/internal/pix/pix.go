@@ -25,7 +25,12 @@ const MinRowsPerChunk = 32
 // MinRowsPerChunk rows, one goroutine per chunk, at most GOMAXPROCS chunks;
 // it returns when all are done. fn must only write rows of its own chunk.
 func ParallelRows(n int, fn func(lo, hi int)) {
-	chunks := min(runtime.GOMAXPROCS(0), n/MinRowsPerChunk)
+	parallel(n, MinRowsPerChunk, fn)
+}
+
+// parallel is ParallelRows with chunks of at least minRows rows.
+func parallel(n, minRows int, fn func(lo, hi int)) {
+	chunks := min(runtime.GOMAXPROCS(0), n/minRows)
 	if chunks <= 1 {
 		fn(0, n)
 		return
@@ -45,14 +50,17 @@ const checkWork = 1 << 18
 // ParallelRowsCtx is ParallelRows for a cancellable loop whose rows cost
 // rowCost samples each: every goroutine looks at ctx before each group of
 // rows worth checkWork samples (at least before every row) and stops once ctx
-// is done; the call then returns ctx.Err(). A nil ctx is never done.
+// is done; the call then returns ctx.Err(). A nil ctx is never done. Rows
+// costly enough are spread over goroutines in chunks smaller than
+// MinRowsPerChunk.
 func ParallelRowsCtx(ctx context.Context, n, rowCost int, fn func(lo, hi int)) error {
 	if ctx == nil {
 		ParallelRows(n, fn)
 		return nil
 	}
 	step := max(1, checkWork/max(rowCost, 1))
-	ParallelRows(n, func(lo, hi int) {
+	// Rows worth a check interval each may go one goroutine apiece.
+	parallel(n, min(MinRowsPerChunk, step), func(lo, hi int) {
 		for y := lo; y < hi && ctx.Err() == nil; y += step {
 			fn(y, min(y+step, hi))
 		}
