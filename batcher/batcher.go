@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/model/kvcache"
@@ -29,10 +31,12 @@ type Batcher struct {
 	m    *metrics
 	base [4]int // prompt ids of each stage's template with an empty hand-off
 
-	mu      sync.Mutex
-	waiting []*request // FCFS, at most cfg.MaxQueue
-	closing bool
-	started bool
+	mu       sync.Mutex
+	waiting  []*request // FCFS; with decoding, at most cfg.MaxQueue
+	decoding int        // requests holding a queue place while they decode their image
+	closing  bool
+	started  bool
+	budget   *semaphore.Weighted // cfg.DecodeBudget bytes of image decoding
 
 	active   atomic.Int64 // requests accepted and not yet done
 	ready    atomic.Bool
@@ -54,16 +58,17 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 	cfg = cfg.withDefaults()
 	spec := eng.Spec()
 	b := &Batcher{
-		eng:   eng,
-		spec:  spec,
-		tok:   eng.Tokenizer(),
-		cfg:   cfg,
-		kv:    kvcache.New(spec.KVBlocks, spec.KVBlockSize),
-		m:     newMetrics(cfg.Metrics),
-		wake:  make(chan struct{}, 1),
-		quit:  make(chan struct{}),
-		done:  make(chan struct{}),
-		feats: newFeatureCache(cfg.FeatureCache),
+		eng:    eng,
+		spec:   spec,
+		tok:    eng.Tokenizer(),
+		cfg:    cfg,
+		kv:     kvcache.New(spec.KVBlocks, spec.KVBlockSize),
+		m:      newMetrics(cfg.Metrics),
+		wake:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+		feats:  newFeatureCache(cfg.FeatureCache),
+		budget: semaphore.NewWeighted(cfg.DecodeBudget),
 	}
 	for k, st := range chain.Stages {
 		b.base[k] = len(tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens))
@@ -117,7 +122,10 @@ func (b *Batcher) SubmitGenerate(ctx context.Context, r GenerateRequest) (<-chan
 	return b.enqueue(ctx, req)
 }
 
-// enqueue admits req to the bounded queue.
+// enqueue admits req to the bounded queue. A request takes its place in the
+// queue before it decodes its image, and decodes under the decode budget, so
+// that neither a full queue nor a flood of large images costs decoding work
+// or memory beyond the configuration.
 func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -127,9 +135,22 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 		b.mu.Unlock()
 		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
 	}
-	if n := len(b.waiting); n >= b.cfg.MaxQueue {
+	if n := len(b.waiting) + b.decoding; n >= b.cfg.MaxQueue {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d requests waiting (queue length %d)", ErrQueueFull, n, b.cfg.MaxQueue)
+	}
+	b.decoding++
+	b.mu.Unlock()
+	err := b.decode(ctx, req)
+	b.mu.Lock()
+	b.decoding--
+	switch {
+	case err != nil:
+		b.mu.Unlock()
+		return nil, err
+	case b.closing:
+		b.mu.Unlock()
+		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
 	}
 	req.ctx, req.submitted = ctx, time.Now()
 	req.out = newStream(ctx)
@@ -140,6 +161,35 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 	b.mu.Unlock()
 	b.poke()
 	return req.out.out, nil
+}
+
+// decode preprocesses req's image, if it has one, holding its cost against
+// the decode budget meanwhile; a cancelled ctx ends the wait or the decode.
+func (b *Batcher) decode(ctx context.Context, req *request) error {
+	if req.image == nil {
+		return nil
+	}
+	cost, err := b.eng.ImageCost(req.image)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidImage, err)
+	}
+	if cost > b.cfg.DecodeBudget {
+		return fmt.Errorf("%w: decoding it takes up to %d MiB, more than the server's whole decode budget of %d MiB",
+			ErrInvalidImage, cost>>20, b.cfg.DecodeBudget>>20)
+	}
+	if err := b.budget.Acquire(ctx, cost); err != nil {
+		return err
+	}
+	defer b.budget.Release(cost)
+	img, err := b.eng.Preprocess(ctx, req.image)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %w", ErrInvalidImage, err)
+	}
+	req.img, req.image = &img, nil
+	return nil
 }
 
 // poke wakes the step loop.

@@ -6,6 +6,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultDecodeBudget is Config.DecodeBudget's default: 2 GiB, room for
+// about four of the largest images the default limits accept (40 MP) and for
+// dozens of ordinary photos at once.
+const DefaultDecodeBudget = 2 << 30
+
 // Limits on a request that do not depend on the model.
 const (
 	MaxStopStrings = 16  // stop strings per request
@@ -34,6 +39,11 @@ type Config struct {
 	// FeatureCache is how many images' encoder outputs are kept for later
 	// requests with the same image bytes (reuse mode only). Default 8.
 	FeatureCache int
+	// DecodeBudget bounds the bytes that image decoding may hold at once,
+	// over all requests (each image's bound from Engine.ImageCost): the
+	// memory a flood of images can take. An image whose bound alone exceeds
+	// it is refused. Default DefaultDecodeBudget.
+	DecodeBudget int64
 	// Metrics registers the batcher's Prometheus collectors; nil: none.
 	Metrics prometheus.Registerer
 	// Logger receives the step loop's panics; nil: slog.Default().
@@ -52,6 +62,9 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxEncodeBatch, 8)
 	def(&c.DefaultMaxNewTokens, 1024)
 	def(&c.FeatureCache, 8)
+	if c.DecodeBudget <= 0 {
+		c.DecodeBudget = DefaultDecodeBudget
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

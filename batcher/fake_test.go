@@ -1,6 +1,7 @@
 package batcher
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,6 +75,11 @@ type fakeEngine struct {
 	// script, when set, answers a prompt containing a key with its value
 	// (then EOS) instead of hashed tokens.
 	script map[string]string
+	// gate, when set, holds every Preprocess until it is closed (or the
+	// call's context ends); decoding counts the calls inside Preprocess.
+	gate     chan struct{}
+	decoding atomic.Int64
+	decodes  atomic.Int64
 }
 
 func newFakeEngine(blocks int) *fakeEngine {
@@ -91,8 +97,30 @@ func newFakeEngine(blocks int) *fakeEngine {
 func (e *fakeEngine) Spec() engine.Spec           { return e.spec }
 func (e *fakeEngine) Tokenizer() engine.Tokenizer { return fakeTokenizer{} }
 
+// fakeImageCost is the decode cost ImageCost reports per encoded byte.
+const fakeImageCost = 1000
+
+// ImageCost refuses bytes starting with "bad", else costs fakeImageCost a
+// byte.
+func (e *fakeEngine) ImageCost(data []byte) (int64, error) {
+	if strings.HasPrefix(string(data), "bad") {
+		return 0, errors.New("unsupported format")
+	}
+	return fakeImageCost * int64(len(data)), nil
+}
+
 // Preprocess refuses bytes starting with "bad"; pixels hash the bytes.
-func (e *fakeEngine) Preprocess(data []byte) (engine.Image, error) {
+func (e *fakeEngine) Preprocess(ctx context.Context, data []byte) (engine.Image, error) {
+	e.decodes.Add(1)
+	e.decoding.Add(1)
+	defer e.decoding.Add(-1)
+	if e.gate != nil {
+		select {
+		case <-e.gate:
+		case <-ctx.Done():
+			return engine.Image{}, ctx.Err()
+		}
+	}
 	if strings.HasPrefix(string(data), "bad") {
 		return engine.Image{}, errors.New("unsupported format")
 	}

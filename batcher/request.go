@@ -26,7 +26,8 @@ type request struct {
 	stops     []string
 	ignoreEOS bool
 	prompt    []int32       // generate: the prompt ids
-	img       *engine.Image // nil for a text-only generation
+	image     []byte        // the encoded image until it is decoded at admission
+	img       *engine.Image // the decoded image; nil for a text-only generation
 	imgHash   kvcache.Hash  // content hash of the encoded image bytes
 	need      int           // KV blocks reserved at admission
 	submitted time.Time
@@ -116,19 +117,17 @@ func (b *Batcher) maxNewTokens(field string, v, room int) (int, error) {
 	return v, nil
 }
 
-// preprocess decodes and prepares an image in the caller's goroutine.
-func (b *Batcher) preprocess(data []byte) (*engine.Image, error) {
+// setImage records the encoded image a request decodes once it holds a
+// place in the queue (see Batcher.enqueue).
+func (req *request) setImage(data []byte) error {
 	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrInvalidImage)
+		return fmt.Errorf("%w: empty", ErrInvalidImage)
 	}
-	img, err := b.eng.Preprocess(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidImage, err)
-	}
-	return &img, nil
+	req.image, req.imgHash = data, kvcache.ImageHash(data)
+	return nil
 }
 
-// newChainRequest validates r and preprocesses its image.
+// newChainRequest validates r.
 func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 	stages := r.Stages
 	if stages == 0 {
@@ -163,16 +162,13 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 	if err := b.fitsPool(req.need); err != nil {
 		return nil, err
 	}
-	img, err := b.preprocess(r.Image)
-	if err != nil {
+	if err := req.setImage(r.Image); err != nil {
 		return nil, err
 	}
-	req.img, req.imgHash = img, kvcache.ImageHash(r.Image)
 	return req, nil
 }
 
-// newGenerateRequest validates r, builds its prompt and preprocesses its
-// image.
+// newGenerateRequest validates r and builds its prompt.
 func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
 	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
 		return nil, err
@@ -209,10 +205,9 @@ func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
 		return nil, err
 	}
 	if hasImage {
-		if req.img, err = b.preprocess(r.Image); err != nil {
+		if err := req.setImage(r.Image); err != nil {
 			return nil, err
 		}
-		req.imgHash = kvcache.ImageHash(r.Image)
 	}
 	return req, nil
 }

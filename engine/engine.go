@@ -4,6 +4,8 @@
 // both depend on it without depending on each other.
 package engine
 
+import "context"
+
 // ImageToken marks, in Chunk.Tokens, a position whose input is a row of
 // Chunk.Image instead of a token embedding.
 const ImageToken int32 = -200
@@ -59,9 +61,16 @@ type Tokenizer interface {
 type Engine interface {
 	Spec() Spec
 	Tokenizer() Tokenizer
+	// ImageCost reads an encoded image's headers alone and returns a bound
+	// on the bytes Preprocess allocates for it, or the error Preprocess
+	// would return for what the headers already show (format, limits).
+	// Callers admit the decode against a memory budget with it. Safe for
+	// concurrent use.
+	ImageCost(data []byte) (int64, error)
 	// Preprocess decodes an encoded image (JPEG, PNG, WebP, GIF) and applies
-	// the model's preprocessing. Safe for concurrent use.
-	Preprocess(data []byte) (Image, error)
+	// the model's preprocessing, stopping soon after ctx is done. Safe for
+	// concurrent use.
+	Preprocess(ctx context.Context, data []byte) (Image, error)
 	// EncodeImages runs the vision tower and projector on a batch of images.
 	// Result i is [ImageTokens × Hidden].
 	EncodeImages(imgs []Image) ([][]float32, error)

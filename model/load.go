@@ -8,7 +8,6 @@
 package model
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,7 +18,6 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/internal/safefile"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/kernels/cpu"
@@ -291,7 +289,6 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if opts.ImageLimits != nil {
 		lim = *opts.ImageLimits
 	}
-	size := cfg.Vision.ImageSize
 	name := opts.Name
 	if name == "" {
 		name = raw.NameOrPath
@@ -322,14 +319,8 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		KVBlockSize:   blockSize,
 		KVDType:       opts.KVDType,
 		Tokenizer:     tok,
-		Preprocess: func(data []byte) (engine.Image, error) {
-			r, err := imageproc.Preprocess(context.Background(), data, size, lim)
-			if err != nil {
-				return engine.Image{}, err
-			}
-			return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
-		},
-		Close: ss.close,
+		ImageLimits:   lim,
+		Close:         ss.close,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -74,7 +75,7 @@ func newGenerateCmd() *cobra.Command {
 			"embedded default model (trained on synthetic scenes: see `pancap serve --help`).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runGenerate(cmd.OutOrStdout(), f)
+			return runGenerate(cmd.Context(), cmd.OutOrStdout(), f)
 		},
 	}
 	fl := cmd.Flags()
@@ -111,7 +112,7 @@ func fullPrompt(user string, raw, hasImage bool) string {
 	return p
 }
 
-func runGenerate(w io.Writer, f generateFlags) error {
+func runGenerate(ctx context.Context, w io.Writer, f generateFlags) error {
 	if f.maxNew < 0 {
 		return fmt.Errorf("%w: --max-new-tokens %d", errGenerateArgs, f.maxNew)
 	}
@@ -159,7 +160,7 @@ func runGenerate(w io.Writer, f generateFlags) error {
 			return err
 		}
 		t := time.Now()
-		img, err := m.Preprocess(data)
+		img, err := m.Preprocess(ctx, data)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.image, err)
 		}

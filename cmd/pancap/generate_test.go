@@ -41,7 +41,7 @@ func writePNG(t *testing.T) string {
 func TestGenerateEmbeddedJSON(t *testing.T) {
 	dump := filepath.Join(t.TempDir(), "logits.f32")
 	var out bytes.Buffer
-	err := runGenerate(&out, generateFlags{
+	err := runGenerate(t.Context(), &out, generateFlags{
 		image: writePNG(t), prompt: "Please localize all entities in this image.",
 		maxNew: 5, json: true, ignoreEOS: true, dumpLogits: dump,
 	})
@@ -85,17 +85,17 @@ func TestGenerateTextOnlyAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runGenerate(&out, generateFlags{model: presets.ModelDir(random), prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{model: presets.ModelDir(random), prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "RANDOM WEIGHTS") || !strings.Contains(out.String(), "generated ids (3, length)") {
 		t.Errorf("unexpected output:\n%s", out.String())
 	}
-	err := runGenerate(&out, generateFlags{prompt: "<image>\nhi", raw: true, maxNew: 1})
+	err := runGenerate(t.Context(), &out, generateFlags{prompt: "<image>\nhi", raw: true, maxNew: 1})
 	if !errors.Is(err, errGenerateArgs) {
 		t.Errorf("a raw <image> prompt without --image gave %v", err)
 	}
-	if err := runGenerate(&out, generateFlags{prompt: "hi", maxNew: 1, model: t.TempDir()}); err == nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{prompt: "hi", maxNew: 1, model: t.TempDir()}); err == nil {
 		t.Error("an empty model directory loaded")
 	}
 }

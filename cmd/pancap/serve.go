@@ -31,6 +31,7 @@ type serveConfig struct {
 	Model        string // checkpoint directory; "" means the embedded default model
 	LoRA         string // PEFT LoRA adapter directory merged at load time
 	MaxQueue     int    // requests waiting for admission before RESOURCE_EXHAUSTED
+	DecodeBudget int64  // bytes of image decoding in flight over all requests
 	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
 	KVCacheDType string // KV-cache storage: float32, bfloat16 or float16
 	ChainReuse   bool   // share the image prefix's KV across stages and requests
@@ -65,6 +66,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
 	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA bundle (PEM), for gRPC and /metrics")
 	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
+	f.Int64Var(&cfg.DecodeBudget, "decode-budget-bytes", batcher.DefaultDecodeBudget, "bytes that image decoding may hold at once over all requests (each image's bound from its header); requests wait for it, larger images are refused")
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
 	f.StringVar(&cfg.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (CPU: half the memory and the bytes decode reads, keys and values rounded once)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
@@ -126,6 +128,9 @@ func checkFlags(cfg serveConfig) error {
 		if l.v < 1 || l.v > l.most {
 			return fmt.Errorf("%w: %s must be in [1, %d], got %d", errBadFlag, l.flag, l.most, l.v)
 		}
+	}
+	if cfg.DecodeBudget < 1 {
+		return fmt.Errorf("%w: --decode-budget-bytes must be positive, got %d", errBadFlag, cfg.DecodeBudget)
 	}
 	if cfg.KVCacheBytes < 0 {
 		return fmt.Errorf("%w: --kv-cache-bytes must be 0 (sized from free memory) or a positive size, got %d", errBadFlag, cfg.KVCacheBytes)

@@ -173,6 +173,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"--max-queue", "0"},
 		{"--max-queue", "-1"},
 		{"--kv-cache-bytes", "-1"},
+		{"--decode-budget-bytes", "0"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), args[0]) {

@@ -1,10 +1,12 @@
 package llava
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/model/imageproc"
 )
 
 // Options are the parts of a Model that do not come from the checkpoint's
@@ -20,15 +22,14 @@ type Options struct {
 	// keys and values rounded once as they are written).
 	KVDType   kernels.DType
 	Tokenizer engine.Tokenizer
-	// Preprocess decodes and preprocesses an encoded image; it must be safe
-	// for concurrent use.
-	Preprocess func(data []byte) (engine.Image, error)
+	// ImageLimits bound the decoding of every image (imageproc.Limits).
+	ImageLimits imageproc.Limits
 	// Close releases what the weights are views of (e.g. file mappings).
 	Close func() error
 }
 
 // Model is a loaded LLaVA-1.5 model. It implements engine.Engine; apart from
-// Spec, Tokenizer and Preprocess its methods must be called from one
+// Spec, Tokenizer, ImageCost and Preprocess its methods must be called from one
 // goroutine.
 type Model struct {
 	cfg  Config
@@ -53,8 +54,8 @@ func New(cfg Config, w Weights, be kernels.Backend, opts Options) (*Model, error
 	if opts.KVBlocks <= 0 || opts.KVBlockSize <= 0 {
 		return nil, fmt.Errorf("%w: KV cache of %d blocks × %d positions", ErrConfig, opts.KVBlocks, opts.KVBlockSize)
 	}
-	if opts.Tokenizer == nil || opts.Preprocess == nil {
-		return nil, fmt.Errorf("%w: a tokenizer and an image preprocessor are required", ErrConfig)
+	if opts.Tokenizer == nil {
+		return nil, fmt.Errorf("%w: a tokenizer is required", ErrConfig)
 	}
 	if len(w.Vision) != cfg.VisionLayersUsed() || len(w.Layers) != cfg.Text.Layers || len(w.Projector) != cfg.ProjectorLayers {
 		return nil, fmt.Errorf("%w: weights for %d vision, %d text, %d projector layers", ErrConfig, len(w.Vision), len(w.Layers), len(w.Projector))
@@ -115,8 +116,25 @@ func (m *Model) Spec() engine.Spec { return m.spec }
 // Tokenizer returns the model's tokenizer.
 func (m *Model) Tokenizer() engine.Tokenizer { return m.opts.Tokenizer }
 
-// Preprocess decodes and preprocesses an encoded image.
-func (m *Model) Preprocess(data []byte) (engine.Image, error) { return m.opts.Preprocess(data) }
+// ImageCost bounds the bytes Preprocess allocates for an encoded image, from
+// its headers (imageproc.Inspect).
+func (m *Model) ImageCost(data []byte) (int64, error) {
+	h, err := imageproc.Inspect(data, m.opts.ImageLimits)
+	if err != nil {
+		return 0, err
+	}
+	return h.PreprocessBytes(m.cfg.Vision.ImageSize), nil
+}
+
+// Preprocess decodes an encoded image and prepares the vision tower's input
+// as LLaVA-1.5 does (imageproc.Preprocess at the tower's image size).
+func (m *Model) Preprocess(ctx context.Context, data []byte) (engine.Image, error) {
+	r, err := imageproc.Preprocess(ctx, data, m.cfg.Vision.ImageSize, m.opts.ImageLimits)
+	if err != nil {
+		return engine.Image{}, err
+	}
+	return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
+}
 
 // Close frees the KV cache and the backend, then releases the weights'
 // storage.
