@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/chain"
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // ChainRequest asks for PancapChain on one image.

@@ -12,10 +12,10 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/pancap-serve/pancap/batcher/kvcache"
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model/kvcache"
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tokenizer"
 )
 

@@ -5,7 +5,7 @@ import (
 	"unicode"
 
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // detok turns one stage's generated ids into streamed text deltas.

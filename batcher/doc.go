@@ -29,7 +29,7 @@
 //
 // # Reuse
 //
-// With Config.ChainReuse, the KV cache (model/kvcache) keys full blocks by a
+// With Config.ChainReuse, the KV cache (batcher/kvcache) keys full blocks by a
 // hash chain over the image bytes and token ids: stage k+1 finds the blocks
 // of the system text, "USER: ", the image and the prompt words the stages
 // share already computed by stage k, and a later request with the same image

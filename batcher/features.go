@@ -1,6 +1,6 @@
 package batcher
 
-import "github.com/pancap-serve/pancap/model/kvcache"
+import "github.com/pancap-serve/pancap/batcher/kvcache"
 
 // featureCache keeps the encoder output of the most recently used images,
 // keyed by the content hash of their bytes, so a later request for the same

@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 func nan() float64 { return math.NaN() }

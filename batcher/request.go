@@ -7,10 +7,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pancap-serve/pancap/batcher/kvcache"
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model/kvcache"
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tokenizer"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/chain"
-	"github.com/pancap-serve/pancap/model/sample"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // chainRequest maps a validated CaptionRequest to the batcher's request.

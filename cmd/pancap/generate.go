@@ -19,7 +19,7 @@ import (
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/embedded"
 	"github.com/pancap-serve/pancap/model/llava"
-	"github.com/pancap-serve/pancap/model/sample"
+	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tokenizer"
 )
 
