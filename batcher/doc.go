@@ -5,9 +5,13 @@
 //
 // # Life of a request
 //
-// SubmitChain and SubmitGenerate validate the request, decode and preprocess
-// its image (in the caller's goroutine) and put it in a bounded FCFS queue;
-// a full queue answers ErrQueueFull at once. The step loop admits the head of
+// SubmitChain and SubmitGenerate validate the request and take a place in a
+// bounded FCFS queue (a full queue answers ErrQueueFull at once, before any
+// decoding); then, in the caller's goroutine, the image is decoded and
+// preprocessed under a byte budget shared by all requests
+// (Config.DecodeBudget, each image's bound read from its header by
+// Engine.ImageCost), so a flood of large images waits instead of taking
+// memory, and a cancelled call stops decoding. The step loop admits the head of
 // the queue when the KV blocks the whole request may need (its largest stage:
 // prompt, longest possible hand-off list, token limit) fit beside the blocks
 // promised to running requests. Each stage of a request is a sequence that
