@@ -436,8 +436,8 @@ def score_image(rec, pred, ref, scripted=None):
     def make_vector(name):
         if scripted is not None and name in scripted["vectors"]:
             return scripted["vectors"][name]
-        v = [0.0] * 16  # unrelated names: one-hot on a hashed axis
-        v[int(hashlib.sha256(name.encode()).hexdigest(), 16) % 16] = 1.0
+        v = [0.0] * 64  # unrelated names: one-hot on a hashed axis
+        v[int(hashlib.sha256(name.encode()).hexdigest(), 16) % 64] = 1.0
         return v
 
     gt_q, _, _, _ = parse_content(ref_questions, 'questions')
