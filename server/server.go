@@ -86,7 +86,8 @@ type Config struct {
 	Addr        string // gRPC listen address of Run, e.g. "127.0.0.1:50051"
 	MetricsAddr string // HTTP listen address of /metrics in Run; "" disables it
 
-	AuthToken       string // bearer token required on every call but health and reflection; "" disables auth
+	AuthToken       string // bearer token required on every call but health and reflection, and on /metrics; "" disables auth
+	MetricsNoAuth   bool   // serve /metrics without the bearer token even when AuthToken is set (for scrapers that cannot send one)
 	TLSCertFile     string // PEM certificate; with TLSKeyFile turns TLS on, for gRPC and /metrics
 	TLSKeyFile      string // PEM private key
 	TLSClientCAFile string // PEM CA bundle; when set, clients must present a certificate it signed (mTLS)
@@ -223,6 +224,10 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 		srvMetrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(logger, logOpts...),
 	}
+	// Before auth and the limiter: every request that failed to parse is
+	// taken (see requestCodec), and is logged and counted.
+	codec := newRequestCodec()
+	unary, stream = append(unary, codec.unary), append(stream, codec.stream)
 	guarded := selector.MatchFunc(isGuarded)
 	if cfg.AuthToken != "" {
 		authFn := bearerAuth(cfg.AuthToken)
@@ -241,6 +246,7 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 	sopts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
@@ -386,9 +392,10 @@ func (s *Server) Serve(lis net.Listener) error {
 	return s.grpc.Serve(lis)
 }
 
-// MetricsHandler serves the Prometheus metrics of this server.
+// MetricsHandler serves the Prometheus metrics of this server, behind the
+// bearer token of Config.AuthToken unless Config.MetricsNoAuth is set.
 func (s *Server) MetricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics})
+	return s.requireToken(promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
 }
 
 // Registerer is the registry behind MetricsHandler, for the backend's own

@@ -741,7 +741,9 @@ func (rs *realServer) waitIdle(t *testing.T) {
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		rec := httptest.NewRecorder()
-		rs.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+relToken) // /metrics is behind the token too
+		rs.srv.MetricsHandler().ServeHTTP(rec, req)
 		body = rec.Body.String()
 		idle := true
 		for _, m := range idleMetrics {
