@@ -1,7 +1,11 @@
 package batcher
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pancap-serve/pancap/engine"
 )
 
 // metrics are the batcher's Prometheus collectors, named like vLLM's with a
@@ -75,4 +79,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.prefixHit, m.visionRuns, m.batchSize, m.stepTokens, m.promptTokens, m.genTokens, m.preemptions, m.panics)
 	}
 	return m
+}
+
+// CacheConfigInfo returns the info gauge pancap_cache_config_info, always 1,
+// whose labels block_size and num_gpu_blocks describe the KV pool of a model
+// of spec: vLLM's cache_config_info, which the Gateway API Inference
+// Extension's endpoint picker reads (--cache-info-metric).
+func CacheConfigInfo(spec engine.Spec) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "pancap_cache_config_info", Help: "KV-cache configuration in the labels block_size (tokens per block) and num_gpu_blocks (blocks in the pool, on any device); always 1."},
+		[]string{"block_size", "num_gpu_blocks"})
+	g.WithLabelValues(strconv.Itoa(spec.KVBlockSize), strconv.Itoa(spec.KVBlocks)).Set(1)
+	return g
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pancap-serve/pancap/internal/buildinfo"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/model/imageproc"
+	"github.com/pancap-serve/pancap/openai"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -38,6 +39,8 @@ type serveConfig struct {
 	Device       string // compute device: cpu, cuda or cuda:N (cuda builds only)
 	LogLevel     string // debug, info, warn, error
 	LogFormat    string // text or json
+
+	HTTP openai.Config // the OpenAI-compatible HTTP API; off without HTTP.Addr
 }
 
 // newServeCmd runs the gRPC server.
@@ -87,6 +90,9 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "burst of the rate limiter (0: the rate)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&cfg.HTTP.Addr, "http-addr", "", "listen address of the OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /health (empty: off)")
+	f.BoolVar(&cfg.HTTP.Metrics, "http-metrics", false, "also serve /metrics on --http-addr")
+	f.StringSliceVar(&cfg.HTTP.ImageURLHosts, "http-image-url-hosts", nil, "hosts whose https image URLs the HTTP API fetches, comma-separated (empty: data: URIs only)")
 	envUsage(f)
 	return cmd
 }
@@ -194,6 +200,10 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	waitHTTP, err := openai.Start(ctx, cfg.HTTP, srv)
+	if err != nil {
+		return err
+	}
 	var (
 		loadErr error
 		eng     engine.Engine
@@ -219,6 +229,7 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	})
 	runErr := srv.Run(ctx)
 	cancel()
+	runErr = errors.Join(runErr, waitHTTP())
 	loading.Wait()
 	if stop != nil {
 		stop()

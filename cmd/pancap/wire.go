@@ -53,6 +53,7 @@ func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer)
 		Metrics:    reg,
 		Logger:     cfg.Logger,
 	})
+	reg.MustRegister(batcher.CacheConfigInfo(eng.Spec()))
 	b.Start()
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
