@@ -16,6 +16,10 @@ import (
 // tools/reference/pancapscore.py re-implements them with nltk and scipy,
 // run on testdata/score/golden/inputs.json. Floats are Python reprs.
 type golden struct {
+	Numbers []struct {
+		Text       string
+		Int, Float *string
+	}
 	Boxes []struct {
 		Caption, Converted string
 		Width, Height      int
@@ -76,6 +80,26 @@ func pyNum(t *testing.T, s string) float64 {
 
 // same is bit equality, NaN equal to NaN.
 func same(a, b float64) bool { return a == b || (a != a && b != b) }
+
+func TestGoldenNumbers(t *testing.T) {
+	for _, c := range readGolden(t).Numbers {
+		i, ok := pyInt(c.Text)
+		if ok != (c.Int != nil) || (ok && i != *c.Int) {
+			t.Errorf("pyInt(%q) = %q, %v; Python's int() %v", c.Text, i, ok, deref(c.Int))
+		}
+		f, ok := pyFloat(c.Text)
+		if ok != (c.Float != nil) || (ok && !same(f, pyNum(t, *c.Float))) {
+			t.Errorf("pyFloat(%q) = %v, %v; Python's float() %v", c.Text, f, ok, deref(c.Float))
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "ValueError"
+	}
+	return *s
+}
 
 func TestGoldenBoxes(t *testing.T) {
 	for _, c := range readGolden(t).Boxes {

@@ -20,8 +20,11 @@ func isPySpace(r rune) bool {
 // pyFields is Python's str.split() with no argument.
 func pyFields(s string) []string { return strings.FieldsFunc(s, isPySpace) }
 
-// pyTrimSpace strips Python whitespace from both ends.
-func pyTrimSpace(s string) string { return strings.TrimFunc(s, isPySpace) }
+// trimNumberSpace strips the whitespace Python's int() and float() ignore
+// around a number: ASCII space, tab, newline, vertical tab, form feed,
+// carriage return and any non-ASCII Unicode whitespace (not the ASCII
+// information separators, which str.split() does treat as whitespace).
+func trimNumberSpace(s string) string { return strings.TrimFunc(s, unicode.IsSpace) }
 
 // digitValue is the value of a Unicode decimal digit (category Nd), which
 // Python's int() and float() accept in place of ASCII digits. Nd digits
@@ -69,7 +72,7 @@ func asciiDigits(s string) (string, bool) {
 // text str(int(s)) (so any size fits): surrounding whitespace, a sign,
 // Unicode digits and single underscores between digits are accepted.
 func pyInt(s string) (string, bool) {
-	s = pyTrimSpace(s)
+	s = trimNumberSpace(s)
 	neg := false
 	if s != "" && (s[0] == '+' || s[0] == '-') {
 		neg = s[0] == '-'
@@ -94,7 +97,7 @@ func pyInt(s string) (string, bool) {
 // single underscores between digits, an optional fraction and exponent.
 // Values past the float64 range become ±Inf or 0 as in Python.
 func pyFloat(s string) (float64, bool) {
-	s = pyTrimSpace(s)
+	s = trimNumberSpace(s)
 	sign := ""
 	if s != "" && (s[0] == '+' || s[0] == '-') {
 		sign, s = s[:1], s[1:]

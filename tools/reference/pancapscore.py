@@ -533,7 +533,13 @@ def golden():
     questions = []
     for q in inputs["questions"]:
         questions.append({**q, "score": list(eval_questions(q["n_ref"], q["pred_answers"], q["n_pred"], q["ref_answers"]))})
-    write_json(os.path.join(GOLDEN, "golden.json"), {
+    def py(conv, x):
+        try:
+            return repr(conv(x))
+        except ValueError:
+            return None
+    numbers = [{"text": x, "int": py(int, x), "float": py(float, x)} for x in inputs["numbers"]]
+    write_json(os.path.join(GOLDEN, "golden.json"), {"numbers": numbers,
         "boxes": boxes, "parse": parses, "synonyms": synonyms, "lemmas": lemma_sets,
         "lsap": lsap, "iou": ious, "questions": questions})
     return words
@@ -554,7 +560,7 @@ def fixtures():
             f.write(json.dumps(p, ensure_ascii=False) + "\n")
     write_json(os.path.join(E2E, "refs.json"), refs)
     write_json(os.path.join(E2E, "judge.json"), rec.data)
-    return expected()
+    expected()
 
 
 def expected():
@@ -565,7 +571,7 @@ def expected():
         rec = Recorded(json.load(f), src["judge_model"], src["embeddings_model"])
     with open(os.path.join(E2E, "refs.json")) as f:
         refs = {'/'.join(r["image_path"].split('/')[-3:]): r["gt_response"] for r in json.load(f)}
-    per_image, words = [], set()
+    per_image = []
     with open(os.path.join(E2E, "preds.jsonl")) as f:
         for line in f:
             p = json.loads(line)
@@ -574,14 +580,10 @@ def expected():
             res = score_image(rec, pred, refs[img])
             res["image"] = img
             per_image.append(res)
-    for text in rec.data["chat"].values():
-        d, _, _, _ = parse_content(text, 'all_content')
-        words |= {w for v in d['entity'].values() for w in v.split()}
     out = {"images": [{k: (v if isinstance(v, str) else [repr(float(x)) for x in v]) for k, v in r.items()} for r in per_image]}
     tot = summarize(per_image)
     out["total"] = {k: (repr(float(v)) if k == "pancapscore" else [repr(float(x)) for x in v]) for k, v in tot.items()}
     write_json(os.path.join(E2E, "expected.json"), out)
-    return sorted(words)
 
 
 def wordnet_subset(words):
@@ -635,23 +637,36 @@ def wordnet_subset(words):
         out.write("\n".join(licence).strip() + "\n")
 
 
+def e2e_words():
+    """Every word of every entity name in the recorded judge replies."""
+    path = os.path.join(E2E, "judge.json")
+    if not os.path.exists(path):
+        return set()
+    with open(path) as f:
+        chat = json.load(f)["chat"]
+    words = set()
+    for text in chat.values():
+        d, _, _, _ = parse_content(text, 'all_content')
+        words |= {w for v in d['entity'].values() for w in v.split()}
+    return words
+
+
 def main():
     global wn
     wn = open_wordnet()
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what not in ("golden", "fixtures", "expected", "wordnet", "all"):
         sys.exit(__doc__)
-    words = set()
-    if what in ("golden", "wordnet", "all"):
-        words |= set(golden())
+    words = set(golden()) if what in ("golden", "wordnet", "all") else set()
     if what in ("fixtures", "all"):
-        words |= set(fixtures())
-    if what in ("expected", "wordnet"):
-        words |= set(expected())
-    if what != "expected":
-        if what == "fixtures":
-            words |= set(golden())
-        wordnet_subset(sorted(words))
+        fixtures()
+    if what == "expected":
+        expected()
+        return
+    if what == "fixtures":
+        with open(os.path.join(GOLDEN, "inputs.json")) as f:
+            words |= {w for a, b in json.load(f)["synonyms"] for w in a.split() + b.split()}
+    wordnet_subset(sorted(words | e2e_words()))
 
 
 if __name__ == "__main__":
