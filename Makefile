@@ -114,3 +114,26 @@ SOAK_DURATION   ?= 10m
 soak: build ## soak test (not in CI): ghz against pancap serve on loopback for SOAK_DURATION (default 10m)
 	@test -x $(BIN)/ghz || GOBIN=$(BIN) $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 	SOAK_DURATION=$(SOAK_DURATION) SOAK_PANCAP=$(BIN)/pancap SOAK_GHZ=$(BIN)/ghz $(GO) run ./tools/soak
+
+# Deployment: container images, the Helm chart, the multi-replica test (docs/deploy.md).
+.PHONY: image image-cuda image-test helm-check deploy-check scale-test
+IMAGE           ?= pancap:dev
+IMAGE_CUDA      ?= pancap-cuda:dev
+CONTAINER       ?= docker
+
+image: ## build the CPU image (deploy/docker/Dockerfile) with CONTAINER (docker or podman): IMAGE, default pancap:dev
+	$(CONTAINER) build -f deploy/docker/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+image-cuda: ## build the CUDA image (deploy/docker/Dockerfile.cuda): IMAGE_CUDA, default pancap-cuda:dev
+	$(CONTAINER) build -f deploy/docker/Dockerfile.cuda --build-arg VERSION=$(VERSION) -t $(IMAGE_CUDA) .
+
+image-test: build ## build and run the CPU image with Debian's podman, no registry needed (about 15 s; apt-get install podman runc)
+	deploy/docker/test-image.sh
+
+helm-check: ## helm lint, and helm template | kubeconform -strict against the vendored schemas, offline
+	deploy/helm/check.sh
+
+deploy-check: image-test helm-check ## the deployment checks CI can run: image-test and helm-check
+
+scale-test: build ## 3 replicas behind nginx and the client's round_robin: bench 1→3, SIGTERM and SIGKILL mid-run (about 2.5 min; apt-get install nginx-light)
+	SCALE_PANCAP=$(BIN)/pancap $(GO) run ./tools/scale-test
