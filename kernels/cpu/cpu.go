@@ -12,6 +12,7 @@ import (
 
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // Backend is the CPU implementation of kernels.Backend. It is not safe for
@@ -91,9 +92,9 @@ func (w *weight) at(i int) float32 { return widen(w.dt, w.f32, w.u16, i) }
 func widen(dt kernels.DType, f []float32, u []uint16, i int) float32 {
 	switch dt {
 	case kernels.BF16:
-		return linalg.BF16ToF32(u[i])
+		return dtype.BF16ToF32(u[i])
 	case kernels.F16:
-		return linalg.F16ToF32(u[i])
+		return dtype.F16ToF32(u[i])
 	}
 	return f[i]
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/kernels"
-	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // Tolerances, as the maximum absolute error relative to the reference's
@@ -611,9 +611,9 @@ func roundTo(dt kernels.DType, x []float32) {
 	for i, v := range x {
 		switch dt {
 		case kernels.BF16:
-			x[i] = linalg.BF16ToF32(linalg.F32ToBF16(v))
+			x[i] = dtype.BF16ToF32(dtype.F32ToBF16(v))
 		case kernels.F16:
-			x[i] = linalg.F16ToF32(linalg.F32ToF16(v))
+			x[i] = dtype.F16ToF32(dtype.F32ToF16(v))
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"unsafe"
 
-	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // Tensor is one named tensor of a checkpoint. Data holds the raw
@@ -57,11 +57,11 @@ func (t *Tensor) Float32() ([]float32, error) {
 		}
 	case BF16:
 		for i := range out {
-			out[i] = linalg.BF16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
+			out[i] = dtype.BF16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		}
 	case F16:
 		for i := range out {
-			out[i] = linalg.F16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
+			out[i] = dtype.F16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:]))
 		}
 	default:
 		return nil, fmt.Errorf("%w: %s is %s, want F32, F16 or BF16", ErrDType, t.where(), t.DType)
@@ -191,11 +191,11 @@ func EncodeFloat32(dst []byte, dt DType, src []float32) error {
 		}
 	case BF16:
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], linalg.F32ToBF16(v))
+			binary.LittleEndian.PutUint16(dst[2*i:], dtype.F32ToBF16(v))
 		}
 	case F16:
 		for i, v := range src {
-			binary.LittleEndian.PutUint16(dst[2*i:], linalg.F32ToF16(v))
+			binary.LittleEndian.PutUint16(dst[2*i:], dtype.F32ToF16(v))
 		}
 	}
 	return nil

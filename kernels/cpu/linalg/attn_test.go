@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // attnCase is a paged (blocks set) or dense key/value layout for Attend
@@ -49,9 +51,9 @@ func newAttnCase(rng *rand.Rand, rows, keys int, causal bool, heads, hd, bs int,
 			h := make([]uint16, len(f))
 			for i, x := range f {
 				if kv16 == BF16 {
-					h[i], f[i] = F32ToBF16(x), BF16ToF32(F32ToBF16(x))
+					h[i], f[i] = dtype.F32ToBF16(x), dtype.BF16ToF32(dtype.F32ToBF16(x))
 				} else {
-					h[i], f[i] = F32ToF16(x), F16ToF32(F32ToF16(x))
+					h[i], f[i] = dtype.F32ToF16(x), dtype.F16ToF32(dtype.F32ToF16(x))
 				}
 			}
 			return h

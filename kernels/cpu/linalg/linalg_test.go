@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg/vec"
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // operands are the inputs of one product, with the weights in all three
@@ -37,7 +38,7 @@ func newOperands(rng *rand.Rand, m, n, k int) *operands {
 			h &= 0x8000 // no subnormals: bf16 keeps them but let both agree
 		}
 		o.f16[i] = h
-		o.w32[i] = F16ToF32(h)
+		o.w32[i] = dtype.F16ToF32(h)
 		o.bf16[i] = uint16(math.Float32bits(o.w32[i]) >> 16)
 	}
 	return o
@@ -398,15 +399,15 @@ func TestConversions(t *testing.T) {
 		h    uint16
 		want float32
 	}{{0x3c00, 1}, {0xc000, -2}, {0x0001, 0x1p-24}, {0x7bff, 65504}, {0x8000, float32(math.Copysign(0, -1))}} {
-		if got := F16ToF32(c.h); math.Float32bits(got) != math.Float32bits(c.want) {
-			t.Errorf("F16ToF32(%#04x) = %g, want %g", c.h, got, c.want)
+		if got := dtype.F16ToF32(c.h); math.Float32bits(got) != math.Float32bits(c.want) {
+			t.Errorf("dtype.F16ToF32(%#04x) = %g, want %g", c.h, got, c.want)
 		}
 	}
-	if got := F16ToF32(0x7c00); !math.IsInf(float64(got), 1) {
-		t.Errorf("F16ToF32(inf) = %g", got)
+	if got := dtype.F16ToF32(0x7c00); !math.IsInf(float64(got), 1) {
+		t.Errorf("dtype.F16ToF32(inf) = %g", got)
 	}
-	if got := BF16ToF32(0x3f80); got != 1 {
-		t.Errorf("BF16ToF32(0x3f80) = %g", got)
+	if got := dtype.BF16ToF32(0x3f80); got != 1 {
+		t.Errorf("dtype.BF16ToF32(0x3f80) = %g", got)
 	}
 }
 
@@ -522,7 +523,7 @@ func TestSpecialWeights(t *testing.T) {
 	w16[3*k+17] = 0x7e00      // NaN in column 3 (the k tail)
 	wb := make([]uint16, n*k) // the same values truncated to bf16 (Inf, NaN kept)
 	for i, h := range w16 {
-		wb[i] = uint16(math.Float32bits(F16ToF32(h)) >> 16)
+		wb[i] = uint16(math.Float32bits(dtype.F16ToF32(h)) >> 16)
 	}
 	x := make([]float32, m*k)
 	for i := range x {

@@ -1,5 +1,7 @@
 package linalg
 
+import "github.com/pancap-serve/pancap/kernels/dtype"
+
 // goKC is the k block of the portable kernel: four widened weight rows of
 // goKC floats (4 KiB) stay in L1 while every row of x runs against them.
 const goKC = 256
@@ -18,11 +20,11 @@ func (w weights) widen(dst []float32, off int) {
 		copy(dst, w.f32[off:off+len(dst)])
 	case wBF16:
 		for i, v := range w.u16[off : off+len(dst)] {
-			dst[i] = BF16ToF32(v)
+			dst[i] = dtype.BF16ToF32(v)
 		}
 	case wF16:
 		for i, v := range w.u16[off : off+len(dst)] {
-			dst[i] = F16ToF32(v)
+			dst[i] = dtype.F16ToF32(v)
 		}
 	}
 }

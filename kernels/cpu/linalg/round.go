@@ -1,23 +1,25 @@
 package linalg
 
-// RoundF16 stores F32ToF16(src[i]) in dst[i] for every i < len(src): with
+import "github.com/pancap-serve/pancap/kernels/dtype"
+
+// RoundF16 stores dtype.F32ToF16(src[i]) in dst[i] for every i < len(src): with
 // the vector kernel where one is in use, bit for bit the same.
 func RoundF16(dst []uint16, src []float32) {
 	var vec func([]uint16, []float32) int
 	if fast != nil {
 		vec = fast.roundF16
 	}
-	round16(dst[:len(src)], src, F32ToF16, vec)
+	round16(dst[:len(src)], src, dtype.F32ToF16, vec)
 }
 
-// RoundBF16 stores F32ToBF16(src[i]) in dst[i] for every i < len(src),
+// RoundBF16 stores dtype.F32ToBF16(src[i]) in dst[i] for every i < len(src),
 // like RoundF16.
 func RoundBF16(dst []uint16, src []float32) {
 	var vec func([]uint16, []float32) int
 	if fast != nil {
 		vec = fast.roundBF16
 	}
-	round16(dst[:len(src)], src, F32ToBF16, vec)
+	round16(dst[:len(src)], src, dtype.F32ToBF16, vec)
 }
 
 // round16 converts with vec, which stops at a vector holding a NaN or

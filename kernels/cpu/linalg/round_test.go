@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/pancap-serve/pancap/kernels/dtype"
 )
 
 // roundInputs covers both 16-bit formats' cases: zeros, ties, subnormal
@@ -33,7 +35,7 @@ func TestRound16MatchesScalar(t *testing.T) {
 		name   string
 		bulk   func([]uint16, []float32)
 		scalar func(float32) uint16
-	}{{"f16", RoundF16, F32ToF16}, {"bf16", RoundBF16, F32ToBF16}} {
+	}{{"f16", RoundF16, dtype.F32ToF16}, {"bf16", RoundBF16, dtype.F32ToBF16}} {
 		got := make([]uint16, len(xs)+1)
 		got[len(xs)] = 0xabcd
 		c.bulk(got, xs)
