@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pancap-serve/pancap/model/llava"
@@ -60,11 +61,27 @@ func TestLLaVAConfig(t *testing.T) {
 		`{"mm_vision_tower": "c", "mm_hidden_size": 7}`,
 		`{"mm_vision_tower": "c", "hidden_act": "gelu"}`,
 		`{"mm_vision_tower": "c", "rope_scaling": {"type": "linear", "factor": 2}}`,
+		`{"mm_vision_tower": "c", "mm_vision_select_layer": -26}`,
+		`{"mm_vision_tower": "c", "mm_vision_select_layer": 25}`,
+		`{"mm_vision_tower": "c", "mm_projector_type": "mlp17x_gelu"}`,
+		`{"mm_vision_tower": "c", "mm_projector_type": "mlp99999999999999999999x_gelu"}`,
 	} {
 		raw, _ := parseRawConfig([]byte(bad), "x")
-		if _, err := raw.llavaConfig("x", clip, "c"); !errors.Is(err, ErrConfig) {
+		_, err := raw.llavaConfig("x", clip, "c")
+		if !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: error %v, want ErrConfig", bad, err)
+			continue
 		}
+		key := strings.Split(bad, `"`)[5] // the key after mm_vision_tower
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: error %q does not name %s", bad, err, key)
+		}
+	}
+	// The CLIP tower's own config is checked, named by its file.
+	bigClip, _ := parseRawConfig([]byte(`{"model_type": "clip", "vision_config": {"image_size": 8192}}`), "c")
+	if _, err := raw.llavaConfig("x", bigClip, "clip/config.json"); !errors.Is(err, ErrConfig) ||
+		!strings.Contains(err.Error(), "clip/config.json: vision_config.image_size is 8192") {
+		t.Errorf("CLIP image_size 8192: %v", err)
 	}
 }
 
@@ -79,6 +96,8 @@ func FuzzConfig(f *testing.F) {
 	}
 	f.Add([]byte(`{"mm_vision_tower": "../clip", "mm_projector_type": "mlp2x_gelu"}`))
 	f.Add([]byte(`{"text_config": null, "vision_config": {"model_type": "clip"}}`))
+	f.Add([]byte(`{"text_config": {"max_position_embeddings": 2147483648, "rope_theta": -1, "rms_norm_eps": 0}}`))
+	f.Add([]byte(`{"mm_vision_tower": "c", "hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 1048576}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		raw, err := parseRawConfig(data, "fuzz")
 		if err != nil {

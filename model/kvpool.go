@@ -116,7 +116,7 @@ func availableMemory() int64 {
 			}
 		}
 	}
-	if room, ok := cgroupRoom(); ok && (avail < 0 || room < avail) {
+	if room, ok := cgroupRoom("/proc/self/cgroup", "/sys/fs/cgroup"); ok && (avail < 0 || room < avail) {
 		avail = room
 	}
 	if avail < 0 {
@@ -125,11 +125,12 @@ func availableMemory() int64 {
 	return avail
 }
 
-// cgroupRoom is the least limit − usage over the memory cgroups of this
-// process and their ancestors; ok is false when no limit is set or none
-// can be read.
-func cgroupRoom() (room int64, ok bool) {
-	data, err := safefile.ReadFile("/proc/self/cgroup", 1<<20)
+// cgroupRoom is the least limit − usage over the memory cgroups that
+// procCgroup (/proc/self/cgroup) names, and their ancestors, under the
+// cgroup file systems mounted at sysRoot (/sys/fs/cgroup: v2 there, v1 in
+// its memory/); ok is false when no limit is set or none can be read.
+func cgroupRoom(procCgroup, sysRoot string) (room int64, ok bool) {
+	data, err := safefile.ReadFile(procCgroup, 1<<20)
 	if err != nil {
 		return 0, false
 	}
@@ -144,9 +145,9 @@ func cgroupRoom() (room int64, ok bool) {
 		var root, limitFile, usageFile string
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			root, limitFile, usageFile = "/sys/fs/cgroup", "memory.max", "memory.current"
+			root, limitFile, usageFile = sysRoot, "memory.max", "memory.current"
 		case strings.Contains(","+parts[1]+",", ",memory,"):
-			root, limitFile, usageFile = "/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
+			root, limitFile, usageFile = filepath.Join(sysRoot, "memory"), "memory.limit_in_bytes", "memory.usage_in_bytes"
 		default:
 			continue
 		}

@@ -2,6 +2,8 @@ package model
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,7 +91,55 @@ func TestAvailableMemory(t *testing.T) {
 	if n := availableMemory(); n <= 0 || n > 1<<50 {
 		t.Errorf("available memory %d", n)
 	}
-	if room, ok := cgroupRoom(); ok && room < 0 {
+	if room, ok := cgroupRoom("/proc/self/cgroup", "/sys/fs/cgroup"); ok && room < 0 {
 		t.Errorf("cgroup room %d", room)
+	}
+}
+
+// TestCgroupRoom reads fake cgroup trees: v2 with a limit on an ancestor
+// tighter than the leaf's, v1 (memory controller listed with another), no
+// limit ("max", v1's huge number), usage over the limit, and an unreadable
+// /proc/self/cgroup.
+func TestCgroupRoom(t *testing.T) {
+	write := func(t *testing.T, path, text string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		proc  string
+		files map[string]string // under the fake /sys/fs/cgroup
+		room  int64
+		ok    bool
+	}{
+		{"v2, ancestor tighter", "0::/a/b\n", map[string]string{
+			"a/memory.max": "1000\n", "a/memory.current": "600\n",
+			"a/b/memory.max": "5000\n", "a/b/memory.current": "100\n"}, 400, true},
+		{"v2, no limit", "0::/a\n", map[string]string{"a/memory.max": "max\n", "a/memory.current": "7\n"}, 0, false},
+		{"v2, over the limit", "0::/\n", map[string]string{"memory.max": "10\n", "memory.current": "20\n"}, 0, true},
+		{"v1", "5:cpu,memory:/x\n1:name=systemd:/\n", map[string]string{
+			"memory/x/memory.limit_in_bytes": "8589934592\n", "memory/x/memory.usage_in_bytes": "1073741824\n",
+			"memory/memory.limit_in_bytes": "9223372036854771712\n", "memory/memory.usage_in_bytes": "5\n"}, 7 << 30, true},
+		{"no memory controller", "3:cpu:/\n", nil, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, filepath.Join(dir, "proc"), c.proc)
+			for f, text := range c.files {
+				write(t, filepath.Join(dir, "sys", f), text)
+			}
+			room, ok := cgroupRoom(filepath.Join(dir, "proc"), filepath.Join(dir, "sys"))
+			if room != c.room && c.ok || ok != c.ok {
+				t.Errorf("room %d, %v; want %d, %v", room, ok, c.room, c.ok)
+			}
+		})
+	}
+	if _, ok := cgroupRoom(filepath.Join(t.TempDir(), "absent"), "/sys/fs/cgroup"); ok {
+		t.Error("a limit from an unreadable cgroup file")
 	}
 }
