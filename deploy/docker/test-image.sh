@@ -14,7 +14,8 @@
 # Then it checks that the container
 #   1. runs as 65532:65532 with `pancap serve` as its entrypoint;
 #   2. serves the model mounted read-only at /models on a read-only root
-#      file system, and answers a Caption call from the host;
+#      file system, answers a Caption call from the host, and serves
+#      /metrics and the HTTP API (/v1/models);
 #   3. is healthy by its own HEALTHCHECK (`podman healthcheck run`);
 #   4. drains and exits 0 on SIGTERM (`podman stop`).
 #
@@ -97,6 +98,7 @@ step "user $user, entrypoint $entry, healthcheck $health"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 grpc=$(free_port)
 metrics=$(free_port)
+http=$(free_port)
 # The check itself runs below with `podman healthcheck run`; podman's
 # complaints that it cannot set a systemd timer for it (there is no systemd
 # here) go to podman.log.
@@ -104,6 +106,7 @@ podman run -d --name "$name" --read-only \
 	-v "$root/model/embedded/synth:/models:ro" \
 	-e PANCAP_MODEL=/models/llava \
 	-e PANCAP_ADDR="127.0.0.1:$grpc" -e PANCAP_METRICS_ADDR="127.0.0.1:$metrics" \
+	-e PANCAP_HTTP_ADDR="127.0.0.1:$http" \
 	localhost/pancap:test --drain-timeout 10s >/dev/null 2>>"$work/podman.log"
 if ! "$bin" health --addr "127.0.0.1:$grpc" --wait 60s >/dev/null; then
 	podman logs "$name" >&2
@@ -116,7 +119,9 @@ step "container SERVING on 127.0.0.1:$grpc (model mounted read-only, read-only r
 grep -q '"caption"' "$work/caption.json" || { echo "image-test: FAIL: no caption: $(cat "$work/caption.json")" >&2; exit 1; }
 curl -fsS "http://127.0.0.1:$metrics/metrics" | grep -q '^pancap_num_requests_running' ||
 	{ echo "image-test: FAIL: no pancap metrics on /metrics" >&2; exit 1; }
-step "Caption answered from the host; /metrics served"
+curl -fsS "http://127.0.0.1:$http/v1/models" | grep -q '"object"' ||
+	{ echo "image-test: FAIL: the HTTP API did not list the model" >&2; exit 1; }
+step "Caption answered from the host; /metrics and the HTTP API's /v1/models served"
 
 podman healthcheck run "$name" >/dev/null || { echo "image-test: FAIL: HEALTHCHECK unhealthy" >&2; exit 1; }
 step "HEALTHCHECK (pancap health inside the container): healthy"

@@ -58,7 +58,8 @@ grep -q -- '--drain-timeout=120s' "$tmp/drain.yaml" &&
 # The endpoint picker reads Pancap Serve's metric names.
 for flag in total-queued-requests-metric=pancap_num_requests_waiting \
 	total-running-requests-metric=pancap_num_requests_running \
-	kv-cache-usage-percentage-metric=pancap_kv_cache_usage_perc model-server-metrics-port=9090; do
+	kv-cache-usage-percentage-metric=pancap_kv_cache_usage_perc cache-info-metric=pancap_cache_config_info \
+	model-server-metrics-port=9090; do
 	grep -q -- "--$flag" "$tmp/all.yaml" || { echo "helm-check: FAIL: the endpoint picker lacks --$flag" >&2; exit 1; }
 done
 echo "helm-check: PASS"
