@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Cache is a content-addressed store of judge replies and embeddings on
@@ -29,11 +28,15 @@ func DefaultCacheDir() (string, error) {
 	return filepath.Join(d, "pancap", "score"), nil
 }
 
-// Key hashes the parts of a request into a cache key: the SHA-256 of the
-// parts joined by NUL bytes, in hex.
+// Key hashes the parts of a request into a cache key: the SHA-256, in
+// hex, of each part's length in bytes, a colon and the part, one after the
+// other (so no two lists of parts share a key).
 func Key(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:])
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func (c *Cache) path(key string) string {

@@ -384,7 +384,7 @@ def eval_questions(n_gt, gt_answers, n_cand, cand_answers):
 
 def key(*parts):
     """The recorded server's and the Go cache's request key."""
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return hashlib.sha256("".join("%d:%s" % (len(p.encode()), p) for p in parts).encode()).hexdigest()
 
 
 def prompt(name, *args):
