@@ -113,7 +113,9 @@ const (
 	MaxFFN           = 1 << 18 // intermediate_size (LLM)
 	MaxVocab         = 1 << 20 // vocab_size
 	MaxPositions     = 1 << 20 // max_position_embeddings
+	MinRopeTheta     = 1.0     // rope_theta (below 1 the frequencies grow)
 	MaxRopeTheta     = 1e9     // rope_theta
+	MinEps           = 1e-12   // rms_norm_eps, layer_norm_eps (real ones: 1e-6 to 1e-5)
 	MaxEps           = 1.0     // rms_norm_eps, layer_norm_eps
 	MaxVisionHidden  = 1 << 14 // hidden_size (CLIP)
 	MaxVisionLayers  = 256     // num_hidden_layers (CLIP)
@@ -152,10 +154,10 @@ func (c *checker) optInt(key string, p *int, lo, hi int) {
 	}
 }
 
-// positive checks 0 < v <= hi (NaN and infinities fail).
-func (c *checker) positive(key string, v, hi float64) {
-	if !(v > 0 && v <= hi) {
-		c.fail(key, "is %g, must be finite and in (0, %g]", v, hi)
+// float checks lo <= v <= hi (NaN fails).
+func (c *checker) float(key string, v, lo, hi float64) {
+	if !(v >= lo && v <= hi) {
+		c.fail(key, "is %g, must be in [%g, %g]", v, lo, hi)
 	}
 }
 
@@ -185,15 +187,16 @@ func checkText(where, prefix string, t llava.TextConfig, raw *rawConfig) error {
 	c.int("intermediate_size", t.FFN, 1, MaxFFN)
 	c.int("vocab_size", t.VocabRows, 1, MaxVocab)
 	c.int("max_position_embeddings", t.MaxPos, 1, MaxPositions)
-	c.positive("rms_norm_eps", float64(t.Eps), MaxEps)
-	c.positive("rope_theta", float64(t.RopeTheta), MaxRopeTheta)
+	c.float("rms_norm_eps", floatOr(raw.RMSNormEps, float64(t.Eps)), MinEps, MaxEps)
+	c.float("rope_theta", floatOr(raw.RopeTheta, float64(t.RopeTheta)), MinRopeTheta, MaxRopeTheta)
 	c.optInt("bos_token_id", raw.BOSTokenID, 0, t.VocabRows-1)
 	c.optInt("eos_token_id", raw.EOSTokenID, 0, t.VocabRows-1)
 	return c.err
 }
 
-// checkVision checks a CLIP tower's geometry.
-func checkVision(where, prefix string, v llava.VisionConfig) error {
+// checkVision checks a CLIP tower's geometry; eps is layer_norm_eps as
+// written.
+func checkVision(where, prefix string, v llava.VisionConfig, eps float64) error {
 	c := &checker{where: where, prefix: prefix}
 	c.int("hidden_size", v.Hidden, 1, MaxVisionHidden)
 	c.int("num_hidden_layers", v.Layers, 1, MaxVisionLayers)
@@ -209,7 +212,7 @@ func checkVision(where, prefix string, v llava.VisionConfig) error {
 		c.check(v.ImageSize%v.PatchSize == 0 && g*g <= MaxPatches, "patch_size",
 			"%d must divide image_size %d into at most %d patches", v.PatchSize, v.ImageSize, MaxPatches)
 	}
-	c.positive("layer_norm_eps", float64(v.Eps), MaxEps)
+	c.float("layer_norm_eps", eps, MinEps, MaxEps)
 	c.check(v.Act == "quick_gelu" || v.Act == "gelu", "hidden_act", "is %q, want quick_gelu or gelu", v.Act)
 	return c.err
 }
@@ -307,7 +310,7 @@ func (c *rawConfig) visionConfig(where, prefix string) (llava.VisionConfig, erro
 		Eps:       float32(floatOr(c.LayerNormEps, 1e-5)),
 		Act:       strOr(c.HiddenAct, "quick_gelu"),
 	}
-	return v, checkVision(where, prefix, v)
+	return v, checkVision(where, prefix, v, floatOr(c.LayerNormEps, float64(v.Eps)))
 }
 
 // llavaHFVisionDefault is LlavaConfig's vision tower when vision_config is

@@ -38,12 +38,13 @@ const (
 //	context    = min(max_position_embeddings, blocks × blockSize)
 //
 // so max_position_embeddings bounds the context but never sizes an
-// allocation by itself. avail is the memory the pool may come from (host
-// memory available); a pool that would need more than avail is refused
-// when hostPool says the pool lives there, as is a budget-sized pool that
-// holds fewer than min(max_position_embeddings, imageTokens +
-// MinTextPositions) positions.
-func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, avail int64, hostPool bool) (blocks, context int, err error) {
+// allocation by itself. avail is the memory the pool comes from (the
+// host's available memory, or a device's free memory); when bounded (avail
+// is known to be where the pool lives) a pool that would need more than
+// avail is refused, as is, always, a budget-sized pool that holds fewer
+// than min(max_position_embeddings, imageTokens + MinTextPositions)
+// positions.
+func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, avail int64, bounded bool) (blocks, context int, err error) {
 	if blockSize < 1 || blockSize > MaxKVBlockSize {
 		return 0, 0, fmt.Errorf("%w: KV block size %d, must be in [1, %d]", ErrKVCache, blockSize, MaxKVBlockSize)
 	}
@@ -59,11 +60,11 @@ func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, av
 		if int64(blocks) > math.MaxInt64/blockBytes {
 			return 0, 0, fmt.Errorf("%w: %d blocks of %d bytes overflow", ErrKVCache, blocks, blockBytes)
 		}
-		if hostPool && int64(blocks)*blockBytes > avail {
+		if bounded && int64(blocks)*blockBytes > avail {
 			return 0, 0, fmt.Errorf("%w: %d blocks of %d bytes exceed the %s available", ErrKVCache, blocks, blockBytes, formatBytes(avail))
 		}
 	case opts.KVBytes > 0:
-		if hostPool && opts.KVBytes > avail {
+		if bounded && opts.KVBytes > avail {
 			return 0, 0, fmt.Errorf("%w: --kv-cache-bytes %d (%s) exceeds the %s of memory available", ErrKVCache, opts.KVBytes, formatBytes(opts.KVBytes), formatBytes(avail))
 		}
 		blocks = int(opts.KVBytes / blockBytes)

@@ -23,29 +23,29 @@ func TestKVPool(t *testing.T) {
 		name         string
 		opts         Options
 		avail        int64
-		host         bool
+		bounded      bool
 		blocks, ctx  int
 		errFragments []string
 	}{
-		{name: "exact blocks", opts: Options{KVBlocks: 7}, avail: gib, host: true, blocks: 7, ctx: 7 * bs},
-		{name: "exact blocks, device pool", opts: Options{KVBlocks: 7}, avail: 0, blocks: 7, ctx: 7 * bs},
-		{name: "bytes", opts: Options{KVBytes: 1000*blockBytes + 5}, avail: gib, host: true, blocks: 1000, ctx: 4096},
-		{name: "bf16 bytes", opts: Options{KVBytes: 100*blockBytes + 5, KVDType: kernels.BF16}, avail: gib, host: true, blocks: 200, ctx: 200 * bs},
-		{name: "free memory: 8 contexts", avail: gib, host: true, blocks: 8 * 256, ctx: 4096},
-		{name: "free memory: half of it", avail: 300 * blockBytes, host: true, blocks: 150, ctx: 150 * bs},
-		{name: "bytes below one sequence", opts: Options{KVBytes: 10 * blockBytes}, avail: gib, host: true,
+		{name: "exact blocks", opts: Options{KVBlocks: 7}, avail: gib, bounded: true, blocks: 7, ctx: 7 * bs},
+		{name: "exact blocks, unbounded", opts: Options{KVBlocks: 7}, avail: 0, blocks: 7, ctx: 7 * bs},
+		{name: "bytes", opts: Options{KVBytes: 1000*blockBytes + 5}, avail: gib, bounded: true, blocks: 1000, ctx: 4096},
+		{name: "bf16 bytes", opts: Options{KVBytes: 100*blockBytes + 5, KVDType: kernels.BF16}, avail: gib, bounded: true, blocks: 200, ctx: 200 * bs},
+		{name: "free memory: 8 contexts", avail: gib, bounded: true, blocks: 8 * 256, ctx: 4096},
+		{name: "free memory: half of it", avail: 300 * blockBytes, bounded: true, blocks: 150, ctx: 150 * bs},
+		{name: "bytes below one sequence", opts: Options{KVBytes: 10 * blockBytes}, avail: gib, bounded: true,
 			errFragments: []string{"--kv-cache-bytes 163840 holds 160 positions", "at least 528 (16 image tokens + 512)"}},
-		{name: "free memory below one sequence", avail: 40 * blockBytes, host: true,
+		{name: "free memory below one sequence", avail: 40 * blockBytes, bounded: true,
 			errFragments: []string{"half the free memory, 320.0 KiB", "holds 320 positions"}},
-		{name: "bytes over the memory available", opts: Options{KVBytes: 2 * gib}, avail: gib, host: true,
+		{name: "bytes over the memory available", opts: Options{KVBytes: 2 * gib}, avail: gib, bounded: true,
 			errFragments: []string{"--kv-cache-bytes 2147483648 (2.0 GiB) exceeds the 1.0 GiB"}},
-		{name: "bytes over host memory, device pool", opts: Options{KVBytes: 2 * gib}, avail: gib, blocks: int(2 * gib / blockBytes), ctx: 4096},
-		{name: "blocks over the memory available", opts: Options{KVBlocks: 1 << 40}, avail: gib, host: true,
+		{name: "bytes over the memory, unbounded", opts: Options{KVBytes: 2 * gib}, avail: gib, blocks: int(2 * gib / blockBytes), ctx: 4096},
+		{name: "blocks over the memory available", opts: Options{KVBlocks: 1 << 40}, avail: gib, bounded: true,
 			errFragments: []string{"1099511627776 blocks of 16384 bytes exceed the 1.0 GiB available"}},
 		{name: "blocks overflowing int64", opts: Options{KVBlocks: 1 << 62}, avail: 0,
 			errFragments: []string{"4611686018427387904 blocks of 16384 bytes overflow"}},
 	} {
-		blocks, ctx, err := kvPool(c.opts, bs, tc, 16, c.avail, c.host)
+		blocks, ctx, err := kvPool(c.opts, bs, tc, 16, c.avail, c.bounded)
 		if c.errFragments != nil {
 			if !errors.Is(err, ErrKVCache) {
 				t.Errorf("%s: error %v, want ErrKVCache", c.name, err)

@@ -58,6 +58,14 @@ type Options struct {
 	ImageLimits *imageproc.Limits
 }
 
+// DeviceMemory is implemented by a backend whose memory is its own (a
+// GPU's): the KV pool is then sized from, and bounded by, the device's free
+// memory (after the weights are uploaded) instead of the host's.
+type DeviceMemory interface {
+	// FreeMemory is the device memory free now, in bytes.
+	FreeMemory() (int64, error)
+}
+
 // LoadReport tells what loading found besides the model.
 type LoadReport struct {
 	Layout      Layout
@@ -306,7 +314,14 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		blockSize = 16
 	}
 	rep.MaxPositions, rep.KVBlockSize = cfg.Text.MaxPos, blockSize
-	rep.KVBlocks, rep.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), availableMemory(), resident)
+	avail, bounded := availableMemory(), resident
+	if dm, ok := be.(DeviceMemory); ok {
+		if avail, err = dm.FreeMemory(); err != nil {
+			return nil, nil, fmt.Errorf("%w: free device memory: %w", ErrKVCache, err)
+		}
+		bounded = true
+	}
+	rep.KVBlocks, rep.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), avail, bounded)
 	if err != nil {
 		return nil, nil, err
 	}

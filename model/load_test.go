@@ -320,15 +320,15 @@ func TestHostileConfig(t *testing.T) {
 		{"text_config.intermediate_size", "1073741824", "must be in [1, 262144]"},
 		{"text_config.vocab_size", "0", "must be in [1, 1048576]"},
 		{"text_config.vocab_size", "2097152", "must be in [1, 1048576]"},
-		{"text_config.rms_norm_eps", "-1e-05", "must be finite and in (0, 1]"},
-		{"text_config.rms_norm_eps", "0", "must be finite and in (0, 1]"},
-		{"text_config.rms_norm_eps", "10", "must be finite and in (0, 1]"},
-		{"text_config.rms_norm_eps", "1e-60", "must be finite and in (0, 1]"}, // 0 as float32
+		{"text_config.rms_norm_eps", "-1e-05", "must be in [1e-12, 1]"},
+		{"text_config.rms_norm_eps", "0", "must be in [1e-12, 1]"},
+		{"text_config.rms_norm_eps", "10", "must be in [1e-12, 1]"},
+		{"text_config.rms_norm_eps", "1e-60", "must be in [1e-12, 1]"}, // 0 as float32
 		{"text_config.rms_norm_eps", "\"NaN\"", "cannot unmarshal string"},
 		{"text_config.rms_norm_eps", "true", "cannot unmarshal bool"},
-		{"text_config.rope_theta", "-10000", "must be finite and in (0, 1e+09]"},
-		{"text_config.rope_theta", "0", "must be finite and in (0, 1e+09]"},
-		{"text_config.rope_theta", "1e300", "must be finite and in (0, 1e+09]"},
+		{"text_config.rope_theta", "-10000", "must be in [1, 1e+09]"},
+		{"text_config.rope_theta", "0", "must be in [1, 1e+09]"},
+		{"text_config.rope_theta", "1e300", "must be in [1, 1e+09]"},
 		{"text_config.bos_token_id", "5000", "must be in [0, 1007]"},
 		{"text_config.eos_token_id", "-1", "must be in [0, 1007]"},
 		{"text_config.hidden_act", "\"gelu\"", "want silu"},
@@ -342,7 +342,7 @@ func TestHostileConfig(t *testing.T) {
 		{"vision_config.image_size", "1048576", "must be in [1, 4096]"},
 		{"vision_config.patch_size", "0", "must be in [1, 56]"},
 		{"vision_config.patch_size", "15", "must divide image_size 56"},
-		{"vision_config.layer_norm_eps", "-1e-05", "must be finite and in (0, 1]"},
+		{"vision_config.layer_norm_eps", "-1e-05", "must be in [1e-12, 1]"},
 		{"vision_config.hidden_act", "\"relu\"", "want quick_gelu or gelu"},
 		{"vision_feature_layer", "5", "must be in [-3, 2]"},
 		{"vision_feature_layer", "-4", "must be in [-3, 2]"},
@@ -460,4 +460,40 @@ func TestHugeContextBoundedPool(t *testing.T) {
 		t.Fatalf("64 KiB budget: error %v, want ErrKVCache", err)
 	}
 	wantIn(t, err, "--kv-cache-bytes 65536 holds 64 positions", "a sequence needs at least 528")
+}
+
+// deviceBackend is the CPU backend posing as a device with free memory of
+// its own (model.DeviceMemory).
+type deviceBackend struct {
+	*cpu.Backend
+	free int64
+	err  error
+}
+
+func (d deviceBackend) FreeMemory() (int64, error) { return d.free, d.err }
+
+// TestDeviceMemoryBoundsPool checks that a backend reporting its free
+// memory sizes the pool from it: half of it by default, a budget over it
+// refused, an error reading it refused.
+func TestDeviceMemoryBoundsPool(t *testing.T) {
+	dir := hostileCopy(t, nil)
+	const free = 8 << 20 // 4 MiB of KV by default: 256 blocks of tiny's 16 KiB
+	m, rep, err := model.Open(dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	if rep.KVBlocks != 256 || rep.Context != 4096 {
+		t.Errorf("%d blocks, context %d; want 256 and 4096", rep.KVBlocks, rep.Context)
+	}
+	_, _, err = model.Open(dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	if !errors.Is(err, model.ErrKVCache) {
+		t.Fatalf("budget over the device's free memory: %v", err)
+	}
+	wantIn(t, err, "exceeds the 8.0 MiB of memory available")
+	_, _, err = model.Open(dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), err: errors.New("no device")}})
+	if !errors.Is(err, model.ErrKVCache) {
+		t.Fatalf("device memory unreadable: %v", err)
+	}
+	wantIn(t, err, "free device memory: no device")
 }

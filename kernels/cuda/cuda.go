@@ -281,6 +281,15 @@ func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
 	return b.Alloc(n), nil
 }
 
+// FreeMemory is the device memory free now, in bytes (cuMemGetInfo): the
+// model sizes its KV cache from it (model.DeviceMemory).
+func (b *Backend) FreeMemory() (int64, error) {
+	b.enter()
+	defer b.leave()
+	free, _, err := cu.MemInfo()
+	return free, err
+}
+
 // Free releases a buffer after the work queued so far has finished.
 func (b *Backend) Free(x kernels.Buffer) {
 	b.enter()

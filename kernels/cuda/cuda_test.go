@@ -22,6 +22,9 @@ import (
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
+// The model sizes the KV cache from the GPU's free memory.
+var _ model.DeviceMemory = (*Backend)(nil)
+
 // Tolerances of the cuBLAS path against the float32 CPU backend, relative
 // to the output's largest magnitude, per weight dtype, for a dot product of
 // k terms (times sqrt(k)). bf16/fp16 GEMMs round the activations to the
