@@ -34,7 +34,7 @@ const jpegWorkPerPixel = 16
 
 // decodeSlack covers what a decode allocates besides its pixel buffers:
 // decoder state, Huffman and LZW tables, bufio and zlib buffers.
-const decodeSlack = 1 << 20
+const decodeSlack = 4 << 20
 
 // Header is what Inspect learns about an image from its headers, without
 // decoding pixels.

@@ -200,27 +200,36 @@ func resizeBytes(w, h, size int) int64 {
 	g := newGeometry(w, h, size)
 	workers := int64(runtime.GOMAXPROCS(0))
 	k := int64(max(g.x.ksize, g.y.ksize))
-	n := int64(size)*(8+3) + // sums, padOut
+	n := int64(size)*(4*8+3*8) + // sums, pads, padOut
+		int64(size)*int64(g.rowBytes())*8 + // acc
 		int64(g.maxRows)*int64(g.rowBytes()) + // tmp
-		workers*(k*(8+4)+int64(g.rowBytes())*8) // taps scratch, accumulators
+		workers*(k*(8+4)+int64(g.rowBytes())*8) // scratch
 	if g.stored {
-		n += 4*g.taps + 48*int64(g.xb-g.xa)
+		n += 4*g.taps + 64*int64(g.xb-g.xa)
 	}
 	return n
 }
 
 // hcol is one output column's horizontal taps on the image.
 type hcol struct {
-	lo  int     // first image column
-	pad int64   // sum of the taps on padding
-	k   []int32 // weights of image columns lo, lo+1, …
+	lo   int      // first image column
+	init [3]int64 // the rounding bias plus the padding taps' share, per channel
+	k    []int32  // weights of image columns lo, lo+1, …
+}
+
+// newHcol is output column x's hcol from its taps' sum and image taps.
+func newHcol(lo int, sum int64, k []int32) hcol {
+	pad := sum - sumInt32(k)
+	c := hcol{lo: lo, k: k}
+	for ch := range 3 {
+		c.init[ch] = half + int64(padColor[ch])*pad
+	}
+	return c
 }
 
 // apply resamples image row src [w × 4] into d [3].
 func (c hcol) apply(d, src []byte) {
-	s0 := half + int64(padColor[0])*c.pad
-	s1 := half + int64(padColor[1])*c.pad
-	s2 := half + int64(padColor[2])*c.pad
+	s0, s1, s2 := c.init[0], c.init[1], c.init[2]
 	px := src[4*c.lo : 4*(c.lo+len(c.k))]
 	for t, k := range c.k {
 		kk := int64(k)
@@ -231,23 +240,71 @@ func (c hcol) apply(d, src []byte) {
 	d[0], d[1], d[2] = clip8(s0), clip8(s1), clip8(s2)
 }
 
-// scratch is one goroutine's buffers.
+func sumInt32(k []int32) int64 {
+	var s int64
+	for _, v := range k {
+		s += int64(v)
+	}
+	return s
+}
+
+// scratch is one goroutine's buffers for computing taps.
 type scratch struct {
 	w   []float64 // [ksize]
 	k   []int32   // [ksize]
-	acc []int64   // [rowBytes]
+	acc []int64   // [rowBytes] (rows of resizer.acc are written whole: no false sharing)
 }
 
-// resizer is one padAndResize call in progress.
+// resizer is one padAndResize call in progress. Output i's taps are the same
+// in both directions; their sum is needed for every i (padding columns and
+// rows are resampled from it alone) and is computed once, by whichever step
+// computes those taps anyway: the horizontal taps of the columns reaching
+// the image, the vertical pass for rows reaching it, up front for the rest.
+// The vertical pass therefore only accumulates the image's contribution; the
+// padding's is added when every sum is known (finish).
 type resizer struct {
 	geometry
-	ctx    context.Context
-	img    *image.RGBA
-	sum    []int64 // [size] the sum of output i's taps (equal in both directions)
-	padOut []byte  // [size × 3] the horizontal pass of a padding row
-	hcols  []hcol  // [xb − xa] when stored
-	mu     sync.Mutex
-	free   []*scratch // scratch buffers not in use (at most one per goroutine is made)
+	ctx  context.Context
+	img  *image.RGBA
+	psum []int64 // [size] tap sums of outputs that are neither
+	xsum []int64 // [xb − xa] tap sums of the columns reaching the image
+	ysum []int64 // [size] tap sums of rows reaching the image
+	ypad []int64 // [size] those rows' padding taps' sums
+	acc  []int64 // [size × rowBytes] those rows' image taps' contribution
+
+	hcols []hcol // [xb − xa] when stored
+	mu    sync.Mutex
+	free  []*scratch // scratch buffers not in use (at most one per goroutine is made)
+}
+
+// inX reports whether output column i reaches the image.
+func (r *resizer) inX(i int) bool { return i >= r.xa && i < r.xb }
+
+// imageRow reports whether output row i reaches the image.
+func (r *resizer) imageRow(i int) bool {
+	lo, hi := r.y.imageWindow(i)
+	return lo < hi
+}
+
+// colSum and rowSum return output i's tap sum, wherever it was computed.
+func (r *resizer) colSum(i int) int64 {
+	switch {
+	case r.inX(i):
+		return r.xsum[i-r.xa]
+	case r.imageRow(i):
+		return r.ysum[i]
+	}
+	return r.psum[i]
+}
+
+func (r *resizer) rowSum(i int) int64 {
+	switch {
+	case r.imageRow(i):
+		return r.ysum[i]
+	case r.inX(i):
+		return r.xsum[i-r.xa]
+	}
+	return r.psum[i]
 }
 
 // getScratch takes a scratch buffer; putScratch returns it.
@@ -267,24 +324,6 @@ func (r *resizer) putScratch(s *scratch) {
 	r.mu.Lock()
 	r.free = append(r.free, s)
 	r.mu.Unlock()
-}
-
-// column returns output column xx's image taps, computed with s.
-func (r *resizer) column(xx int, s *scratch) hcol {
-	if r.hcols != nil {
-		return r.hcols[xx-r.xa]
-	}
-	sum, k := r.x.taps(xx, s.w, s.k)
-	lo, _ := r.x.imageWindow(xx)
-	return hcol{lo: lo, pad: sum - sumInt32(k), k: k}
-}
-
-func sumInt32(k []int32) int64 {
-	var s int64
-	for _, v := range k {
-		s += int64(v)
-	}
-	return s
 }
 
 // padAndResize is LLaVA's expand2square followed by PIL 9.4's
@@ -315,7 +354,6 @@ func padAndResize(ctx context.Context, img *image.RGBA, size int) (*image.RGBA, 
 	if err := r.prepare(); err != nil {
 		return nil, err
 	}
-	out := pix.NewRGB(size, size)
 	tmp := make([]byte, 0, r.maxRows*r.rowBytes()) // image rows [ta, tb) after the horizontal pass
 	ta, tb := 0, 0
 	for yy := 0; yy < size; {
@@ -334,34 +372,34 @@ func padAndResize(ctx context.Context, img *image.RGBA, size int) (*image.RGBA, 
 				return nil, err
 			}
 			tb = rb
-		}
-		if err := r.vertical(out, tmp, ta, yy, yy1); err != nil {
-			return nil, err
+			if err := r.vertical(tmp, ta, yy, yy1); err != nil {
+				return nil, err
+			}
 		}
 		yy = yy1
 	}
-	return out, nil
+	return r.finish()
 }
 
-// prepare computes the tap sums, the padding row's horizontal pass and, when
-// stored, the horizontal taps.
+// prepare allocates the sums and computes those of the outputs no pass
+// computes, and the stored horizontal taps.
 func (r *resizer) prepare() error {
-	r.sum = make([]int64, r.size)
+	r.psum = make([]int64, r.size)
+	r.xsum = make([]int64, r.xb-r.xa)
+	r.ysum = make([]int64, r.size)
+	r.ypad = make([]int64, r.size)
+	r.acc = make([]int64, r.size*r.rowBytes())
 	err := pix.ParallelRowsCtx(r.ctx, r.size, r.x.ksize, func(lo, hi int) {
 		s := r.getScratch()
 		defer r.putScratch(s)
 		for i := lo; i < hi; i++ {
-			r.sum[i], _ = r.x.taps(i, s.w, s.k)
+			if !r.inX(i) && !r.imageRow(i) {
+				r.psum[i], _ = r.x.taps(i, s.w, s.k)
+			}
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("imageproc: %w", err)
-	}
-	r.padOut = make([]byte, 3*r.size)
-	for i, s := range r.sum {
-		for c := range 3 {
-			r.padOut[3*i+c] = clip8(half + int64(padColor[c])*s)
-		}
 	}
 	if !r.stored {
 		return nil
@@ -375,7 +413,8 @@ func (r *resizer) prepare() error {
 		lo, _ := r.x.imageWindow(xx)
 		start := len(k)
 		k = append(k, img...)
-		r.hcols[xx-r.xa] = hcol{lo: lo, pad: sum - sumInt32(img), k: k[start:len(k):len(k)]}
+		r.hcols[xx-r.xa] = newHcol(lo, sum, k[start:len(k):len(k)])
+		r.xsum[xx-r.xa] = sum
 	}
 	return canceled(r.ctx)
 }
@@ -388,11 +427,12 @@ func (r *resizer) horizontal(dst []byte, r0, r1 int) error {
 	var err error
 	if r.stored {
 		err = pix.ParallelRowsCtx(r.ctx, r1-r0, int(r.taps), func(lo, hi int) {
-			for y := lo; y < hi; y++ {
-				src := r.img.Pix[(r0+y)*r.img.Stride:]
-				d := dst[y*rb : (y+1)*rb]
-				for j, c := range r.hcols {
-					c.apply(d[3*j:3*j+3], src)
+			// Column by column over the group of rows: a column's taps
+			// stay in registers, which matters for narrow images (many
+			// rows, few taps each).
+			for j, c := range r.hcols {
+				for y := lo; y < hi; y++ {
+					c.apply(dst[y*rb+3*j:y*rb+3*j+3], r.img.Pix[(r0+y)*r.img.Stride:])
 				}
 			}
 		})
@@ -401,7 +441,10 @@ func (r *resizer) horizontal(dst []byte, r0, r1 int) error {
 			s := r.getScratch()
 			defer r.putScratch(s)
 			for j := lo; j < hi; j++ {
-				c := r.column(r.xa+j, s)
+				sum, k := r.x.taps(r.xa+j, s.w, s.k)
+				r.xsum[j] = sum
+				ilo, _ := r.x.imageWindow(r.xa + j)
+				c := newHcol(ilo, sum, k)
 				for y := r0; y < r1; y++ {
 					c.apply(dst[(y-r0)*rb+3*j:], r.img.Pix[y*r.img.Stride:])
 				}
@@ -414,47 +457,59 @@ func (r *resizer) horizontal(dst []byte, r0, r1 int) error {
 	return nil
 }
 
-// vertical produces output rows [yy0, yy1) from tmp, which holds the
-// horizontal pass of image rows from ta on.
-func (r *resizer) vertical(out *image.RGBA, tmp []byte, ta, yy0, yy1 int) error {
+// vertical accumulates the image taps of output rows [yy0, yy1) from tmp,
+// which holds the horizontal pass of image rows from ta on.
+func (r *resizer) vertical(tmp []byte, ta, yy0, yy1 int) error {
 	rb := r.rowBytes()
 	err := pix.ParallelRowsCtx(r.ctx, yy1-yy0, r.y.ksize*(1+rb), func(lo, hi int) {
 		s := r.getScratch()
 		defer r.putScratch(s)
 		for yy := yy0 + lo; yy < yy0+hi; yy++ {
-			o := out.Pix[yy*out.Stride : yy*out.Stride+4*r.size]
-			sum := r.sum[yy]
-			for x := range r.size {
-				for c := range 3 {
-					o[4*x+c] = clip8(half + int64(r.padOut[3*x+c])*sum)
-				}
-			}
-			ilo, ihi := r.y.imageWindow(yy)
-			if ilo == ihi {
-				continue // every tap on padding rows
-			}
-			_, k := r.y.taps(yy, s.w, s.k)
-			pad := sum - sumInt32(k)
-			acc := s.acc[:rb]
-			po := r.padOut[3*r.xa : 3*r.xb]
-			for i := range acc {
-				acc[i] = half + int64(po[i])*pad
-			}
+			ilo, _ := r.y.imageWindow(yy)
+			sum, k := r.y.taps(yy, s.w, s.k)
+			r.ysum[yy], r.ypad[yy] = sum, sum-sumInt32(k)
+			acc := s.acc
+			clear(acc)
 			for t, kt := range k {
-				row := tmp[(ilo+t-ta)*rb : (ilo+t-ta+1)*rb]
+				off := (ilo + t - ta) * rb
+				row := tmp[off : off+rb]
+				row = row[:len(acc)]
 				kk := int64(kt)
-				for i, v := range row {
-					acc[i] += int64(v) * kk
+				for i := range acc {
+					acc[i] += int64(row[i]) * kk
 				}
 			}
-			for j := range r.xb - r.xa {
-				x := r.xa + j
-				o[4*x], o[4*x+1], o[4*x+2] = clip8(acc[3*j]), clip8(acc[3*j+1]), clip8(acc[3*j+2])
-			}
+			copy(r.acc[yy*rb:(yy+1)*rb], acc)
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("imageproc: %w", err)
 	}
 	return nil
+}
+
+// finish adds the padding's share to every output sample and rounds.
+func (r *resizer) finish() (*image.RGBA, error) {
+	padOut := make([]int64, 3*r.size) // the horizontal pass of a padding row
+	for x := range r.size {
+		s := r.colSum(x)
+		for c := range 3 {
+			padOut[3*x+c] = int64(clip8(half + int64(padColor[c])*s))
+		}
+	}
+	rb := r.rowBytes()
+	return rgbRows(r.ctx, r.size, r.size, func(o []byte, yy int) {
+		sum := r.rowSum(yy)
+		for i, p := range padOut {
+			o[i/3*4+i%3] = clip8(half + p*sum)
+		}
+		if !r.imageRow(yy) {
+			return
+		}
+		acc, pad := r.acc[yy*rb:(yy+1)*rb], r.ypad[yy]
+		for i, a := range acc {
+			x := r.xa + i/3
+			o[4*x+i%3] = clip8(half + padOut[3*x+i%3]*pad + a)
+		}
+	})
 }
