@@ -497,3 +497,31 @@ func TestDeviceMemoryBoundsPool(t *testing.T) {
 	}
 	wantIn(t, err, "free device memory: no device")
 }
+
+// TestLoRAConfigFIFO checks that a FIFO named adapter_config.json in the
+// --lora directory is refused at once, not read.
+func TestLoRAConfigFIFO(t *testing.T) {
+	dir := hostileCopy(t, nil)
+	lora := t.TempDir()
+	p := filepath.Join(lora, weights.AdapterConfig)
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		m, _, err := model.Open(dir, model.Options{KVBlocks: 8, LoRA: lora, Backend: cpu.New(1)})
+		if err == nil {
+			m.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, weights.ErrLoRA) {
+			t.Fatalf("error %v, want ErrLoRA", err)
+		}
+		wantIn(t, err, p, "not a regular file", "named pipe (FIFO)")
+	case <-time.After(10 * time.Second):
+		t.Fatal("load blocked on the FIFO")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pancap-serve/pancap/internal/safefile"
 	"github.com/pancap-serve/pancap/kernels/cpu/linalg"
 )
 
@@ -87,7 +88,7 @@ func MergeLoRA(base *Store, adapterDir string, rename func(peftName string) stri
 		rename = func(s string) string { return s }
 	}
 	cfgPath := filepath.Join(adapterDir, AdapterConfig)
-	raw, err := os.ReadFile(cfgPath)
+	raw, err := safefile.ReadFile(cfgPath, MaxIndexFile) // a regular file, bounded
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLoRA, err)
 	}
