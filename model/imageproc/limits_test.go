@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/png"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -180,5 +181,131 @@ func TestPreprocessOnePixel(t *testing.T) {
 	}
 	if res.Width != 1 || res.Height != 1 || res.Pixels[0] != normLUT[0][200] || res.Pixels[14*14] != normLUT[1][10] {
 		t.Errorf("result %d×%d, pixels %g %g", res.Width, res.Height, res.Pixels[0], res.Pixels[14*14])
+	}
+}
+
+func TestJPEGScanCapsRefuse(t *testing.T) {
+	lim := Limits{MaxBytes: 1 << 20, MaxPixels: 512 * 512, MaxFrames: 1}
+	blocks := int64(64 * 64)
+	perScan := blocks * (63 + 16)
+	fit := int((jpegWorkPerPixel*int64(lim.MaxPixels) - blocks*17) / perScan) // AC refinements the work cap admits
+	cases := []struct {
+		name string
+		data []byte
+		msg  string // "" for accepted
+	}{
+		{"scans at the cap", progressiveJPEG(64, 64, append([]jpegScan{{}}, repeatScans(scanACFirst, maxJPEGScans-1)...)), ""},
+		{"one scan over the cap", progressiveJPEG(64, 64, append([]jpegScan{{}}, repeatScans(scanACFirst, maxJPEGScans)...)), "jpeg more than 100 scans"},
+		{"work at the cap", progressiveJPEG(512, 512, append([]jpegScan{{}}, repeatScans(scanACRefine63, fit)...)), ""},
+		{"work over the cap", progressiveJPEG(512, 512, append([]jpegScan{{}}, repeatScans(scanACRefine63, fit+1)...)), "jpeg scans decode more than 4194304 block coefficients"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, errInspect := Inspect(c.data, lim)
+			_, errDecode := jpegDecodeOnly(c.data, lim)
+			for _, err := range []error{errInspect, errDecode} {
+				if c.msg == "" {
+					if err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), c.msg) {
+					t.Fatalf("err = %v, want ErrTooLarge containing %q", err, c.msg)
+				}
+			}
+		})
+	}
+}
+
+// jpegDecodeOnly runs the JPEG decoder itself, which must refuse what
+// Inspect refuses even when called without it.
+func jpegDecodeOnly(data []byte, lim Limits) (image.Image, error) {
+	h, err := inspect(data, Limits{MaxBytes: lim.MaxBytes, MaxPixels: lim.MaxPixels, MaxFrames: lim.MaxFrames})
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
+	h.f = formatJPEG
+	h.jpegLim.MaxScans, h.jpegLim.MaxWork = maxJPEGScans, jpegWorkPerPixel*int64(lim.MaxPixels)
+	return decodeImage(context.Background(), h, data)
+}
+
+// TestPreprocessBytesBoundsAllocation checks Header.PreprocessBytes against
+// what Preprocess really allocates, on every drawn image and on small
+// versions of the worst cases (thin images, scan bomb, 16-bit, interlaced,
+// many frames, lossless WebP).
+func TestPreprocessBytesBoundsAllocation(t *testing.T) {
+	inputs := map[string][]byte{
+		"png 1×200000":    thinPNG(t, 1, 200_000),
+		"png 200000×1":    thinPNG(t, 200_000, 1),
+		"png 3×70000":     thinPNG(t, 3, 70_000),
+		"jpeg scan bomb":  scanBombJPEG(800, 600, 800*600, scanACRefine63, 0),
+		"png 16-bit":      png16(t, 300, 200),
+		"png interlaced":  interlacedPNG(t, 301, 203),
+		"gif 100 frames":  manyFramesGIF(t, 300, 200, 100),
+		"webp lossless":   losslessWebP(1000, 700),
+		"jpeg baseline":   baselineJPEG(t, 640, 480),
+		"jpeg upscaled":   baselineJPEG(t, 20, 30),
+		"png same size":   thinPNG(t, 56, 20),
+		"png single size": thinPNG(t, 1, 56),
+	}
+	files, err := filepath.Glob("testdata/*.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range files {
+		inputs[p] = readTestdata(t, filepath.Base(p))
+	}
+	for name, data := range inputs {
+		h, err := Inspect(data, DefaultLimits())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, size := range []int{56, 336} {
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, err := Preprocess(context.Background(), data, size, DefaultLimits()); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			runtime.ReadMemStats(&after)
+			got, bound := int64(after.TotalAlloc-before.TotalAlloc), h.PreprocessBytes(size)
+			if got > bound {
+				t.Errorf("%s at %d: allocated %d bytes, PreprocessBytes %d", name, size, got, bound)
+			}
+		}
+	}
+}
+
+func TestInspectReportsHeader(t *testing.T) {
+	for _, c := range []struct {
+		file, format string
+		w, h         int
+	}{
+		{"progressive.jpg", "jpeg", 95, 59}, {"rgba_wide.png", "png", 97, 61}, {"anim.gif", "gif", 97, 61}, {"lossy.webp", "webp", 61, 97},
+	} {
+		data := readTestdata(t, c.file)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		h, err := Inspect(data, DefaultLimits())
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		if h.Format != c.format || h.Width != c.w || h.Height != c.h || h.DecodeBytes < 4*int64(c.w*c.h) {
+			t.Errorf("%s: %+v, want %s %d×%d", c.file, h, c.format, c.w, c.h)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+			t.Errorf("%s: Inspect allocated %d bytes", c.file, n)
+		}
+	}
+	// Inspect refuses what Decode refuses, with the same error.
+	for _, data := range [][]byte{forgedPNG(65535, 65535), readTestdata(t, "anim.gif")} {
+		lim := Limits{MaxBytes: 1 << 20, MaxPixels: 1 << 20, MaxFrames: 2}
+		_, errI := Inspect(data, lim)
+		_, errD := Decode(context.Background(), data, lim)
+		if errI == nil || errD == nil || errI.Error() != errD.Error() {
+			t.Errorf("Inspect err %v, Decode err %v", errI, errD)
+		}
 	}
 }
