@@ -70,6 +70,9 @@ func Evaluate(image string, ref, pred *Content, m Match, predAns, refAns *Conten
 	if m.Ref == 0 {
 		r.Notes = append(r.Notes, "the reference has no entity line (the authors' code divides by zero)")
 	}
+	if m.Cand == 0 {
+		r.Notes = append(r.Notes, "the prediction has no entity line (the authors' eval_tag_and_loc.py divides by zero)")
+	}
 	texts := func(as []Attribute) []string {
 		out := make([]string, len(as))
 		for i, a := range as {

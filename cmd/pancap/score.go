@@ -138,7 +138,7 @@ func runScore(cmd *cobra.Command, fl *scoreFlags) error {
 	}
 	chat := &judge.Chat{Client: judge.NewClient(judge.Endpoint{URL: fl.judgeURL, Model: fl.judgeModel, APIKey: fl.judgeKey}, fl.concurrency, cache),
 		System: score.SystemPrompt, Sampling: sampling, MaxTokens: fl.maxTokens}
-	emb := &judge.Embeddings{Client: judge.NewClient(judge.Endpoint{URL: fl.embURL, Model: fl.embModel, APIKey: fl.embKey}, fl.concurrency, cache), Batch: 64}
+	emb := &judge.Embeddings{Client: judge.NewClient(judge.Endpoint{URL: fl.embURL, Model: fl.embModel, APIKey: fl.embKey}, fl.concurrency, cache), Batch: 32}
 	for _, c := range []*judge.Client{chat.Client, emb.Client} {
 		c.Retries, c.OnRequest = fl.retries, count
 	}
