@@ -11,8 +11,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzztime=${FUZZTIME:-3s}
+# Go minimises every new interesting input for up to -fuzzminimizetime
+# (60s by default), reporting 0 execs/s meanwhile: a few seconds of smoke
+# would be spent minimising. 10x keeps minimisation to ten runs.
+minimize=${FUZZMINIMIZETIME:-10x}
 filter=${1:-.}
 go=${GO:-go}
+
+# rate prints the executions per second a fuzz log's last status line says.
+rate() {
+	grep -o 'elapsed: [0-9]*s, execs: [0-9]*' "$1" | tail -1 |
+		awk '{ s = $2 + 0; printf "%d execs in %ss: %d/s", $4, s, (s > 0 ? $4 / s : $4) }'
+}
 
 # Test files with fuzz targets, skipping vendored toolchains and files behind
 # build tags that plain `go test` does not build (e.g. cuda).
@@ -20,6 +30,7 @@ mapfile -t files < <(grep -rl --include='*_test.go' '^func Fuzz' . |
 	grep -v -e '^./tools/cuda-toolkit/' -e '^./shared/' | sort)
 
 failed=()
+rates=()
 ran=0
 for f in "${files[@]}"; do
 	if grep -q '^//go:build' "$f"; then
@@ -32,23 +43,27 @@ for f in "${files[@]}"; do
 		echo "=== $dir $name ($fuzztime)"
 		ran=$((ran + 1))
 		log=$(mktemp)
-		if ! "$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" 2>&1 | tee "$log"; then
+		if ! "$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" "$dir" 2>&1 | tee "$log"; then
 			# Go's fuzz coordinator sometimes reports its own time limit as a
 			# failure ("context deadline exceeded", no failing input written)
 			# when a worker is inside a long input as -fuzztime runs out.
 			# That is no finding: run the target once more before failing.
 			if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
 				echo "--- $dir $name: the fuzz engine's own deadline, not a finding; once more"
-				"$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" || failed+=("$dir $name")
+				"$go" test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimize" "$dir" 2>&1 | tee "$log" || failed+=("$dir $name")
 			else
 				failed+=("$dir $name")
 			fi
 		fi
+		rates+=("$dir $name: $(rate "$log")")
 		rm -f "$log"
 	done
 done
 
 echo "fuzz-smoke: $ran targets, ${#failed[@]} failed"
+if ((${#rates[@]})); then
+	printf '  %s\n' "${rates[@]}"
+fi
 if ((${#failed[@]})); then
 	printf '  FAIL %s\n' "${failed[@]}"
 	exit 1

@@ -460,6 +460,11 @@ func (d *decoder) processSOF(n int) error {
 		d.comp[i].h = h
 		d.comp[i].v = v
 	}
+	if d.width == 0 || d.height == 0 {
+		// A zero height defers it to a DNL marker, which this decoder
+		// (like Go's) does not implement; a zero width is invalid.
+		return UnsupportedError(fmt.Sprintf("%d×%d frame", d.width, d.height))
+	}
 	return nil
 }
 
