@@ -7,6 +7,6 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cuda-emu.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-"${CXX:-g++}" -std=c++20 -O1 -pthread -Wall -Wno-unknown-pragmas -Wno-unused-function \
+"${CXX:-g++}" -std=c++20 -O1 -U_FORTIFY_SOURCE -pthread -Wall -Wno-unknown-pragmas -Wno-unused-function \
 	-I"$here/include" -include emu.h -o "$tmp/emu_test" "$here/emu_test.cpp"
 "$tmp/emu_test"

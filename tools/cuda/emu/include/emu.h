@@ -1,16 +1,27 @@
 // emu.h — a CPU emulation of the small part of CUDA that kernels/cuda/kernels.cu
-// uses, so its kernels' logic can be tested without a GPU (tools/cuda/emu/run.sh).
-// Every CUDA thread of a block is an OS thread; blocks run one after another,
-// so __shared__ (static) storage is per block. __syncthreads is a block-wide
-// barrier; warp shuffles go through a per-warp slot array and barrier. Only
-// full-warp shuffles are supported (all kernels use mask 0xffffffff).
+// uses, so its kernels' logic can be tested without a GPU (tools/cuda/emu/run.sh)
+// and run by the emulated driver (tools/cuda/emu/driver).
+//
+// Every CUDA thread of a block is a fiber (its own stack) on the calling OS
+// thread; the fibers of a block take turns, switching only at __syncthreads
+// and warp shuffles, and blocks run one after another, so __shared__ (static)
+// storage is per block. __syncthreads is a block-wide barrier; warp shuffles
+// go through a per-warp slot array and barrier. Only full-warp shuffles are
+// supported (all kernels use mask 0xffffffff). Fibers start once through
+// makecontext/swapcontext and switch with _setjmp/_longjmp (no system call per
+// switch). One launch runs at a time per process (emu_launch holds a mutex).
 #pragma once
-#include <barrier>
+#include <setjmp.h>
+#include <ucontext.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
-#include <thread>
+#include <mutex>
 #include <vector>
 
 #define __global__
@@ -22,25 +33,107 @@
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
-inline thread_local dim3 threadIdx, blockIdx;
-inline dim3 blockDim, gridDim;
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
-struct emu_block {
-  std::unique_ptr<std::barrier<>> all;
-  std::vector<std::unique_ptr<std::barrier<>>> warps;
-  uint32_t slots[32][32];
+// emu_barrier is a counting barrier for fibers: the last arrival starts a new
+// generation, the others yield until it does.
+struct emu_barrier {
+  int n = 0, count = 0;
+  unsigned gen = 0;
 };
-inline emu_block *emu_cur;
+
+// emu_fiber is one CUDA thread's stack and saved registers.
+struct emu_fiber {
+  ucontext_t uc;
+  jmp_buf jb;
+  std::unique_ptr<char[]> stack;
+  dim3 tid;
+  bool done = true;
+};
+
+inline constexpr size_t emu_stack_bytes = 256 << 10;
+
+// emu_state is the scheduler of the block being run.
+struct emu_state {
+  std::vector<std::unique_ptr<emu_fiber>> fibers;  // a pool, reused by every launch
+  int nt = 0, cur = -1;
+  jmp_buf sched;
+  const std::function<void()> *body = nullptr;
+  emu_barrier all;
+  std::vector<emu_barrier> warps;
+  uint32_t slots[32][32];
+  std::mutex mu;
+};
+inline emu_state emu_s;
+
+inline void emu_yield() {
+  emu_fiber *f = emu_s.fibers[emu_s.cur].get();
+  if (!_setjmp(f->jb)) _longjmp(emu_s.sched, 1);
+}
+
+inline void emu_wait(emu_barrier &b) {
+  unsigned g = b.gen;
+  if (++b.count == b.n) {
+    b.count = 0;
+    b.gen++;
+    return;
+  }
+  while (b.gen == g) emu_yield();
+}
+
+// emu_entry is every fiber's loop: run the block's body, report done, wait
+// for the next block.
+inline void emu_entry(int i) {
+  emu_fiber *f = emu_s.fibers[i].get();
+  if (!_setjmp(f->jb)) _longjmp(emu_s.sched, 1);  // created: back to the scheduler
+  for (;;) {
+    (*emu_s.body)();
+    f->done = true;
+    emu_yield();
+  }
+}
+
+// emu_resume runs fiber f until it yields (or, when start, enters it for
+// the first time); in a frame of its own so that no caller's locals live
+// across the jump.
+[[gnu::noinline]] inline void emu_resume(emu_fiber *f, bool start) {
+  static ucontext_t back;
+  if (_setjmp(emu_s.sched)) return;
+  if (start)
+    swapcontext(&back, &f->uc);
+  else
+    _longjmp(f->jb, 1);
+}
+
+// emu_make prepares f's context to enter emu_entry(i) on its own stack.
+[[gnu::noinline]] inline void emu_make(emu_fiber *f, int i) {
+  f->stack.reset(new char[emu_stack_bytes]);
+  getcontext(&f->uc);
+  f->uc.uc_stack.ss_sp = f->stack.get();
+  f->uc.uc_stack.ss_size = emu_stack_bytes;
+  f->uc.uc_link = nullptr;
+  makecontext(&f->uc, (void (*)())emu_entry, 1, i);
+}
+
+// emu_grow makes sure the pool holds n fibers.
+inline void emu_grow(int n) {
+  while ((int)emu_s.fibers.size() < n) {
+    int i = (int)emu_s.fibers.size();
+    emu_s.fibers.push_back(std::make_unique<emu_fiber>());
+    emu_make(emu_s.fibers[i].get(), i);
+    emu_resume(emu_s.fibers[i].get(), true);
+  }
+}
 
 inline int emu_tid() { return threadIdx.x + threadIdx.y * blockDim.x; }
-inline void __syncthreads() { emu_cur->all->arrive_and_wait(); }
+inline void __syncthreads() { emu_wait(emu_s.all); }
 
 inline uint32_t emu_shfl(uint32_t v, int src) {
   int t = emu_tid(), w = t >> 5, lane = t & 31;
-  emu_cur->slots[w][lane] = v;
-  emu_cur->warps[w]->arrive_and_wait();
-  uint32_t r = emu_cur->slots[w][src & 31];
-  emu_cur->warps[w]->arrive_and_wait();
+  emu_s.slots[w][lane] = v;
+  emu_wait(emu_s.warps[w]);
+  uint32_t r = emu_s.slots[w][src & 31];
+  emu_wait(emu_s.warps[w]);
   return r;
 }
 inline uint32_t emu_bits(float f) {
@@ -65,25 +158,39 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline long min(long a, long b) { return a < b ? a : b; }
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 
-// emu_launch runs f for every thread of every block of grid.
+// emu_launch runs f for every thread of every block of grid (2-D grids and
+// blocks; z is 1).
 template <class F>
 void emu_launch(dim3 grid, dim3 block, F f) {
+  std::lock_guard<std::mutex> lock(emu_s.mu);
+  std::function<void()> body(f);
   gridDim = grid;
   blockDim = block;
   int nt = block.x * block.y;
+  emu_grow(nt);
+  emu_s.body = &body;
+  emu_s.nt = nt;
+  emu_s.all = emu_barrier{nt};
+  emu_s.warps.assign((nt + 31) / 32, emu_barrier{});
+  for (int w = 0; w * 32 < nt; w++) emu_s.warps[w].n = std::min(32, nt - w * 32);
   for (unsigned by = 0; by < grid.y; by++)
     for (unsigned bx = 0; bx < grid.x; bx++) {
-      emu_block b;
-      b.all = std::make_unique<std::barrier<>>(nt);
-      for (int w = 0; w * 32 < nt; w++) b.warps.push_back(std::make_unique<std::barrier<>>(std::min(32, nt - w * 32)));
-      emu_cur = &b;
-      std::vector<std::thread> ts;
-      for (int t = 0; t < nt; t++)
-        ts.emplace_back([&, t] {
-          threadIdx = dim3{(unsigned)(t % block.x), (unsigned)(t / block.x), 1};
-          blockIdx = dim3{bx, by, 1};
-          f();
-        });
-      for (auto &t : ts) t.join();
+      blockIdx = dim3{bx, by, 1};
+      for (int t = 0; t < nt; t++) {
+        emu_s.fibers[t]->done = false;
+        emu_s.fibers[t]->tid = dim3{(unsigned)(t % block.x), (unsigned)(t / block.x), 1};
+      }
+      for (int left = nt; left > 0;) {
+        left = 0;
+        for (int t = 0; t < nt; t++) {
+          emu_fiber *fb = emu_s.fibers[t].get();
+          if (fb->done) continue;
+          emu_s.cur = t;
+          threadIdx = fb->tid;
+          emu_resume(fb, false);
+          left += !fb->done;
+        }
+      }
     }
+  emu_s.cur = -1;
 }
