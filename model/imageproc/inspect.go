@@ -18,19 +18,23 @@ import (
 )
 
 // maxJPEGScans caps the scans (SOS segments) of one JPEG. libjpeg's and
-// mozjpeg's progressive scripts use about 10 scans (jpegtran's
-// -scans scripts and jpegrescan's searches a few more); the cap is far above
-// any encoder's output and far below what makes a scan bomb costly: the work
-// cap (jpegWorkPerPixel) bounds what the scans can cost together.
+// mozjpeg's progressive scripts use about 10 scans, jpegtran's custom scripts
+// and jpegrescan's searches rarely 20; nvImageCodec refuses more than 256
+// (its answer to the same scan bomb, cure53's LJT-01-004 on libjpeg-turbo,
+// whose djpeg has -maxscans for it). 100 is far above any encoder's output;
+// what the scans may cost together is bounded by jpegWorkPerPixel.
 const maxJPEGScans = 100
 
-// jpegWorkPerPixel is the block-coefficient work (jpeg.Info.Work) a JPEG may
-// cost per pixel of Limits.MaxPixels. A baseline 4:2:0 image costs
-// (64+16)·6/256 ≈ 1.9 per pixel, 4:4:4 3.75; libjpeg's default progressive
-// script for 4:4:4 costs (447 + 14·16)/64 ≈ 10.5. At the limit, a scan bomb
-// of blocks that cost only their visit costs at most the CPU measured in
-// bench_test.go's BenchmarkWorstCase (see the package README table).
-const jpegWorkPerPixel = 16
+// jpegWorkPerPixel is the block-coefficient work (jpeg.Info.Work: blocks
+// visited × (coefficients of the band + jpeg.BlockOverhead), summed over the
+// scans) a JPEG may cost per pixel of Limits.MaxPixels. A baseline 4:2:0
+// image costs (64+16)·6/256 ≈ 1.9 per pixel, 4:4:4 3.75; libjpeg's default
+// progressive script for 4:4:4 costs (447 + 14·16)/64 ≈ 10.5, scripts with
+// twice its scans about 14. At 24, the costliest scan bomb DefaultLimits
+// admit (8000×5000, refinement scans over the full band) decodes and
+// preprocesses in about the CPU time of a plain 40 MP baseline JPEG (see
+// TestWorstCaseCost).
+const jpegWorkPerPixel = 24
 
 // decodeSlack covers what a decode allocates besides its pixel buffers:
 // decoder state, Huffman and LZW tables, bufio and zlib buffers.

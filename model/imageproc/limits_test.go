@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/png"
@@ -197,7 +198,8 @@ func TestJPEGScanCapsRefuse(t *testing.T) {
 		{"scans at the cap", progressiveJPEG(64, 64, append([]jpegScan{{}}, repeatScans(scanACFirst, maxJPEGScans-1)...)), ""},
 		{"one scan over the cap", progressiveJPEG(64, 64, append([]jpegScan{{}}, repeatScans(scanACFirst, maxJPEGScans)...)), "jpeg more than 100 scans"},
 		{"work at the cap", progressiveJPEG(512, 512, append([]jpegScan{{}}, repeatScans(scanACRefine63, fit)...)), ""},
-		{"work over the cap", progressiveJPEG(512, 512, append([]jpegScan{{}}, repeatScans(scanACRefine63, fit+1)...)), "jpeg scans decode more than 4194304 block coefficients"},
+		{"work over the cap", progressiveJPEG(512, 512, append([]jpegScan{{}}, repeatScans(scanACRefine63, fit+1)...)),
+			fmt.Sprintf("jpeg scans decode more than %d block coefficients", jpegWorkPerPixel*lim.MaxPixels)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"image/jpeg"
 	"image/png"
 	"testing"
+
+	ijpeg "github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
 )
 
 // Generators of the costliest images the limits admit, at any size: the
@@ -126,12 +128,15 @@ var (
 	scanACRefine63 = jpegScan{ss: 1, se: 63, ah: 1, al: 0}
 )
 
+// jpegOverhead is what the work cap charges a block visit.
+const jpegOverhead = ijpeg.BlockOverhead
+
 // scanBombJPEG is a w×h progressive JPEG with a DC scan and as many scans of
 // kind s as the work cap at maxPixels admits (or n, if smaller and positive).
 func scanBombJPEG(w, h, maxPixels int, s jpegScan, n int) []byte {
 	blocks := int64((w+7)/8) * int64((h+7)/8)
-	budget := jpegWorkPerPixel*int64(maxPixels) - blocks*(1+16)
-	fit := int(budget / (blocks * int64(int(s.se-s.ss)+1+16)))
+	budget := jpegWorkPerPixel*int64(maxPixels) - blocks*(1+jpegOverhead)
+	fit := int(budget / (blocks * int64(int(s.se-s.ss)+1+jpegOverhead)))
 	fit = min(fit, maxJPEGScans-1)
 	if n > 0 {
 		fit = min(fit, n)
