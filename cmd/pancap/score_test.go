@@ -48,12 +48,12 @@ type recording struct {
 	Embeddings map[string][]float32 `json:"embeddings"`
 }
 
-// newRecordedJudge starts the recorded judge; its URL serves both the
-// judge and the embeddings.
-func newRecordedJudge(t *testing.T) (*recordedJudge, string) {
+// newRecordedJudge starts the recorded judge of the recording at path; its
+// URL serves both the judge and the embeddings.
+func newRecordedJudge(t *testing.T, path string) (*recordedJudge, string) {
 	t.Helper()
 	rj := &recordedJudge{t: t}
-	raw, err := os.ReadFile(filepath.Join(e2eDir, "judge.json"))
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func newRecordedJudge(t *testing.T) (*recordedJudge, string) {
 		}
 		out, err := json.MarshalIndent(rj.data, "", " ")
 		if err == nil {
-			err = os.WriteFile(filepath.Join(e2eDir, "judge.json"), append(out, '\n'), 0o644)
+			err = os.WriteFile(path, append(out, '\n'), 0o644)
 		}
 		if err != nil {
 			t.Error(err)
@@ -199,7 +199,7 @@ type expectedReport struct {
 }
 
 func TestScoreAgainstRecordedJudge(t *testing.T) {
-	rj, url := newRecordedJudge(t)
+	rj, url := newRecordedJudge(t, filepath.Join(e2eDir, "judge.json"))
 	cache := t.TempDir()
 	jsonOut := filepath.Join(t.TempDir(), "report.json")
 	mdOut := filepath.Join(t.TempDir(), "report.md")
@@ -346,5 +346,49 @@ func TestScoreReadsCaptionJSON(t *testing.T) {
 	}
 	if strings.Contains(items[0].Pred, "<box>") || !strings.Contains(items[0].Pred, "[[") {
 		t.Errorf("the prediction's boxes were not converted: %q", items[0].Pred)
+	}
+}
+
+// TestRecordedJudgeRecords: with -score.record-* set, missing replies are
+// fetched from the real endpoint and written to the recording.
+func TestRecordedJudgeRecords(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/embeddings") {
+			io.WriteString(w, `{"data": [{"index": 0, "embedding": [0.25, 0.5]}]}`)
+			return
+		}
+		io.WriteString(w, `{"choices": [{"message": {"role": "assistant", "content": "1 | entity -->> (whole, dog)"}}]}`)
+	}))
+	defer upstream.Close()
+	oldJ, oldE := *recordJudge, *recordEmbeddings
+	*recordJudge, *recordEmbeddings = upstream.URL, upstream.URL
+	defer func() { *recordJudge, *recordEmbeddings = oldJ, oldE }()
+	path := filepath.Join(t.TempDir(), "judge.json")
+	if err := os.WriteFile(path, []byte(`{"chat": {}, "embeddings": {}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := t.Run("record", func(t *testing.T) {
+		_, url := newRecordedJudge(t, path)
+		c := judge.NewClient(judge.Endpoint{URL: url, Model: "m"}, 1, nil)
+		reply, err := (&judge.Chat{Client: c, System: "sys", MaxTokens: 5}).Complete(t.Context(), "user")
+		if err != nil || reply != "1 | entity -->> (whole, dog)" {
+			t.Errorf("Complete = %q, %v", reply, err)
+		}
+		vecs, err := (&judge.Embeddings{Client: c, Batch: 4}).Embed(t.Context(), []string{"dog", "cat"})
+		if err != nil || len(vecs) != 2 || vecs[1][1] != 0.5 {
+			t.Errorf("Embed = %v, %v", vecs, err)
+		}
+	})
+	if !sub {
+		return
+	}
+	var rec recording
+	raw, _ := os.ReadFile(path)
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Chat[judge.Key("chat", "m", "sys", "user")] != "1 | entity -->> (whole, dog)" ||
+		len(rec.Embeddings[judge.Key("embedding", "m", "cat")]) != 2 {
+		t.Errorf("recording %s", raw)
 	}
 }
