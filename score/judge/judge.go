@@ -108,11 +108,13 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case c.sem <- struct{}{}:
-		defer func() { <-c.sem }()
-	case <-ctx.Done():
-		return ctx.Err()
+	if c.sem != nil { // a Client made without NewClient has no limit
+		select {
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	wait := c.Backoff
 	for try := 0; ; try++ {

@@ -211,3 +211,13 @@ func TestCacheLayout(t *testing.T) {
 		t.Errorf("temporary files left: %v", entries)
 	}
 }
+
+func TestClientWithoutNewClient(t *testing.T) {
+	f := &fakeServer{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	chat := &Chat{Client: &Client{Endpoint: Endpoint{URL: srv.URL}, HTTP: srv.Client()}, MaxTokens: 1}
+	if got, err := chat.Complete(t.Context(), "ok"); err != nil || got != "OK" {
+		t.Errorf("Complete = %q, %v", got, err)
+	}
+}
