@@ -3,13 +3,14 @@
 # deploy/docker/Dockerfile with Debian's podman and run it, on a machine
 # that reaches no container registry.
 #
-# The Dockerfile's stages that pull golang and distroless are replaced by
-# build arguments: BINARY=host takes bin/pancap (built here by `make
-# build`), and RUNTIME_IMAGE is a minimal root filesystem made here and
-# imported with `podman import`: the libraries `ldd bin/pancap` lists (the
-# host's, Debian 12: the glibc of distroless cc-debian12), /etc/passwd and
-# /etc/group with the nonroot user 65532, and /tmp. Everything else — the
-# USER, ENV, EXPOSE, HEALTHCHECK and ENTRYPOINT — is the Dockerfile's own.
+# The Dockerfile's stages that pull golang and distroless are replaced:
+# `--target host` takes bin/pancap (built here by `make build`) instead of
+# the compiling stage, and RUNTIME_IMAGE is a minimal root filesystem made
+# here and imported with `podman import`: the libraries `ldd bin/pancap`
+# lists (the host's, Debian 12: the glibc of distroless cc-debian12),
+# /etc/passwd and /etc/group with the nonroot user 65532, and /tmp.
+# Everything else — the USER, ENV, EXPOSE, HEALTHCHECK and ENTRYPOINT — is
+# the Dockerfile's own.
 #
 # Then it checks that the container
 #   1. runs as 65532:65532 with `pancap serve` as its entrypoint;
@@ -80,8 +81,7 @@ podman import -q "$work/base.tar" localhost/pancap-runtime-base:test >/dev/null
 step "runtime base imported: $(echo $libs | wc -w) libraries from ldd $bin"
 
 t0=$SECONDS
-podman build -q --format docker -f deploy/docker/Dockerfile \
-	--build-arg BINARY=host \
+podman build -q --format docker -f deploy/docker/Dockerfile --target host \
 	--build-arg RUNTIME_IMAGE=localhost/pancap-runtime-base:test \
 	--build-arg GO_IMAGE=localhost/pancap-runtime-base:test \
 	-t localhost/pancap:test . >/dev/null
