@@ -82,6 +82,7 @@ var worstCases = []struct {
 	{"scan-bomb-jpeg-ac-refine", func(testing.TB) []byte { return scanBombJPEG(8000, 5000, 40_000_000, scanACRefine63, 0) }},
 	{"png-1x40M", func(t testing.TB) []byte { return thinPNG(t, 1, 40_000_000) }},
 	{"png-40Mx1", func(t testing.TB) []byte { return thinPNG(t, 40_000_000, 1) }},
+	{"png-2x20M", func(t testing.TB) []byte { return thinPNG(t, 2, 20_000_000) }},
 	{"png-16bit-40MP", func(t testing.TB) []byte { return png16(t, 8000, 5000) }},
 	{"png-interlaced-40MP", func(t testing.TB) []byte { return interlacedPNG(t, 8000, 5000) }},
 	{"gif-40MP-100-frames", func(t testing.TB) []byte { return manyFramesGIF(t, 8000, 5000, 100) }},
@@ -135,7 +136,9 @@ func TestWorstCaseCost(t *testing.T) {
 		bound := h.PreprocessBytes(336)
 		t.Logf("%-26s %8d bytes %6dx%-8d cpu %6.2fs  peak RSS %5d MiB above %3d MiB (input included), PreprocessBytes %5d MiB",
 			c.name, len(data), h.Width, h.Height, cpu.Seconds(), (rss-base)>>20, base>>20, bound>>20)
-		if rss-base > bound+int64(len(data)) {
+		// Peak RSS also holds the input and the runtime's own growth (heap
+		// metadata, a few percent).
+		if rss-base > bound+int64(len(data))+bound/32+4<<20 {
 			t.Errorf("%s: peak RSS grew %d MiB, PreprocessBytes says %d MiB", c.name, (rss-base)>>20, bound>>20)
 		}
 	}

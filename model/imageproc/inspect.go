@@ -36,6 +36,12 @@ const maxJPEGScans = 100
 // TestWorstCaseCost).
 const jpegWorkPerPixel = 24
 
+// vp8lTreeBytes bounds the prefix-code trees of a lossless WebP: x/image's
+// decoder accepts at most 2600 groups (libwebp's MAX_HUFF_IMAGE_SIZE) of five
+// trees, whose nodes (8 bytes) number at most twice the alphabets: green
+// 256+24+2048 (the largest colour cache), red, blue and alpha 256, distance 40.
+const vp8lTreeBytes = 2600 * 2 * (256 + 24 + 2048 + 3*256 + 40) * 8
+
 // decodeSlack covers what a decode allocates besides its pixel buffers:
 // decoder state, Huffman and LZW tables, bufio and zlib buffers.
 const decodeSlack = 4 << 20
@@ -130,9 +136,15 @@ func inspect(data []byte, lim Limits) (header, error) {
 	case formatWebP:
 		// Lossy: the 4:2:0 planes padded to whole macroblocks, an alpha
 		// plane and the lossless image it is decoded from; lossless: the
-		// NRGBA image and one more for a colour-indexing transform.
+		// NRGBA image, one more for a colour-indexing transform and the
+		// transforms' subsampled images (each at most 1/16 of it). A
+		// lossless image (or alpha plane) may also hold up to vp8lTreeBytes
+		// of prefix codes.
 		mbs := int64((cfg.Width+15)/16) * int64((cfg.Height+15)/16)
-		h.DecodeBytes = max(384*mbs+5*px, 8*px)
+		h.DecodeBytes = max(384*mbs+5*px, 9*px)
+		if cfg.ColorModel != color.YCbCrModel {
+			h.DecodeBytes += vp8lTreeBytes
+		}
 	}
 	h.DecodeBytes += 4*px + decodeSlack // the RGBA copy
 	return h, nil

@@ -147,6 +147,10 @@ type geometry struct {
 	stored  bool  // the horizontal coefficients are kept for the whole image
 	taps    int64 // image taps of the columns in [xa, xb)
 	maxRows int   // the most image rows a chunk needs
+	// narrow: the image is one pixel wide, so a row's horizontal pass is a
+	// function of its one pixel, and the vertical pass sums the taps per
+	// sample value instead (verticalNarrow): no horizontal pass, no tmp.
+	narrow bool
 }
 
 func newGeometry(w, h, size int) geometry {
@@ -160,7 +164,8 @@ func newGeometry(w, h, size int) geometry {
 		}
 	}
 	g.stored = g.taps <= maxStoredTaps
-	for yy := 0; yy < size; {
+	g.narrow = w == 1
+	for yy := 0; yy < size && !g.narrow; {
 		yy1, ra, rb := g.chunk(yy)
 		g.maxRows = max(g.maxRows, rb-ra)
 		yy = yy1
@@ -250,9 +255,10 @@ func sumInt32(k []int32) int64 {
 
 // scratch is one goroutine's buffers for computing taps.
 type scratch struct {
-	w   []float64 // [ksize]
-	k   []int32   // [ksize]
-	acc []int64   // [rowBytes] (rows of resizer.acc are written whole: no false sharing)
+	w    []float64     // [ksize]
+	k    []int32       // [ksize]
+	acc  []int64       // [rowBytes] (rows of resizer.acc are written whole: no false sharing)
+	hist [3][256]int64 // verticalNarrow's tap sums per channel and sample value
 }
 
 // resizer is one padAndResize call in progress. Output i's taps are the same
@@ -358,7 +364,11 @@ func padAndResize(ctx context.Context, img *image.RGBA, size int) (*image.RGBA, 
 	ta, tb := 0, 0
 	for yy := 0; yy < size; {
 		yy1, ra, rb := r.chunk(yy)
-		if ra < rb {
+		if ra < rb && r.narrow {
+			if err := r.verticalNarrow(yy, yy1); err != nil {
+				return nil, err
+			}
+		} else if ra < rb {
 			// Keep the rows this chunk shares with the previous one.
 			if ra >= ta && ra < tb {
 				n := copy(tmp, tmp[(ra-ta)*r.rowBytes():(tb-ta)*r.rowBytes()])
@@ -480,6 +490,57 @@ func (r *resizer) vertical(tmp []byte, ta, yy0, yy1 int) error {
 				}
 			}
 			copy(r.acc[yy*rb:(yy+1)*rb], acc)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("imageproc: %w", err)
+	}
+	return nil
+}
+
+// verticalNarrow is vertical for a one-pixel-wide image: column j's
+// horizontal pass of an image row is lut(j, channel, the row's sample), so
+// the image taps of an output row are summed per channel and sample value
+// first, then weighted by the lookup tables: 3 additions per tap instead of
+// 3·(xb−xa) multiplications, and the same integer sums.
+func (r *resizer) verticalNarrow(yy0, yy1 int) error {
+	rb := r.rowBytes()
+	lut := make([]int64, rb*256) // [column × channel][sample value]
+	for j, c := range r.hcols {
+		for ch := range 3 {
+			for v := range 256 {
+				lut[(3*j+ch)*256+v] = int64(clip8(c.init[ch] + int64(c.k[0])*int64(v)))
+			}
+		}
+	}
+	err := pix.ParallelRowsCtx(r.ctx, yy1-yy0, r.y.ksize, func(lo, hi int) {
+		s := r.getScratch()
+		defer r.putScratch(s)
+		for yy := yy0 + lo; yy < yy0+hi; yy++ {
+			ilo, _ := r.y.imageWindow(yy)
+			sum, k := r.y.taps(yy, s.w, s.k)
+			r.ysum[yy], r.ypad[yy] = sum, sum-sumInt32(k)
+			h0, h1, h2 := &s.hist[0], &s.hist[1], &s.hist[2]
+			clear(h0[:])
+			clear(h1[:])
+			clear(h2[:])
+			st := r.img.Stride
+			for t, kt := range k {
+				kk := int64(kt)
+				p := r.img.Pix[(ilo+t)*st : (ilo+t)*st+3]
+				h0[p[0]] += kk
+				h1[p[1]] += kk
+				h2[p[2]] += kk
+			}
+			acc := r.acc[yy*rb : (yy+1)*rb]
+			for i := range acc {
+				hist, l := &s.hist[i%3], lut[i*256:(i+1)*256]
+				var a int64
+				for v, n := range hist {
+					a += n * l[v]
+				}
+				acc[i] = a
+			}
 		}
 	})
 	if err != nil {
