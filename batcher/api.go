@@ -12,7 +12,7 @@ type ChainRequest struct {
 	RequestID    string        // client-chosen id, for logs
 	Image        []byte        // encoded image (JPEG, PNG, WebP, GIF)
 	Stages       int           // run stages 1..Stages (1–4; 0 means 4)
-	MaxNewTokens [4]int        // per stage; 0 means the default (1024)
+	MaxNewTokens [4]int        // per stage; 0 means Limits.DefaultMaxNewTokens
 	Sampling     sample.Params // zero value: greedy
 	Stop         []string      // extra stop strings, applied to every stage
 	IgnoreEOS    bool          // generate exactly MaxNewTokens (benchmarks)

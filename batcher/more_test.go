@@ -183,9 +183,9 @@ func TestValidation(t *testing.T) {
 		want  error
 		field string
 	}{
-		{"stages", b, func(r *ChainRequest) { r.Stages = 5 }, ErrInvalidRequest, "stages: must be between 1 and 4"},
+		{"stages", b, func(r *ChainRequest) { r.Stages = 5 }, ErrInvalidRequest, "stages: must be in [0, 4] (0 means all), got 5"},
 		{"negative stages", b, func(r *ChainRequest) { r.Stages = -1 }, ErrInvalidRequest, "stages:"},
-		{"max new", b, func(r *ChainRequest) { r.MaxNewTokens[2] = -1 }, ErrInvalidRequest, "max_new_tokens[2]: must be between 1 and 1024"},
+		{"max new", b, func(r *ChainRequest) { r.MaxNewTokens[2] = -1 }, ErrInvalidRequest, "max_new_tokens[2]: must be in [0, 4096]"},
 		{"max new big", b, func(r *ChainRequest) { r.MaxNewTokens[0] = 5000 }, ErrInvalidRequest, "max_new_tokens[0]"},
 		{"temperature", b, func(r *ChainRequest) { r.Sampling.Temperature = float32(nan()) }, ErrInvalidRequest, "sampling.temperature"},
 		{"top_p", b, func(r *ChainRequest) { r.Sampling.TopP = 1.5 }, ErrInvalidRequest, "sampling.top_p"},
@@ -193,7 +193,7 @@ func TestValidation(t *testing.T) {
 		{"stops", b, func(r *ChainRequest) { r.Stop = make([]string, 17) }, ErrInvalidRequest, "stop: at most 16"},
 		{"empty stop", b, func(r *ChainRequest) { r.Stop = []string{"x", ""} }, ErrInvalidRequest, "stop[1]"},
 		{"invalid stop", b, func(r *ChainRequest) { r.Stop = []string{"\xff"} }, ErrInvalidRequest, "stop[0]: must be 1 to 256 bytes of UTF-8"},
-		{"no image", b, func(r *ChainRequest) { r.Image = nil }, ErrInvalidImage, "invalid image: empty"},
+		{"no image", b, func(r *ChainRequest) { r.Image = nil }, ErrInvalidRequest, "image: required"},
 		{"bad image", b, func(r *ChainRequest) { r.Image = []byte("bad bytes") }, ErrInvalidImage, "unsupported format"},
 		{"context", b, func(r *ChainRequest) { r.MaxNewTokens[0] = 1000 }, ErrPromptTooLong, "stage 1"},
 		{"pool", small, func(r *ChainRequest) {}, ErrPromptTooLong, "pool holds 8"},
@@ -220,7 +220,7 @@ func TestValidation(t *testing.T) {
 		{"placeholder", GenerateRequest{Prompt: "a <image> b"}, ErrInvalidRequest, "prompt: must not contain"},
 		{"raw no image", GenerateRequest{Prompt: "a <image>", Raw: true}, ErrInvalidRequest, "no image was given"},
 		{"raw twice", GenerateRequest{Prompt: "<image><image>", Raw: true, Image: []byte("i")}, ErrInvalidRequest, "exactly once"},
-		{"tokens", GenerateRequest{Prompt: "hi", MaxNewTokens: 2000}, ErrInvalidRequest, "max_new_tokens: must be between 1 and 1024"},
+		{"tokens", GenerateRequest{Prompt: "hi", MaxNewTokens: 2000}, ErrInvalidRequest, "max_new_tokens: must be at most the model's context, 1024 tokens"},
 		{"too long", GenerateRequest{Prompt: strings.Repeat("x", 900), MaxNewTokens: 100}, ErrPromptTooLong, "context holds 1024"},
 		{"bad image", GenerateRequest{Prompt: "hi", Image: []byte("bad")}, ErrInvalidImage, "image:"},
 	}

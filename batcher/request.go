@@ -1,11 +1,11 @@
 package batcher
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pancap-serve/pancap/batcher/kvcache"
 	"github.com/pancap-serve/pancap/chain"
@@ -65,6 +65,7 @@ type seq struct {
 	kv        *kvcache.Seq
 	sampler   *sample.Sampler
 	det       *detok
+	spec      *drafter // speculation state; nil when the sequence does not speculate
 	maxNew    int
 	pending   []int32 // generated ids not yet sent in an EventDelta
 	start     time.Time
@@ -83,59 +84,31 @@ func stageLabel(s chain.Stage) string {
 	return s.String()
 }
 
-// invalid returns an ErrInvalidRequest naming field.
-func invalid(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, field, fmt.Sprintf(format, args...))
-}
-
-// checkCommon validates what chain and generate requests share.
-func (b *Batcher) checkCommon(p sample.Params, stops []string) error {
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("%w: sampling.%w", ErrInvalidRequest, err)
-	}
-	if len(stops) > MaxStopStrings {
-		return invalid("stop", "at most %d strings, got %d", MaxStopStrings, len(stops))
-	}
-	for i, s := range stops {
-		if s == "" || len(s) > MaxStopBytes || !utf8.ValidString(s) {
-			return invalid(fmt.Sprintf("stop[%d]", i), "must be 1 to %d bytes of UTF-8", MaxStopBytes)
-		}
-	}
-	return nil
-}
-
-// maxNewTokens resolves one token limit. 0 is the default, cut to room (the
-// context left after the prompt) but at least 1; an explicit value must lie
-// in [1, MaxContext].
+// maxNewTokens resolves one token limit that Limits accepted: 0 is the
+// default, cut to room (the context left after the prompt) but at least 1;
+// an explicit value must fit the model's context.
 func (b *Batcher) maxNewTokens(field string, v, room int) (int, error) {
 	if v == 0 {
-		return max(1, min(b.cfg.DefaultMaxNewTokens, room)), nil
+		return max(1, min(b.cfg.Limits.DefaultMaxNewTokens, room)), nil
 	}
-	if v < 1 || v > b.spec.MaxContext {
-		return 0, invalid(field, "must be between 1 and %d", b.spec.MaxContext)
+	if v > b.spec.MaxContext {
+		return 0, invalid(field, "must be at most the model's context, %d tokens, got %d", b.spec.MaxContext, v)
 	}
 	return v, nil
 }
 
 // setImage records the encoded image a request decodes once it holds a
 // place in the queue (see Batcher.enqueue).
-func (req *request) setImage(data []byte) error {
-	if len(data) == 0 {
-		return fmt.Errorf("%w: empty", ErrInvalidImage)
-	}
+func (req *request) setImage(data []byte) {
 	req.image, req.imgHash = data, kvcache.ImageHash(data)
-	return nil
 }
 
-// newChainRequest validates r.
+// newChainRequest validates r against the limits and the model.
 func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
-	stages := r.Stages
-	if stages == 0 {
-		stages = 4
+	if err := b.cfg.Limits.CheckChain(r); err != nil {
+		return nil, err
 	}
-	if stages < 1 || stages > 4 {
-		return nil, invalid("stages", "must be between 1 and 4")
-	}
+	stages := cmp.Or(r.Stages, len(chain.Stages))
 	req := &request{id: r.RequestID, chain: true, stages: chain.Stage(stages), params: r.Sampling,
 		stops: r.Stop, ignoreEOS: r.IgnoreEOS}
 	for i := range stages {
@@ -144,9 +117,6 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 			return nil, err
 		}
 		req.maxNew[i] = v
-	}
-	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
-		return nil, err
 	}
 	if n := b.base[0] + req.maxNew[0]; n > b.spec.MaxContext {
 		return nil, fmt.Errorf("%w: stage 1 needs %d prompt + %d new tokens, the context holds %d",
@@ -162,15 +132,14 @@ func (b *Batcher) newChainRequest(r ChainRequest) (*request, error) {
 	if err := b.fitsPool(req.need); err != nil {
 		return nil, err
 	}
-	if err := req.setImage(r.Image); err != nil {
-		return nil, err
-	}
+	req.setImage(r.Image)
 	return req, nil
 }
 
-// newGenerateRequest validates r and builds its prompt.
+// newGenerateRequest validates r against the limits and the model and
+// builds its prompt.
 func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
-	if err := b.checkCommon(r.Sampling, r.Stop); err != nil {
+	if err := b.cfg.Limits.CheckGenerate(r); err != nil {
 		return nil, err
 	}
 	hasImage := len(r.Image) > 0
@@ -205,9 +174,7 @@ func (b *Batcher) newGenerateRequest(r GenerateRequest) (*request, error) {
 		return nil, err
 	}
 	if hasImage {
-		if err := req.setImage(r.Image); err != nil {
-			return nil, err
-		}
+		req.setImage(r.Image)
 	}
 	return req, nil
 }

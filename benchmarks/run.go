@@ -62,6 +62,9 @@ type Config struct {
 	// scraped before and after every point, and the increase of the server's
 	// counters and histograms is recorded with the point.
 	MetricsURL string
+	// MetricsToken is the bearer token of a /metrics behind the server's
+	// --auth-token ("" sends none).
+	MetricsToken string
 
 	RequestTimeout         time.Duration // deadline of each request (0: the client's)
 	MaxDuration            time.Duration // limit of the whole benchmark (0: none)
@@ -250,7 +253,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		var before sample
 		if cfg.MetricsURL != "" {
 			var err error
-			if before, err = scrape(ctx, cfg.MetricsURL); err != nil {
+			if before, err = scrape(ctx, cfg.MetricsURL, cfg.MetricsToken); err != nil {
 				return runs, "", fmt.Errorf("%w: --metrics-url: %w", ErrConfig, err)
 			}
 		}
@@ -261,7 +264,7 @@ func Run(ctx context.Context, s Streamer, images []Image, cfg Config) ([]RunResu
 		r := Aggregate(tls, wall, cfg.SLO)
 		r.Concurrency, r.RequestRate, r.Burstiness, r.NumRequests = p.concurrency, p.rate, cfg.Burstiness, n
 		if cfg.MetricsURL != "" {
-			if after, serr := scrape(context.WithoutCancel(ctx), cfg.MetricsURL); serr != nil {
+			if after, serr := scrape(context.WithoutCancel(ctx), cfg.MetricsURL, cfg.MetricsToken); serr != nil {
 				r.ServerMetricsError = serr.Error()
 			} else {
 				r.ServerMetrics = delta(before, after)

@@ -25,14 +25,18 @@ type sample struct {
 // scrapeTimeout bounds one scrape, so a hung server cannot hang the run.
 const scrapeTimeout = 10 * time.Second
 
-// scrape reads the Prometheus text exposition at url.
-func scrape(ctx context.Context, url string) (sample, error) {
+// scrape reads the Prometheus text exposition at url, sending token as a
+// bearer token when it is set.
+func scrape(ctx context.Context, url, token string) (sample, error) {
 	s := sample{counters: map[string]float64{}, hists: map[string][2]float64{}}
 	ctx, cancel := context.WithTimeout(ctx, scrapeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return s, fmt.Errorf("%w: metrics url %q: %w", ErrConfig, url, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -54,8 +54,8 @@ type Options struct {
 	KVDType     kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
 	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
 	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
-	// ImageLimits bound image decoding (zero: imageproc.DefaultLimits()).
-	ImageLimits *imageproc.Limits
+	// ImageLimits bound image decoding (zero fields: imageproc.DefaultLimits).
+	ImageLimits imageproc.Limits
 }
 
 // DeviceMemory is implemented by a backend whose memory is its own (a
@@ -293,10 +293,6 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		}
 	}
 
-	lim := imageproc.DefaultLimits()
-	if opts.ImageLimits != nil {
-		lim = *opts.ImageLimits
-	}
 	name := opts.Name
 	if name == "" {
 		name = raw.NameOrPath
@@ -334,7 +330,7 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		KVBlockSize:   blockSize,
 		KVDType:       opts.KVDType,
 		Tokenizer:     tok,
-		ImageLimits:   lim,
+		ImageLimits:   opts.ImageLimits.WithDefaults(),
 		Close:         ss.close,
 	})
 	if err != nil {

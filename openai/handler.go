@@ -59,7 +59,7 @@ func New(cfg Config, srv *server.Server) (*API, error) {
 		timeout = DefaultImageURLTimeout
 	}
 	a := &API{srv: srv, log: sc.Logger, mux: http.NewServeMux(), started: time.Now(),
-		fetch: newFetcher(cfg.ImageURLHosts, cfg.HTTPClient, timeout, sc.MaxImageBytes)}
+		fetch: newFetcher(cfg.ImageURLHosts, cfg.HTTPClient, timeout, sc.Image.MaxBytes)}
 	if sc.RateLimit > 0 {
 		a.limiter = rate.NewLimiter(rate.Limit(sc.RateLimit), sc.RateBurst)
 	}
@@ -70,7 +70,7 @@ func New(cfg Config, srv *server.Server) (*API, error) {
 		return nil, fmt.Errorf("openai: metrics: %w", err)
 	}
 	route := func(pattern, name string, h http.HandlerFunc) {
-		a.mux.Handle(pattern, promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), h))
+		a.mux.Handle(pattern, promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), a.logged(h)))
 	}
 	route("POST /v1/chat/completions", "chat_completions", a.guard(a.chat))
 	route("GET /v1/models", "models", a.guard(a.models))
@@ -88,6 +88,41 @@ func New(cfg Config, srv *server.Server) (*API, error) {
 
 // ServeHTTP serves the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// statusWriter records the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush, deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logged logs every request when it ends, as the gRPC server logs every
+// call: client mistakes at info, overload at warn, failures at error.
+func (a *API) logged(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		lvl := slog.LevelInfo
+		switch {
+		case sw.status >= 500:
+			lvl = slog.LevelError
+		case sw.status == http.StatusTooManyRequests:
+			lvl = slog.LevelWarn
+		}
+		a.log.Log(r.Context(), lvl, "finished http request", "method", r.Method, "path", r.URL.Path,
+			"status", max(sw.status, http.StatusOK), "duration", time.Since(start), "request_id", r.Header.Get("X-Request-Id"))
+	}
+}
 
 // guard applies the server's bearer token and rate limit, as the gRPC
 // interceptors do for every call but health.

@@ -154,7 +154,7 @@ func TestChatGenerate(t *testing.T) {
 
 // TestChatErrors checks the status, the type and the param of refusals.
 func TestChatErrors(t *testing.T) {
-	h := start(t, server.Config{MaxRecvMsgBytes: 4096, MaxStopStrings: 2}, Config{}, readyBackend())
+	h := start(t, server.Config{MaxRecvMsgBytes: 4096, Limits: batcher.Limits{MaxStopStrings: 2}}, Config{}, readyBackend())
 	msgs := imageMessages(t, "")
 	req := func(extra map[string]any) map[string]any {
 		m := map[string]any{"model": ModelID, "messages": msgs}

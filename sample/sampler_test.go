@@ -44,7 +44,7 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	err := Params{Temperature: -1}.Validate()
-	if got, want := err.Error(), "temperature: must be finite and >= 0"; got != want {
+	if got, want := err.Error(), "temperature: must be finite and >= 0, got -1"; got != want {
 		t.Errorf("message %q, want %q", got, want)
 	}
 }

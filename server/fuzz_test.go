@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pancap-serve/pancap/batcher"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
@@ -33,18 +35,18 @@ func FuzzValidateCaption(f *testing.F) {
 			return
 		}
 		if err := v.check(&req); err != nil {
-			fe, ok := err.(*fieldError)
-			if !ok || fe.field == "" || !strings.HasPrefix(err.Error(), fe.field+": ") {
+			fe, ok := err.(*batcher.FieldError)
+			if !ok || fe.Field == "" || !strings.HasPrefix(err.Error(), fe.Field+": ") {
 				t.Fatalf("error %q does not name a field", err)
 			}
 			return
 		}
 		c := chainRequest(&req)
-		if c.Stages < 0 || c.Stages > 4 || len(c.Image) == 0 || len(c.Stop) > v.cfg.MaxStopStrings {
+		if c.Stages < 0 || c.Stages > 4 || len(c.Image) == 0 || len(c.Stop) > v.cfg.Limits.MaxStopStrings {
 			t.Fatalf("accepted %+v", c)
 		}
 		for _, n := range c.MaxNewTokens {
-			if n < 0 || n > v.cfg.MaxNewTokens {
+			if n < 0 || n > v.cfg.Limits.MaxNewTokens {
 				t.Fatalf("accepted max_new_tokens %d", n)
 			}
 		}
@@ -70,26 +72,26 @@ func FuzzValidateGenerate(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	v := validator{Config{MaxPromptBytes: 64, MaxImageBytes: 32}.withDefaults()}
+	v := validator{Config{Limits: batcher.Limits{MaxPromptBytes: 64}, Image: imageproc.Limits{MaxBytes: 32}}.withDefaults()}
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		var req pb.GenerateRequest
 		if proto.Unmarshal(wire, &req) != nil {
 			return
 		}
-		if id := sanitizeRequestID(req.GetRequestId()); len(id) > MaxRequestIDBytes ||
+		if id := sanitizeRequestID(req.GetRequestId()); len(id) > batcher.MaxRequestIDBytes ||
 			strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 			t.Fatalf("sanitised id %q", id)
 		}
 		if err := v.check(&req); err != nil {
-			fe, ok := err.(*fieldError)
-			if !ok || fe.field == "" || !strings.HasPrefix(err.Error(), fe.field+": ") {
+			fe, ok := err.(*batcher.FieldError)
+			if !ok || fe.Field == "" || !strings.HasPrefix(err.Error(), fe.Field+": ") {
 				t.Fatalf("error %q does not name a field", err)
 			}
 			return
 		}
 		g := generateRequest(&req)
 		if g.Prompt == "" || len(g.Prompt) > 64 || len(g.Image) > 32 || g.MaxNewTokens < 0 ||
-			g.MaxNewTokens > v.cfg.MaxNewTokens || len(g.Stop) > v.cfg.MaxStopStrings {
+			g.MaxNewTokens > v.cfg.Limits.MaxNewTokens || len(g.Stop) > v.cfg.Limits.MaxStopStrings {
 			t.Fatalf("accepted %+v", g)
 		}
 	})

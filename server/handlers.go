@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pancap-serve/pancap/batcher"
+	"github.com/pancap-serve/pancap/chain"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
@@ -139,17 +140,17 @@ func (c *captioner) GetModelInfo(ctx context.Context, _ *pb.GetModelInfoRequest)
 		RandomWeights: sp.RandomWeights,
 		Limits: &pb.Limits{
 			MaxRequestBytes:     int64(cfg.MaxRecvMsgBytes),
-			MaxNewTokens:        int32(cfg.MaxNewTokens),
-			DefaultMaxNewTokens: DefaultMaxNewTokens,
-			MaxStopStrings:      int32(cfg.MaxStopStrings),
-			MaxStopBytes:        int32(cfg.MaxStopBytes),
-			MaxStages:           maxStages,
-			MaxImageBytes:       int64(cfg.MaxImageBytes),
-			MaxImagePixels:      int64(cfg.MaxImagePixels),
-			MaxImageFrames:      int32(cfg.MaxImageFrames),
-			MaxPromptBytes:      int32(cfg.MaxPromptBytes),
+			MaxNewTokens:        int32(cfg.Limits.MaxNewTokens),
+			DefaultMaxNewTokens: int32(cfg.Limits.DefaultMaxNewTokens),
+			MaxStopStrings:      int32(cfg.Limits.MaxStopStrings),
+			MaxStopBytes:        int32(cfg.Limits.MaxStopBytes),
+			MaxStages:           int32(len(chain.Stages)),
+			MaxImageBytes:       int64(cfg.Image.MaxBytes),
+			MaxImagePixels:      int64(cfg.Image.MaxPixels),
+			MaxImageFrames:      int32(cfg.Image.MaxFrames),
+			MaxPromptBytes:      int32(cfg.Limits.MaxPromptBytes),
 			MaxContextTokens:    int32(sp.MaxContext),
-			MaxRequestIdBytes:   MaxRequestIDBytes,
+			MaxRequestIdBytes:   batcher.MaxRequestIDBytes,
 		},
 	}, nil
 }

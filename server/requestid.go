@@ -7,13 +7,10 @@ import (
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/pancap-serve/pancap/batcher"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 )
-
-// MaxRequestIDBytes bounds request_id: longer ids are INVALID_ARGUMENT, and
-// the x-request-id metadata is cut to this length before it is logged.
-const MaxRequestIDBytes = 128
 
 // RequestIDHeader is the metadata key of a request id set by a proxy or a
 // client that does not fill request_id.
@@ -48,10 +45,11 @@ func (c *callID) get() string {
 }
 
 // sanitizeRequestID makes a client-chosen id safe for logs: bytes outside
-// printable ASCII become '?', and the result is cut to MaxRequestIDBytes.
+// printable ASCII become '?', and the result is cut to
+// batcher.MaxRequestIDBytes (the x-request-id metadata included).
 func sanitizeRequestID(id string) string {
-	if len(id) > MaxRequestIDBytes {
-		id = id[:MaxRequestIDBytes]
+	if len(id) > batcher.MaxRequestIDBytes {
+		id = id[:batcher.MaxRequestIDBytes]
 	}
 	return strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e {

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/pancap-serve/pancap/batcher"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 
 	"github.com/pancap-serve/pancap/internal/testsupport"
@@ -66,8 +68,8 @@ func TestRequestIDSanitisedAndLogged(t *testing.T) {
 	if !strings.Contains(logs, `request_id="id-1?[31m?fake=1"`) || strings.Contains(logs, "\x1b") {
 		t.Fatalf("request_id not sanitised in the log:\n%s", logs)
 	}
-	if want := "request_id=hdr-" + long[:MaxRequestIDBytes-4] + " "; !strings.Contains(logs, want) {
-		t.Fatalf("x-request-id not logged cut to %d bytes:\n%s", MaxRequestIDBytes, logs)
+	if want := "request_id=hdr-" + long[:batcher.MaxRequestIDBytes-4] + " "; !strings.Contains(logs, want) {
+		t.Fatalf("x-request-id not logged cut to %d bytes:\n%s", batcher.MaxRequestIDBytes, logs)
 	}
 }
 
@@ -77,7 +79,7 @@ func TestSanitizeRequestID(t *testing.T) {
 		"abc-123_X.y":            "abc-123_X.y",
 		"a\tb\x7fc":              "a?b?c",
 		"é":                      "?",
-		strings.Repeat("z", 200): strings.Repeat("z", MaxRequestIDBytes),
+		strings.Repeat("z", 200): strings.Repeat("z", batcher.MaxRequestIDBytes),
 	} {
 		if got := sanitizeRequestID(in); got != want {
 			t.Errorf("sanitizeRequestID(%q) = %q, want %q", in, got, want)
@@ -86,14 +88,14 @@ func TestSanitizeRequestID(t *testing.T) {
 }
 
 func TestModelInfoLimits(t *testing.T) {
-	h := start(t, Config{MaxImageBytes: 1000, MaxImagePixels: 2000, MaxImageFrames: 3, MaxPromptBytes: 40}, nil, true)
+	h := start(t, Config{Image: imageproc.Limits{MaxBytes: 1000, MaxPixels: 2000, MaxFrames: 3}, Limits: batcher.Limits{MaxPromptBytes: 40}}, nil, true)
 	info, err := h.client.GetModelInfo(ctxT(t), &pb.GetModelInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := info.Limits
 	if l.MaxImageBytes != 1000 || l.MaxImagePixels != 2000 || l.MaxImageFrames != 3 || l.MaxPromptBytes != 40 ||
-		l.MaxContextTokens != 4096 || l.MaxRequestIdBytes != MaxRequestIDBytes {
+		l.MaxContextTokens != 4096 || l.MaxRequestIdBytes != batcher.MaxRequestIDBytes {
 		t.Fatalf("limits %v", l)
 	}
 	ctx := ctxT(t)

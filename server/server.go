@@ -61,11 +61,6 @@ type Backend interface {
 const (
 	DefaultMaxRecvMsgBytes      = 32 << 20
 	DefaultMaxConcurrentStreams = 1024
-	DefaultMaxNewTokens         = 1024 // per stage, as the reference
-	DefaultMaxNewTokensLimit    = 4096 // the context of LLaMA-2
-	DefaultMaxStopStrings       = batcher.MaxStopStrings
-	DefaultMaxStopBytes         = batcher.MaxStopBytes
-	DefaultMaxPromptBytes       = 64 << 10
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultKeepaliveTime        = 2 * time.Minute
 	DefaultKeepaliveTimeout     = 20 * time.Second
@@ -97,16 +92,14 @@ type Config struct {
 
 	MaxRecvMsgBytes      int    // largest request message; larger gets RESOURCE_EXHAUSTED
 	MaxConcurrentStreams uint32 // per HTTP/2 connection
-	MaxNewTokens         int    // largest max_new_tokens accepted per stage
-	MaxStopStrings       int    // most stop strings per request
-	MaxStopBytes         int    // longest stop string in bytes
-	MaxPromptBytes       int    // longest Generate prompt in bytes
 
-	// Image limits; the backend must decode with the same ones (they are
-	// checked on the header, before decoding). Zero: imageproc.DefaultLimits.
-	MaxImageBytes  int // largest encoded image
-	MaxImagePixels int // largest width×height
-	MaxImageFrames int // most GIF frames
+	// Limits are the request rules, checked before any handler; the
+	// batcher must be given the same. Zero fields: batcher.DefaultLimits.
+	Limits batcher.Limits
+	// Image are the decoding limits the model applies (the server reports
+	// them; the model checks them on each image's header before decoding).
+	// Zero fields: imageproc.DefaultLimits.
+	Image imageproc.Limits
 
 	KeepaliveTime    time.Duration // ping an idle connection after this long
 	KeepaliveTimeout time.Duration // close it when the ping is not answered within this
@@ -131,14 +124,8 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.MaxRecvMsgBytes, DefaultMaxRecvMsgBytes)
-	def(&c.MaxNewTokens, DefaultMaxNewTokensLimit)
-	def(&c.MaxStopStrings, DefaultMaxStopStrings)
-	def(&c.MaxStopBytes, DefaultMaxStopBytes)
-	def(&c.MaxPromptBytes, DefaultMaxPromptBytes)
-	il := imageproc.DefaultLimits()
-	def(&c.MaxImageBytes, il.MaxBytes)
-	def(&c.MaxImagePixels, il.MaxPixels)
-	def(&c.MaxImageFrames, il.MaxFrames)
+	c.Limits = c.Limits.WithDefaults()
+	c.Image = c.Image.WithDefaults()
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}

@@ -312,7 +312,7 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestModelInfo(t *testing.T) {
-	h := start(t, Config{MaxNewTokens: 2000}, nil, true)
+	h := start(t, Config{Limits: batcher.Limits{MaxNewTokens: 2000}}, nil, true)
 	info, err := h.client.GetModelInfo(ctxT(t), &pb.GetModelInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +372,7 @@ func TestDeadlineExceeded(t *testing.T) {
 }
 
 func TestInvalidArgument(t *testing.T) {
-	h := start(t, Config{MaxNewTokens: 100}, nil, true)
+	h := start(t, Config{Limits: batcher.Limits{MaxNewTokens: 100}}, nil, true)
 	ctx := ctxT(t)
 	cases := []struct {
 		req   *pb.CaptionRequest

@@ -45,9 +45,9 @@ func (s *Server) Validate(req any) error { return validator{s.cfg}.check(req) }
 // InvalidField returns the request field (e.g. "sampling.top_p",
 // "stop[2]") that an error of Validate names, and false for other errors.
 func InvalidField(err error) (string, bool) {
-	var fe *fieldError
+	var fe *batcher.FieldError
 	if errors.As(err, &fe) {
-		return fe.field, true
+		return fe.Field, true
 	}
 	return "", false
 }

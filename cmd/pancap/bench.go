@@ -73,7 +73,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringVar(&fl.out, "out", "", "write the JSON result to this file")
 	f.StringVar(&fl.plots, "plots", "", "write PNG plots into this folder")
 	f.StringVar(&fl.label, "label", "", "name of this run in the result and comparisons")
-	f.StringVar(&fl.metricsURL, "metrics-url", "", "the server's Prometheus /metrics URL, scraped around every point to record what the server counted")
+	f.StringVar(&fl.metricsURL, "metrics-url", "", "the server's Prometheus /metrics URL, scraped around every point to record what the server counted (with --auth-token's bearer token)")
 	f.DurationVar(&fl.maxDuration, "max-duration", 0, "stop the whole benchmark after this long, keeping partial results (0: no limit)")
 	f.IntVar(&fl.maxFailures, "max-consecutive-failures", 10, "stop after this many failed requests in a row (0: never)")
 	envUsage(f)
@@ -89,7 +89,7 @@ func (fl *benchFlags) config(fs *pflag.FlagSet) (benchmarks.Config, error) {
 		Warmup: fl.warmup, Stages: fl.stages, IgnoreEOS: fl.ignoreEOS, RepeatRatio: fl.repeatRatio,
 		StopLatency:    time.Duration(fl.stopLatencyMS * float64(time.Millisecond)),
 		RequestTimeout: fl.timeout, MaxDuration: fl.maxDuration, MaxConsecutiveFailures: fl.maxFailures,
-		MetricsURL: fl.metricsURL,
+		MetricsURL: fl.metricsURL, MetricsToken: fl.token,
 	}
 	usage := func(err error) (benchmarks.Config, error) {
 		return cfg, fmt.Errorf("%w: %w (see pancap bench --help)", errUsage, err)

@@ -41,8 +41,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/internal/testsupport"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 	"github.com/pancap-serve/pancap/server"
 )
@@ -134,7 +136,7 @@ func startServing(t *testing.T, load bool) *realServer {
 	logs := &testsupport.SyncBuffer{}
 	cfg := serveConfig{
 		Config: server.Config{
-			AuthToken: relToken, MaxRecvMsgBytes: relMaxRecv, MaxImageBytes: relMaxImage,
+			AuthToken: relToken, MaxRecvMsgBytes: relMaxRecv, Image: imageproc.Limits{MaxBytes: relMaxImage},
 			DrainTimeout: relDrainTimeout,
 			Logger:       slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		},
@@ -626,7 +628,7 @@ func badInputs() []relRow {
 			return &pb.GenerateRequest{}
 		}),
 		generateRow("Generate: prompt over --max-prompt-bytes (65536)", codes.InvalidArgument, "prompt: at most", func() *pb.GenerateRequest {
-			return &pb.GenerateRequest{Prompt: strings.Repeat("a", server.DefaultMaxPromptBytes+1)}
+			return &pb.GenerateRequest{Prompt: strings.Repeat("a", batcher.DefaultLimits().MaxPromptBytes+1)}
 		}),
 		generateRow("Generate: prompt of ~6000 tokens (context 4096)", codes.InvalidArgument, "prompt exceeds the context", func() *pb.GenerateRequest {
 			return &pb.GenerateRequest{Prompt: strings.Repeat("q z ", 3000), MaxNewTokens: 1}

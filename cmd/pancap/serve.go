@@ -69,7 +69,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM); with --tls-key turns TLS on")
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "TLS private key (PEM)")
 	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA bundle (PEM), for gRPC and /metrics")
-	f.IntVar(&cfg.MaxQueue, "max-queue", 64, "requests waiting for admission before RESOURCE_EXHAUSTED")
+	f.IntVar(&cfg.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "requests waiting for admission (or decoding their image) before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.DecodeBudget, "decode-budget-bytes", batcher.DefaultDecodeBudget, "bytes that image decoding may hold at once over all requests (each image's bound from its header); requests wait for it, larger images are refused")
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
 	f.StringVar(&cfg.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (CPU: half the memory and the bytes decode reads, keys and values rounded once)")
@@ -78,14 +78,16 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")
-	f.IntVar(&cfg.MaxNewTokens, "max-new-tokens-limit", server.DefaultMaxNewTokensLimit, "largest max_new_tokens accepted per stage")
-	f.IntVar(&cfg.MaxStopStrings, "max-stop-strings", server.DefaultMaxStopStrings, "most stop strings per request")
-	f.IntVar(&cfg.MaxStopBytes, "max-stop-bytes", server.DefaultMaxStopBytes, "longest stop string in bytes")
-	f.IntVar(&cfg.MaxPromptBytes, "max-prompt-bytes", server.DefaultMaxPromptBytes, "longest Generate prompt in bytes")
+	rl := batcher.DefaultLimits()
+	f.IntVar(&cfg.Limits.MaxNewTokens, "max-new-tokens-limit", rl.MaxNewTokens, "largest max_new_tokens accepted per stage")
+	f.IntVar(&cfg.Limits.DefaultMaxNewTokens, "default-max-new-tokens", rl.DefaultMaxNewTokens, "a stage's token limit when a request leaves max_new_tokens 0")
+	f.IntVar(&cfg.Limits.MaxStopStrings, "max-stop-strings", rl.MaxStopStrings, "most stop strings per request")
+	f.IntVar(&cfg.Limits.MaxStopBytes, "max-stop-bytes", rl.MaxStopBytes, "longest stop string in bytes")
+	f.IntVar(&cfg.Limits.MaxPromptBytes, "max-prompt-bytes", rl.MaxPromptBytes, "longest Generate prompt in bytes")
 	il := imageproc.DefaultLimits()
-	f.IntVar(&cfg.MaxImageBytes, "max-image-bytes", il.MaxBytes, "largest encoded image in bytes")
-	f.IntVar(&cfg.MaxImagePixels, "max-image-pixels", il.MaxPixels, "largest image width×height, checked on the header before decoding")
-	f.IntVar(&cfg.MaxImageFrames, "max-image-frames", il.MaxFrames, "most frames of an animated GIF")
+	f.IntVar(&cfg.Image.MaxBytes, "max-image-bytes", il.MaxBytes, "largest encoded image in bytes")
+	f.IntVar(&cfg.Image.MaxPixels, "max-image-pixels", il.MaxPixels, "largest image width×height, checked on the header before decoding")
+	f.IntVar(&cfg.Image.MaxFrames, "max-image-frames", il.MaxFrames, "most frames of an animated GIF")
 	f.Float64Var(&cfg.RateLimit, "rate-limit", 0, "calls admitted per second over the whole server (0: unlimited)")
 	f.IntVar(&cfg.RateBurst, "rate-burst", 0, "burst of the rate limiter (0: the rate)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -97,39 +99,27 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
-// imageLimits are the decoding limits the model must apply: the ones the
-// server validates against and reports (zero fields: the defaults).
-func (c serveConfig) imageLimits() *imageproc.Limits {
-	l := imageproc.DefaultLimits()
-	for _, f := range []struct{ dst, v *int }{
-		{&l.MaxBytes, &c.MaxImageBytes}, {&l.MaxPixels, &c.MaxImagePixels}, {&l.MaxFrames, &c.MaxImageFrames},
-	} {
-		if *f.v > 0 {
-			*f.dst = *f.v
-		}
-	}
-	return &l
-}
-
 // errBadFlag is wrapped by checkFlags' errors.
 var errBadFlag = errors.New("bad flag")
 
 // checkFlags refuses limits that are not positive, stop-string limits above
-// the batcher's own (a larger flag would promise what it refuses), a
-// negative --kv-cache-bytes and an unknown --kv-cache-dtype.
+// the batcher's caps (a larger flag would promise what it refuses), a default
+// token limit above the largest, a negative --kv-cache-bytes and an unknown
+// --kv-cache-dtype.
 func checkFlags(cfg serveConfig) error {
 	for _, l := range []struct {
 		flag    string
 		v, most int
 	}{
 		{"--max-request-bytes", cfg.MaxRecvMsgBytes, math.MaxInt32},
-		{"--max-new-tokens-limit", cfg.MaxNewTokens, math.MaxInt32},
-		{"--max-stop-strings", cfg.MaxStopStrings, batcher.MaxStopStrings},
-		{"--max-stop-bytes", cfg.MaxStopBytes, batcher.MaxStopBytes},
-		{"--max-prompt-bytes", cfg.MaxPromptBytes, math.MaxInt32},
-		{"--max-image-bytes", cfg.MaxImageBytes, math.MaxInt},
-		{"--max-image-pixels", cfg.MaxImagePixels, math.MaxInt},
-		{"--max-image-frames", cfg.MaxImageFrames, math.MaxInt32},
+		{"--max-new-tokens-limit", cfg.Limits.MaxNewTokens, math.MaxInt32},
+		{"--default-max-new-tokens", cfg.Limits.DefaultMaxNewTokens, cfg.Limits.MaxNewTokens},
+		{"--max-stop-strings", cfg.Limits.MaxStopStrings, batcher.MaxStopStrings},
+		{"--max-stop-bytes", cfg.Limits.MaxStopBytes, batcher.MaxStopBytes},
+		{"--max-prompt-bytes", cfg.Limits.MaxPromptBytes, math.MaxInt32},
+		{"--max-image-bytes", cfg.Image.MaxBytes, math.MaxInt},
+		{"--max-image-pixels", cfg.Image.MaxPixels, math.MaxInt},
+		{"--max-image-frames", cfg.Image.MaxFrames, math.MaxInt32},
 		{"--max-queue", cfg.MaxQueue, math.MaxInt32},
 	} {
 		if l.v < 1 || l.v > l.most {

@@ -26,7 +26,7 @@ func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
 		return nil, err
 	}
 	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, KVDType: kvType,
-		ImageLimits: cfg.imageLimits(), Backend: be}
+		ImageLimits: cfg.Image, Backend: be}
 	var (
 		m   *llava.Model
 		rep *model.LoadReport
@@ -48,10 +48,12 @@ func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
 // cfg.DrainTimeout and waits for the loop to end.
 func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer) (server.Backend, func(), error) {
 	b := batcher.New(eng, batcher.Config{
-		MaxQueue:   cfg.MaxQueue,
-		ChainReuse: cfg.ChainReuse,
-		Metrics:    reg,
-		Logger:     cfg.Logger,
+		MaxQueue:     cfg.MaxQueue,
+		Limits:       cfg.Limits,
+		DecodeBudget: cfg.DecodeBudget,
+		ChainReuse:   cfg.ChainReuse,
+		Metrics:      reg,
+		Logger:       cfg.Logger,
 	})
 	reg.MustRegister(batcher.CacheConfigInfo(eng.Spec()))
 	b.Start()

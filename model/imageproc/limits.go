@@ -16,6 +16,7 @@
 package imageproc
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 )
@@ -44,6 +45,15 @@ type Limits struct {
 // 20 MiB of encoded bytes, 40 megapixels, 100 frames.
 func DefaultLimits() Limits {
 	return Limits{MaxBytes: 20 << 20, MaxPixels: 40_000_000, MaxFrames: 100}
+}
+
+// WithDefaults returns l with its zero fields taken from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits()
+	l.MaxBytes = cmp.Or(l.MaxBytes, d.MaxBytes)
+	l.MaxPixels = cmp.Or(l.MaxPixels, d.MaxPixels)
+	l.MaxFrames = cmp.Or(l.MaxFrames, d.MaxFrames)
+	return l
 }
 
 // checkBytes refuses empty or oversized input.
