@@ -17,6 +17,7 @@ import (
 
 	"github.com/pancap-serve/pancap/score"
 	"github.com/pancap-serve/pancap/score/judge"
+	"github.com/pancap-serve/pancap/score/wordnet"
 )
 
 // With -score.record-judge URL (and -score.record-embeddings URL) the
@@ -203,8 +204,12 @@ func TestScoreAgainstRecordedJudge(t *testing.T) {
 	cache := t.TempDir()
 	jsonOut := filepath.Join(t.TempDir(), "report.json")
 	mdOut := filepath.Join(t.TempDir(), "report.md")
+	wn := filepath.Join("..", "..", "testdata", "score", "wordnet")
+	if *recordJudge != "" {
+		wn = wordnet.DefaultDir // new names are not in the vendored subset yet
+	}
 	args := []string{"score", "--pred", filepath.Join(e2eDir, "preds.jsonl"), "--ref", filepath.Join(e2eDir, "refs.json"),
-		"--judge-url", url, "--embeddings-url", url + "/v1", "--wordnet-dir", filepath.Join("..", "..", "testdata", "score", "wordnet"),
+		"--judge-url", url, "--embeddings-url", url + "/v1", "--wordnet-dir", wn,
 		"--cache-dir", cache, "--concurrency", "3", "--json-out", jsonOut, "--md-out", mdOut, "--json"}
 	out, errOut, err := run(t, args...)
 	if err != nil {
