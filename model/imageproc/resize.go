@@ -471,25 +471,34 @@ func (r *resizer) horizontal(dst []byte, r0, r1 int) error {
 // which holds the horizontal pass of image rows from ta on.
 func (r *resizer) vertical(tmp []byte, ta, yy0, yy1 int) error {
 	rb := r.rowBytes()
-	err := pix.ParallelRowsCtx(r.ctx, yy1-yy0, r.y.ksize*(1+rb), func(lo, hi int) {
+	return r.outputRows(yy0, yy1, r.y.ksize*(1+rb), func(s *scratch, yy, ilo int, k []int32) {
+		acc := s.acc
+		clear(acc)
+		for t, kt := range k {
+			off := (ilo + t - ta) * rb
+			row := tmp[off : off+rb]
+			row = row[:len(acc)]
+			kk := int64(kt)
+			for i := range acc {
+				acc[i] += int64(row[i]) * kk
+			}
+		}
+		copy(r.acc[yy*rb:(yy+1)*rb], acc)
+	})
+}
+
+// outputRows runs row(s, yy, ilo, k) for output rows [yy0, yy1) in
+// parallel, looking at ctx between rows worth rowCost each, with the row's
+// image taps k (on image rows ilo, ilo+1, …), whose sums it records.
+func (r *resizer) outputRows(yy0, yy1, rowCost int, row func(s *scratch, yy, ilo int, k []int32)) error {
+	err := pix.ParallelRowsCtx(r.ctx, yy1-yy0, rowCost, func(lo, hi int) {
 		s := r.getScratch()
 		defer r.putScratch(s)
 		for yy := yy0 + lo; yy < yy0+hi; yy++ {
 			ilo, _ := r.y.imageWindow(yy)
 			sum, k := r.y.taps(yy, s.w, s.k)
 			r.ysum[yy], r.ypad[yy] = sum, sum-sumInt32(k)
-			acc := s.acc
-			clear(acc)
-			for t, kt := range k {
-				off := (ilo + t - ta) * rb
-				row := tmp[off : off+rb]
-				row = row[:len(acc)]
-				kk := int64(kt)
-				for i := range acc {
-					acc[i] += int64(row[i]) * kk
-				}
-			}
-			copy(r.acc[yy*rb:(yy+1)*rb], acc)
+			row(s, yy, ilo, k)
 		}
 	})
 	if err != nil {
@@ -513,40 +522,29 @@ func (r *resizer) verticalNarrow(yy0, yy1 int) error {
 			}
 		}
 	}
-	err := pix.ParallelRowsCtx(r.ctx, yy1-yy0, r.y.ksize, func(lo, hi int) {
-		s := r.getScratch()
-		defer r.putScratch(s)
-		for yy := yy0 + lo; yy < yy0+hi; yy++ {
-			ilo, _ := r.y.imageWindow(yy)
-			sum, k := r.y.taps(yy, s.w, s.k)
-			r.ysum[yy], r.ypad[yy] = sum, sum-sumInt32(k)
-			h0, h1, h2 := &s.hist[0], &s.hist[1], &s.hist[2]
-			clear(h0[:])
-			clear(h1[:])
-			clear(h2[:])
-			st := r.img.Stride
-			for t, kt := range k {
-				kk := int64(kt)
-				p := r.img.Pix[(ilo+t)*st : (ilo+t)*st+3]
-				h0[p[0]] += kk
-				h1[p[1]] += kk
-				h2[p[2]] += kk
+	return r.outputRows(yy0, yy1, r.y.ksize, func(s *scratch, yy, ilo int, k []int32) {
+		h0, h1, h2 := &s.hist[0], &s.hist[1], &s.hist[2]
+		clear(h0[:])
+		clear(h1[:])
+		clear(h2[:])
+		st := r.img.Stride
+		for t, kt := range k {
+			kk := int64(kt)
+			p := r.img.Pix[(ilo+t)*st : (ilo+t)*st+3]
+			h0[p[0]] += kk
+			h1[p[1]] += kk
+			h2[p[2]] += kk
+		}
+		acc := r.acc[yy*rb : (yy+1)*rb]
+		for i := range acc {
+			hist, l := &s.hist[i%3], lut[i*256:(i+1)*256]
+			var a int64
+			for v, n := range hist {
+				a += n * l[v]
 			}
-			acc := r.acc[yy*rb : (yy+1)*rb]
-			for i := range acc {
-				hist, l := &s.hist[i%3], lut[i*256:(i+1)*256]
-				var a int64
-				for v, n := range hist {
-					a += n * l[v]
-				}
-				acc[i] = a
-			}
+			acc[i] = a
 		}
 	})
-	if err != nil {
-		return fmt.Errorf("imageproc: %w", err)
-	}
-	return nil
 }
 
 // finish adds the padding's share to every output sample and rounds.
