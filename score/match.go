@@ -1,6 +1,7 @@
 package score
 
 import (
+	"fmt"
 	"math"
 	"strings"
 )
@@ -24,19 +25,38 @@ type Synonyms interface {
 // over |union| + 1e-6. (The authors' code raises a TypeError when a has no
 // word and is not contained in b; here that case scores 0.)
 func SynonymScore(wn Synonyms, a, b string) float64 {
+	return newSynonymSets(wn).score(a, b)
+}
+
+// synonymSets memoises the lemma-name set of each name.
+type synonymSets struct {
+	wn   Synonyms
+	sets map[string]map[string]bool
+}
+
+func newSynonymSets(wn Synonyms) *synonymSets {
+	return &synonymSets{wn: wn, sets: map[string]map[string]bool{}}
+}
+
+func (s *synonymSets) of(name string) map[string]bool {
+	if set, ok := s.sets[name]; ok {
+		return set
+	}
+	set := map[string]bool{}
+	for _, w := range pyFields(name) {
+		for _, l := range s.wn.Synonyms(w) {
+			set[l] = true
+		}
+	}
+	s.sets[name] = set
+	return set
+}
+
+func (s *synonymSets) score(a, b string) float64 {
 	if strings.Contains(b, a) || strings.Contains(a, b) {
 		return 1
 	}
-	set := func(name string) map[string]bool {
-		s := map[string]bool{}
-		for _, w := range pyFields(name) {
-			for _, l := range wn.Synonyms(w) {
-				s[l] = true
-			}
-		}
-		return s
-	}
-	s1, s2 := set(a), set(b)
+	s1, s2 := s.of(a), s.of(b)
 	inter := 0
 	for l := range s1 {
 		if s2[l] {
@@ -46,6 +66,11 @@ func SynonymScore(wn Synonyms, a, b string) float64 {
 	union := len(s1) + len(s2) - inter
 	return float64(inter) / (float64(union) + 1e-6)
 }
+
+// MaxEntities bounds the entity lines of one side of a match: more cannot
+// come from one 8192-token judge reply, and the assignment's time grows
+// with the cube of the count.
+const MaxEntities = 1000
 
 // Match is the one-to-one entity matching of a reference ("gt") and a
 // candidate content.
@@ -68,6 +93,10 @@ type Match struct {
 // cost are matches. sim(i, j) is the float32 cosine of the i-th reference
 // and j-th candidate names.
 func MatchEntities(ref, cand *Content, wn Synonyms, sim func(i, j int) float32) (Match, error) {
+	if n := max(len(ref.Entities), len(cand.Entities)); n > MaxEntities {
+		return Match{}, fmt.Errorf("score: %d entity lines in one judge reply, more than %d", n, MaxEntities)
+	}
+	syn := newSynonymSets(wn)
 	m := Match{Pairs: map[string]string{}, Ref: len(ref.Entities), Cand: len(cand.Entities),
 		RefLocs: len(ref.Locations), CandLocs: len(cand.Locations)}
 	cost := make([][]float64, len(ref.Entities))
@@ -80,7 +109,7 @@ func MatchEntities(ref, cand *Content, wn Synonyms, sim func(i, j int) float32) 
 			var v float64
 			if g.Name == c.Name {
 				v = -1000
-			} else if s := SynonymScore(wn, g.Name, c.Name); s > 0 {
+			} else if s := syn.score(g.Name, c.Name); s > 0 {
 				v = -100 * s
 			} else if cs := sim(i, j); cs >= nameSimThreshold {
 				v = float64(-10 * cs) // float32 product, as numpy computes it
