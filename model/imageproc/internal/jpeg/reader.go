@@ -10,6 +10,12 @@
 // upsamples and converts them the way libjpeg does. The YCbCrK path of
 // applyBlack converts through the YCCToRGB hook for the same reason.
 //
+// Unlike Go's decoder it bounds and interrupts the work: Inspect walks the
+// markers without decoding (the caller's header probe), Limits cap the scans
+// and the coefficient work summed over them (the progressive scan bomb),
+// Decode looks at its context once per MCU row, scan and output row, and a
+// progressive scan updates the saved coefficients in place.
+//
 // JPEG is defined in ITU-T T.81: https://www.w3.org/Graphics/JPEG/itu-t81.pdf.
 package jpeg
 
