@@ -44,6 +44,22 @@ type Chunk struct {
 	Tokens []int32   // token ids, or ImageToken where Image supplies the input
 	Image  []float32 // [count(ImageToken in Tokens) × Hidden], rows in order
 	Logits bool      // return the logits of the last position of this chunk
+	// AllLogits returns the logits of every position of this chunk, one
+	// row per token in order, instead of the last one alone (a
+	// verification chunk of speculative decoding). A row equals the one a
+	// chunk ending at its position would return.
+	AllLogits bool
+}
+
+// LogitRows is the number of logit rows Forward returns for c.
+func (c *Chunk) LogitRows() int {
+	switch {
+	case c.AllLogits:
+		return len(c.Tokens)
+	case c.Logits:
+		return 1
+	}
+	return 0
 }
 
 // Tokenizer turns text into token ids and back.
@@ -75,8 +91,9 @@ type Engine interface {
 	// Result i is [ImageTokens × Hidden].
 	EncodeImages(imgs []Image) ([][]float32, error)
 	// Forward runs one step over a batch of chunks, writing their keys and
-	// values into the KV cache. It returns one [VocabSize] row per chunk with
-	// Logits set, in batch order. The result of a chunk never depends on the
+	// values into the KV cache. It returns the [VocabSize] rows of every
+	// chunk's LogitRows (one for Logits, one per token for AllLogits), in
+	// batch order. The result of a chunk never depends on the
 	// other chunks of the batch. The rows are the engine's: valid until
 	// its next Forward, which may reuse them.
 	Forward(batch []Chunk) ([][]float32, error)

@@ -8,7 +8,7 @@ import (
 )
 
 // textState is the decoder's run state, grown to the largest step seen and
-// reused (T = tokens in the step, C = chunks asking for logits).
+// reused (T = tokens in the step, C = logit rows returned).
 type textState struct {
 	x, xn     kernels.Buffer // [T × H] residual stream, normed copy
 	q, k, v   kernels.Buffer // [T × H]
@@ -60,8 +60,8 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 }
 
 // Forward runs the decoder over a batch of chunks, writing their keys and
-// values into the KV cache, and returns the last-position logits of every
-// chunk that asks for them, in memory the next call reuses. Every row is
+// values into the KV cache, and returns the logit rows every chunk asks for
+// (engine.Chunk.LogitRows), in memory the next call reuses. Every row is
 // computed independently of the others (batch invariance).
 func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	tc := m.cfg.Text
@@ -86,8 +86,8 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 			st.pos = append(st.pos, int32(p))
 			st.slots = append(st.slots, c.Blocks[p/bs]*int32(bs)+int32(p%bs))
 		}
-		if c.Logits {
-			st.lastRows = append(st.lastRows, int32(row+len(c.Tokens)-1))
+		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
+			st.lastRows = append(st.lastRows, int32(row+j))
 		}
 	}
 	T, C := len(st.ids), len(st.lastRows)
