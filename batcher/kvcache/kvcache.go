@@ -251,6 +251,24 @@ func (c *Cache) Append(s *Seq, tokens []int32, share bool) {
 	}
 }
 
+// Trim releases the blocks of s past those its recorded positions occupy:
+// the rollback of blocks reserved for positions whose KV was written but
+// not recorded (the rejected draft rows of a speculative verification).
+// Those blocks hold no recorded position, so none of them is shared or in
+// the prefix cache.
+func (c *Cache) Trim(s *Seq) {
+	keep := c.BlocksFor(s.Tokens())
+	if len(s.blocks) <= keep {
+		return
+	}
+	c.mu.Lock()
+	for i := len(s.blocks) - 1; i >= keep; i-- {
+		c.release(s.blocks[i])
+	}
+	c.mu.Unlock()
+	s.blocks = s.blocks[:keep]
+}
+
 // Free drops the references of s, last block first (so the tail of a prefix
 // is evicted before its head), and leaves s empty.
 func (c *Cache) Free(s *Seq) {

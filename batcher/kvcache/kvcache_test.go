@@ -305,3 +305,31 @@ func BenchmarkPrefixReuse(b *testing.B) {
 		c.Free(s)
 	}
 }
+
+// TestTrim: blocks reserved past the recorded positions (rejected draft
+// rows) go back to the free list; recorded and shared blocks stay.
+func TestTrim(t *testing.T) {
+	c := New(8, 4)
+	s := c.NewSeq(Hash{})
+	fill(t, c, s, seqTokens(5, 1), true) // one full block + 1 token
+	if err := c.Reserve(s, 5+9); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats().Used; got != 4 {
+		t.Fatalf("%d blocks used after reserving 14 positions, want 4", got)
+	}
+	c.Append(s, seqTokens(2, 50), true) // 2 of 9 drafted positions accepted
+	c.Trim(s)
+	if got, st := len(s.Blocks()), c.Stats(); got != 2 || st.Used != 2 || st.Free != 6 {
+		t.Fatalf("after Trim: %d blocks in the table, stats %+v; want 2 used, 6 free", got, st)
+	}
+	c.Trim(s) // nothing more to release
+	fill(t, c, s, seqTokens(3, 60), true)
+	if got := s.Tokens(); got != 10 {
+		t.Errorf("%d positions recorded, want 10", got)
+	}
+	c.Free(s)
+	if st := c.Stats(); st.Used != 0 || st.Free+st.Cached != 8 {
+		t.Errorf("after Free: %+v", st)
+	}
+}
