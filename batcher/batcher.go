@@ -394,6 +394,7 @@ func (b *Batcher) startStage(r *request, stage chain.Stage) {
 		kv:        b.kv.NewSeq(r.imgHash),
 		sampler:   sampler,
 		det:       newDetok(b.tok, r.stops),
+		spec:      b.newDrafter(r),
 		maxNew:    min(maxNew, b.spec.MaxContext-len(prompt)),
 		start:     time.Now(),
 	}
@@ -544,6 +545,18 @@ func (b *Batcher) forward() {
 		seqs    []*seq
 		inBatch = map[*request]bool{}
 	)
+	// Drafts take only the budget the decode tokens leave, and none in a
+	// compute-bound step (more than SpeculativeMaxBatch decode tokens).
+	decoders := 0
+	for _, r := range order {
+		if !r.done && decoding(r) == 0 {
+			decoders++
+		}
+	}
+	spare := budget - decoders
+	if decoders > b.cfg.SpeculativeMaxBatch {
+		spare = 0
+	}
 	for _, r := range order {
 		s := r.cur
 		if r.done || budget == 0 || (b.needsImage(s) && r.features == nil) { // done: failed in this step
@@ -565,6 +578,14 @@ func (b *Batcher) forward() {
 				s.cached = b.match(s)
 			}
 		}
+		if c, ok := b.verifyChunk(s, spare); ok {
+			chunks = append(chunks, c)
+			seqs = append(seqs, s)
+			inBatch[r] = true
+			budget -= len(c.Tokens)
+			spare -= len(c.Tokens) - 1
+			continue
+		}
 		n := min(len(s.tokens)-s.computed, budget)
 		if n <= 0 || !b.reserve(r, s.computed+n, inBatch) {
 			continue
@@ -582,9 +603,7 @@ func (b *Batcher) forward() {
 	logits, err := b.eng.Forward(chunks)
 	want := 0
 	for _, c := range chunks {
-		if c.Logits {
-			want++
-		}
+		want += c.LogitRows()
 	}
 	if err == nil && len(logits) != want {
 		err = fmt.Errorf("engine returned %d logit rows for %d requested", len(logits), want)
@@ -597,11 +616,16 @@ func (b *Batcher) forward() {
 	}
 	for i, c := range chunks {
 		s := seqs[i]
+		rows := logits[:c.LogitRows()]
+		logits = logits[len(rows):]
+		if c.AllLogits {
+			b.verify(s, c.Tokens, rows)
+			continue
+		}
 		b.kv.Append(s.kv, c.Tokens, b.cfg.ChainReuse)
 		s.computed += len(c.Tokens)
 		if c.Logits {
-			b.onLogits(s, logits[0])
-			logits = logits[1:]
+			b.onToken(s, s.sampler.Next(rows[0]))
 		}
 	}
 }
@@ -695,10 +719,10 @@ func (b *Batcher) victim(r *request, inBatch map[*request]bool) *request {
 	return nil
 }
 
-// onLogits samples the next token of s and streams it.
-func (b *Batcher) onLogits(s *seq, row []float32) {
+// onToken takes id as the next token of s and streams it. It reports
+// whether the stage goes on (false: id ended it).
+func (b *Batcher) onToken(s *seq, id int32) bool {
 	r := s.req
-	id := s.sampler.Next(row)
 	now := time.Now()
 	label := stageLabel(s.stage)
 	if s.first.IsZero() {
@@ -710,7 +734,7 @@ func (b *Batcher) onLogits(s *seq, row []float32) {
 	s.last = now
 	if id == b.spec.EOS && !r.ignoreEOS {
 		b.endStage(s, "eos")
-		return
+		return false
 	}
 	s.tokens = append(s.tokens, id)
 	s.pending = append(s.pending, id)
@@ -725,7 +749,10 @@ func (b *Batcher) onLogits(s *seq, row []float32) {
 		b.endStage(s, "stop")
 	case len(s.generated()) >= s.maxNew:
 		b.endStage(s, "length")
+	default:
+		return true
 	}
+	return false
 }
 
 // endStage finishes the running stage of a request and starts the next one

@@ -185,14 +185,13 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 		if row*h != len(c.Image) {
 			return nil, fmt.Errorf("chunk carries %d image rows, used %d", len(c.Image)/h, row)
 		}
-		if !c.Logits {
-			continue
+		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
+			logits, err := e.next(c.Blocks, c.Pos+j+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, logits)
 		}
-		logits, err := e.next(c.Blocks, c.Pos+len(c.Tokens))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, logits)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package batcher
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,8 +32,9 @@ type goldenChain struct {
 }
 
 // TestChainGolden runs each reference chain through the real engine and the
-// batcher, with chain reuse on and off: every stage's prompt ids, generated
-// ids, text and hand-off, and the caption, equal the reference's.
+// batcher, with chain reuse and speculative decoding on and off: every
+// stage's prompt ids, generated ids, text and hand-off, and the caption,
+// equal the reference's.
 func TestChainGolden(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real model")
@@ -72,8 +74,9 @@ func TestChainGolden(t *testing.T) {
 				}
 				want = append(want, slices.DeleteFunc(slices.Clone(s.GeneratedIDs), func(id int32) bool { return id == tok.EOS() }))
 			}
-			for _, reuse := range []bool{true, false} {
-				b := New(m, Config{ChainReuse: reuse})
+			for _, mode := range []Config{{ChainReuse: true}, {}, {ChainReuse: true, Speculative: true}, {Speculative: true}} {
+				reuse := fmt.Sprintf("%v speculative %v", mode.ChainReuse, mode.Speculative)
+				b := New(m, mode)
 				b.Start()
 				n := g.MaxNewTokens
 				ch, err := b.SubmitChain(context.Background(), ChainRequest{Image: img, MaxNewTokens: [4]int{n, n, n, n}})

@@ -28,6 +28,11 @@ type metrics struct {
 	genTokens    *prometheus.CounterVec
 	preemptions  prometheus.Counter
 	panics       prometheus.Counter
+	// Speculative decoding, as vLLM's spec_decode counters: verification
+	// steps, draft tokens verified, draft tokens accepted.
+	specDrafts      *prometheus.CounterVec
+	specDraftTokens *prometheus.CounterVec
+	specAccepted    *prometheus.CounterVec
 }
 
 // latencyBuckets span 1 ms to 10 min.
@@ -73,10 +78,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pancap_num_preemptions_total", Help: "Sequences whose KV blocks were taken back, to be recomputed."}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pancap_step_loop_panics_total", Help: "Panics recovered in the step loop."}),
+		specDrafts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pancap_spec_decode_num_drafts_total", Help: "Speculative verification steps (drafts verified)."}, stage),
+		specDraftTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pancap_spec_decode_num_draft_tokens_total", Help: "Draft tokens verified."}, stage),
+		specAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pancap_spec_decode_num_accepted_tokens_total", Help: "Draft tokens accepted (equal to what decoding without them gives)."}, stage),
 	}
 	if reg != nil {
 		reg.MustRegister(m.ttft, m.itl, m.e2e, m.queueTime, m.running, m.waiting, m.kvUsage, m.prefixQuery,
-			m.prefixHit, m.visionRuns, m.batchSize, m.stepTokens, m.promptTokens, m.genTokens, m.preemptions, m.panics)
+			m.prefixHit, m.visionRuns, m.batchSize, m.stepTokens, m.promptTokens, m.genTokens, m.preemptions, m.panics,
+			m.specDrafts, m.specDraftTokens, m.specAccepted)
 	}
 	return m
 }

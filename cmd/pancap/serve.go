@@ -36,6 +36,7 @@ type serveConfig struct {
 	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
 	KVCacheDType string // KV-cache storage: float32, bfloat16 or float16
 	ChainReuse   bool   // share the image prefix's KV across stages and requests
+	Speculative  bool   // prompt-lookup speculative decoding of greedy sequences (CPU)
 	Device       string // compute device: cpu, cuda or cuda:N (cuda builds only)
 	LogLevel     string // debug, info, warn, error
 	LogFormat    string // text or json
@@ -74,6 +75,7 @@ func newServeCmd() *cobra.Command {
 	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
 	f.StringVar(&cfg.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (CPU: half the memory and the bytes decode reads, keys and values rounded once)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
+	f.BoolVar(&cfg.Speculative, "speculative", false, "speculative decoding: greedy sequences draft tokens from their own context and verify them in one step (same outputs; CPU backend only)")
 	f.StringVar(&cfg.Device, "device", "cpu", "compute device: cpu, or cuda / cuda:N in a binary built with -tags cuda")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")

@@ -52,6 +52,7 @@ func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer)
 		Limits:       cfg.Limits,
 		DecodeBudget: cfg.DecodeBudget,
 		ChainReuse:   cfg.ChainReuse,
+		Speculative:  speculative(eng, cfg),
 		Metrics:      reg,
 		Logger:       cfg.Logger,
 	})
@@ -65,4 +66,16 @@ func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer)
 		}
 	}
 	return b, stop, nil
+}
+
+// speculative reports whether the batcher over eng speculates: as
+// --speculative asks, on the CPU backend only. Speculation keeps outputs
+// unchanged only where a row's logits are the same in a one-row and a
+// many-row step; the CUDA backend's cuBLAS GEMMs do not promise that.
+func speculative(eng engine.Engine, cfg serveConfig) bool {
+	if dev := eng.Spec().Device; cfg.Speculative && dev != "cpu" {
+		cfg.Logger.Warn("--speculative is off on this device: its GEMMs are not batch invariant, so drafts could change outputs", "device", dev)
+		return false
+	}
+	return cfg.Speculative
 }
