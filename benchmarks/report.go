@@ -83,6 +83,14 @@ func writeRun(b *strings.Builder, r *RunResult, slo SLO) {
 	}
 	fmt.Fprintln(b, "(stage TTFT: from the request's start for stage 1, from the previous stage's end for stages 2–4;")
 	fmt.Fprintln(b, " srv 1st: the server's own stage start → first token; means except P99)")
+	if spec := SpecStages(r.ServerMetrics); len(spec) > 0 {
+		section("Speculative decoding")
+		fmt.Fprintf(b, "%-10s %9s %11s %9s %10s %10s\n", "stage", "verifies", "draft tok", "accepted", "accept %", "tok/verify")
+		for _, s := range spec {
+			fmt.Fprintf(b, "%-10s %9.0f %11.0f %9.0f %10.1f %10.2f\n", s.Stage, s.Drafts, s.DraftTokens, s.Accepted,
+				100*s.AcceptanceRate(), s.TokensPerStep())
+		}
+	}
 	if len(r.ServerMetrics) > 0 || r.ServerMetricsError != "" {
 		section("Server /metrics during this point")
 		for _, k := range slices.Sorted(maps.Keys(r.ServerMetrics)) {

@@ -59,6 +59,9 @@ func scrape(ctx context.Context, url, token string) (sample, error) {
 			switch f.GetType() {
 			case dto.MetricType_COUNTER:
 				s.counters[name] += m.GetCounter().GetValue()
+				if strings.HasPrefix(name, specPrefix) {
+					s.counters[specKey(name, labelValue(m, "stage"))] += m.GetCounter().GetValue()
+				}
 			case dto.MetricType_HISTOGRAM:
 				h := s.hists[name]
 				h[0] += float64(m.GetHistogram().GetSampleCount())
@@ -71,7 +74,8 @@ func scrape(ctx context.Context, url, token string) (sample, error) {
 }
 
 // delta is what the server counted between two scrapes: every counter's
-// increase (name as exposed), and every histogram's observations
+// increase (name as exposed; the speculative-decoding counters also per
+// stage, see specKey), and every histogram's observations
 // ("NAME:count") and mean ("NAME:mean", in the histogram's unit, seconds
 // for *_seconds). Histograms without observations are left out.
 func delta(before, after sample) map[string]float64 {
