@@ -53,6 +53,12 @@ var ErrWeight = errors.New("kernels: invalid weight")
 // ErrCacheType reports a KV-cache dtype that a backend does not offer.
 var ErrCacheType = errors.New("kernels: unsupported KV-cache dtype")
 
+// ErrDeviceLost reports that a backend's device can run no more work (a
+// sticky CUDA error such as an illegal address): every later call fails
+// the same way and only a new process recovers. A server should stop
+// taking requests and exit so that its supervisor restarts it.
+var ErrDeviceLost = errors.New("kernels: device lost")
+
 // Buffer is a backend-owned float32 activation buffer.
 type Buffer interface {
 	// Len is the number of float32 elements.

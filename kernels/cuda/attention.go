@@ -123,13 +123,13 @@ func (b *Backend) denseAttentionBLAS(o, q, k, v *buffer, seqs, seqLen, heads, hd
 		base := s * seqLen * width
 		// Column-major: C[j, i] = Σ_d K[j, d]·Q[i, d] per head, i.e. the
 		// row-major [i × j] score matrix.
-		must("Attention QKᵀ", b.blas.gemmBatched(true, false, seqLen, seqLen, hd, scale,
+		b.must("Attention QKᵀ", b.blas.gemmBatched(true, false, seqLen, seqLen, hd, scale,
 			cuPtr(k.at(base)), width, int64(hd), cuPtr(q.at(base)), width, int64(hd),
 			0, scores, seqLen, sq, heads))
 		b.launch(b.fn.softmax, heads*seqLen, 1, rowThreads, 1, ptr(scores), i64(seqLen))
 		// Column-major: C[d, i] = Σ_j V[j, d]·P[i, j], written with
 		// leading dimension width into the row-major output.
-		must("Attention PV", b.blas.gemmBatched(false, false, hd, seqLen, seqLen, 1,
+		b.must("Attention PV", b.blas.gemmBatched(false, false, hd, seqLen, seqLen, 1,
 			cuPtr(v.at(base)), width, int64(hd), scores, seqLen, sq,
 			0, cuPtr(o.at(base)), width, int64(hd), heads))
 	}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"gorgonia.org/cu"
@@ -28,8 +29,12 @@ import (
 var kernelsPTX string
 
 // ErrCUDA reports a failed CUDA driver call or kernel launch. Backend
-// methods have no error results, so they panic with an error wrapping
-// ErrCUDA; the batcher's recover turns that into failed requests.
+// methods without an error result panic with an error wrapping ErrCUDA
+// (and the driver's result, e.g. errors.Is(err, cu.OutOfMemory)); the
+// batcher's recover turns that into failed requests. After a sticky error
+// (an illegal address, a failed launch: the context cannot run work any
+// more) the error also wraps kernels.ErrDeviceLost, and every later call
+// fails with it at once (see Lost).
 var ErrCUDA = errors.New("cuda: driver call failed")
 
 // GEMM selects how MatMul runs.
@@ -84,6 +89,8 @@ type Backend struct {
 	attnBuf scratch // attention partials or dense scores
 	plan    attnPlan
 	host    []int32 // host-side descriptor assembly, reused
+
+	lost atomic.Pointer[error] // set once a sticky error has broken the context
 }
 
 // functions are the module's kernels.
@@ -193,18 +200,85 @@ func (b *Backend) release() {
 }
 
 // enter binds the calling goroutine to its thread and the thread to the
-// backend's context; leave undoes the binding.
+// backend's context, and panics with begin's error; leave undoes the
+// binding.
 func (b *Backend) enter() {
+	if err := b.begin(); err != nil {
+		panic(err)
+	}
+}
+
+// begin is enter for methods with an error result: a lost backend returns
+// its error without touching the driver; on error nothing is left bound.
+func (b *Backend) begin() error {
+	if err := b.Lost(); err != nil {
+		return err
+	}
 	runtime.LockOSThread()
-	must("set context", cu.SetCurrentContext(b.ctx))
+	if err := cu.SetCurrentContext(b.ctx); err != nil {
+		runtime.UnlockOSThread()
+		return b.fail("set context", err)
+	}
+	return nil
 }
 
 func (b *Backend) leave() { runtime.UnlockOSThread() }
 
-func must(op string, err error) {
+// must panics with the error of a failed call (see fail).
+func (b *Backend) must(op string, err error) {
 	if err != nil {
-		panic(fmt.Errorf("%w: %s: %v", ErrCUDA, op, err))
+		panic(b.fail(op, err))
 	}
+}
+
+// stickyResults are the driver results after which the context cannot run
+// work any more: every later call fails too, and only a new process (a new
+// context) recovers.
+var stickyResults = []error{
+	cu.IllegalAddress, cu.LaunchFailed, cu.LaunchTimeout, cu.Assert, cu.HardwareStackError,
+	cu.IllegalInstruction, cu.MisalignedAddress, cu.InvalidAddressSpace, cu.InvalidPc,
+	cu.EccUncorrectable, cu.Unknown, cu.Deinitialized,
+}
+
+func isSticky(err error) bool {
+	for _, s := range stickyResults {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// fail wraps the error of op in ErrCUDA. When the error is sticky, or a
+// context synchronisation right after it reports one (a cuBLAS failure
+// names no driver result), the backend is lost: the error wraps
+// kernels.ErrDeviceLost too and is kept for Lost and every later call.
+func (b *Backend) fail(op string, err error) error {
+	if lost := b.Lost(); lost != nil {
+		return lost
+	}
+	if !isSticky(err) {
+		if perr := cu.Synchronize(); isSticky(perr) {
+			err = fmt.Errorf("%v, then the context reports %w", err, perr)
+		}
+	}
+	if !isSticky(err) {
+		return fmt.Errorf("%w: %s: %w", ErrCUDA, op, err)
+	}
+	lost := fmt.Errorf("%w: %w: %s: %w (the device's context is unusable: restart the process)", kernels.ErrDeviceLost, ErrCUDA, op, err)
+	b.lost.CompareAndSwap(nil, &lost)
+	return *b.lost.Load()
+}
+
+// Lost returns nil while the backend works and, once a sticky CUDA error has
+// broken its context, that error (wrapping kernels.ErrDeviceLost and
+// ErrCUDA): nothing can run on this backend any more. Safe for concurrent
+// use (a health check may poll it while the owner runs work).
+func (b *Backend) Lost() error {
+	if p := b.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Name describes the device, e.g. "cuda:0 (NVIDIA H100 80GB HBM3, sm_90,
@@ -213,13 +287,15 @@ func (b *Backend) Name() string { return b.name }
 
 // Close waits for outstanding work and releases the backend's resources,
 // buffers and weights included (they live in the backend's context). Later
-// calls do nothing.
+// calls do nothing. A lost backend is released too (the driver calls fail
+// fast on a broken context).
 func (b *Backend) Close() {
 	if b.closed {
 		return
 	}
-	b.enter()
-	defer b.leave()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cu.SetCurrentContext(b.ctx)
 	b.release()
 	b.closed = true
 }
@@ -228,7 +304,7 @@ func (b *Backend) Close() {
 func (b *Backend) Synchronize() {
 	b.enter()
 	defer b.leave()
-	must("synchronize", b.stream.Synchronize())
+	b.must("synchronize", b.stream.Synchronize())
 	b.stage.rewind()
 }
 
@@ -261,24 +337,46 @@ func (w *weight) DType() kernels.DType { return w.dt }
 
 func wt(w kernels.Weight) *weight { return w.(*weight) }
 
-// Alloc returns a zeroed device buffer of n float32 elements.
+// Alloc returns a zeroed device buffer of n float32 elements; it panics
+// when the device memory is exhausted (an error wrapping cu.OutOfMemory).
 func (b *Backend) Alloc(n int) kernels.Buffer {
-	b.enter()
-	defer b.leave()
-	p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
-	must("cuMemAlloc", err)
-	b.allocs[p] = struct{}{}
-	must("cuMemsetD32", cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream))
-	return &buffer{p: p, n: n}
+	x, err := b.alloc(n)
+	if err != nil {
+		panic(err)
+	}
+	return x
 }
 
-// AllocCache returns a zeroed float32 KV-cache buffer: the CUDA kernels read
-// float32 caches only, so BF16 and F16 are refused.
+func (b *Backend) alloc(n int) (*buffer, error) {
+	if err := b.begin(); err != nil {
+		return nil, err
+	}
+	defer b.leave()
+	size := int64(max(n, 1)) * 4
+	p, err := cu.MemAlloc(size)
+	if err != nil {
+		return nil, b.fail(fmt.Sprintf("cuMemAlloc(%d bytes)", size), err)
+	}
+	if err := cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream); err != nil {
+		cu.MemFree(p)
+		return nil, b.fail("cuMemsetD32", err)
+	}
+	b.allocs[p] = struct{}{}
+	return &buffer{p: p, n: n}, nil
+}
+
+// AllocCache returns a zeroed float32 KV-cache buffer, or an error (wrapping
+// ErrCUDA and cu.OutOfMemory) when the device cannot hold it: the CUDA
+// kernels read float32 caches only, so BF16 and F16 are refused.
 func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
 	if dt != kernels.F32 {
 		return nil, fmt.Errorf("%w: %v on CUDA (float32 only)", kernels.ErrCacheType, dt)
 	}
-	return b.Alloc(n), nil
+	x, err := b.alloc(n)
+	if err != nil {
+		return nil, err
+	}
+	return x, nil
 }
 
 // FreeMemory is the device memory free now, in bytes (cuMemGetInfo): the
@@ -298,8 +396,8 @@ func (b *Backend) Free(x kernels.Buffer) {
 	if bb.p == 0 {
 		return
 	}
-	must("synchronize", b.stream.Synchronize())
-	must("cuMemFree", cu.MemFree(bb.p))
+	b.must("synchronize", b.stream.Synchronize())
+	b.must("cuMemFree", cu.MemFree(bb.p))
 	delete(b.allocs, bb.p)
 	bb.p, bb.n = 0, 0
 }
@@ -318,14 +416,14 @@ func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	dp := cu.DevicePtr(d.at(off))
 	if len(src) <= stageWrite {
 		// Through pinned memory: queued, no wait for the stream to drain.
-		h, _ := b.stage.reserve(4 * len(src))
+		h, _ := b.stage.reserve(b, 4*len(src))
 		copy(unsafe.Slice((*float32)(h), len(src)), src)
-		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(dp, h, int64(4*len(src)), b.stream))
+		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(dp, h, int64(4*len(src)), b.stream))
 		return
 	}
 	// The synchronous copy is ordered after the stream's earlier work (our
 	// stream is a blocking one, so the legacy stream waits for it).
-	must("cuMemcpyHtoD", cu.MemcpyHtoD(dp, unsafe.Pointer(unsafe.SliceData(src)), int64(4*len(src))))
+	b.must("cuMemcpyHtoD", cu.MemcpyHtoD(dp, unsafe.Pointer(unsafe.SliceData(src)), int64(4*len(src))))
 }
 
 // Read waits for the queued work and copies src[off:off+len(dst)] into dst.
@@ -337,8 +435,8 @@ func (b *Backend) Read(dst []float32, src kernels.Buffer, off int) {
 	defer b.leave()
 	s := buf(src)
 	checkRange("Read", off, len(dst), s.n)
-	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(dst)), cu.DevicePtr(s.at(off)), int64(4*len(dst)), b.stream))
-	must("synchronize", b.stream.Synchronize())
+	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(dst)), cu.DevicePtr(s.at(off)), int64(4*len(dst)), b.stream))
+	b.must("synchronize", b.stream.Synchronize())
 	b.stage.rewind() // every staged upload has been consumed
 }
 
@@ -352,7 +450,7 @@ func (b *Backend) Copy(dst kernels.Buffer, dstOff int, src kernels.Buffer, srcOf
 	d, s := buf(dst), buf(src)
 	checkRange("Copy", dstOff, n, d.n)
 	checkRange("Copy", srcOff, n, s.n)
-	must("cuMemcpyDtoDAsync", cu.MemcpyDtoDAsync(cu.DevicePtr(d.at(dstOff)), cu.DevicePtr(s.at(srcOff)), int64(4*n), b.stream))
+	b.must("cuMemcpyDtoDAsync", cu.MemcpyDtoDAsync(cu.DevicePtr(d.at(dstOff)), cu.DevicePtr(s.at(srcOff)), int64(4*n), b.stream))
 }
 
 func checkRange(op string, off, n, size int) {
@@ -368,15 +466,17 @@ func (b *Backend) LoadWeight(dt kernels.DType, shape []int, data []byte) (kernel
 	if err != nil {
 		return nil, err
 	}
-	b.enter()
+	if err := b.begin(); err != nil {
+		return nil, err
+	}
 	defer b.leave()
 	p, err := cu.MemAlloc(int64(len(data)))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v %v: cuMemAlloc: %v", ErrCUDA, dt, shape, err)
+		return nil, b.fail(fmt.Sprintf("weight %v %v: cuMemAlloc(%d bytes)", dt, shape, len(data)), err)
 	}
 	if err := cu.MemcpyHtoD(p, unsafe.Pointer(unsafe.SliceData(data)), int64(len(data))); err != nil {
 		cu.MemFree(p)
-		return nil, fmt.Errorf("%w: %v %v: cuMemcpyHtoD: %v", ErrCUDA, dt, shape, err)
+		return nil, b.fail(fmt.Sprintf("weight %v %v: cuMemcpyHtoD", dt, shape), err)
 	}
 	b.allocs[p] = struct{}{}
 	return &weight{p: p, dt: dt, shape: append([]int(nil), shape...), n: n}, nil
@@ -390,8 +490,8 @@ func (b *Backend) FreeWeight(w kernels.Weight) {
 	if ww.p == 0 {
 		return
 	}
-	must("synchronize", b.stream.Synchronize())
-	must("cuMemFree", cu.MemFree(ww.p))
+	b.must("synchronize", b.stream.Synchronize())
+	b.must("cuMemFree", cu.MemFree(ww.p))
 	delete(b.allocs, ww.p)
 	ww.p = 0
 }
@@ -409,13 +509,13 @@ func (s *scratch) get(b *Backend, n int64) cu.DevicePtr {
 		return s.p
 	}
 	if s.p != 0 {
-		must("synchronize", b.stream.Synchronize())
-		must("cuMemFree", cu.MemFree(s.p))
+		b.must("synchronize", b.stream.Synchronize())
+		b.must("cuMemFree", cu.MemFree(s.p))
 		s.p, s.size = 0, 0
 	}
 	n = max(n, 2*s.size)
 	p, err := cu.MemAlloc(n)
-	must("cuMemAlloc scratch", err)
+	b.must("cuMemAlloc scratch", err)
 	s.p, s.size = p, n
 	return p
 }
@@ -449,7 +549,7 @@ type stageChunk struct {
 
 // reserve returns n bytes (rounded up to 16) of pinned host memory and
 // the device memory at the same offset of its chunk.
-func (s *staging) reserve(n int) (unsafe.Pointer, cu.DevicePtr) {
+func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	n = max((n+15)&^15, 16)
 	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
 		s.cur++
@@ -459,7 +559,7 @@ func (s *staging) reserve(n int) (unsafe.Pointer, cu.DevicePtr) {
 		if k := len(s.chunks); k > 0 {
 			size = 2 * s.chunks[k-1].size
 		}
-		s.chunks = append(s.chunks, newStageChunk(max(size, n)))
+		s.chunks = append(s.chunks, newStageChunk(b, max(size, n)))
 	}
 	c := &s.chunks[s.cur]
 	off := c.used
@@ -469,23 +569,23 @@ func (s *staging) reserve(n int) (unsafe.Pointer, cu.DevicePtr) {
 
 // put stages v and returns its device address.
 func (s *staging) put(b *Backend, v []int32) uint64 {
-	h, d := s.reserve(4 * len(v))
+	h, d := s.reserve(b, 4*len(v))
 	if len(v) > 0 {
 		copy(unsafe.Slice((*int32)(h), len(v)), v)
-		must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(d, h, int64(4*len(v)), b.stream))
+		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(d, h, int64(4*len(v)), b.stream))
 	}
 	return uint64(d)
 }
 
-func newStageChunk(size int) stageChunk {
+func newStageChunk(b *Backend, size int) stageChunk {
 	var h unsafe.Pointer
 	if r := C.pc_alloc_host(&h, C.size_t(size)); r != C.CUDA_SUCCESS {
-		panic(fmt.Errorf("%w: cuMemAllocHost(%d): CUresult %d", ErrCUDA, size, int(r)))
+		panic(b.fail(fmt.Sprintf("cuMemAllocHost(%d)", size), fmt.Errorf("CUresult %d", int(r))))
 	}
 	d, err := cu.MemAlloc(int64(size))
 	if err != nil {
 		C.pc_free_host(h)
-		must("cuMemAlloc staging", err)
+		b.must("cuMemAlloc staging", err)
 	}
 	return stageChunk{host: h, dev: d, size: size}
 }
@@ -537,7 +637,7 @@ func (b *Backend) launch(fn cu.Function, gx, gy, bx, by int, args ...uint64) {
 	for i := range b.argv {
 		b.argp = append(b.argp, unsafe.Pointer(&b.argv[i]))
 	}
-	must("cuLaunchKernel", fn.Launch(gx, gy, 1, bx, by, 1, 0, b.stream, b.argp))
+	b.must("cuLaunchKernel", fn.Launch(gx, gy, 1, bx, by, 1, 0, b.stream, b.argp))
 }
 
 // ---------------------------------------------------------------------------
@@ -572,7 +672,7 @@ func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
 		xp = b.half.get(b, int64(2*m*k))
 		b.launch(b.fn.toHalf, ceilDiv(m*k, ewThreads), 1, ewThreads, 1, ptr(xp), ptr(xb.p), i64(m*k), uint64(ww.dt))
 	}
-	must("MatMul", b.blas.gemm(o.p, xp, ww.p, ww.dt, m, n, k, beta))
+	b.must("MatMul", b.blas.gemm(o.p, xp, ww.p, ww.dt, m, n, k, beta))
 }
 
 // Embed gathers table rows for the non-negative ids.
@@ -729,8 +829,8 @@ func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	checkRange("Argmax", 0, len(ids)*width, xb.n)
 	out := b.half.get(b, int64(4*len(ids)))
 	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
-	must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
-	must("synchronize", b.stream.Synchronize())
+	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
+	b.must("synchronize", b.stream.Synchronize())
 	b.stage.rewind()
 }
 

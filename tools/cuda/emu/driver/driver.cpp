@@ -201,9 +201,11 @@ int pancap_cuemu_set_fail(const char *spec, int clear) {
   return 0;
 }
 
-// pancap_cuemu_mem_used is the device memory allocated now, in bytes.
-unsigned long long pancap_cuemu_mem_used(void) {
+// pancap_cuemu_set_mem sets the device memory size (what cuMemGetInfo and
+// cuMemAlloc go by) and returns the bytes allocated now.
+unsigned long long pancap_cuemu_set_mem(unsigned long long bytes) {
   LOCK;
+  total = bytes;
   return used;
 }
 
@@ -308,7 +310,7 @@ CUresult cuCtxSynchronize(void) {
 
 CUresult cuMemGetInfo(size_t *free, size_t *tot) {
   ENTER(true);
-  *free = total - used;
+  *free = used < total ? total - used : 0;
   *tot = total;
   return CUDA_SUCCESS;
 }
@@ -317,7 +319,7 @@ CUresult cuMemAlloc(CUdeviceptr *p, size_t n) {
   ENTER(true);
   stats[CUEMU_ALLOC]++;
   if (n == 0) return CUDA_ERROR_INVALID_VALUE;
-  if (countdown(fault.alloc) || n > total - used) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (countdown(fault.alloc) || used > total || n > total - used) return CUDA_ERROR_OUT_OF_MEMORY;
   void *h = aligned_alloc(256, (n + 255) & ~size_t(255));
   if (!h) return CUDA_ERROR_OUT_OF_MEMORY;
   memset(h, 0xff, n);
