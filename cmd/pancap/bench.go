@@ -16,8 +16,6 @@ import (
 	"github.com/pancap-serve/pancap/client"
 )
 
-func init() { register(newBenchCmd) }
-
 // benchFlags are the flags of `pancap bench`.
 type benchFlags struct {
 	dialFlags

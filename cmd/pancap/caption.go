@@ -25,8 +25,6 @@ import (
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
-func init() { register(newCaptionCmd) }
-
 // captionFlags are the flags of `pancap caption`.
 type captionFlags struct {
 	dialFlags

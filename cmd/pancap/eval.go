@@ -14,8 +14,6 @@ import (
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 )
 
-func init() { register(newEvalCmd) }
-
 // evalFlags are the flags of `pancap eval`.
 type evalFlags struct {
 	dialFlags

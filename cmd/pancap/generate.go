@@ -23,8 +23,6 @@ import (
 	"github.com/pancap-serve/pancap/tokenizer"
 )
 
-func init() { register(newGenerateCmd) }
-
 // generateFlags are the options of `pancap generate`.
 type generateFlags struct {
 	model, lora, visionTower, image, prompt string

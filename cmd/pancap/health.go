@@ -9,8 +9,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-func init() { register(newHealthCmd) }
-
 // newHealthCmd asks a running server's grpc.health.v1 service whether it
 // serves, optionally waiting until it does (for scripts that start a server).
 func newHealthCmd() *cobra.Command {

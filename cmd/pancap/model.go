@@ -10,8 +10,6 @@ import (
 	"github.com/pancap-serve/pancap/model/weights"
 )
 
-func init() { register(newModelCmd) }
-
 // newModelCmd groups the commands that work on checkpoints.
 func newModelCmd() *cobra.Command {
 	cmd := &cobra.Command{

@@ -10,13 +10,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// commands holds the constructors of the subcommands; each command's file
-// adds its own in an init function: register(newXCmd).
-var commands []func() *cobra.Command
-
-// register adds a subcommand constructor to the root command.
-func register(newCmd func() *cobra.Command) { commands = append(commands, newCmd) }
-
 // envPrefix prefixes the environment variable of every flag: --metrics-addr
 // is read from PANCAP_METRICS_ADDR when not given on the command line.
 const envPrefix = "PANCAP_"
@@ -33,9 +26,10 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd.Flags())
 		},
 	}
-	for _, newCmd := range commands {
-		root.AddCommand(newCmd())
-	}
+	root.AddCommand(
+		newServeCmd(), newCaptionCmd(), newGenerateCmd(), newHealthCmd(),
+		newBenchCmd(), newEvalCmd(), newScoreCmd(), newModelCmd(), newVersionCmd(),
+	)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	for _, c := range root.Commands() {
 		if args := c.Args; args != nil {

@@ -14,8 +14,6 @@ import (
 	"github.com/pancap-serve/pancap/score/wordnet"
 )
 
-func init() { register(newScoreCmd) }
-
 // scoreFlags are the flags of `pancap score`.
 type scoreFlags struct {
 	pred, ref                      string

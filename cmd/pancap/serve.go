@@ -23,8 +23,6 @@ import (
 	"github.com/pancap-serve/pancap/server"
 )
 
-func init() { register(newServeCmd) }
-
 // serveConfig is the whole configuration of `pancap serve`.
 type serveConfig struct {
 	server.Config

@@ -9,8 +9,6 @@ import (
 	"github.com/pancap-serve/pancap/internal/buildinfo"
 )
 
-func init() { register(newVersionCmd) }
-
 // newVersionCmd prints the version of the binary.
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
