@@ -32,6 +32,7 @@ func TestCancelStopsPromptly(t *testing.T) {
 		{"png interlaced (decode)", interlacedPNG(t, 4000, 4000)},
 		{"gif (decode)", manyFramesGIF(t, 4000, 4000, 1)},
 		{"jpeg baseline (decode)", baselineJPEG(t, 4000, 3000)},
+		{"webp lossless, no input bits (decode)", losslessWebP(16383, 2441)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

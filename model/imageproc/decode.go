@@ -10,10 +10,9 @@ import (
 	"image/gif"
 	"image/png"
 
-	"golang.org/x/image/webp"
-
 	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
 	"github.com/pancap-serve/pancap/model/imageproc/internal/pix"
+	"github.com/pancap-serve/pancap/model/imageproc/internal/webp"
 )
 
 // format is a container format recognised by its leading bytes.
@@ -101,7 +100,7 @@ func decodeImage(ctx context.Context, h header, data []byte) (image.Image, error
 	case formatGIF:
 		img, err = gif.Decode(r)
 	case formatWebP:
-		img, err = webp.Decode(r)
+		img, err = webp.DecodeContext(ctx, r)
 	}
 	if err != nil {
 		return nil, decodeError(h.f, err)

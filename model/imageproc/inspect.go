@@ -12,9 +12,8 @@ import (
 	"io"
 	"strings"
 
-	"golang.org/x/image/webp"
-
 	"github.com/pancap-serve/pancap/model/imageproc/internal/jpeg"
+	"github.com/pancap-serve/pancap/model/imageproc/internal/webp"
 )
 
 // maxJPEGScans caps the scans (SOS segments) of one JPEG. libjpeg's and
