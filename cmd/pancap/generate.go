@@ -16,8 +16,7 @@ import (
 
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model"
-	"github.com/pancap-serve/pancap/model/embedded"
+	"github.com/pancap-serve/pancap/model/imageproc"
 	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tokenizer"
@@ -25,11 +24,12 @@ import (
 
 // generateFlags are the options of `pancap generate`.
 type generateFlags struct {
-	model, lora, visionTower, image, prompt string
-	dumpLogits                              string
-	maxNew                                  int
-	raw, json, ignoreEOS                    bool
-	sampling                                sample.Params
+	modelFlags
+	image, prompt        string
+	dumpLogits           string
+	maxNew               int
+	raw, json, ignoreEOS bool
+	sampling             sample.Params
 }
 
 // generateResult is what `pancap generate --json` prints.
@@ -77,9 +77,7 @@ func newGenerateCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model directory (llava-hf or LLaVA layout); empty: the embedded default model")
-	fl.StringVar(&f.lora, "lora", "", "PEFT LoRA adapter directory to merge at load")
-	fl.StringVar(&f.visionTower, "vision-tower", "", "CLIP tower directory overriding the config's mm_vision_tower (authors' layout)")
+	f.modelFlags.register(fl)
 	fl.StringVar(&f.image, "image", "", "image file (JPEG, PNG, WebP, GIF)")
 	fl.StringVar(&f.prompt, "prompt", "", "user prompt (the whole prompt with --raw)")
 	fl.IntVar(&f.maxNew, "max-new-tokens", 64, "tokens to generate at most")
@@ -120,16 +118,10 @@ func runGenerate(ctx context.Context, w io.Writer, f generateFlags) error {
 	}
 	var res generateResult
 	t0 := time.Now()
-	opts := model.Options{LoRA: f.lora, VisionTower: f.visionTower}
-	var (
-		m   *llava.Model
-		rep *model.LoadReport
-	)
-	if f.model == "" {
-		m, rep, err = embedded.Open(opts)
-	} else {
-		m, rep, err = model.Open(f.model, opts)
+	if err := f.modelFlags.check(); err != nil {
+		return err
 	}
+	m, rep, err := openModel(ctx, f.modelFlags, imageproc.DefaultLimits())
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func TestGenerateTextOnlyAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runGenerate(t.Context(), &out, generateFlags{model: presets.ModelDir(random), prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{modelFlags: modelFlags{Model: presets.ModelDir(random)}, prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "RANDOM WEIGHTS") || !strings.Contains(out.String(), "generated ids (3, length)") {
@@ -95,7 +95,25 @@ func TestGenerateTextOnlyAndErrors(t *testing.T) {
 	if !errors.Is(err, errGenerateArgs) {
 		t.Errorf("a raw <image> prompt without --image gave %v", err)
 	}
-	if err := runGenerate(t.Context(), &out, generateFlags{prompt: "hi", maxNew: 1, model: t.TempDir()}); err == nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{prompt: "hi", maxNew: 1, modelFlags: modelFlags{Model: t.TempDir()}}); err == nil {
 		t.Error("an empty model directory loaded")
+	}
+}
+
+// TestGenerateDeviceFlags: generate takes serve's model flags, checked
+// before anything loads.
+func TestGenerateDeviceFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--device", "tpu"}, "--device: want cpu, cuda or cuda:N"},
+		{[]string{"--kv-cache-dtype", "int8"}, "--kv-cache-dtype"},
+		{[]string{"--kv-cache-bytes", "-5"}, "--kv-cache-bytes"},
+	} {
+		_, _, err := run(t, append([]string{"generate", "--prompt", "hi"}, tt.args...)...)
+		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want errBadFlag naming %q", tt.args, err, tt.want)
+		}
 	}
 }

@@ -26,16 +26,12 @@ import (
 // serveConfig is the whole configuration of `pancap serve`.
 type serveConfig struct {
 	server.Config
+	modelFlags
 
-	Model        string // checkpoint directory; "" means the embedded default model
-	LoRA         string // PEFT LoRA adapter directory merged at load time
 	MaxQueue     int    // requests waiting for admission before RESOURCE_EXHAUSTED
 	DecodeBudget int64  // bytes of image decoding in flight over all requests
-	KVCacheBytes int64  // KV-cache pool size; 0 means sized from free memory
-	KVCacheDType string // KV-cache storage: float32, bfloat16 or float16
 	ChainReuse   bool   // share the image prefix's KV across stages and requests
 	Speculative  bool   // prompt-lookup speculative decoding of greedy sequences (CPU)
-	Device       string // compute device: cpu, cuda or cuda:N (cuda builds only)
 	LogLevel     string // debug, info, warn, error
 	LogFormat    string // text or json
 
@@ -59,10 +55,9 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	cfg.modelFlags.register(f)
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:50051", "gRPC listen address")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "HTTP listen address of /metrics (empty: off)")
-	f.StringVar(&cfg.Model, "model", "", "model directory (empty: the embedded default model)")
-	f.StringVar(&cfg.LoRA, "lora", "", "PEFT LoRA adapter directory to merge at load time")
 	f.StringVar(&cfg.AuthToken, "auth-token", "", "require this bearer token on every call but health and reflection, and on /metrics")
 	f.BoolVar(&cfg.MetricsNoAuth, "metrics-no-auth", false, "serve /metrics without the --auth-token bearer token (for scrapers that cannot send one)")
 	f.StringVar(&cfg.TLSCertFile, "tls-cert", "", "TLS certificate (PEM); with --tls-key turns TLS on")
@@ -70,11 +65,8 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA bundle (PEM), for gRPC and /metrics")
 	f.IntVar(&cfg.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "requests waiting for admission (or decoding their image) before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.DecodeBudget, "decode-budget-bytes", batcher.DefaultDecodeBudget, "bytes that image decoding may hold at once over all requests (each image's bound from its header); requests wait for it, larger images are refused")
-	f.Int64Var(&cfg.KVCacheBytes, "kv-cache-bytes", 0, "KV-cache pool size in bytes (0: sized from free memory)")
-	f.StringVar(&cfg.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (CPU: half the memory and the bytes decode reads, keys and values rounded once)")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
 	f.BoolVar(&cfg.Speculative, "speculative", false, "speculative decoding: greedy sequences draft tokens from their own context and verify them in one step (same outputs; CPU backend only)")
-	f.StringVar(&cfg.Device, "device", "cpu", "compute device: cpu, or cuda / cuda:N in a binary built with -tags cuda")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")
@@ -129,11 +121,7 @@ func checkFlags(cfg serveConfig) error {
 	if cfg.DecodeBudget < 1 {
 		return fmt.Errorf("%w: --decode-budget-bytes must be positive, got %d", errBadFlag, cfg.DecodeBudget)
 	}
-	if cfg.KVCacheBytes < 0 {
-		return fmt.Errorf("%w: --kv-cache-bytes must be 0 (sized from free memory) or a positive size, got %d", errBadFlag, cfg.KVCacheBytes)
-	}
-	_, err := kvCacheDType(cfg.KVCacheDType)
-	return err
+	return cfg.modelFlags.check()
 }
 
 // kvCacheDType parses --kv-cache-dtype ("" is the default, float32).

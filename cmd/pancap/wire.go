@@ -7,35 +7,14 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/model"
-	"github.com/pancap-serve/pancap/model/embedded"
-	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/server"
 )
 
 // loadEngine loads the model cfg names (cfg.Model; "" means the embedded
 // default model), merging the LoRA adapter cfg.LoRA when given, and logs the
 // load report (unused tensors included).
-func loadEngine(_ context.Context, cfg serveConfig) (engine.Engine, error) {
-	kvType, err := kvCacheDType(cfg.KVCacheDType)
-	if err != nil {
-		return nil, err
-	}
-	be, err := newBackend(cfg.Device)
-	if err != nil {
-		return nil, err
-	}
-	opts := model.Options{LoRA: cfg.LoRA, KVBytes: cfg.KVCacheBytes, KVDType: kvType,
-		ImageLimits: cfg.Image, Backend: be}
-	var (
-		m   *llava.Model
-		rep *model.LoadReport
-	)
-	if cfg.Model == "" {
-		m, rep, err = embedded.Open(opts)
-	} else {
-		m, rep, err = model.Open(cfg.Model, opts)
-	}
+func loadEngine(ctx context.Context, cfg serveConfig) (engine.Engine, error) {
+	m, rep, err := openModel(ctx, cfg.modelFlags, cfg.Image)
 	if err != nil {
 		return nil, err
 	}
