@@ -9,7 +9,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS         := -X github.com/pancap-serve/pancap/internal/buildinfo.version=$(VERSION)
 
-.PHONY: help build test go-test python-test python-client proto proto-tools proto-check run bench lint soak train-tiny embed-model train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
+.PHONY: help build test go-test python-test python-client openai-test bench-openai proto proto-tools proto-check run bench lint soak train-tiny embed-model train-smoke bench-model bench-go bench-kernels fuzz-smoke golden kernels cuda-check gpu-test-binary
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,20 @@ python-client: $(PYTHON) ## install the Python client into .venv as users do (pi
 
 python-test: build python-client ## the Python client's tests against a real `pancap serve`
 	cd clients/python && PANCAP_BIN=$(BIN)/pancap $(PYTHON) -m pytest -q tests
+
+openai-test: build python-client ## the official openai SDK against a real `pancap serve --http-addr` (clients/openai-test)
+	$(PYTHON) -m pip install --quiet -r clients/openai-test/requirements-test.txt
+	cd clients/openai-test && PANCAP_BIN=$(BIN)/pancap $(PYTHON) -m pytest -q tests
+
+AIPERF_VENV     := $(CURDIR)/.cache/venv-aiperf
+
+$(AIPERF_VENV)/bin/aiperf: clients/openai-test/requirements-bench.txt ## the load generator's venv (AIPerf pinned, no torch)
+	/usr/bin/python3 -m venv --system-site-packages $(AIPERF_VENV)
+	$(AIPERF_VENV)/bin/pip install --quiet -r clients/openai-test/requirements-bench.txt
+	touch $@
+
+bench-openai: build $(AIPERF_VENV)/bin/aiperf ## AIPerf over the HTTP API vs pancap bench over gRPC, same workload: TTFT/ITL within 10% (not in CI)
+	PANCAP=$(BIN)/pancap AIPERF=$(AIPERF_VENV)/bin/aiperf PYTHON=$(AIPERF_VENV)/bin/python clients/openai-test/bench.sh
 
 proto-tools: ## install the pinned buf and protoc plugins into bin/ (built through the Go module proxy when missing)
 	@$(BIN)/buf --version 2>/dev/null | grep -qx '$(BUF_VERSION:v%=%)' || \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pancap-serve/pancap/batcher"
+	"github.com/pancap-serve/pancap/internal/testsupport"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -253,7 +255,9 @@ func TestBackendErrorsMapped(t *testing.T) {
 }
 
 func TestAuthAndRateLimit(t *testing.T) {
-	h := start(t, server.Config{AuthToken: "s3cret", RateLimit: 1, RateBurst: 2}, Config{}, readyBackend())
+	var logs testsupport.SyncBuffer
+	h := start(t, server.Config{AuthToken: "s3cret", RateLimit: 1, RateBurst: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		Config{}, readyBackend())
 	body := map[string]any{"model": ModelID, "messages": imageMessages(t, "")}
 	for _, tok := range []string{"", "wrong"} {
 		resp := h.post(t, "/v1/chat/completions", body, tok)
@@ -285,6 +289,15 @@ func TestAuthAndRateLimit(t *testing.T) {
 	}
 	if fmt.Sprint(codes) != "[200 200 429]" { // refused calls (401) take no token
 		t.Errorf("statuses %v, want the burst then 429", codes)
+	}
+	for _, want := range []string{"level=WARN msg=\"finished http request\" method=POST path=/v1/chat/completions status=429",
+		"level=INFO msg=\"finished http request\" method=POST path=/v1/chat/completions status=401"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no log line %q in\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Error("the token was logged")
 	}
 }
 
