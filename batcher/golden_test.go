@@ -61,7 +61,7 @@ func TestChainGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			m, err := model.Load(filepath.Join("..", g.Checkpoint, "llava"), model.Options{KVBlocks: 512})
+			m, err := model.Load(context.Background(), filepath.Join("..", g.Checkpoint, "llava"), model.Options{KVBlocks: 512})
 			if err != nil {
 				t.Fatal(err)
 			}

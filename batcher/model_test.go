@@ -100,15 +100,15 @@ func TestTinyModelBatchInvariance(t *testing.T) {
 	}
 	open := map[string]func() (engine.Engine, error){
 		"fp32": func() (engine.Engine, error) {
-			m, _, err := model.Open("../testdata/checkpoints/tiny/llava", model.Options{KVBlocks: 2048})
+			m, _, err := model.Open(context.Background(), "../testdata/checkpoints/tiny/llava", model.Options{KVBlocks: 2048})
 			return m, err
 		},
 		"bf16": func() (engine.Engine, error) {
-			m, _, err := model.Open("../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048})
+			m, _, err := model.Open(context.Background(), "../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048})
 			return m, err
 		},
 		"bf16, fp16 KV cache": func() (engine.Engine, error) {
-			m, _, err := model.Open("../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048, KVDType: kernels.F16})
+			m, _, err := model.Open(context.Background(), "../testdata/checkpoints/tiny-bf16/llava", model.Options{KVBlocks: 2048, KVDType: kernels.F16})
 			return m, err
 		},
 	}

@@ -45,7 +45,7 @@ func TestSpeculativeSynthScenes(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("runs the embedded model on 64 images")
 	}
-	m, _, err := embedded.Open(model.Options{})
+	m, _, err := embedded.Open(context.Background(), model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

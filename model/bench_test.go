@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -23,7 +24,7 @@ import (
 func benchModel(kv kernels.DType) (*llava.Model, error) {
 	opts := model.Options{KVBlocks: 1024, KVDType: kv}
 	if dir := os.Getenv("PANCAP_BENCH_MODEL"); dir != "" {
-		return model.Load(dir, opts)
+		return model.Load(context.Background(), dir, opts)
 	}
 	root, err := os.MkdirTemp("", "pancap-bench-model")
 	if err != nil {
@@ -33,7 +34,7 @@ func benchModel(kv kernels.DType) (*llava.Model, error) {
 	if err := presets.Write(root, presets.Bench, weights.BF16, 1); err != nil {
 		return nil, err
 	}
-	return model.Load(presets.ModelDir(root), opts)
+	return model.Load(context.Background(), presets.ModelDir(root), opts)
 }
 
 // BenchmarkBenchPreset measures the whole model on the bench preset: the

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,7 +163,7 @@ func TestHalfKVCache(t *testing.T) {
 		dt  kernels.DType
 		tol float64
 	}{{kernels.BF16, 2e-2}, {kernels.F16, 3e-3}} {
-		m, _, err := model.Open(filepath.Join(repoRoot, c.Checkpoint, "hf"),
+		m, _, err := model.Open(context.Background(), filepath.Join(repoRoot, c.Checkpoint, "hf"),
 			model.Options{KVBlocks: 96, KVBlockSize: 8, KVDType: kc.dt, Backend: cpu.New(0)})
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@
 package model
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -137,21 +138,21 @@ func (s source) isDir(name string) bool {
 }
 
 // open opens the checkpoint in dir, its files read into resident memory
-// rather than mapped when resident.
-func (s source) open(dir string, resident bool) (*weights.Store, error) {
+// rather than mapped when resident (a read that ctx ends).
+func (s source) open(ctx context.Context, dir string, resident bool) (*weights.Store, error) {
 	switch {
 	case s.fsys != nil:
 		return weights.OpenFS(s.fsys, dir)
 	case resident:
-		return weights.OpenResident(dir)
+		return weights.OpenResident(ctx, dir)
 	}
 	return weights.Open(dir)
 }
 
 // Load loads the checkpoint in dir and logs its LoadReport with
 // slog.Default().
-func Load(dir string, opts Options) (*llava.Model, error) {
-	m, rep, err := Open(dir, opts)
+func Load(ctx context.Context, dir string, opts Options) (*llava.Model, error) {
+	m, rep, err := Open(ctx, dir, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -159,15 +160,17 @@ func Load(dir string, opts Options) (*llava.Model, error) {
 	return m, nil
 }
 
-// Open loads the checkpoint in dir and returns its LoadReport.
-func Open(dir string, opts Options) (*llava.Model, *LoadReport, error) {
-	return open(source{}, dir, opts)
+// Open loads the checkpoint in dir and returns its LoadReport. When ctx is
+// done the load stops at its next step (between phases, and every 64 MiB of
+// the weights read into memory) with ctx's error, releasing what it took.
+func Open(ctx context.Context, dir string, opts Options) (*llava.Model, *LoadReport, error) {
+	return open(ctx, source{}, dir, opts)
 }
 
 // OpenFS is Open for a checkpoint directory of fsys (e.g. an embedded one);
 // its tensors are read into memory.
-func OpenFS(fsys fs.FS, dir string, opts Options) (*llava.Model, *LoadReport, error) {
-	return open(source{fsys: fsys}, dir, opts)
+func OpenFS(ctx context.Context, fsys fs.FS, dir string, opts Options) (*llava.Model, *LoadReport, error) {
+	return open(ctx, source{fsys: fsys}, dir, opts)
 }
 
 // stores are the open weight stores of a model, closed together.
@@ -181,7 +184,7 @@ func (ss stores) close() error {
 	return errors.Join(errs...)
 }
 
-func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, err error) {
+func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, err error) {
 	cfgPath := src.join(dir, "config.json")
 	data, err := src.readFile(cfgPath, MaxConfigBytes)
 	if err != nil {
@@ -244,19 +247,22 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfgPath, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 
 	// The CPU backend reads the weights where they lie, every step: they
 	// are kept resident for it; other backends copy them to their device.
 	// Its KV cache is host memory too.
 	resident := opts.Backend == nil || opts.Backend.Name() == "cpu"
-	main, err := src.open(dir, resident)
+	main, err := src.open(ctx, dir, resident)
 	if err != nil {
 		return nil, nil, err
 	}
 	ss = append(ss, main)
 	vision := main // store holding the CLIP tensors
 	if layout == LayoutLLaVA {
-		if vision, err = src.open(rep.VisionDir, resident); err != nil {
+		if vision, err = src.open(ctx, rep.VisionDir, resident); err != nil {
 			return nil, nil, err
 		}
 		ss = append(ss, vision)
@@ -265,6 +271,9 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 		if rep.LoRA, err = mergeLoRA(main, layout, opts.LoRA); err != nil {
 			return nil, nil, err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
 	}
 
 	be := opts.Backend
@@ -279,6 +288,9 @@ func open(src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, 
 	b := &binder{be: be, layout: layout, cfg: cfg}
 	w := b.bind(main, vision)
 	if err := errors.Join(b.errs...); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	kdt, _ := kernelDType(b.dtype)

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -58,7 +59,7 @@ func brokenCopy(t *testing.T, edit func(ts []*weights.Tensor) []*weights.Tensor)
 
 func openErr(t *testing.T, dir string) error {
 	t.Helper()
-	m, _, err := model.Open(dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
+	m, _, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
 	if err == nil {
 		m.Close()
 		t.Fatal("load succeeded on a broken checkpoint")
@@ -219,7 +220,7 @@ func TestVisionTowerFromHubCacheAndOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("HF_HUB_CACHE", cache)
-	m, rep, err := model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)})
+	m, rep, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,10 +230,10 @@ func TestVisionTowerFromHubCacheAndOverride(t *testing.T) {
 	}
 
 	t.Setenv("HF_HUB_CACHE", t.TempDir())
-	if _, _, err := model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)}); !errors.Is(err, model.ErrVisionTower) {
+	if _, _, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 4, Backend: cpu.New(1)}); !errors.Is(err, model.ErrVisionTower) {
 		t.Errorf("empty cache: %v", err)
 	}
-	m, rep, err = model.Open(dir, model.Options{KVBlocks: 4, Backend: cpu.New(1), VisionTower: clip})
+	m, rep, err = model.Open(context.Background(), dir, model.Options{KVBlocks: 4, Backend: cpu.New(1), VisionTower: clip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,7 @@ func TestLoadRefusesNonRegularFiles(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				m, _, err := model.Open(dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
+				m, _, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 8, Backend: cpu.New(1)})
 				if err == nil {
 					m.Close()
 				}
@@ -441,7 +442,7 @@ func TestLoadRefusesNonRegularFiles(t *testing.T) {
 func TestHugeContextBoundedPool(t *testing.T) {
 	dir := hostileCopy(t, map[string]string{"text_config.max_position_embeddings": "1048576"})
 	const budget = 4 << 20
-	m, rep, err := model.Open(dir, model.Options{KVBytes: budget, Backend: cpu.New(1)})
+	m, rep, err := model.Open(context.Background(), dir, model.Options{KVBytes: budget, Backend: cpu.New(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +456,7 @@ func TestHugeContextBoundedPool(t *testing.T) {
 		t.Errorf("context %d (report %d of %d) for %d blocks of %d", sp.MaxContext, rep.Context, rep.MaxPositions, sp.KVBlocks, sp.KVBlockSize)
 	}
 
-	_, _, err = model.Open(dir, model.Options{KVBytes: 64 << 10, Backend: cpu.New(1)})
+	_, _, err = model.Open(context.Background(), dir, model.Options{KVBytes: 64 << 10, Backend: cpu.New(1)})
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("64 KiB budget: error %v, want ErrKVCache", err)
 	}
@@ -478,7 +479,7 @@ func (d deviceBackend) FreeMemory() (int64, error) { return d.free, d.err }
 func TestDeviceMemoryBoundsPool(t *testing.T) {
 	dir := hostileCopy(t, nil)
 	const free = 8 << 20 // 4 MiB of KV by default: 256 blocks of tiny's 16 KiB
-	m, rep, err := model.Open(dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	m, rep, err := model.Open(context.Background(), dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,12 +487,12 @@ func TestDeviceMemoryBoundsPool(t *testing.T) {
 	if rep.KVBlocks != 256 || rep.Context != 4096 {
 		t.Errorf("%d blocks, context %d; want 256 and 4096", rep.KVBlocks, rep.Context)
 	}
-	_, _, err = model.Open(dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	_, _, err = model.Open(context.Background(), dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("budget over the device's free memory: %v", err)
 	}
 	wantIn(t, err, "exceeds the 8.0 MiB of memory available")
-	_, _, err = model.Open(dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), err: errors.New("no device")}})
+	_, _, err = model.Open(context.Background(), dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), err: errors.New("no device")}})
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("device memory unreadable: %v", err)
 	}
@@ -509,7 +510,7 @@ func TestLoRAConfigFIFO(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		m, _, err := model.Open(dir, model.Options{KVBlocks: 8, LoRA: lora, Backend: cpu.New(1)})
+		m, _, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 8, LoRA: lora, Backend: cpu.New(1)})
 		if err == nil {
 			m.Close()
 		}

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -24,7 +25,7 @@ func openCase(t *testing.T, c golden.Case, layout string) *llava.Model {
 	if c.LoRA != "" {
 		opts.LoRA = filepath.Join(repoRoot, c.LoRA)
 	}
-	m, rep, err := model.Open(filepath.Join(repoRoot, c.Checkpoint, layout), opts)
+	m, rep, err := model.Open(context.Background(), filepath.Join(repoRoot, c.Checkpoint, layout), opts)
 	if err != nil {
 		t.Fatalf("load %s/%s: %v", c.Checkpoint, layout, err)
 	}

@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -30,12 +31,12 @@ func TestVerifyChunkInvariance(t *testing.T) {
 	setups := []setup{}
 	for _, kv := range []kernels.DType{kernels.F32, kernels.F16} {
 		setups = append(setups, setup{"synth-kv-" + kv.String(), func() (*llava.Model, error) {
-			m, _, err := embedded.Open(model.Options{KVBlocks: 64, KVBlockSize: 8, KVDType: kv, Backend: cpu.New(0)})
+			m, _, err := embedded.Open(context.Background(), model.Options{KVBlocks: 64, KVBlockSize: 8, KVDType: kv, Backend: cpu.New(0)})
 			return m, err
 		}})
 	}
 	setups = append(setups, setup{"tiny-fp32", func() (*llava.Model, error) {
-		m, _, err := model.Open(filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "hf"),
+		m, _, err := model.Open(context.Background(), filepath.Join(repoRoot, "testdata", "checkpoints", "tiny", "hf"),
 			model.Options{KVBlocks: 64, KVBlockSize: 8, Backend: cpu.New(0)})
 		return m, err
 	}})

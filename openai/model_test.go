@@ -17,7 +17,7 @@ func TestRealBatcher(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a model")
 	}
-	m, _, err := model.Open("../testdata/checkpoints/tiny/llava", model.Options{KVBlocks: 256})
+	m, _, err := model.Open(context.Background(), "../testdata/checkpoints/tiny/llava", model.Options{KVBlocks: 256})
 	if err != nil {
 		t.Fatal(err)
 	}

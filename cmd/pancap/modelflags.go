@@ -48,7 +48,7 @@ func (m modelFlags) check() error {
 
 // openModel loads the model m names on its device, decoding images within
 // lim, and returns its load report. It is the one way commands load a model.
-func openModel(_ context.Context, m modelFlags, lim imageproc.Limits) (*llava.Model, *model.LoadReport, error) {
+func openModel(ctx context.Context, m modelFlags, lim imageproc.Limits) (*llava.Model, *model.LoadReport, error) {
 	kvType, err := kvCacheDType(m.KVCacheDType)
 	if err != nil {
 		return nil, nil, err
@@ -60,7 +60,7 @@ func openModel(_ context.Context, m modelFlags, lim imageproc.Limits) (*llava.Mo
 	opts := model.Options{LoRA: m.LoRA, VisionTower: m.VisionTower, KVBytes: m.KVCacheBytes, KVDType: kvType,
 		ImageLimits: lim, Backend: be}
 	if m.Model == "" {
-		return embedded.Open(opts)
+		return embedded.Open(ctx, opts)
 	}
-	return model.Open(m.Model, opts)
+	return model.Open(ctx, m.Model, opts)
 }

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -333,7 +334,7 @@ func goldenForward(t *testing.T, g GEMM, c golden.Case) {
 	if c.LoRA != "" {
 		opts.LoRA = filepath.Join(repoRoot(), c.LoRA)
 	}
-	m, _, err := model.Open(filepath.Join(repoRoot(), c.Checkpoint, c.Layouts[0]), opts)
+	m, _, err := model.Open(context.Background(), filepath.Join(repoRoot(), c.Checkpoint, c.Layouts[0]), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,7 +169,7 @@ func TestEmuModelTooBig(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = catch(func() {
-			m, _, err := model.Open(filepath.Join(repoRoot(), "testdata/checkpoints/tiny/llava"), model.Options{KVBlocks: 96, KVBlockSize: 8, Backend: b})
+			m, _, err := model.Open(context.Background(), filepath.Join(repoRoot(), "testdata/checkpoints/tiny/llava"), model.Options{KVBlocks: 96, KVBlockSize: 8, Backend: b})
 			if err == nil {
 				m.Close()
 				t.Fatalf("the tiny model loaded into %d bytes", mem)
@@ -193,7 +193,7 @@ const tinyLayers = 2
 func tinyModel(t *testing.T, g GEMM) (*llava.Model, *Backend) {
 	t.Helper()
 	be := newBackend(t, g)
-	m, _, err := model.Open(filepath.Join(repoRoot(), "testdata/checkpoints/tiny/llava"),
+	m, _, err := model.Open(context.Background(), filepath.Join(repoRoot(), "testdata/checkpoints/tiny/llava"),
 		model.Options{KVBlocks: 96, KVBlockSize: 8, Backend: be})
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +315,7 @@ func TestEmuChainGolden(t *testing.T) {
 // model in dir on backend be, and returns the result and the model's EOS.
 func runChain(t *testing.T, dir string, be kernels.Backend, img []byte, maxNew int) (*batcher.Result, int32) {
 	t.Helper()
-	m, _, err := model.Open(dir, model.Options{KVBlocks: 512, Backend: be})
+	m, _, err := model.Open(context.Background(), dir, model.Options{KVBlocks: 512, Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}

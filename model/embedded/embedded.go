@@ -10,6 +10,7 @@
 package embedded
 
 import (
+	"context"
 	"embed"
 
 	"github.com/pancap-serve/pancap/model"
@@ -28,8 +29,8 @@ const Dir = "synth/llava"
 // Name is the embedded model's name as engine.Spec reports it.
 const Name = "synth"
 
-// Open loads the embedded model.
-func Open(opts model.Options) (*llava.Model, *model.LoadReport, error) {
+// Open loads the embedded model (model.OpenFS: ctx ends a load in progress).
+func Open(ctx context.Context, opts model.Options) (*llava.Model, *model.LoadReport, error) {
 	opts.Name = Name
-	return model.OpenFS(FS, Dir, opts)
+	return model.OpenFS(ctx, FS, Dir, opts)
 }

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"context"
 	"testing"
 
 	"github.com/pancap-serve/pancap/engine"
@@ -9,7 +10,7 @@ import (
 )
 
 func TestOpen(t *testing.T) {
-	m, rep, err := Open(model.Options{KVBlocks: 16})
+	m, rep, err := Open(context.Background(), model.Options{KVBlocks: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func TestOpen(t *testing.T) {
 // BenchmarkDecodeStep is one decode step of 8 sequences at position 100 on
 // the embedded model.
 func BenchmarkDecodeStep(b *testing.B) {
-	m, _, err := Open(model.Options{KVBlocks: 8 * 8, KVBlockSize: 16})
+	m, _, err := Open(context.Background(), model.Options{KVBlocks: 8 * 8, KVBlockSize: 16})
 	if err != nil {
 		b.Fatal(err)
 	}

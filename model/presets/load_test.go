@@ -1,6 +1,7 @@
 package presets_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ func TestEngineLoadsTiny(t *testing.T) {
 	if err := presets.Write(dir, presets.Tiny, weights.BF16, 1); err != nil {
 		t.Fatal(err)
 	}
-	m, rep, err := model.Open(presets.ModelDir(dir), model.Options{})
+	m, rep, err := model.Open(context.Background(), presets.ModelDir(dir), model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

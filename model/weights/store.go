@@ -2,6 +2,7 @@ package weights
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,11 +52,12 @@ type source interface {
 type osSource struct {
 	dir      string
 	resident bool
+	ctx      context.Context // resident: ends the reading of a load in progress
 }
 
 func (s osSource) load(name string) ([]byte, func() error, error) {
 	if s.resident {
-		return readResident(s.path(name))
+		return readResident(s.ctx, s.path(name))
 	}
 	return mapFile(s.path(name))
 }
@@ -108,8 +110,11 @@ func Open(dir string) (*Store, error) { return openDir(osSource{dir: dir}) }
 // OpenResident is Open with the files read into anonymous, read-only
 // memory backed by huge pages where the kernel has them, instead of mapped:
 // for a backend that streams the weights from host memory every step (the
-// CPU), where they then cost fewer TLB misses and cannot be reclaimed.
-func OpenResident(dir string) (*Store, error) { return openDir(osSource{dir: dir, resident: true}) }
+// CPU), where they then cost fewer TLB misses and cannot be reclaimed. A
+// done ctx stops the reading (between chunks of 64 MiB).
+func OpenResident(ctx context.Context, dir string) (*Store, error) {
+	return openDir(osSource{dir: dir, resident: true, ctx: ctx})
+}
 
 // OpenFS is Open for a directory of fsys (e.g. an embedded checkpoint). The
 // files are read into memory.

@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -253,7 +254,7 @@ func TestOpenResident(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mapped.Close()
-	res, err := OpenResident(dir)
+	res, err := OpenResident(t.Context(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,10 +274,18 @@ func TestOpenResident(t *testing.T) {
 	if err := os.WriteFile(path, data[:len(data)-1000], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenResident(dir); err == nil {
+	if _, err := OpenResident(t.Context(), dir); err == nil {
 		t.Error("truncated checkpoint opened")
 	}
-	if _, err := OpenResident(t.TempDir()); !errors.Is(err, ErrNoCheckpoint) {
+	if _, err := OpenResident(t.Context(), t.TempDir()); !errors.Is(err, ErrNoCheckpoint) {
 		t.Errorf("empty directory: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenResident(ctx, dir); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled load: %v, want context.Canceled", err)
 	}
 }
