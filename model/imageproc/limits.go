@@ -7,10 +7,11 @@
 // Decoding is guarded by Limits that are checked on the header alone, before
 // any pixel memory is allocated. JPEG goes through internal/jpeg, a fork of
 // Go's decoder with libjpeg-turbo's ISLOW IDCT, followed by libjpeg-turbo's
-// fancy chroma upsampling and colour tables; lossy WebP chroma is upsampled
-// and converted as libwebp does. Decoded pixels thus equal PIL's, not Go's
-// defaults: on every golden file, JPEG photos included, the 8-bit images are
-// identical to the reference.
+// fancy chroma upsampling and colour tables; WebP goes through
+// internal/webp, a fork of x/image's webp, vp8 and vp8l that checks a
+// context, and lossy WebP chroma is upsampled and converted as libwebp does.
+// Decoded pixels thus equal PIL's, not Go's defaults: on every golden file,
+// JPEG photos included, the 8-bit images are identical to the reference.
 //
 // Golden files come from tools/reference/imageproc_golden.py.
 package imageproc
