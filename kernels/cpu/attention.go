@@ -17,7 +17,7 @@ const attnRowBlock = 64
 // and its tiles of scores stay in L2. Units of one query row (decode) take
 // as many heads as give every worker the same number of units (decodeGroup):
 // whole cache rows per read where there are enough sequences, 1.4–1.6×
-// faster for 8 sequences of 16 heads on Zen 3 (benchmarks/kernels.md).
+// faster for 8 sequences of 16 heads on Zen 3 (docs/notes/cpu-kernels.md).
 const attnHeadGroup = 4
 
 // rowBlocks is the number of units of attnRowBlock query rows that rows
@@ -225,7 +225,7 @@ func (t *attentionTask) addUnits(seq, row, rows, firstKeys, decodeGroup int) {
 // worker the same number of units (all heads when rowUnits is a multiple of
 // the workers), down to attnHeadGroup. Fewer, larger units read longer runs
 // of each cache row: one sequence on two workers runs 1.2× faster as two
-// units of 8 heads than as four of 4 (benchmarks/kernels.md). A row's result
+// units of 8 heads than as four of 4 (docs/notes/cpu-kernels.md). A row's result
 // does not depend on its group (the kernel computes each head on its own).
 func (b *Backend) decodeGroup(heads, rowUnits int) int {
 	splits := b.workers / gcd(max(rowUnits, 1), b.workers)

@@ -23,7 +23,7 @@ const residentChunk = 64 << 20
 // it read-only and drops the file's pages from the page cache. Weights that
 // every decode step streams then cost one TLB entry per 2 MiB instead of per
 // 4 KiB and are not file pages the kernel may reclaim or scan: on the bench
-// preset, a 3–6% shorter decode step at batch 1 (benchmarks/kernels.md).
+// preset, a 3–6% shorter decode step at batch 1 (docs/notes/cpu-kernels.md).
 // The returned release function unmaps it. The read stops with ctx's error
 // between chunks once ctx is done.
 func readResident(ctx context.Context, path string) ([]byte, func() error, error) {
