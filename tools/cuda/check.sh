@@ -12,7 +12,15 @@
 #   5. link the test binary: go test -tags cuda -c ./kernels/cuda/;
 #   6. regenerate the PTX into a temporary folder and fail when it differs
 #      from kernels/cuda/ptx/ (run tools/cuda/build-ptx.sh and commit);
-#   7. run the kernels' logic on the CPU emulation (tools/cuda/emu/run.sh).
+#   7. run the kernels' logic on the CPU emulation (tools/cuda/emu/run.sh);
+#   8. build the emulated CUDA driver (tools/cuda/emu/driver/build.sh: a
+#      stand-in libcuda.so.1 and libcublas.so.12 that run kernels.cu's code
+#      on the CPU) and run the test binary of step 5 against it, -short:
+#      conformance, golden forwards, the golden chains through the batcher,
+#      injected faults, per-step driver call counts (about 2 minutes);
+#   9. serve the tiny checkpoint with `pancap serve --device cuda` on the
+#      emulated driver and check its captions against the CPU's and the
+#      reference's (tools/cuda/emu/serve-check.sh).
 #
 # Exit status: 0 when every step passed; 1 on a failed step. When the
 # toolkit cannot be fetched (no network, no apt-get) the check is skipped
@@ -77,9 +85,20 @@ ptx_fresh() {
 }
 step "committed PTX is current" ptx_fresh
 step "kernels on the CPU emulation" tools/cuda/emu/run.sh
+step "emulated CUDA driver" tools/cuda/emu/driver/build.sh "$tmp/cuemu"
+emu_tests() {
+	(cd kernels/cuda && LD_LIBRARY_PATH="$tmp/cuemu" PANCAP_CUBLAS="$tmp/cuemu/libcublas.so.12" \
+		"$tmp/cuda.test" -test.short -test.timeout 10m) >"$tmp/emu-tests.log" 2>&1 || {
+		tail -n 60 "$tmp/emu-tests.log" >&2
+		return 1
+	}
+}
+step "go test -tags cuda ./kernels/cuda/ on the emulated driver" emu_tests
+step "pancap serve --device cuda on the emulated driver" eval \
+	'go build -tags cuda -o "$tmp/pancap" ./cmd/pancap && tools/cuda/emu/serve-check.sh "$tmp/pancap" "$tmp/cuemu"'
 
 if ((failed)); then
 	echo "cuda-check: FAILED" >&2
 	exit 1
 fi
-echo "cuda-check: all passed (compiled, vetted and linked; not run: no GPU here)"
+echo "cuda-check: all passed (compiled, vetted, linked, and run on the emulated driver; no GPU here)"

@@ -19,7 +19,7 @@
 //     the real kernel code;
 //   - counters of launches, copies, synchronisations, allocations and
 //     GEMMs (pancap_cuemu_stats; PANCAP_CUEMU_STATS=file writes them as
-//     JSON at exit);
+//     JSON when the primary context is released and at exit);
 //   - faults (PANCAP_CUEMU_FAIL, or pancap_cuemu_set_fail at run time): a
 //     comma list of alloc:N (the N-th cuMemAlloc from now fails with
 //     CUDA_ERROR_OUT_OF_MEMORY), launch:N (the N-th launch fails with
@@ -284,7 +284,7 @@ CUresult cuDevicePrimaryCtxRelease(CUdevice d) {
   if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
   LOCK;
   if (primary.refs == 0) return CUDA_ERROR_INVALID_CONTEXT;
-  primary.refs--;
+  if (--primary.refs == 0) write_stats();  // Go's os.Exit skips atexit
   return CUDA_SUCCESS;
 }
 
