@@ -49,21 +49,22 @@ trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null || true' EXIT
 # compare.py pools each tool's rounds. AIPerf runs one worker and one record
 # processor and scrapes no server metrics: its Python processes share the
 # cores with the server. The server's own histograms are scraped around each
-# run, so compare.py can tell the server's latencies from the clients'.
+# run, so compare.py can tell the server's latencies from the clients', and
+# each tool's CPU time (user + system, its child processes included) is kept.
 scrape() {
 	"$PYTHON" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())' \
 		"http://$metrics/metrics" > "$OUT/metrics-$1.txt"
 }
 run_bench() {
 	scrape "bench-$1-before"
-	taskset -c "$CLIENT_CPUS" "$PANCAP" bench --addr "$grpc" --images "$OUT/workload/images" --stages 1 --output-lens "$OUTPUT_LEN" \
+	/usr/bin/time -f "%U %S" -o "$OUT/cpu-bench-$1.txt" taskset -c "$CLIENT_CPUS" "$PANCAP" bench --addr "$grpc" --images "$OUT/workload/images" --stages 1 --output-lens "$OUTPUT_LEN" \
 		--ignore-eos --concurrency "$CONCURRENCY" --num-requests "$N" --warmup "$CONCURRENCY" \
 		--label "grpc-$1" --out "$OUT/pancap-bench-$1.json" > "$OUT/pancap-bench-$1.txt"
 	scrape "bench-$1-after"
 }
 run_aiperf() {
 	scrape "aiperf-$1-before"
-	taskset -c "$CLIENT_CPUS" "$AIPERF" profile --model pancapchain --url "http://$http" --endpoint-type chat --streaming \
+	/usr/bin/time -f "%U %S" -o "$OUT/cpu-aiperf-$1.txt" taskset -c "$CLIENT_CPUS" "$AIPERF" profile --model pancapchain --url "http://$http" --endpoint-type chat --streaming \
 		--input-file "$OUT/workload/aiperf.jsonl" --custom-dataset-type single_turn \
 		--dataset-sampling-strategy sequential --concurrency "$CONCURRENCY" --request-count "$N" \
 		--warmup-request-count "$CONCURRENCY" --tokenizer "$TOKENIZER" --use-server-token-count \

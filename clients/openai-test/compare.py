@@ -75,6 +75,11 @@ def main() -> int:
     sb, sa = server_means(out, "bench", len(benches)), server_means(out, "aiperf", len(aiperfs))
     for name, b, a in zip(("server TTFT", "server ITL"), sb, sa):
         print(f"| {name} | {b:.2f} | {a:.2f} | {a / b:.3f} |")
+    cpu = {tool: sum(sum(map(float, p.read_text().split()[-2:])) for p in out.glob(f"cpu-{tool}-*.txt"))
+           for tool in ("bench", "aiperf")}
+    if cpu["bench"] > 0:
+        print(f"| load generator CPU s (user + sys) | {cpu['bench']:.1f} | {cpu['aiperf']:.1f} | "
+              f"{cpu['aiperf'] / cpu['bench']:.1f} |")
     if not ok:
         print(f"\na pooled mean differs by more than {tol:.0%}")
     return 0 if ok else 1
