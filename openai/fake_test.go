@@ -30,6 +30,7 @@ import (
 type fakeBackend struct {
 	ready     atomic.Bool
 	submitErr error         // returned by Submit
+	doneErr   error         // ends the request after its events instead of the result
 	block     bool          // emit the first event, then wait for the cancellation
 	cancelled chan struct{} // closed when a blocked request is cancelled
 	lastChain atomic.Pointer[batcher.ChainRequest]
@@ -63,6 +64,10 @@ func (b *fakeBackend) run(ctx context.Context, events []batcher.Event, res *batc
 				ch <- batcher.Event{Kind: batcher.EventDone, Err: ctx.Err()}
 				return
 			}
+		}
+		if b.doneErr != nil {
+			ch <- batcher.Event{Kind: batcher.EventDone, Err: b.doneErr}
+			return
 		}
 		ch <- batcher.Event{Kind: batcher.EventDone, Result: res}
 	})

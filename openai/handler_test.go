@@ -254,6 +254,23 @@ func TestBackendErrorsMapped(t *testing.T) {
 	}
 }
 
+// TestErrorMidStream checks that a failure after the first event ends the
+// stream with an error event in OpenAI's shape, without [DONE].
+func TestErrorMidStream(t *testing.T) {
+	b := readyBackend()
+	b.doneErr = fmt.Errorf("%w: scripted", batcher.ErrNotServing)
+	h := start(t, server.Config{}, Config{}, b)
+	resp := h.post(t, "/v1/chat/completions", map[string]any{"model": ModelID, "messages": imageMessages(t, "hi"), "stream": true}, "")
+	evs, done := events(t, resp.Body)
+	if resp.StatusCode != http.StatusOK || done || len(evs) < 2 {
+		t.Fatalf("status %d, [DONE] %v, %d events", resp.StatusCode, done, len(evs))
+	}
+	e, ok := evs[len(evs)-1]["error"].(map[string]any)
+	if !ok || e["type"] != "server_error" || e["code"] != "unavailable" || !strings.Contains(fmt.Sprint(e["message"]), "scripted") {
+		t.Errorf("last event %v: want the error", evs[len(evs)-1])
+	}
+}
+
 func TestAuthAndRateLimit(t *testing.T) {
 	var logs testsupport.SyncBuffer
 	h := start(t, server.Config{AuthToken: "s3cret", RateLimit: 1, RateBurst: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
