@@ -4,8 +4,12 @@
 # golden checkpoint on the CPU and on "CUDA", captions testdata/images/
 # shapes.png through each with `pancap caption --json`, and fails unless the
 # two captions and every stage's text equal each other and the authors'
-# reference run (testdata/golden/chain-tiny-shapes.json). PANCAP is a build
-# with -tags cuda. Run by tools/cuda/check.sh.
+# reference run (testdata/golden/chain-tiny-shapes.json). Then two faults:
+# a device too small for the model (PANCAP_CUEMU_MEM) must end serve with a
+# clear out-of-memory error, not a panic; a sticky error mid-chain
+# (PANCAP_CUEMU_FAIL=sticky:N) must fail the call in flight with "device
+# lost" and end serve with status 3. PANCAP is a build with -tags cuda. Run
+# by tools/cuda/check.sh.
 set -euo pipefail
 bin=$(realpath "${1:?usage: serve-check.sh PANCAP LIBDIR}")
 lib=$(realpath "${2:?usage: serve-check.sh PANCAP LIBDIR}")
@@ -19,29 +23,77 @@ cleanup() {
 }
 trap cleanup EXIT
 
+export LD_LIBRARY_PATH=$lib PANCAP_CUBLAS=$lib/libcublas.so.12
 golden=testdata/golden/chain-tiny-shapes.json
 maxnew=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_new_tokens"])' "$golden")
-for dev in cpu cuda; do
+port=
+
+# serve DEV NAME [VAR=VALUE…]: start pancap serve on the tiny checkpoint in
+# the background (pid, port; stderr in $tmp/NAME.log).
+serve() {
+	local dev=$1 name=$2
+	shift 2
 	port=$((20000 + RANDOM % 20000))
-	LD_LIBRARY_PATH=$lib PANCAP_CUBLAS=$lib/libcublas.so.12 PANCAP_CUEMU_STATS=$tmp/$dev-stats.json \
-		"$bin" serve --addr "127.0.0.1:$port" --model testdata/checkpoints/tiny/llava --device "$dev" \
-		--log-level warn 2>"$tmp/$dev.log" &
+	env "$@" "$bin" serve --addr "127.0.0.1:$port" --model testdata/checkpoints/tiny/llava --device "$dev" \
+		--log-level error 2>"$tmp/$name.log" &
 	pid=$!
-	if ! LD_LIBRARY_PATH=$lib "$bin" health --addr "127.0.0.1:$port" --wait 120s >/dev/null; then
+}
+
+# ended: wait for the server to exit; its status in rc.
+rc=
+ended() {
+	rc=0
+	wait "$pid" || rc=$?
+	pid=
+}
+
+caption() {
+	"$bin" caption --addr "127.0.0.1:$port" --json --max-new-tokens "$maxnew" testdata/images/shapes.png
+}
+
+for dev in cpu cuda; do
+	serve "$dev" "$dev" PANCAP_CUEMU_STATS="$tmp/$dev-stats.json"
+	if ! "$bin" health --addr "127.0.0.1:$port" --wait 120s >/dev/null; then
 		echo "serve-check: pancap serve --device $dev never became SERVING:" >&2
 		cat "$tmp/$dev.log" >&2
 		exit 1
 	fi
-	LD_LIBRARY_PATH=$lib "$bin" caption --addr "127.0.0.1:$port" --json --max-new-tokens "$maxnew" \
-		testdata/images/shapes.png >"$tmp/$dev.json"
+	caption >"$tmp/$dev.json"
 	kill -TERM "$pid"
-	if ! wait "$pid"; then
+	ended
+	if [[ $rc != 0 ]]; then
 		echo "serve-check: pancap serve --device $dev did not exit cleanly on SIGTERM:" >&2
 		cat "$tmp/$dev.log" >&2
 		exit 1
 	fi
-	pid=
 done
+
+# A device too small for the weights: a clear error, exit status 1.
+serve cuda oom PANCAP_CUEMU_MEM=400000
+ended
+if [[ $rc != 1 ]] || ! grep -q 'cuMemAlloc.*OutOfMemory' "$tmp/oom.log" || grep -q '^panic:\|^goroutine ' "$tmp/oom.log"; then
+	echo "serve-check: out of device memory at load: exit status $rc (want 1), log:" >&2
+	cat "$tmp/oom.log" >&2
+	exit 1
+fi
+
+# A sticky error in the first chain: the call fails naming the lost device,
+# the server exits with status 3.
+serve cuda sticky PANCAP_CUEMU_FAIL=sticky:600
+"$bin" health --addr "127.0.0.1:$port" --wait 120s >/dev/null
+if caption >"$tmp/sticky.json" 2>"$tmp/sticky-call.log" || ! grep -q 'device lost' "$tmp/sticky-call.log"; then
+	echo "serve-check: a call across a sticky error did not fail with 'device lost':" >&2
+	cat "$tmp/sticky-call.log" >&2
+	exit 1
+fi
+ended
+if [[ $rc != 3 ]]; then
+	echo "serve-check: after a sticky error pancap serve exited with status $rc, want 3; log:" >&2
+	cat "$tmp/sticky.log" >&2
+	exit 1
+fi
+echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with 'device lost', exit 3"
+
 python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" <<'PY'
 import json, sys
 golden, cpu, gpu = (json.load(open(p)) for p in sys.argv[1:4])
