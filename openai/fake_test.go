@@ -119,9 +119,10 @@ func (b *fakeBackend) Ready() bool { return b.ready.Load() }
 
 // harness is an API over a real server.Server over a fake backend.
 type harness struct {
-	srv  *server.Server
-	http *httptest.Server
-	b    *fakeBackend
+	srv      *server.Server
+	grpcAddr string // where srv serves gRPC
+	http     *httptest.Server
+	b        *fakeBackend
 }
 
 // start serves the API for cfg over b (ready unless told otherwise).
@@ -147,7 +148,7 @@ func start(t *testing.T, scfg server.Config, cfg Config, b *fakeBackend) *harnes
 		srv.Shutdown(context.Background())
 		b.wg.Wait()
 	})
-	return &harness{srv: srv, http: httptestServer(t, api), b: b}
+	return &harness{srv: srv, grpcAddr: lis.Addr().String(), http: httptestServer(t, api), b: b}
 }
 
 // httptestServer serves h until the test ends.

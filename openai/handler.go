@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/chain"
@@ -45,7 +44,6 @@ type API struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	fetch   *fetcher // nil: remote image URLs are refused
-	limiter *rate.Limiter
 	started time.Time
 	running sync.WaitGroup // chat handlers in flight
 }
@@ -60,9 +58,6 @@ func New(cfg Config, srv *server.Server) (*API, error) {
 	}
 	a := &API{srv: srv, log: sc.Logger, mux: http.NewServeMux(), started: time.Now(),
 		fetch: newFetcher(cfg.ImageURLHosts, cfg.HTTPClient, timeout, sc.Image.MaxBytes)}
-	if sc.RateLimit > 0 {
-		a.limiter = rate.NewLimiter(rate.Limit(sc.RateLimit), sc.RateBurst)
-	}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pancap_http_requests_total", Help: "Requests to the OpenAI-compatible HTTP API by route and status."},
 		[]string{"handler", "code"})
@@ -124,8 +119,8 @@ func (a *API) logged(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// guard applies the server's bearer token and rate limit, as the gRPC
-// interceptors do for every call but health.
+// guard applies the server's bearer token and rate limit (one bucket for
+// both transports), as the gRPC interceptors do for every call but health.
 func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -137,7 +132,7 @@ func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
 				message: "missing or invalid bearer token: send \"Authorization: Bearer <token>\" with the server's --auth-token"})
 			return
 		}
-		if a.limiter != nil && !a.limiter.Allow() {
+		if !a.srv.Allow() {
 			writeError(w, &apiError{status: http.StatusTooManyRequests, code: "rate_limit_exceeded",
 				message: "rate limit exceeded (--rate-limit)"})
 			return

@@ -11,9 +11,15 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/internal/testsupport"
+	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 	"github.com/pancap-serve/pancap/server"
 )
 
@@ -300,12 +306,22 @@ func TestAuthAndRateLimit(t *testing.T) {
 	if st := get("/health", ""); st != http.StatusOK {
 		t.Errorf("health without a token: %d (health is open, as gRPC's)", st)
 	}
-	var codes []int
+	var statuses []int
 	for range 3 {
-		codes = append(codes, h.post(t, "/v1/chat/completions", body, "s3cret").StatusCode)
+		statuses = append(statuses, h.post(t, "/v1/chat/completions", body, "s3cret").StatusCode)
 	}
-	if fmt.Sprint(codes) != "[200 200 429]" { // refused calls (401) take no token
-		t.Errorf("statuses %v, want the burst then 429", codes)
+	if fmt.Sprint(statuses) != "[200 200 429]" { // refused calls (401) take no token
+		t.Errorf("statuses %v, want the burst then 429", statuses)
+	}
+	// One bucket for both transports: HTTP took the burst, gRPC is refused.
+	conn, err := grpc.NewClient(h.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer s3cret")
+	if _, err := pb.NewCaptionerClient(conn).GetModelInfo(ctx, &pb.GetModelInfoRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("gRPC after HTTP took the burst: %v, want RESOURCE_EXHAUSTED", err)
 	}
 	for _, want := range []string{"level=WARN msg=\"finished http request\" method=POST path=/v1/chat/completions status=429",
 		"level=INFO msg=\"finished http request\" method=POST path=/v1/chat/completions status=401"} {

@@ -162,6 +162,8 @@ type Server struct {
 	watching sync.WaitGroup
 
 	lis, metricsLis net.Listener // bound by Listen; metricsLis nil without MetricsAddr
+
+	limiter *rate.Limiter // nil without Config.RateLimit; shared with the HTTP API (Allow)
 }
 
 // New builds the server: the whole interceptor chain, health (NOT_SERVING
@@ -222,7 +224,8 @@ func New(cfg Config, backend Backend, opts ...grpc.ServerOption) (*Server, error
 		stream = append(stream, selector.StreamServerInterceptor(auth.StreamServerInterceptor(authFn), guarded))
 	}
 	if cfg.RateLimit > 0 {
-		lim := limiter{rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)}
+		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
+		lim := limiter{s.limiter}
 		unary = append(unary, selector.UnaryServerInterceptor(ratelimit.UnaryServerInterceptor(lim), guarded))
 		stream = append(stream, selector.StreamServerInterceptor(ratelimit.StreamServerInterceptor(lim), guarded))
 	}

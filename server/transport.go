@@ -30,6 +30,10 @@ func (s *Server) Authorized(token string) bool {
 	return s.cfg.AuthToken == "" || subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AuthToken)) == 1
 }
 
+// Allow takes a token from the rate limiter the gRPC calls take theirs from
+// (Config.RateLimit); always true without one.
+func (s *Server) Allow() bool { return s.limiter == nil || s.limiter.Allow() }
+
 // Serving reports the gRPC health status of the server: true once the model
 // is loaded and until a shutdown begins.
 func (s *Server) Serving() bool {
