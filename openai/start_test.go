@@ -2,10 +2,15 @@ package openai
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +34,7 @@ func TestStartDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	go srv.Serve(lis)
+	defer http.DefaultClient.CloseIdleConnections()
 	defer b.wg.Wait()
 	defer srv.Shutdown(context.Background())
 
@@ -97,5 +103,49 @@ func waitFor(t *testing.T, ok func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")
 		}
+	}
+}
+
+// TestStartTLS checks that the HTTP API serves TLS when the server has it,
+// with the server's certificate (here httptest's, written to PEM files).
+func TestStartTLS(t *testing.T) {
+	ts := httptest.NewTLSServer(http.NotFoundHandler())
+	defer ts.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+	dir := t.TempDir()
+	key, err := x509.MarshalPKCS8PrivateKey(ts.TLS.Certificates[0].PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}, keyFile: {Type: "PRIVATE KEY", Bytes: key}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := server.New(server.Config{TLSCertFile: certFile, TLSKeyFile: keyFile, Logger: slog.New(slog.DiscardHandler)}, readyBackend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := testsupport.FreeAddr(t)
+	wait, err := Start(ctx, Config{Addr: addr}, srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		wait()
+	}()
+	resp, err := ts.Client().Get("https://" + addr + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil {
+		t.Errorf("over TLS: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if st := get("http://" + addr + "/v1/models"); st == http.StatusOK {
+		t.Error("plain HTTP was answered on a TLS server")
 	}
 }
