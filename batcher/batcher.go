@@ -51,6 +51,9 @@ type Batcher struct {
 	reserved int        // KV blocks promised to running requests
 	order    uint64
 	feats    *featureCache
+	// Speculative decoding's verification outcomes, by stage (chain.Stage;
+	// 0 for generations) and draft class.
+	specStats [5][specClasses]specStats
 }
 
 // New returns a Batcher over eng. Call Start to run its step loop. The KV
@@ -70,6 +73,11 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		done:   make(chan struct{}),
 		feats:  newFeatureCache(cfg.FeatureCache),
 		budget: semaphore.NewWeighted(cfg.DecodeBudget),
+	}
+	for i := range b.specStats {
+		for j := range b.specStats[i] {
+			b.specStats[i][j] = newSpecStats(cfg.SpeculativeTokens)
+		}
 	}
 	for k, st := range chain.Stages {
 		b.base[k] = len(tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens))
@@ -545,15 +553,16 @@ func (b *Batcher) forward() {
 		seqs    []*seq
 		inBatch = map[*request]bool{}
 	)
-	// Drafts take only the budget the decode tokens leave, and none in a
-	// compute-bound step (more than SpeculativeMaxBatch decode tokens).
+	// Drafts take only the budget the decode tokens leave, only tokens
+	// likely enough accepted for the step's size (rowCost), and none in a
+	// step of more than SpeculativeMaxBatch decode tokens.
 	decoders := 0
 	for _, r := range order {
 		if !r.done && decoding(r) == 0 {
 			decoders++
 		}
 	}
-	spare := budget - decoders
+	spare, cost := budget-decoders, rowCost(decoders)
 	if decoders > b.cfg.SpeculativeMaxBatch {
 		spare = 0
 	}
@@ -578,7 +587,7 @@ func (b *Batcher) forward() {
 				s.cached = b.match(s)
 			}
 		}
-		if c, ok := b.verifyChunk(s, spare); ok {
+		if c, ok := b.verifyChunk(s, spare, cost); ok {
 			chunks = append(chunks, c)
 			seqs = append(seqs, s)
 			inBatch[r] = true

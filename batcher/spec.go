@@ -17,17 +17,28 @@ import (
 	"github.com/pancap-serve/pancap/engine"
 )
 
-// Drafting limits.
+// Drafting parameters.
 const (
 	// specMaxNgram is the longest context suffix looked up; shorter ones
 	// are tried when it does not occur earlier.
 	specMaxNgram = 4
 	// specStartTokens is a new sequence's draft length.
 	specStartTokens = 4
-	// specMaxPause is the most steps a sequence drafts nothing after
-	// drafts that were all rejected (the pause doubles with each such
-	// verification).
-	specMaxPause = 16
+	// specStepRows is a step's fixed cost in rows: a step of T rows takes
+	// about (specStepRows + T) times a row's cost. The embedded synth
+	// model on the CPU backend (2 cores) takes 1.05 ms for one row, 1.48
+	// ms for 3 and 3.7 ms for 9 at a 700-token context: 0.35 ms a row and
+	// 0.7 ms a step. A draft token is worth verifying when the chance that
+	// it is accepted exceeds what its row costs relative to a token's
+	// share of the step, rowCost(B) for B decoding sequences.
+	specStepRows = 2
+	// specProbeEvery is how often (in steps) a sequence drafts one token
+	// when its stage's acceptance says drafts are not worth their rows,
+	// so that the statistics follow a change.
+	specProbeEvery = 8
+	// specStatsCap bounds the counts of specStats: beyond it they are
+	// halved, so old verifications weigh less.
+	specStatsCap = 512
 )
 
 // drafter is one sequence's speculation state: its draft length, adapted
@@ -36,11 +47,25 @@ const (
 type drafter struct {
 	k     int // tokens to draft next, ≥ 1
 	max   int // bound on k
-	src   int // context index after the last accepted copied token; 0: none yet
+	src   int // context index after the last accepted copied token
 	from  int // context index the pending draft was copied from
-	pause int // steps left without drafting
-	miss  int // verifications in a row that accepted nothing
+	quiet int // steps since the last draft
+	// run is set while the sequence copies: its last verification
+	// accepted its whole draft.
+	run bool
+	// class is the statistics class of the pending draft (see specClasses).
+	class int
 }
+
+// Drafts fall in classes whose acceptance differs a lot, each with its own
+// statistics: drafts of a sequence in a run (copying), and outside a run
+// those from a match of one token and those from a longer match.
+const (
+	specOneToken = iota // not in a run, matched 1 token
+	specLonger          // not in a run, matched 2 or more
+	specInRun           // the last draft was accepted whole
+	specClasses
+)
 
 // newDrafter returns the state of a sequence that drafts up to max tokens a
 // step.
@@ -48,18 +73,14 @@ func newDrafter(max int) *drafter {
 	return &drafter{k: min(specStartTokens, max), max: max}
 }
 
-// draft proposes up to min(k, limit) tokens to follow ctx, copied from
-// after an earlier occurrence of ctx's longest suffix (of at most
-// specMaxNgram tokens) that has one: the first occurrence at or after the
-// end of the last accepted copy, so a list copied item by item is followed
-// in order, else the latest one; the draft stops before an image position.
-// It returns nil when nothing matches or while the drafter pauses.
+// draft proposes up to limit tokens to follow ctx, copied from after an
+// earlier occurrence of ctx's longest suffix (of at most specMaxNgram
+// tokens) that has one: the first occurrence at or after the end of the
+// last accepted copy (the start of the context at first), so that a list
+// of the prompt is copied item by item in order, else the latest one; the
+// draft stops before an image position. It returns nil when nothing
+// matches.
 func (d *drafter) draft(ctx []int32, limit int) []int32 {
-	if d.pause > 0 {
-		d.pause--
-		return nil
-	}
-	limit = min(limit, d.k)
 	if limit <= 0 || len(ctx) < 2 {
 		return nil
 	}
@@ -70,11 +91,10 @@ func (d *drafter) draft(ctx []int32, limit int) []int32 {
 			if !slices.Equal(ctx[i-n:i], suffix) {
 				continue
 			}
-			after := d.src > 0 && i >= d.src
-			if at < 0 || after {
+			if at < 0 || i >= d.src {
 				at = i
 			}
-			if !after {
+			if i < d.src {
 				break // the latest occurrence, or the first after the copy point
 			}
 		}
@@ -89,29 +109,79 @@ func (d *drafter) draft(ctx []int32, limit int) []int32 {
 			return nil
 		}
 		d.from = at
+		switch {
+		case d.run:
+			d.class = specInRun
+		case n >= 2:
+			d.class = specLonger
+		default:
+			d.class = specOneToken
+		}
 		return ctx[at:end:end]
 	}
 	return nil
 }
 
 // update adapts the draft length to a verification that accepted accepted
-// of the drafted tokens of the last draft: longer after a full acceptance,
-// one past the accepted run otherwise, and a pause that doubles with each
-// verification accepting nothing. The copy point moves to the end of the
-// accepted run.
+// of the drafted tokens of the last draft: the longest after a full
+// acceptance (the statistics of runs bound it then), one past the accepted
+// run after a partial one, half as long after a draft accepting nothing.
+// The copy point moves to the end of the accepted run.
 func (d *drafter) update(drafted, accepted int) {
 	d.src = d.from + accepted
+	d.run = accepted == drafted
 	switch {
 	case accepted == drafted:
-		d.k = min(d.k+2, d.max)
-		d.miss = 0
+		d.k = d.max
 	case accepted == 0:
-		d.k = 1
-		d.pause = min(1<<d.miss, specMaxPause)
-		d.miss++
+		d.k = max(1, d.k/2)
 	default:
 		d.k = min(accepted+1, d.max)
-		d.miss = 0
+	}
+}
+
+// specStats are the verification outcomes by draft position of one stage's
+// drafts of one class: tried[i] counts the
+// drafts whose token i was verified with tokens 0…i−1 accepted,
+// accepted[i] those where token i was accepted too.
+type specStats struct {
+	tried, accepted []float64
+}
+
+// newSpecStats returns empty statistics for drafts of up to n tokens.
+func newSpecStats(n int) specStats {
+	return specStats{tried: make([]float64, n), accepted: make([]float64, n)}
+}
+
+// worth returns the longest draft length up to n whose last token is
+// likely enough accepted to be worth its row: P(tokens 0…k−1 accepted) >
+// cost. Each conditional rate is estimated as (accepted + 2·prior) /
+// (tried + 2), the prior being ½ for the first token and the previous
+// position's rate after it: a position drafts have not reached yet is
+// taken to do as well as the one before, so that drafts can grow.
+func (st *specStats) worth(n int, cost float64) int {
+	p, prior := 1.0, 0.5
+	for k := range min(n, len(st.tried)) {
+		rate := (st.accepted[k] + 2*prior) / (st.tried[k] + 2)
+		if p *= rate; p <= cost {
+			return k
+		}
+		prior = rate
+	}
+	return min(n, len(st.tried))
+}
+
+// record counts a verification that accepted accepted of drafted tokens.
+func (st *specStats) record(drafted, accepted int) {
+	for i := range min(accepted+1, drafted) {
+		st.tried[i]++
+		if i < accepted {
+			st.accepted[i]++
+		}
+		if st.tried[i] > specStatsCap {
+			st.tried[i] /= 2
+			st.accepted[i] /= 2
+		}
 	}
 }
 
@@ -125,19 +195,28 @@ func (b *Batcher) newDrafter(r *request) *drafter {
 	return newDrafter(b.cfg.SpeculativeTokens)
 }
 
-// verifyChunk returns the decode chunk of s with a draft of at most spare
-// tokens appended, its KV blocks reserved, when s speculates, is decoding
-// and finds a draft. Drafts never outrun the stage's token limit, and never
-// preempt another sequence for blocks: without free blocks s decodes
-// plainly.
-func (b *Batcher) verifyChunk(s *seq, spare int) (engine.Chunk, bool) {
+// verifyChunk returns the decode chunk of s with a draft appended, its KV
+// blocks reserved, when s speculates, is decoding and finds a draft. The
+// draft takes at most spare rows, at most the sequence's draft length, and
+// only the tokens the statistics of its stage and class say are worth
+// their rows at a row cost of cost (but one token every specProbeEvery
+// steps). Drafts never outrun the stage's token
+// limit, and never preempt another sequence for blocks: without free
+// blocks s decodes plainly.
+func (b *Batcher) verifyChunk(s *seq, spare int, cost float64) (engine.Chunk, bool) {
 	if s.spec == nil || spare <= 0 || len(s.tokens)-s.computed != 1 {
 		return engine.Chunk{}, false
 	}
-	draft := s.spec.draft(s.tokens, min(spare, s.maxNew-len(s.generated())-1))
-	if len(draft) == 0 || b.kv.Reserve(s.kv, s.computed+1+len(draft)) != nil {
+	draft := s.spec.draft(s.tokens, min(spare, s.maxNew-len(s.generated())-1, s.spec.k))
+	n := b.stats(s).worth(len(draft), cost)
+	if s.spec.quiet++; n == 0 && s.spec.quiet >= specProbeEvery {
+		n = min(len(draft), 1) // a probe
+	}
+	draft = draft[:n]
+	if n == 0 || b.kv.Reserve(s.kv, s.computed+1+n) != nil {
 		return engine.Chunk{}, false
 	}
+	s.spec.quiet = 0
 	tokens := append(s.tokens[s.computed:s.computed+1:s.computed+1], draft...)
 	return engine.Chunk{Blocks: s.kv.Blocks(), Pos: s.computed, Tokens: tokens, AllLogits: true}, true
 }
@@ -161,6 +240,7 @@ func (b *Batcher) verify(s *seq, tokens []int32, rows [][]float32) {
 	b.kv.Append(s.kv, tokens[:1+accepted], b.cfg.ChainReuse)
 	b.kv.Trim(s.kv)
 	s.computed += 1 + accepted
+	b.stats(s).record(drafted, accepted)
 	s.spec.update(drafted, accepted)
 	label := stageLabel(s.stage)
 	b.m.specDrafts.WithLabelValues(label).Inc()
@@ -171,4 +251,15 @@ func (b *Batcher) verify(s *seq, tokens []int32, rows [][]float32) {
 			return
 		}
 	}
+}
+
+// stats returns the statistics of s's pending draft: its stage's, of its
+// class.
+func (b *Batcher) stats(s *seq) *specStats { return &b.specStats[s.stage][s.spec.class] }
+
+// rowCost is the cost of a draft row in a step of decoders decoding
+// sequences, relative to the share of the step that one token of them
+// costs: B / (specStepRows + B).
+func rowCost(decoders int) float64 {
+	return float64(decoders) / float64(specStepRows+decoders)
 }

@@ -13,51 +13,79 @@ import (
 )
 
 func TestDrafterCopiesInOrder(t *testing.T) {
-	// A list 10 11 | 20 21 | 30 31, separated by 5 6, copied item by item.
-	ctx := []int32{1, 10, 11, 5, 6, 20, 21, 5, 6, 30, 31, 9, 10, 11, 5, 6}
+	// A list 10 11 | 20 21 | 30 31 with the separator 5 6 7 8, then the
+	// text generated so far: 9 10.
+	ctx := []int32{10, 11, 5, 6, 7, 8, 20, 21, 5, 6, 7, 8, 30, 31, 9, 10}
 	d := newDrafter(8)
-	if got := d.draft(ctx, 3); !slices.Equal(got, []int32{20, 21, 5}) {
-		t.Fatalf("draft %v, want the continuation of the latest 10 11 5 6: 20 21 5", got)
+	if got := d.draft(ctx, 5); !slices.Equal(got, []int32{11, 5, 6, 7, 8}) {
+		t.Fatalf("draft %v, want the continuation of the first 10: 11 5 6 7 8", got)
 	}
-	d.update(3, 3)
-	ctx = append(ctx, 20, 21, 5, 6) // accepted 20 21 5, then the model said 6
-	if d.k != 6 {
-		t.Errorf("k = %d after a full acceptance of 3 from 4, want 6", d.k)
+	d.update(5, 5)
+	if d.k != 8 {
+		t.Errorf("k = %d after a full acceptance from 4, want 8", d.k)
 	}
-	// ", 5 6" occurs three times; the copy point picks the one after 20 21.
-	if got := d.draft(ctx, 8); !slices.Equal(got, []int32{30, 31, 9, 10, 11, 5}) {
-		t.Fatalf("draft %v, want the item after the copied one", got)
+	// Accepted; the model then said 42 (a word the list lacks) and the
+	// separator. Its latest earlier occurrence is the generated one, but
+	// the copy point picks the one after the copied item.
+	ctx = append(ctx, 11, 5, 6, 7, 8, 42, 5, 6, 7, 8)
+	if got := d.draft(ctx, 2); !slices.Equal(got, []int32{20, 21}) {
+		t.Fatalf("draft %v, want the item after the copied one: 20 21", got)
 	}
-	d.update(6, 2)
-	if d.k != 3 {
-		t.Errorf("k = %d after accepting 2 of 6, want 3", d.k)
+	late := newDrafter(8)
+	late.src = len(ctx)
+	if got := late.draft(ctx, 2); !slices.Equal(got, []int32{42, 5}) {
+		t.Errorf("with the copy point at the end: draft %v, want the latest continuation 42 5", got)
 	}
-	if got := d.draft(ctx, 1); len(got) != 1 {
-		t.Errorf("limit 1 gave %v", got)
+	d.update(2, 1)
+	if d.k != 2 {
+		t.Errorf("k = %d after accepting 1 of 2, want 2", d.k)
+	}
+	d.update(1, 0)
+	if d.k != 1 {
+		t.Errorf("k = %d after accepting 0, want 1", d.k)
 	}
 	if got := d.draft([]int32{1, 2, 3}, 4); got != nil {
 		t.Errorf("draft %v from a context with no repeat", got)
 	}
+	if got := d.draft([]int32{1, 2, -200, 3, 1, 2}, 4); got != nil {
+		t.Errorf("draft %v of an image position", got)
+	}
 }
 
-func TestDrafterPausesAfterMisses(t *testing.T) {
-	ctx := []int32{1, 2, 3, 1, 2}
-	d := newDrafter(8)
-	for miss, pause := range []int{1, 2, 4, 8, 16, 16} {
-		if got := d.draft(ctx, 8); len(got) == 0 {
-			t.Fatalf("miss %d: no draft", miss)
-		}
-		d.update(1, 0)
-		for i := range pause {
-			if got := d.draft(ctx, 8); got != nil {
-				t.Fatalf("miss %d: drafted %v during step %d of a pause of %d", miss, got, i, pause)
-			}
-		}
+func TestSpecStatsWorth(t *testing.T) {
+	st := newSpecStats(8)
+	if got := st.worth(8, 0.3); got != 1 {
+		t.Errorf("no statistics: worth %d, want 1 (0.5 > 0.3, 0.25 < it)", got)
 	}
-	d.draft(ctx, 8)
-	d.update(1, 1)
-	if d.miss != 0 || d.k != 3 {
-		t.Errorf("after an acceptance: miss %d k %d, want 0 and 3", d.miss, d.k)
+	for range 100 { // drafts of 2, always accepted
+		st.record(2, 2)
+	}
+	if got := st.worth(8, 0.3); got != 8 {
+		t.Errorf("worth %d after full acceptances of 2, want 8: later positions inherit the rate", got)
+	}
+	for range 100 { // drafts of 5: two accepted, the third never
+		st.record(5, 2)
+	}
+	if got := st.worth(8, 0.3); got != 2 {
+		t.Errorf("worth %d, want 2", got)
+	}
+	if got := st.worth(1, 0.3); got != 1 {
+		t.Errorf("worth(1) = %d", got)
+	}
+	if got := st.worth(8, 0.999); got != 0 {
+		t.Errorf("worth %d at a row cost of 0.999, want 0", got)
+	}
+	for range 2000 { // nothing accepted
+		st.record(1, 0)
+	}
+	if got := st.worth(8, 0.3); got != 0 {
+		t.Errorf("worth %d after rejections, want 0", got)
+	}
+	if c1, c4 := rowCost(1), rowCost(4); c1 >= c4 || c4 >= 1 || c1 <= 0 {
+		t.Errorf("rowCost(1) = %g, rowCost(4) = %g: want 0 < c1 < c4 < 1", c1, c4)
+	}
+	if st.tried[0] > specStatsCap {
+		t.Errorf("tried[0] = %g, over the cap %d", st.tried[0], specStatsCap)
 	}
 }
 
