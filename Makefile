@@ -151,3 +151,7 @@ deploy-check: image-test helm-check ## the deployment checks CI can run: image-t
 
 scale-test: build ## 3 replicas behind nginx and the client's round_robin: bench 1→3, SIGTERM and SIGKILL mid-run (about 2.5 min; apt-get install nginx-light)
 	SCALE_PANCAP=$(BIN)/pancap $(GO) run ./tools/scale-test
+
+.PHONY: bench-spec
+bench-spec: build ## speculative decoding on vs off side by side: synth on 64 held-out scenes at concurrency 1 and 16, the bench preset at 16 (SPEC_BENCH=0 skips it): benchmarks/results/spec.md
+	tools/bench-spec.sh
