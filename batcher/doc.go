@@ -45,6 +45,22 @@
 // ChainReuse (the baseline), every stage re-encodes its image and prefills
 // its whole prompt, as the authors' script does; outputs are the same.
 //
+// # Speculative decoding
+//
+// With Config.Speculative, a greedy sequence drafts its next tokens from its
+// own context (prompt lookup: what followed the last occurrence of its
+// latest tokens, following the prompt's lists in order) and verifies them
+// as extra rows of its decode chunk (engine.Chunk.AllLogits). The longest
+// prefix of the draft that greedy decoding reproduces is accepted, with the
+// token after it, and the KV blocks reserved for the rest are released
+// (kvcache.Cache.Trim). As the engine's rows are batch invariant, every
+// emitted token is the argmax of the logits a one-row step would give:
+// outputs and streamed events are the same as without speculation. Drafts
+// take only the token budget the decode tokens leave, only the tokens whose
+// measured acceptance rate beats their row's cost at the step's batch size,
+// and none in steps of more than Config.SpeculativeMaxBatch decoding
+// sequences. Sampling sequences never speculate.
+//
 // # Streams
 //
 // Events go through a per-request unbounded buffer drained by a goroutine,
