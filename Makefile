@@ -153,5 +153,5 @@ scale-test: build ## 3 replicas behind nginx and the client's round_robin: bench
 	SCALE_PANCAP=$(BIN)/pancap $(GO) run ./tools/scale-test
 
 .PHONY: bench-spec
-bench-spec: build ## speculative decoding on vs off side by side: synth on 64 held-out scenes at concurrency 1 and 16, the bench preset at 16 (SPEC_BENCH=0 skips it): benchmarks/results/spec.md
+bench-spec: build ## speculative decoding on vs off side by side: synth on 64 held-out scenes and the bench preset, at concurrency 1 and 16 (about 12 min; SPEC_BENCH=0 skips the bench preset): benchmarks/results/spec.md
 	tools/bench-spec.sh

@@ -7,13 +7,13 @@
 #   synth (the embedded model) on the 64 held-out scenes of testdata/scenes
 #   and testdata/scenes-extra, natural outputs (EOS on): concurrency 1 and 16;
 #   the bench preset (random bf16 weights, --output-lens SPEC_BENCH_LENS,
-#   EOS ignored): concurrency 16.
+#   EOS ignored): concurrency 1 (3 chains) and 16.
 # Results: benchmarks/results/spec-*.json (each with its server's
 # pancap_spec_decode_* counters) and spec.md, the ratios on/off.
 #
 # Environment: SPEC_REPEAT (rounds, default 2), SPEC_BENCH_LENS (default
-# 32,32,16,64), SPEC_BENCH (0 skips the bench preset, whose point takes
-# minutes on a small host).
+# 32,32,16,64), SPEC_BENCH (0 skips the bench preset, whose points take
+# minutes on a small host). About 12 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,6 +74,7 @@ if [ "${SPEC_BENCH:-1}" != 0 ]; then
 	[ -d "$model_root/llava" ] || "$bin" model generate --preset bench --out "$model_root"
 	serve bench-off 50181 false --model "$model_root/llava" --kv-cache-dtype float16
 	serve bench-on 50183 true --model "$model_root/llava" --kv-cache-dtype float16
+	ab bench-c1 "$repeat" --synthetic 1000x667 --concurrency 1 --num-requests 3 --output-lens "$bench_lens"
 	ab bench-c16 "$repeat" --synthetic 1000x667 --concurrency 16 --num-requests 16 --output-lens "$bench_lens"
 fi
 

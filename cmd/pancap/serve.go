@@ -66,7 +66,7 @@ func newServeCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxQueue, "max-queue", batcher.DefaultMaxQueue, "requests waiting for admission (or decoding their image) before RESOURCE_EXHAUSTED")
 	f.Int64Var(&cfg.DecodeBudget, "decode-budget-bytes", batcher.DefaultDecodeBudget, "bytes that image decoding may hold at once over all requests (each image's bound from its header); requests wait for it, larger images are refused")
 	f.BoolVar(&cfg.ChainReuse, "chain-reuse", true, "share the image prefix's KV cache across stages and requests")
-	f.BoolVar(&cfg.Speculative, "speculative", false, "speculative decoding: greedy sequences draft tokens from their own context and verify them in one step (same outputs; CPU backend only)")
+	f.BoolVar(&cfg.Speculative, "speculative", true, "speculative decoding: greedy sequences draft tokens from their own context and verify them in one step (same outputs; CPU backend only)")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", server.DefaultDrainTimeout, "on shutdown, how long calls in flight may finish")
 	f.IntVar(&cfg.MaxRecvMsgBytes, "max-request-bytes", server.DefaultMaxRecvMsgBytes, "largest request message (image included)")
 	f.Uint32Var(&cfg.MaxConcurrentStreams, "max-concurrent-streams", server.DefaultMaxConcurrentStreams, "concurrent calls per connection")
