@@ -54,6 +54,7 @@ type Batcher struct {
 	// Speculative decoding's verification outcomes, by stage (chain.Stage;
 	// 0 for generations) and draft class.
 	specStats [5][specClasses]specStats
+	specPast  [5]outputs // recent outputs of each stage, to draft from
 }
 
 // New returns a Batcher over eng. Call Start to run its step loop. The KV
@@ -797,6 +798,9 @@ func (b *Batcher) endStage(s *seq, finish string) {
 	r.results = append(r.results, res)
 	r.out.push(Event{Kind: EventStageFinished, Stage: s.stage, Text: text, Entities: res.Entities,
 		Handoff: res.Handoff, Finish: finish, Usage: res.Usage, Timing: res.Timing})
+	if s.spec != nil {
+		b.specPast[s.stage].add(s.generated())
+	}
 	// Free before the next stage's lookup: the blocks stay in the prefix
 	// cache (nothing is allocated in between), and the lookup takes them.
 	b.kv.Free(s.kv)

@@ -55,17 +55,71 @@ type drafter struct {
 	run bool
 	// class is the statistics class of the pending draft (see specClasses).
 	class int
+	// past is set when the pending draft comes from an earlier output
+	// (outputs), not from the sequence's context.
+	past bool
 }
 
 // Drafts fall in classes whose acceptance differs a lot, each with its own
 // statistics: drafts of a sequence in a run (copying), and outside a run
-// those from a match of one token and those from a longer match.
+// those from a match of one token and those from a longer match; and
+// drafts from earlier outputs of the stage.
 const (
 	specOneToken = iota // not in a run, matched 1 token
 	specLonger          // not in a run, matched 2 or more
 	specInRun           // the last draft was accepted whole
+	specPast            // copied from an earlier output of the stage
 	specClasses
 )
+
+// Earlier outputs that drafts copy from when the sequence's own context
+// offers no match longer than a token: the stages' outputs share their
+// phrasing (the caption's sentence patterns), not only what the prompt
+// holds.
+const (
+	specPastOutputs = 16   // outputs kept per stage
+	specPastTokens  = 1024 // tokens kept of each
+)
+
+// outputs holds the latest finished outputs of one stage, as a ring.
+type outputs struct {
+	ids  [][]int32
+	next int
+}
+
+// add keeps a copy of the first specPastTokens of ids, replacing the oldest
+// output once specPastOutputs are kept.
+func (o *outputs) add(ids []int32) {
+	ids = slices.Clone(ids[:min(len(ids), specPastTokens)])
+	if len(o.ids) < specPastOutputs {
+		o.ids = append(o.ids, ids)
+		return
+	}
+	o.ids[o.next] = ids
+	o.next = (o.next + 1) % specPastOutputs
+}
+
+// draft proposes up to limit tokens to follow ctx from the outputs, newest
+// first: what followed the first occurrence of ctx's longest suffix of 2 to
+// specMaxNgram tokens; nil when none occurs.
+func (o *outputs) draft(ctx []int32, limit int) []int32 {
+	if limit <= 0 {
+		return nil
+	}
+	for n := min(specMaxNgram, len(ctx)); n >= 2; n-- {
+		suffix := ctx[len(ctx)-n:]
+		for j := range o.ids {
+			out := o.ids[(o.next+len(o.ids)-1-j)%len(o.ids)]
+			for i := n; i < len(out); i++ {
+				if slices.Equal(out[i-n:i], suffix) {
+					end := min(i+limit, len(out))
+					return out[i:end:end]
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // newDrafter returns the state of a sequence that drafts up to max tokens a
 // step.
@@ -128,7 +182,9 @@ func (d *drafter) draft(ctx []int32, limit int) []int32 {
 // run after a partial one, half as long after a draft accepting nothing.
 // The copy point moves to the end of the accepted run.
 func (d *drafter) update(drafted, accepted int) {
-	d.src = d.from + accepted
+	if !d.past {
+		d.src = d.from + accepted
+	}
 	d.run = accepted == drafted
 	switch {
 	case accepted == drafted:
@@ -207,7 +263,14 @@ func (b *Batcher) verifyChunk(s *seq, spare int, cost float64) (engine.Chunk, bo
 	if s.spec == nil || spare <= 0 || len(s.tokens)-s.computed != 1 {
 		return engine.Chunk{}, false
 	}
-	draft := s.spec.draft(s.tokens, min(spare, s.maxNew-len(s.generated())-1, s.spec.k))
+	limit := min(spare, s.maxNew-len(s.generated())-1, s.spec.k)
+	draft := s.spec.draft(s.tokens, limit)
+	s.spec.past = false
+	if len(draft) == 0 || s.spec.class == specOneToken {
+		if past := b.specPast[s.stage].draft(s.tokens, limit); len(past) > 0 {
+			draft, s.spec.class, s.spec.past = past, specPast, true
+		}
+	}
 	n := b.stats(s).worth(len(draft), cost)
 	if s.spec.quiet++; n == 0 && s.spec.quiet >= specProbeEvery {
 		n = min(len(draft), 1) // a probe

@@ -52,6 +52,41 @@ func TestDrafterCopiesInOrder(t *testing.T) {
 	}
 }
 
+func TestOutputsDraft(t *testing.T) {
+	var o outputs
+	o.add([]int32{1, 2, 3, 4, 5})
+	o.add([]int32{7, 2, 3, 9, 9})
+	if got := o.draft([]int32{8, 2, 3}, 2); !slices.Equal(got, []int32{9, 9}) {
+		t.Errorf("draft %v, want the newest output's continuation of 2 3: 9 9", got)
+	}
+	if got := o.draft([]int32{6, 3, 4}, 5); !slices.Equal(got, []int32{5}) {
+		t.Errorf("draft %v, want 5 (the output ends)", got)
+	}
+	if got := o.draft([]int32{6, 4}, 5); got != nil {
+		t.Errorf("draft %v from a suffix that ends an output", got)
+	}
+	if got := o.draft([]int32{8, 1}, 5); got != nil {
+		t.Errorf("draft %v from a one-token match", got)
+	}
+	for i := range specPastOutputs {
+		o.add([]int32{int32(100 + i), 2, 3, int32(200 + i)})
+	}
+	if len(o.ids) != specPastOutputs {
+		t.Fatalf("%d outputs kept, want %d", len(o.ids), specPastOutputs)
+	}
+	if got := o.draft([]int32{2, 3}, 1); !slices.Equal(got, []int32{200 + specPastOutputs - 1}) {
+		t.Errorf("draft %v, want the newest output's %d", got, 200+specPastOutputs-1)
+	}
+	if got := o.draft([]int32{3, 4}, 1); got != nil {
+		t.Errorf("draft %v from an output that was replaced", got)
+	}
+	long := make([]int32, 2*specPastTokens)
+	o.add(long)
+	if n := len(o.ids[(o.next+specPastOutputs-1)%specPastOutputs]); n != specPastTokens {
+		t.Errorf("kept %d tokens of a long output, want %d", n, specPastTokens)
+	}
+}
+
 func TestSpecStatsWorth(t *testing.T) {
 	st := newSpecStats(8)
 	if got := st.worth(8, 0.3); got != 1 {
