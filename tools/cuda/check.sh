@@ -20,7 +20,10 @@
 #      injected faults, per-step driver call counts (about 2 minutes);
 #   9. serve the tiny checkpoint with `pancap serve --device cuda` on the
 #      emulated driver and check its captions against the CPU's and the
-#      reference's (tools/cuda/emu/serve-check.sh).
+#      reference's (tools/cuda/emu/serve-check.sh);
+#  10. build the GPU bundle (tools/cuda/gpu-bundle.sh, `make gpu-bundle`)
+#      and run its run.sh --dry-run on the emulated driver (tiny preset), so
+#      the script of the next GPU session cannot rot.
 #
 # Exit status: 0 when every step passed; 1 on a failed step. When the
 # toolkit cannot be fetched (no network, no apt-get) the check is skipped
@@ -96,6 +99,16 @@ emu_tests() {
 step "go test -tags cuda ./kernels/cuda/ on the emulated driver" emu_tests
 step "pancap serve --device cuda on the emulated driver" eval \
 	'go build -tags cuda -o "$tmp/pancap" ./cmd/pancap && tools/cuda/emu/serve-check.sh "$tmp/pancap" "$tmp/cuemu"'
+bundle_dry_run() {
+	tools/cuda/gpu-bundle.sh "$tmp/bundle/gpu-bundle" >"$tmp/bundle.log" 2>&1 &&
+		LD_LIBRARY_PATH="$tmp/cuemu" PANCAP_CUBLAS="$tmp/cuemu/libcublas.so.12" OUT="$tmp/bundle/out" \
+			"$tmp/bundle/gpu-bundle/run.sh" --dry-run >>"$tmp/bundle.log" 2>&1 || {
+		tail -n 40 "$tmp/bundle.log" >&2
+		cat "$tmp/bundle/out/summary.md" >&2 2>/dev/null
+		return 1
+	}
+}
+step "make gpu-bundle, run.sh --dry-run on the emulated driver" bundle_dry_run
 
 if ((failed)); then
 	echo "cuda-check: FAILED" >&2

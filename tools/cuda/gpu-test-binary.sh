@@ -14,6 +14,9 @@
 #
 # The binary needs glibc ≥ the build machine's (Debian 12: 2.36) and a
 # driver for CUDA ≥ 11.8 (PTX ISA 7.8), compute capability ≥ 8.0.
+#
+# GPU_TEST_TAR=0 skips the tarball (tools/cuda/gpu-bundle.sh packs the
+# folder itself).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -54,5 +57,6 @@ cd "$here/kernels/cuda" && exec ./cuda.test -test.v "$@"
 RUN
 chmod +x "$out/run.sh"
 git rev-parse HEAD >"$out/COMMIT" 2>/dev/null || true
+[[ ${GPU_TEST_TAR:-1} == 0 ]] && exit 0
 tar -C "$(dirname "$out")" -czf "$(dirname "$out")/pancap-gpu-test.tar.gz" "$(basename "$out")"
 echo "gpu-test-binary: $out and $(dirname "$out")/pancap-gpu-test.tar.gz ($(du -sh "$out" | cut -f1))"
