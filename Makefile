@@ -155,3 +155,8 @@ scale-test: build ## 3 replicas behind nginx and the client's round_robin: bench
 .PHONY: bench-spec
 bench-spec: build ## speculative decoding on vs off side by side: synth on 64 held-out scenes and the bench preset, at concurrency 1 and 16 (about 12 min; SPEC_BENCH=0 skips the bench preset): benchmarks/results/spec.md
 	tools/bench-spec.sh
+
+# The CUDA path's GPU session (docs/cuda.md).
+.PHONY: gpu-bundle
+gpu-bundle: ## one GPU session in a bundle (≤ 60 MiB): cuda pancap, tests, golden cases, run.sh (tests, 13b serve + bench at 1/8/32, op benchmarks, JSON/markdown summary): dist/pancap-gpu-bundle.tar.gz
+	tools/cuda/gpu-bundle.sh
