@@ -14,11 +14,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${1:-$root/dist/gpu-bundle}
 cd "$root"
-tools/cuda/fetch-toolkit.sh
-tk=${CUDA_TOOLKIT_DIR:-$root/tools/cuda-toolkit}/usr
-export CGO_ENABLED=1
-export CGO_CFLAGS="-I$tk/include ${CGO_CFLAGS:-}"
-export CGO_LDFLAGS="-L$tk/lib/x86_64-linux-gnu/stubs ${CGO_LDFLAGS:-}"
+. tools/cuda/toolkit-env.sh
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 rm -rf "$out"

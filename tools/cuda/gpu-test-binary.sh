@@ -22,11 +22,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${1:-$root/dist/gpu-test}
 cd "$root"
-tools/cuda/fetch-toolkit.sh
-tk=${CUDA_TOOLKIT_DIR:-$root/tools/cuda-toolkit}/usr
-export CGO_ENABLED=1
-export CGO_CFLAGS="-I$tk/include ${CGO_CFLAGS:-}"
-export CGO_LDFLAGS="-L$tk/lib/x86_64-linux-gnu/stubs ${CGO_LDFLAGS:-}"
+. tools/cuda/toolkit-env.sh
 
 rm -rf "$out"
 mkdir -p "$out/kernels/cuda"
