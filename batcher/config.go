@@ -14,7 +14,6 @@ const DefaultMaxQueue = 64
 // dozens of ordinary photos at once.
 const DefaultDecodeBudget = 2 << 30
 
-
 // Config tunes a Batcher. Zero fields take the defaults named below; the
 // zero ChainReuse is the baseline mode.
 type Config struct {
