@@ -17,7 +17,7 @@ help: ## list the targets
 build: ## build bin/pancap
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pancap ./cmd/pancap
 
-test: lint go-test python-test proto-check fuzz-smoke cuda-check ## everything CI runs: vet, gofmt, go test -race, Python client tests, proto staleness, fuzz smoke, the cuda build's check
+test: lint go-test python-test openai-test proto-check fuzz-smoke cuda-check deploy-check ## everything CI runs: vet, gofmt, go test -race, the Python and OpenAI SDK tests, proto staleness, fuzz smoke, the cuda build on the emulated driver, the container image and the Helm chart
 
 go-test: ## go test -race ./...
 	$(GO) test -race ./...
