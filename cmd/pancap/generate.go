@@ -16,6 +16,7 @@ import (
 
 	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/internal/app"
 	"github.com/pancap-serve/pancap/model/imageproc"
 	"github.com/pancap-serve/pancap/model/llava"
 	"github.com/pancap-serve/pancap/sample"
@@ -24,7 +25,7 @@ import (
 
 // generateFlags are the options of `pancap generate`.
 type generateFlags struct {
-	modelFlags
+	app.ModelFlags
 	image, prompt        string
 	dumpLogits           string
 	maxNew               int
@@ -77,7 +78,7 @@ func newGenerateCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	f.modelFlags.register(fl)
+	f.ModelFlags.Register(fl)
 	fl.StringVar(&f.image, "image", "", "image file (JPEG, PNG, WebP, GIF)")
 	fl.StringVar(&f.prompt, "prompt", "", "user prompt (the whole prompt with --raw)")
 	fl.IntVar(&f.maxNew, "max-new-tokens", 64, "tokens to generate at most")
@@ -118,10 +119,10 @@ func runGenerate(ctx context.Context, w io.Writer, f generateFlags) error {
 	}
 	var res generateResult
 	t0 := time.Now()
-	if err := f.modelFlags.check(); err != nil {
+	if err := f.ModelFlags.Check(); err != nil {
 		return err
 	}
-	m, rep, err := openModel(ctx, f.modelFlags, imageproc.DefaultLimits())
+	m, rep, err := app.OpenModel(ctx, f.ModelFlags, imageproc.DefaultLimits())
 	if err != nil {
 		return err
 	}

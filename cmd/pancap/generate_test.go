@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pancap-serve/pancap/internal/app"
 	"github.com/pancap-serve/pancap/model/embedded"
 	"github.com/pancap-serve/pancap/model/presets"
 	"github.com/pancap-serve/pancap/model/weights"
@@ -85,7 +86,7 @@ func TestGenerateTextOnlyAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := runGenerate(t.Context(), &out, generateFlags{modelFlags: modelFlags{Model: presets.ModelDir(random)}, prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{ModelFlags: app.ModelFlags{Model: presets.ModelDir(random)}, prompt: "hello", maxNew: 3, ignoreEOS: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "RANDOM WEIGHTS") || !strings.Contains(out.String(), "generated ids (3, length)") {
@@ -95,7 +96,7 @@ func TestGenerateTextOnlyAndErrors(t *testing.T) {
 	if !errors.Is(err, errGenerateArgs) {
 		t.Errorf("a raw <image> prompt without --image gave %v", err)
 	}
-	if err := runGenerate(t.Context(), &out, generateFlags{prompt: "hi", maxNew: 1, modelFlags: modelFlags{Model: t.TempDir()}}); err == nil {
+	if err := runGenerate(t.Context(), &out, generateFlags{prompt: "hi", maxNew: 1, ModelFlags: app.ModelFlags{Model: t.TempDir()}}); err == nil {
 		t.Error("an empty model directory loaded")
 	}
 }
@@ -112,8 +113,8 @@ func TestGenerateDeviceFlags(t *testing.T) {
 		{[]string{"--kv-cache-bytes", "-5"}, "--kv-cache-bytes"},
 	} {
 		_, _, err := run(t, append([]string{"generate", "--prompt", "hi"}, tt.args...)...)
-		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%v: %v, want errBadFlag naming %q", tt.args, err, tt.want)
+		if !errors.Is(err, app.ErrBadFlag) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want app.ErrBadFlag naming %q", tt.args, err, tt.want)
 		}
 	}
 }

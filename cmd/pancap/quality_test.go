@@ -1,13 +1,12 @@
 package main
 
 import (
-	"log/slog"
+	"context"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/pancap-serve/pancap/server"
+	"github.com/pancap-serve/pancap/internal/app"
+	"github.com/pancap-serve/pancap/internal/testsupport"
+	"github.com/spf13/pflag"
 )
 
 // qualityScenes are the first 32 scenes of the held-out test split of
@@ -34,20 +33,7 @@ func TestDefaultModelQuality(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the embedded model on 32 images")
 	}
-	cfg := serveConfig{
-		Config:   server.Config{Logger: slog.New(slog.DiscardHandler), DrainTimeout: 5 * time.Second},
-		MaxQueue: 16, ChainReuse: true,
-	}
-	eng, err := loadEngine(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend, stop, err := startBatcher(eng, cfg, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	addr := serveBackend(t, backend)
+	addr := startServe(t)
 	rep := evalReport(t, addr, "--data", qualityScenes, "--concurrency", "8")
 	if rep.Images != 32 {
 		t.Fatalf("scored %d images, want 32", rep.Images)
@@ -58,4 +44,26 @@ func TestDefaultModelQuality(t *testing.T) {
 			t.Errorf("%s F1 %.3f < %.2f", d.Name, d.F1, min)
 		}
 	}
+}
+
+// startServe runs the whole serving process (app.Serve, the embedded model,
+// every default) on a free loopback port until the test ends, and returns
+// its address once it reports SERVING.
+func startServe(t *testing.T) string {
+	t.Helper()
+	cfg := app.NewServeConfig(pflag.NewFlagSet("serve", pflag.ContinueOnError))
+	cfg.Addr, cfg.LogLevel = testsupport.FreeAddr(t), "warn"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Serve(ctx, *cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	if _, _, err := run(t, "health", "--addr", cfg.Addr, "--wait", "60s"); err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Addr
 }

@@ -20,6 +20,7 @@ import (
 
 	pb "github.com/pancap-serve/pancap/proto/pancap/v1"
 
+	"github.com/pancap-serve/pancap/internal/app"
 	"github.com/pancap-serve/pancap/internal/testsupport"
 )
 
@@ -46,7 +47,7 @@ func startStream(t *testing.T, c pb.CaptionerClient, stages int32, maxNew int32)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	stream, err := c.StreamCaption(ctx, &pb.CaptionRequest{
-		Image: pngBytes(t, 40, 20), Stages: stages, MaxNewTokens: []int32{maxNew, maxNew, maxNew, maxNew}[:stages], IgnoreEos: true,
+		Image: testsupport.PNG(t, 40, 20), Stages: stages, MaxNewTokens: []int32{maxNew, maxNew, maxNew, maxNew}[:stages], IgnoreEos: true,
 	}, grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
@@ -134,7 +135,7 @@ func TestServeSIGTERMDrains(t *testing.T) {
 			t.Fatal("health still SERVING after SIGTERM")
 		}
 	}
-	_, err = client.Caption(t.Context(), &pb.CaptionRequest{Image: pngBytes(t, 40, 20), Stages: 1, MaxNewTokens: []int32{1}})
+	_, err = client.Caption(t.Context(), &pb.CaptionRequest{Image: testsupport.PNG(t, 40, 20), Stages: 1, MaxNewTokens: []int32{1}})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("a new call during the drain: %v, want UNAVAILABLE", err)
 	}
@@ -176,8 +177,8 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"--decode-budget-bytes", "0"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
-		if !errors.Is(err, errBadFlag) || !strings.Contains(err.Error(), args[0]) {
-			t.Errorf("%v: %v, want errBadFlag naming the flag", args, err)
+		if !errors.Is(err, app.ErrBadFlag) || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v, want app.ErrBadFlag naming the flag", args, err)
 		}
 	}
 }

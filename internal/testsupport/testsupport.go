@@ -1,9 +1,11 @@
 // Package testsupport holds the small helpers that the tests of several
-// packages share (server, cmd/pancap).
+// packages share (server, internal/app, cmd/pancap).
 package testsupport
 
 import (
 	"bytes"
+	"image"
+	"image/png"
 	"net"
 	"sync"
 	"testing"
@@ -38,4 +40,18 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// PNG encodes a w×h RGBA test image of varied pixels.
+func PNG(t testing.TB, w, h int) []byte {
+	t.Helper()
+	m := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := range m.Pix {
+		m.Pix[i] = uint8(i * 7)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 	"github.com/pancap-serve/pancap/model/llava"
 )
 
-// modelFlags choose and place a model: the flags of every command that
+// ModelFlags choose and place a model: the flags of every command that
 // loads one in-process (serve, generate).
-type modelFlags struct {
+type ModelFlags struct {
 	Model        string // checkpoint directory; "" means the embedded default model
 	LoRA         string // PEFT LoRA adapter directory merged at load time
 	VisionTower  string // CLIP tower directory overriding the config's mm_vision_tower
@@ -23,8 +23,8 @@ type modelFlags struct {
 	KVCacheDType string // KV-cache storage: float32, bfloat16 or float16
 }
 
-// register adds the flags to fs.
-func (m *modelFlags) register(fs *pflag.FlagSet) {
+// Register adds the flags to fs.
+func (m *ModelFlags) Register(fs *pflag.FlagSet) {
 	fs.StringVar(&m.Model, "model", "", "model directory (llava-hf or the authors' LLaVA layout; empty: the embedded default model)")
 	fs.StringVar(&m.LoRA, "lora", "", "PEFT LoRA adapter directory to merge at load time")
 	fs.StringVar(&m.VisionTower, "vision-tower", "", "CLIP tower directory overriding the config's mm_vision_tower (authors' layout)")
@@ -33,22 +33,22 @@ func (m *modelFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&m.KVCacheDType, "kv-cache-dtype", "float32", "KV-cache storage: float32 (exact), bfloat16 or float16 (half the memory and the bytes decode reads, keys and values rounded once)")
 }
 
-// check refuses a negative pool size and an unknown cache dtype or device
+// Check refuses a negative pool size and an unknown cache dtype or device
 // before anything is loaded.
-func (m modelFlags) check() error {
+func (m ModelFlags) Check() error {
 	if m.KVCacheBytes < 0 {
-		return fmt.Errorf("%w: --kv-cache-bytes must be 0 (sized from free memory) or a positive size, got %d", errBadFlag, m.KVCacheBytes)
+		return fmt.Errorf("%w: --kv-cache-bytes must be 0 (sized from free memory) or a positive size, got %d", ErrBadFlag, m.KVCacheBytes)
 	}
 	if _, _, err := parseDevice(m.Device); err != nil {
-		return fmt.Errorf("%w: %w", errBadFlag, err)
+		return fmt.Errorf("%w: %w", ErrBadFlag, err)
 	}
 	_, err := kvCacheDType(m.KVCacheDType)
 	return err
 }
 
-// openModel loads the model m names on its device, decoding images within
+// OpenModel loads the model m names on its device, decoding images within
 // lim, and returns its load report. It is the one way commands load a model.
-func openModel(ctx context.Context, m modelFlags, lim imageproc.Limits) (*llava.Model, *model.LoadReport, error) {
+func OpenModel(ctx context.Context, m ModelFlags, lim imageproc.Limits) (*llava.Model, *model.LoadReport, error) {
 	kvType, err := kvCacheDType(m.KVCacheDType)
 	if err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 // loadEngine loads the model cfg names (cfg.Model; "" means the embedded
 // default model), merging the LoRA adapter cfg.LoRA when given, and logs the
 // load report (unused tensors included).
-func loadEngine(ctx context.Context, cfg serveConfig) (engine.Engine, error) {
-	m, rep, err := openModel(ctx, cfg.modelFlags, cfg.Image)
+func loadEngine(ctx context.Context, cfg ServeConfig) (engine.Engine, error) {
+	m, rep, err := OpenModel(ctx, cfg.ModelFlags, cfg.Image)
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +25,7 @@ func loadEngine(ctx context.Context, cfg serveConfig) (engine.Engine, error) {
 // startBatcher starts the batcher's step loop over eng with cfg's queue and
 // reuse settings, registering its metrics with reg; stop drains it within
 // cfg.DrainTimeout and waits for the loop to end.
-func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer) (server.Backend, func(), error) {
+func startBatcher(eng engine.Engine, cfg ServeConfig, reg prometheus.Registerer) (server.Backend, func(), error) {
 	b := batcher.New(eng, batcher.Config{
 		MaxQueue:     cfg.MaxQueue,
 		Limits:       cfg.Limits,
@@ -51,7 +51,7 @@ func startBatcher(eng engine.Engine, cfg serveConfig, reg prometheus.Registerer)
 // --speculative asks, on the CPU backend only. Speculation keeps outputs
 // unchanged only where a row's logits are the same in a one-row and a
 // many-row step; the CUDA backend's cuBLAS GEMMs do not promise that.
-func speculative(eng engine.Engine, cfg serveConfig) bool {
+func speculative(eng engine.Engine, cfg ServeConfig) bool {
 	if dev := eng.Spec().Device; cfg.Speculative && dev != "cpu" {
 		cfg.Logger.Warn("--speculative is off on this device: its GEMMs are not batch invariant, so drafts could change outputs", "device", dev)
 		return false

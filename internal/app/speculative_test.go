@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"log/slog"
@@ -19,7 +19,7 @@ func (e deviceEngine) Spec() engine.Spec { return engine.Spec{Device: e.device} 
 // TestSpeculativeOnlyOnCPU: --speculative takes effect on the CPU backend,
 // whose rows are batch invariant, and is turned off elsewhere.
 func TestSpeculativeOnlyOnCPU(t *testing.T) {
-	cfg := serveConfig{Config: server.Config{Logger: slog.New(slog.DiscardHandler)}, Speculative: true}
+	cfg := ServeConfig{Config: server.Config{Logger: slog.New(slog.DiscardHandler)}, Speculative: true}
 	for dev, want := range map[string]bool{"cpu": true, "cuda:0": false} {
 		if got := speculative(deviceEngine{device: dev}, cfg); got != want {
 			t.Errorf("--speculative on %s: %v, want %v", dev, got, want)
