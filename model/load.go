@@ -8,6 +8,7 @@
 package model
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -185,67 +186,14 @@ func (ss stores) close() error {
 }
 
 func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.Model, _ *LoadReport, err error) {
-	cfgPath := src.join(dir, "config.json")
-	data, err := src.readFile(cfgPath, MaxConfigBytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
-	}
-	raw, err := parseRawConfig(data, cfgPath)
+	c, err := src.readConfig(dir, opts.VisionTower)
 	if err != nil {
 		return nil, nil, err
 	}
-	layout, err := raw.layout(cfgPath)
+	rep := &LoadReport{Layout: c.layout, Dir: dir, VisionDir: c.visionDir}
+	tok, err := src.readTokenizer(dir, &c)
 	if err != nil {
 		return nil, nil, err
-	}
-	rep := &LoadReport{Layout: layout, Dir: dir}
-
-	var ss stores
-	defer func() {
-		if err != nil {
-			ss.close()
-		}
-	}()
-	var cfg llava.Config
-	if layout == LayoutHF {
-		if cfg, err = raw.hfConfig(cfgPath); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		vdir, err := src.visionDir(dir, *raw.MMVisionTower, opts.VisionTower)
-		if err != nil {
-			return nil, nil, err
-		}
-		rep.VisionDir = vdir
-		vcPath := src.join(vdir, "config.json")
-		vdata, err := src.readFile(vcPath, MaxConfigBytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrConfig, err)
-		}
-		vraw, err := parseRawConfig(vdata, vcPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		if cfg, err = raw.llavaConfig(cfgPath, vraw, vcPath); err != nil {
-			return nil, nil, err
-		}
-	}
-
-	tokPath := src.join(dir, "tokenizer.model")
-	tokData, err := src.readFile(tokPath, MaxTokenizerBytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrTokenizer, err)
-	}
-	tok, err := tokenizer.Parse(tokData)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrTokenizer, tokPath, err)
-	}
-	// The true vocabulary is the tokenizer's; rows past it (llava-hf pads
-	// 32000 to 32064, adding <image> and <pad>) are never sampled.
-	cfg.Vocab = min(tok.VocabSize(), cfg.Text.VocabRows)
-	cfg.BOS, cfg.EOS = tok.BOS(), tok.EOS()
-	if err := cfg.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfgPath, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
@@ -255,20 +203,26 @@ func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.M
 	// are kept resident for it; other backends copy them to their device.
 	// Its KV cache is host memory too.
 	resident := opts.Backend == nil || opts.Backend.Name() == "cpu"
+	var ss stores
+	defer func() {
+		if err != nil {
+			ss.close()
+		}
+	}()
 	main, err := src.open(ctx, dir, resident)
 	if err != nil {
 		return nil, nil, err
 	}
 	ss = append(ss, main)
 	vision := main // store holding the CLIP tensors
-	if layout == LayoutLLaVA {
-		if vision, err = src.open(ctx, rep.VisionDir, resident); err != nil {
+	if c.layout == LayoutLLaVA {
+		if vision, err = src.open(ctx, c.visionDir, resident); err != nil {
 			return nil, nil, err
 		}
 		ss = append(ss, vision)
 	}
 	if opts.LoRA != "" {
-		if rep.LoRA, err = mergeLoRA(main, layout, opts.LoRA); err != nil {
+		if rep.LoRA, err = mergeLoRA(main, c.layout, opts.LoRA); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -285,7 +239,7 @@ func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.M
 			be.Close()
 		}
 	}()
-	b := &binder{be: be, layout: layout, cfg: cfg}
+	b := &binder{be: be, layout: c.layout, cfg: c.cfg}
 	w := b.bind(main, vision)
 	if err := errors.Join(b.errs...); err != nil {
 		return nil, nil, err
@@ -295,49 +249,20 @@ func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.M
 	}
 	kdt, _ := kernelDType(b.dtype)
 	rep.DType, rep.WeightBytes = kdt.String(), b.bytes
-	for _, s := range ss {
-		for _, name := range s.Unused() {
-			if expectedUnused(name, layout, cfg) {
-				rep.ExpectedUnused++
-			} else {
-				rep.Unused = append(rep.Unused, s.Origin()+": "+name)
-			}
-		}
-	}
+	rep.countUnused(ss, c.layout, c.cfg)
 
-	name := opts.Name
-	if name == "" {
-		name = raw.NameOrPath
-	}
-	if name == "" {
-		name = filepath.Base(filepath.Clean(dir))
-	}
-	if raw.RandomWeights {
-		name += " (random weights)"
-	}
-	// The pool is sized once the weights are in memory, which then counts
-	// as taken; the context is what the pool can hold.
 	blockSize := opts.KVBlockSize
 	if blockSize <= 0 {
 		blockSize = 16
 	}
-	rep.MaxPositions, rep.KVBlockSize = cfg.Text.MaxPos, blockSize
-	avail, bounded := availableMemory(), resident
-	if dm, ok := be.(DeviceMemory); ok {
-		if avail, err = dm.FreeMemory(); err != nil {
-			return nil, nil, fmt.Errorf("%w: free device memory: %w", ErrKVCache, err)
-		}
-		bounded = true
-	}
-	rep.KVBlocks, rep.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), avail, bounded)
-	if err != nil {
+	if err := rep.sizeKV(opts, be, blockSize, c.cfg, resident); err != nil {
 		return nil, nil, err
 	}
-	cfg.Text.MaxPos = rep.Context
-	m, err := llava.New(cfg, w, be, llava.Options{
-		Name:          name,
+	c.cfg.Text.MaxPos = rep.Context
+	m, err := llava.New(c.cfg, w, be, llava.Options{
+		Name:          c.name(opts.Name, dir),
 		DType:         rep.DType,
-		RandomWeights: raw.RandomWeights,
+		RandomWeights: c.raw.RandomWeights,
 		KVBlocks:      rep.KVBlocks,
 		KVBlockSize:   blockSize,
 		KVDType:       opts.KVDType,
@@ -349,6 +274,111 @@ func open(ctx context.Context, src source, dir string, opts Options) (_ *llava.M
 		return nil, nil, err
 	}
 	return m, rep, nil
+}
+
+// checkpointConfig is what a checkpoint's configuration files say.
+type checkpointConfig struct {
+	raw       *rawConfig
+	path      string // config.json
+	layout    Layout
+	visionDir string // the CLIP tower's directory (LayoutLLaVA)
+	cfg       llava.Config
+}
+
+// readConfig reads and checks config.json in dir and, in the authors'
+// layout, the CLIP tower's (override, when set, names its directory).
+func (s source) readConfig(dir, override string) (checkpointConfig, error) {
+	c := checkpointConfig{path: s.join(dir, "config.json")}
+	data, err := s.readFile(c.path, MaxConfigBytes)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.raw, err = parseRawConfig(data, c.path); err != nil {
+		return c, err
+	}
+	if c.layout, err = c.raw.layout(c.path); err != nil {
+		return c, err
+	}
+	if c.layout == LayoutHF {
+		c.cfg, err = c.raw.hfConfig(c.path)
+		return c, err
+	}
+	if c.visionDir, err = s.visionDir(dir, *c.raw.MMVisionTower, override); err != nil {
+		return c, err
+	}
+	vcPath := s.join(c.visionDir, "config.json")
+	vdata, err := s.readFile(vcPath, MaxConfigBytes)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	vraw, err := parseRawConfig(vdata, vcPath)
+	if err != nil {
+		return c, err
+	}
+	c.cfg, err = c.raw.llavaConfig(c.path, vraw, vcPath)
+	return c, err
+}
+
+// readTokenizer reads tokenizer.model in dir and completes c's vocabulary
+// and special ids from it, then validates the whole configuration.
+func (s source) readTokenizer(dir string, c *checkpointConfig) (*tokenizer.Tokenizer, error) {
+	tokPath := s.join(dir, "tokenizer.model")
+	tokData, err := s.readFile(tokPath, MaxTokenizerBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTokenizer, err)
+	}
+	tok, err := tokenizer.Parse(tokData)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrTokenizer, tokPath, err)
+	}
+	// The true vocabulary is the tokenizer's; rows past it (llava-hf pads
+	// 32000 to 32064, adding <image> and <pad>) are never sampled.
+	c.cfg.Vocab = min(tok.VocabSize(), c.cfg.Text.VocabRows)
+	c.cfg.BOS, c.cfg.EOS = tok.BOS(), tok.EOS()
+	if err := c.cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, c.path, err)
+	}
+	return tok, nil
+}
+
+// name is the model's name: name when given, else the config's
+// _name_or_path, else the directory's; marked when the weights are random.
+func (c checkpointConfig) name(name, dir string) string {
+	name = cmp.Or(name, c.raw.NameOrPath, filepath.Base(filepath.Clean(dir)))
+	if c.raw.RandomWeights {
+		name += " (random weights)"
+	}
+	return name
+}
+
+// countUnused records the tensors of ss that binding did not use,
+// counting those the layout leaves unused by design apart.
+func (r *LoadReport) countUnused(ss stores, layout Layout, cfg llava.Config) {
+	for _, s := range ss {
+		for _, name := range s.Unused() {
+			if expectedUnused(name, layout, cfg) {
+				r.ExpectedUnused++
+			} else {
+				r.Unused = append(r.Unused, s.Origin()+": "+name)
+			}
+		}
+	}
+}
+
+// sizeKV sizes the KV pool once the weights are in memory, which then
+// counts as taken (on a backend with device memory, its free memory), and
+// sets the context to what the pool can hold.
+func (r *LoadReport) sizeKV(opts Options, be kernels.Backend, blockSize int, cfg llava.Config, resident bool) (err error) {
+	r.MaxPositions, r.KVBlockSize = cfg.Text.MaxPos, blockSize
+	avail, bounded := availableMemory(), resident
+	if dm, ok := be.(DeviceMemory); ok {
+		if avail, err = dm.FreeMemory(); err != nil {
+			return fmt.Errorf("%w: free device memory: %w", ErrKVCache, err)
+		}
+		bounded = true
+	}
+	r.KVBlocks, r.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), avail, bounded)
+	return err
 }
 
 // visionDir resolves the CLIP tower: override when set, else
