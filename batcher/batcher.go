@@ -791,9 +791,7 @@ func (b *Batcher) endStage(s *seq, finish string) {
 	}
 	if r.chain {
 		res.Entities = r.advance(s.stage, text)
-		if s.stage < chain.Caption {
-			res.Handoff = r.handoff.List()
-		}
+		res.Handoff = r.handoff.List()
 	}
 	r.results = append(r.results, res)
 	r.out.push(Event{Kind: EventStageFinished, Stage: s.stage, Text: text, Entities: res.Entities,

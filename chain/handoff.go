@@ -17,7 +17,8 @@ type Handoff struct {
 func (h *Handoff) Prompt(stage Stage) string { return Prompt(stage, h.next) }
 
 // List returns the serialised list the next stage's prompt takes: after
-// stage 1 its boxes, after stages 2 and 3 the tagged list; "" before stage 1.
+// stage 1 its boxes, after stages 2 and 3 the tagged list; "" before stage 1
+// and after stage 4, which no stage follows.
 func (h *Handoff) List() string { return h.next }
 
 // Advance parses stage's answer and returns its list as entities: stage 1's
@@ -43,6 +44,7 @@ func (h *Handoff) Advance(stage Stage, text string) []Entity {
 	case Discover:
 		ents = Merge(h.stage2, ParseTagged(text), text)
 	case Caption:
+		h.next = ""
 		return Mentions(text)
 	default:
 		panic(fmt.Sprintf("chain: invalid stage %d", int(stage)))

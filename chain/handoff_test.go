@@ -37,8 +37,8 @@ func TestHandoff_ChainOrder(t *testing.T) {
 		t.Fatalf("stage 4 prompt = %q", got)
 	}
 	m := h.Advance(Caption, "A bird <box>[[9, 9, 9, 9]]</box> flies.")
-	if len(m) != 1 || m[0].Tag != "bird" || len(h.Entities()) != 3 {
-		t.Fatalf("stage 4 mentions %v, entities %v", m, h.Entities())
+	if len(m) != 1 || m[0].Tag != "bird" || len(h.Entities()) != 3 || h.List() != "" {
+		t.Fatalf("stage 4 mentions %v, entities %v, list %q", m, h.Entities(), h.List())
 	}
 }
 
