@@ -11,9 +11,13 @@
 #   load        pancap serve --device cuda on it, until SERVING
 #   bench       pancap bench at concurrency 1, 8 and 32, output lengths
 #               150/200/60/450 per stage (SA-Pancap-like)
+#   hf          the authors' procedure in transformers on the same
+#               checkpoint and card (hf_procedure.py: batch 1, four generate
+#               calls per image, fp16, the bench's output lengths) and the
+#               images/s ratio of every bench run to it; skipped when
+#               $PYTHON (default python3) lacks torch, transformers or
+#               safetensors
 #   ops         the per-op benchmarks (tests/run.sh -test.bench)
-#   hf          the authors' procedure in transformers: not in this bundle
-#               yet (it needs a Hugging Face export of the checkpoint)
 #
 # It writes $OUT/summary.json and $OUT/summary.md: card, driver, every
 # step's status and time, the bench result and the op timings. Exit status
@@ -36,6 +40,7 @@ OUT=${OUT:-$here/out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 pancap=$here/bin/pancap
+python=${PYTHON:-python3}
 port=$((20000 + RANDOM % 20000))
 addr=127.0.0.1:$port
 
@@ -44,13 +49,15 @@ if ((dry)); then
 	tests=(-test.short -test.run 'Conformance|EmuAllocFailure|EmuStickyError')
 	bench=(--sweep-concurrency 1,2 --output-lens 4 --requests-per-concurrency 1)
 	ops=(-test.run '^$' -test.bench 'MatMul/cublas/m=1/n=5120/' -test.benchtime 1x)
-	b_tests=120 b_ckpt=30 b_load=60 b_bench=60 b_ops=60
+	hf=(--device cpu --dtype float32 --output-lens 4 --images 1)
+	b_tests=120 b_ckpt=30 b_load=60 b_bench=60 b_hf=60 b_ops=60
 else
 	preset=13b ckpt=/dev/shm/pancap-13b
 	tests=()
 	bench=(--sweep-concurrency 1,8,32 --output-lens 150,200,60,450 --requests-per-concurrency 1 --warmup 1)
 	ops=(-test.run '^$' -test.bench . -test.benchtime 20x)
-	b_tests=60 b_ckpt=75 b_load=90 b_bench=150 b_ops=60
+	hf=(--device cuda --dtype float16 --output-lens 150,200,60,450 --images 3 --budget 45)
+	b_tests=50 b_ckpt=70 b_load=75 b_bench=140 b_hf=95 b_ops=45
 fi
 
 : >"$OUT/steps.tsv"
@@ -92,11 +99,17 @@ if step checkpoint "$b_ckpt" "$pancap" model generate --preset "$preset" --out "
 			--out "$OUT/bench.json"
 	fi
 	kill -TERM "$server" 2>/dev/null
-	wait "$server" 2>/dev/null
+	wait "$server" 2>/dev/null # the server's KV pool leaves the device before hf starts
+	if "$python" -c 'import torch, transformers, safetensors' 2>/dev/null; then
+		"$here/bin/hfprompts" --model "$ckpt/llava" >"$OUT/hf-prompts.json" &&
+			step hf "$b_hf" "$python" "$here/hf_procedure.py" --model "$ckpt/llava" --prompts "$OUT/hf-prompts.json" \
+				--bench "$OUT/bench.json" --out "$OUT/hf.json" "${hf[@]}"
+	else
+		printf 'hf\tskipped: %s lacks torch, transformers or safetensors\t0\t0\n' "$python" >>"$OUT/steps.tsv"
+	fi
 fi
 rm -rf "$ckpt"
 step ops "$b_ops" "$here/tests/run.sh" "${ops[@]}"
-printf 'hf\tskipped: not in this bundle yet\t0\t0\n' >>"$OUT/steps.tsv"
 
 # The summary, without Python: JSON strings escaped by sed.
 js() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g; s/\t/ /g')"; }
@@ -120,7 +133,8 @@ IFS=, read -r card driver memory <<<"$gpu"
 		printf '%s\n  %s' "$sep" "$(js "$line")"
 		sep=,
 	done < <(grep '^Benchmark.*ns/op' "$OUT/ops.log" 2>/dev/null)
-	printf '],\n "bench": %s}\n' "$(cat "$OUT/bench.json" 2>/dev/null || echo null)"
+	printf '],\n "bench": %s,\n' "$(cat "$OUT/bench.json" 2>/dev/null || echo null)"
+	printf ' "hf": %s}\n' "$(cat "$OUT/hf.json" 2>/dev/null || echo null)"
 } >"$OUT/summary.json"
 {
 	echo "# pancap GPU run ($(date -u +%Y-%m-%dT%H:%MZ))"
@@ -137,6 +151,12 @@ IFS=, read -r card driver memory <<<"$gpu"
 	echo
 	echo '```'
 	cat "$OUT/bench.log" 2>/dev/null
+	echo '```'
+	echo
+	echo "## The authors' procedure (transformers, same checkpoint and card)"
+	echo
+	echo '```'
+	cat "$OUT/hf.json" 2>/dev/null || echo "not run (see the hf step)"
 	echo '```'
 	echo
 	echo "## Per-op benchmarks"

@@ -23,7 +23,9 @@
 #      reference's (tools/cuda/emu/serve-check.sh);
 #  10. build the GPU bundle (tools/cuda/gpu-bundle.sh, `make gpu-bundle`)
 #      and run its run.sh --dry-run on the emulated driver (tiny preset), so
-#      the script of the next GPU session cannot rot.
+#      the script of the next GPU session cannot rot (its hf step runs where
+#      $PYTHON, default .venv/bin/python, has torch and transformers, as
+#      `make golden` needs; otherwise the summary records it skipped).
 #
 # Exit status: 0 when every step passed; 1 on a failed step. When the
 # toolkit cannot be fetched (no network, no apt-get) the check is skipped
@@ -102,7 +104,7 @@ step "pancap serve --device cuda on the emulated driver" eval \
 bundle_dry_run() {
 	tools/cuda/gpu-bundle.sh "$tmp/bundle/gpu-bundle" >"$tmp/bundle.log" 2>&1 &&
 		LD_LIBRARY_PATH="$tmp/cuemu" PANCAP_CUBLAS="$tmp/cuemu/libcublas.so.12" OUT="$tmp/bundle/out" \
-			"$tmp/bundle/gpu-bundle/run.sh" --dry-run >>"$tmp/bundle.log" 2>&1 || {
+			PYTHON="${PYTHON:-$root/.venv/bin/python}" "$tmp/bundle/gpu-bundle/run.sh" --dry-run >>"$tmp/bundle.log" 2>&1 || {
 		tail -n 40 "$tmp/bundle.log" >&2
 		cat "$tmp/bundle/out/summary.md" >&2 2>/dev/null
 		return 1

@@ -4,8 +4,9 @@
 # at most 60 MiB): bin/pancap (the cuda build), tests/ (the CUDA test binary,
 # the golden cases and their checkpoints: tools/cuda/gpu-test-binary.sh) and
 # run.sh (tools/cuda/bundle-run.sh: tests, a 13b checkpoint in /dev/shm,
-# serve, bench at concurrency 1/8/32, per-op benchmarks, a JSON and markdown
-# summary in $OUT). On the GPU machine:
+# serve, bench at concurrency 1/8/32, the authors' procedure in transformers
+# where the machine has it (bin/hfprompts, hf_procedure.py), per-op
+# benchmarks, a JSON and markdown summary in $OUT). On the GPU machine:
 #
 #   tar xzf pancap-gpu-bundle.tar.gz && cd gpu-bundle && OUT=/some/dir ./run.sh
 #
@@ -22,7 +23,9 @@ mkdir -p "$out/bin"
 GPU_TEST_TAR=0 tools/cuda/gpu-test-binary.sh "$out/tests"
 go build -tags cuda -trimpath -ldflags "-s -w -X github.com/pancap-serve/pancap/internal/buildinfo.version=$version" \
 	-o "$out/bin/pancap" ./cmd/pancap
+go build -trimpath -ldflags "-s -w" -o "$out/bin/hfprompts" ./tools/cuda/hfprompts
 cp tools/cuda/bundle-run.sh "$out/run.sh"
+cp tools/cuda/hf_procedure.py "$out/hf_procedure.py"
 chmod +x "$out/run.sh"
 git rev-parse HEAD >"$out/COMMIT" 2>/dev/null || echo "$version" >"$out/COMMIT"
 tar="$(dirname "$out")/pancap-gpu-bundle.tar.gz"
