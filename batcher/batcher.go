@@ -24,13 +24,14 @@ import (
 // Shutdown are safe for concurrent use; one goroutine, the step loop, owns
 // the engine's device work and all scheduling state.
 type Batcher struct {
-	eng  engine.Engine
-	spec engine.Spec
-	tok  engine.Tokenizer
-	cfg  Config
-	kv   *kvcache.Cache
-	m    *metrics
-	base [4]int // prompt ids of each stage's template with an empty hand-off
+	eng   engine.Engine
+	spec  engine.Spec
+	tok   engine.Tokenizer
+	cfg   Config
+	kv    *kvcache.Cache
+	m     *metrics
+	base  [4]int  // prompt ids of each stage's template with an empty hand-off
+	first []int32 // those ids of stage 1, the first prompt of every chain
 
 	mu       sync.Mutex
 	waiting  []*request // FCFS; with decoding, at most cfg.MaxQueue
@@ -47,10 +48,9 @@ type Batcher struct {
 	done     chan struct{} // closed when the step loop exits
 
 	// Step loop state.
-	running  []*request // admitted, in admission order
-	reserved int        // KV blocks promised to running requests
-	order    uint64
-	feats    *featureCache
+	running []*request // admitted, in admission order
+	order   uint64
+	feats   *featureCache
 	// Speculative decoding's verification outcomes, by stage (chain.Stage;
 	// 0 for generations) and draft class.
 	specStats [5][specClasses]specStats
@@ -81,7 +81,11 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		}
 	}
 	for k, st := range chain.Stages {
-		b.base[k] = len(tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens))
+		ids := tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens)
+		if k == 0 {
+			b.first = ids
+		}
+		b.base[k] = len(ids)
 	}
 	return b
 }
@@ -353,26 +357,62 @@ func (b *Batcher) reap() {
 }
 
 // admit moves queued requests to running, first come first served, while
-// the KV blocks they may need fit beside those promised to running ones.
-// With nothing running, the head is always admitted (it fits the pool).
+// the blocks the head takes now (startNeed) fit in the pool beside those
+// the running sequences need to go on (shortfall). Sequences then grow block
+// by block, preempting the newest request when the pool runs short
+// (reserve). With nothing running, the head is always admitted: its largest
+// stage fits the pool (fitsPool), so a request alone always finishes.
 func (b *Batcher) admit() {
+	short := b.shortfall()
 	for {
+		// Only this goroutine removes queued requests: the head stays.
 		b.mu.Lock()
-		if len(b.waiting) == 0 || (len(b.running) > 0 && b.reserved+b.waiting[0].need > b.kv.NumBlocks()) {
+		if len(b.waiting) == 0 {
 			b.mu.Unlock()
 			return
 		}
 		r := b.waiting[0]
+		b.mu.Unlock()
+		need := b.startNeed(r)
+		if len(b.running) > 0 && short+need > b.kv.Available() {
+			return
+		}
+		b.mu.Lock()
 		b.waiting = b.waiting[1:]
 		b.mu.Unlock()
+		short += need
 		r.admitted = time.Now()
 		r.order = b.order
 		b.order++
-		b.reserved += r.need
 		b.running = append(b.running, r)
 		b.m.queueTime.Observe(r.admitted.Sub(r.submitted).Seconds())
 		b.startStage(r, r.firstStage())
 	}
+}
+
+// shortfall is the KV blocks the running sequences need to go on: for each,
+// those its tokens take that it does not hold (all of them after a
+// preemption), and one more to grow into.
+func (b *Batcher) shortfall() int {
+	n := 0
+	for _, r := range b.running {
+		if !r.done {
+			s := r.cur
+			n += max(0, b.kv.BlocksFor(len(s.tokens))+1-len(s.kv.Blocks()))
+		}
+	}
+	return n
+}
+
+// startNeed is the KV blocks the first stage of r takes from the pool when
+// it starts: its prompt's, less those that running sequences hold and share
+// with it through the prefix cache, and one more to grow into.
+func (b *Batcher) startNeed(r *request) int {
+	prompt := r.prompt
+	if r.chain {
+		prompt = b.first
+	}
+	return b.kv.BlocksFor(len(prompt)) - b.kv.Shared(r.imgHash, prompt) + 1
 }
 
 // startStage builds stage's sequence, its prompt holding the hand-off list
@@ -693,9 +733,11 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 }
 
 // reserve grows r's block table to n positions. When the pool is short it
-// preempts running requests of lower priority that are not in this step's
-// batch (their sequences are recomputed later). It returns false when r has
-// to wait; when r alone cannot fit the pool, r fails.
+// preempts running requests admitted after r that are not in this step's
+// batch, newest first (their sequences are recomputed later): the oldest
+// request never waits for a newer one, and no request is preempted for one
+// admitted after it. It returns false when r has to wait; when r alone
+// cannot fit the pool, r fails.
 func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 	for {
 		err := b.kv.Reserve(r.cur.kv, n)
@@ -716,13 +758,12 @@ func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 	}
 }
 
-// victim picks the running request of lowest priority below r that holds
-// blocks and is not in the batch being built.
+// victim picks the running request admitted last after r that holds blocks
+// and is not in the batch being built.
 func (b *Batcher) victim(r *request, inBatch map[*request]bool) *request {
-	order := b.prioritized()
-	for i := len(order) - 1; i >= 0 && order[i] != r; i-- {
-		v := order[i]
-		if !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
+	for i := len(b.running) - 1; i >= 0 && b.running[i] != r; i-- {
+		v := b.running[i]
+		if !v.done && !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
 			return v
 		}
 	}
@@ -834,15 +875,12 @@ func (b *Batcher) fail(r *request, err error) {
 	b.end(r, Event{Kind: EventDone, Err: err})
 }
 
-// end sends the final event and releases the request's reservation.
+// end sends the final event of r, once.
 func (b *Batcher) end(r *request, ev Event) {
 	if r.done {
 		return
 	}
 	r.done = true
-	if !r.admitted.IsZero() {
-		b.reserved -= r.need
-	}
 	r.features = nil
 	r.out.push(ev)
 	b.active.Add(-1)
@@ -856,7 +894,6 @@ func (b *Batcher) failRunning(err error) {
 		b.end(r, Event{Kind: EventDone, Err: err})
 	}
 	b.running = nil
-	b.reserved = 0
 	b.kv.Reset()
 }
 

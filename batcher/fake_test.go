@@ -70,6 +70,7 @@ type fakeEngine struct {
 	encodeCalls   atomic.Int64
 	imagesEncoded atomic.Int64
 	forwards      atomic.Int64
+	maxBatch      atomic.Int64 // most chunks in one Forward
 	panicAt       atomic.Int64 // panic in this Forward call (1-based); 0: never
 	delay         time.Duration
 	// script, when set, answers a prompt containing a key with its value
@@ -83,11 +84,15 @@ type fakeEngine struct {
 }
 
 func newFakeEngine(blocks int) *fakeEngine {
-	spec := engine.Spec{
+	return newFakeEngineSpec(engine.Spec{
 		Name: "fake", Hidden: 4, VocabSize: 259, ImageTokens: 6, ImageSize: 2, MaxContext: 1024,
 		BOS: fakeBOS, EOS: fakeEOS, KVBlockSize: 4, KVBlocks: blocks, DType: "float32", Device: "cpu",
-	}
-	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, blocks)}
+	})
+}
+
+// newFakeEngineSpec returns a fake engine of the given geometry.
+func newFakeEngineSpec(spec engine.Spec) *fakeEngine {
+	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, spec.KVBlocks)}
 	for i := range e.kv {
 		e.kv[i] = make([]kvEntry, spec.KVBlockSize)
 	}
@@ -153,6 +158,11 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	if n := e.forwards.Add(1); n == e.panicAt.Load() {
 		panic("fake engine: injected failure")
+	}
+	for n := int64(len(batch)); ; {
+		if m := e.maxBatch.Load(); n <= m || e.maxBatch.CompareAndSwap(m, n) {
+			break
+		}
 	}
 	if e.delay > 0 {
 		time.Sleep(e.delay)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/sample"
 )
 
@@ -83,28 +84,28 @@ func TestStopStrings(t *testing.T) {
 	}
 }
 
-// TestPreemption over-admits requests into a pool too small for them all:
-// sequences are preempted and recomputed, and outputs do not change.
+// TestPreemption: admission takes requests by the blocks their prompts
+// need now, so short prompts with long outputs oversubscribe a small pool;
+// sequences are then preempted (newest first) and recomputed, every
+// request completes, and outputs do not change.
 func TestPreemption(t *testing.T) {
 	for _, reuse := range []bool{true, false} {
 		ref, _ := newTest(t, 1024, Config{ChainReuse: reuse})
-		b, _ := newTest(t, 66, Config{ChainReuse: reuse, MaxBatchTokens: 64})
+		b, _ := newTest(t, 64, Config{ChainReuse: reuse, MaxBatchTokens: 64})
 		var reqs []GenerateRequest
 		var wants [][]string
-		for i := range 4 {
-			r := genReq(fmt.Sprintf("Request number %d, please answer.", i), fmt.Sprint("im", i%2))
+		for i := range 6 {
+			// About 20 prompt and 150 new tokens: 43 of the 64 blocks
+			// alone, 6 blocks at admission.
+			r := genReq(fmt.Sprintf("%s Request %d:", chain.ImagePlaceholder, i), fmt.Sprint("im", i%2))
+			r.Raw, r.MaxNewTokens = true, 150
 			reqs = append(reqs, r)
 			wants = append(wants, runGen(t, ref, r).stages)
 		}
 		var wg sync.WaitGroup
 		for i, r := range reqs {
 			want := wants[i]
-			req, err := b.newGenerateRequest(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.need = 0 // defeat admission control
-			ch, err := b.enqueue(context.Background(), req)
+			ch, err := b.SubmitGenerate(context.Background(), r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,6 +119,9 @@ func TestPreemption(t *testing.T) {
 		wg.Wait()
 		if testutil.ToFloat64(b.m.preemptions) == 0 {
 			t.Errorf("reuse %v: no preemption happened", reuse)
+		}
+		if st := b.kv.Stats(); st.Used != 0 {
+			t.Errorf("reuse %v: %d blocks still used", reuse, st.Used)
 		}
 	}
 }
