@@ -3,6 +3,7 @@ package batcher
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -38,6 +39,7 @@ type Batcher struct {
 	decoding int        // requests holding a queue place while they decode their image
 	closing  bool
 	started  bool
+	lostErr  error               // set when the engine lost its device: the batcher has stopped for good
 	budget   *semaphore.Weighted // cfg.DecodeBudget bytes of image decoding
 
 	active   atomic.Int64 // requests accepted and not yet done
@@ -46,10 +48,12 @@ type Batcher struct {
 	quit     chan struct{} // closed by Shutdown: cancel the rest and exit
 	quitOnce sync.Once
 	done     chan struct{} // closed when the step loop exits
+	fatal    chan struct{} // closed when the engine lost its device
 
 	// Step loop state.
 	running []*request // admitted, in admission order
 	order   uint64
+	lost    error // the engine's lost-device error, seen in this step
 	feats   *featureCache
 	// Speculative decoding's verification outcomes, by stage (chain.Stage;
 	// 0 for generations) and draft class.
@@ -72,6 +76,7 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+		fatal:  make(chan struct{}),
 		feats:  newFeatureCache(cfg.FeatureCache),
 		budget: semaphore.NewWeighted(cfg.DecodeBudget),
 	}
@@ -103,8 +108,24 @@ func (b *Batcher) Start() {
 }
 
 // Ready reports whether the step loop is running and accepting work: false
-// before Start, while the loop restarts after a panic, and from Shutdown on.
+// before Start, while the loop restarts after a panic, from Shutdown on, and
+// once the engine lost its device (see Fatal).
 func (b *Batcher) Ready() bool { return b.ready.Load() }
+
+// Fatal returns a channel that is closed when the batcher stops for good
+// because the engine lost its device (engine.ErrDeviceLost): every running
+// and queued request has failed with Err, later ones are refused with it,
+// and Ready is false. The process should exit then, so that its supervisor
+// starts a fresh one.
+func (b *Batcher) Fatal() <-chan struct{} { return b.fatal }
+
+// Err returns the error that stopped the batcher for good (see Fatal), or
+// nil. It wraps ErrNotServing and the engine's engine.ErrDeviceLost.
+func (b *Batcher) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lostErr
+}
 
 // Spec returns the engine's model facts.
 func (b *Batcher) Spec() engine.Spec { return b.spec }
@@ -116,7 +137,7 @@ func (b *Batcher) KVStats() kvcache.Stats { return b.kv.Stats() }
 // SubmitChain queues a PancapChain request. Validation and image
 // preprocessing run in the caller's goroutine; their errors wrap
 // ErrInvalidRequest, ErrInvalidImage or ErrPromptTooLong. A full queue gives
-// ErrQueueFull and a shut-down batcher ErrNotServing. The channel yields the
+// ErrQueueFull and a shut-down or stopped (see Fatal) batcher ErrNotServing. The channel yields the
 // request's events and is closed after EventDone; the caller reads it to the
 // end or cancels ctx.
 func (b *Batcher) SubmitChain(ctx context.Context, r ChainRequest) (<-chan Event, error) {
@@ -146,8 +167,8 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 	}
 	b.mu.Lock()
 	if b.closing {
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
+		defer b.mu.Unlock()
+		return nil, b.refusal()
 	}
 	if n := len(b.waiting) + b.decoding; n >= b.cfg.MaxQueue {
 		b.mu.Unlock()
@@ -163,8 +184,8 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 		b.mu.Unlock()
 		return nil, err
 	case b.closing:
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
+		defer b.mu.Unlock()
+		return nil, b.refusal()
 	}
 	req.ctx, req.submitted = ctx, time.Now()
 	req.out = newStream(ctx)
@@ -175,6 +196,15 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 	b.mu.Unlock()
 	b.poke()
 	return req.out.out, nil
+}
+
+// refusal is the error a closing batcher answers a new request with. b.mu
+// is held.
+func (b *Batcher) refusal() error {
+	if b.lostErr != nil {
+		return b.lostErr
+	}
+	return fmt.Errorf("%w: shutting down", ErrNotServing)
 }
 
 // decode preprocesses req's image, if it has one, holding its cost against
@@ -263,11 +293,17 @@ func (b *Batcher) run() {
 	}
 }
 
-// loop steps until Shutdown. It returns false after recovering a panic,
-// having failed the in-flight requests with ErrInternal.
+// loop steps until Shutdown or a lost device (see stopLost). It returns
+// false after recovering any other panic, having failed the in-flight
+// requests with ErrInternal.
 func (b *Batcher) loop() (quit bool) {
 	defer func() {
 		if r := recover(); r != nil {
+			if err, ok := r.(error); ok && errors.Is(err, engine.ErrDeviceLost) {
+				b.stopLost(err)
+				quit = true
+				return
+			}
 			b.ready.Store(false)
 			b.m.panics.Inc()
 			b.cfg.Logger.Error("batcher: step loop panic; failing in-flight requests",
@@ -299,7 +335,39 @@ func (b *Batcher) loop() (quit bool) {
 			continue
 		}
 		b.step()
+		if b.lost != nil {
+			b.stopLost(b.lost)
+			return true
+		}
 	}
+}
+
+// stopLost stops the batcher for good after the engine lost its device
+// (cause): every running and queued request fails, and later ones are
+// refused, with an error wrapping ErrNotServing and cause; Fatal is closed.
+// The KV pool is emptied without touching the engine.
+func (b *Batcher) stopLost(cause error) {
+	err := fmt.Errorf("%w: the accelerator failed: %w; this server is restarting", ErrNotServing, cause)
+	b.ready.Store(false)
+	b.mu.Lock()
+	b.closing, b.lostErr = true, err
+	b.mu.Unlock()
+	b.cfg.Logger.Error("batcher: the engine's device is lost; failing every request and stopping", "err", cause)
+	b.failRunning(err)
+	b.failWaiting(err)
+	b.feats.clear()
+	b.gauges()
+	close(b.fatal)
+}
+
+// deviceLost reports whether err, from the engine, says its device is lost,
+// and then records it for the loop to stop on after this step.
+func (b *Batcher) deviceLost(err error) bool {
+	if errors.Is(err, engine.ErrDeviceLost) {
+		b.lost = err
+		return true
+	}
+	return false
 }
 
 // isClosing reports whether Shutdown has begun.
@@ -321,7 +389,9 @@ func (b *Batcher) step() {
 	b.reap()
 	b.admit()
 	b.encode()
-	b.forward()
+	if b.lost == nil {
+		b.forward()
+	}
 	b.running = slices.DeleteFunc(b.running, func(r *request) bool { return r.done })
 	b.gauges()
 }
@@ -525,6 +595,9 @@ func (b *Batcher) encode() {
 	}
 	t0 := time.Now()
 	out, err := b.eng.EncodeImages(imgs)
+	if b.deviceLost(err) {
+		return
+	}
 	if err == nil && len(out) != len(imgs) {
 		err = fmt.Errorf("engine returned %d feature sets for %d images", len(out), len(imgs))
 	}
@@ -651,6 +724,9 @@ func (b *Batcher) forward() {
 	b.m.batchSize.Observe(float64(len(chunks)))
 	b.m.stepTokens.Observe(float64(b.cfg.MaxBatchTokens - budget))
 	logits, err := b.eng.Forward(chunks)
+	if b.deviceLost(err) {
+		return
+	}
 	want := 0
 	for _, c := range chunks {
 		want += c.LogitRows()

@@ -72,6 +72,8 @@ type fakeEngine struct {
 	forwards      atomic.Int64
 	maxBatch      atomic.Int64 // most chunks in one Forward
 	panicAt       atomic.Int64 // panic in this Forward call (1-based); 0: never
+	lostAt        atomic.Int64 // from this Forward call on (1-based), the device is lost; 0: never
+	lostPanics    bool         // a lost device panics with its error instead of returning it
 	delay         time.Duration
 	// script, when set, answers a prompt containing a key with its value
 	// (then EOS) instead of hashed tokens.
@@ -156,8 +158,16 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 }
 
 func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
-	if n := e.forwards.Add(1); n == e.panicAt.Load() {
+	n := e.forwards.Add(1)
+	if n == e.panicAt.Load() {
 		panic("fake engine: injected failure")
+	}
+	if at := e.lostAt.Load(); at > 0 && n >= at {
+		err := fmt.Errorf("%w: fake engine: injected illegal address", engine.ErrDeviceLost)
+		if e.lostPanics {
+			panic(err)
+		}
+		return nil, err
 	}
 	for n := int64(len(batch)); ; {
 		if m := e.maxBatch.Load(); n <= m || e.maxBatch.CompareAndSwap(m, n) {
