@@ -54,6 +54,7 @@ type Batcher struct {
 	running []*request // admitted, in admission order
 	order   uint64
 	lost    error // the engine's lost-device error, seen in this step
+	starved bool  // a sequence lacked KV blocks in the last step
 	feats   *featureCache
 	// Speculative decoding's verification outcomes, by stage (chain.Stage;
 	// 0 for generations) and draft class.
@@ -653,14 +654,21 @@ func (b *Batcher) rank(r *request) int {
 func (b *Batcher) forward() {
 	order := b.prioritized()
 	// Decoding sequences (one token to run) go first: they keep the
-	// inter-token latency low and cost one token each.
+	// inter-token latency low and cost one token each. After a step in
+	// which a sequence lacked blocks, all go in admission order instead, so
+	// that it takes them from newer requests before these grow again.
 	decoding := func(r *request) int {
 		if len(r.cur.tokens)-r.cur.computed == 1 {
 			return 0
 		}
 		return 1
 	}
-	slices.SortStableFunc(order, func(x, y *request) int { return cmp.Compare(decoding(x), decoding(y)) })
+	if b.starved {
+		slices.SortFunc(order, func(x, y *request) int { return cmp.Compare(x.order, y.order) })
+	} else {
+		slices.SortStableFunc(order, func(x, y *request) int { return cmp.Compare(decoding(x), decoding(y)) })
+	}
+	b.starved = false
 	budget := b.cfg.MaxBatchTokens
 	var (
 		chunks  []engine.Chunk
@@ -810,9 +818,10 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 
 // reserve grows r's block table to n positions. When the pool is short it
 // preempts running requests admitted after r that are not in this step's
-// batch, newest first (their sequences are recomputed later): the oldest
-// request never waits for a newer one, and no request is preempted for one
-// admitted after it. It returns false when r has to wait; when r alone
+// batch, newest first (their sequences are recomputed later); no request is
+// preempted for one admitted after it. It returns false when r has to wait,
+// and the next step then builds its batch in admission order (see
+// forward), so the oldest request never waits for a newer one; when r alone
 // cannot fit the pool, r fails.
 func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 	for {
@@ -825,6 +834,7 @@ func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 			if b.kv.Stats().Used == len(r.cur.kv.Blocks()) && len(inBatch) == 0 {
 				b.fail(r, fmt.Errorf("%w: %w", ErrPromptTooLong, err))
 			}
+			b.starved = true
 			return false
 		}
 		b.m.preemptions.Inc()

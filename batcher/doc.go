@@ -34,7 +34,9 @@
 // admitted last after it that holds blocks and is not in the step's batch is
 // preempted: its blocks are freed and it is recomputed later from its prompt
 // and the tokens it already generated, so no request fails for memory. A
-// request is never preempted for a newer one, so the oldest never starves;
+// request is never preempted for a newer one, and after a step in which a
+// sequence lacked blocks the next batch is built in admission order, so the
+// oldest request takes what it needs from newer ones and never starves;
 // admission waits while running sequences lack blocks, so preempted ones
 // come back before new ones start; and a request alone always fits, so the
 // loop cannot livelock. Speculative drafts never preempt: without free

@@ -64,8 +64,9 @@ type kvEntry struct {
 type fakeEngine struct {
 	spec engine.Spec
 
-	mu sync.Mutex
-	kv [][]kvEntry // [blocks][block size]
+	mu     sync.Mutex
+	kv     [][]kvEntry    // [blocks][block size]
+	starts map[string]int // chunks at position 0, by their first 8 tokens: a sequence's (re)computations
 
 	encodeCalls   atomic.Int64
 	imagesEncoded atomic.Int64
@@ -94,7 +95,7 @@ func newFakeEngine(blocks int) *fakeEngine {
 
 // newFakeEngineSpec returns a fake engine of the given geometry.
 func newFakeEngineSpec(spec engine.Spec) *fakeEngine {
-	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, spec.KVBlocks)}
+	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, spec.KVBlocks), starts: map[string]int{}}
 	for i := range e.kv {
 		e.kv[i] = make([]kvEntry, spec.KVBlockSize)
 	}
@@ -184,6 +185,9 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	for _, c := range batch {
 		if len(c.Blocks)*bs < c.Pos+len(c.Tokens) {
 			return nil, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
+		}
+		if c.Pos == 0 {
+			e.starts[fmt.Sprint(c.Tokens[:min(8, len(c.Tokens))])]++
 		}
 		row := 0
 		for i, t := range c.Tokens {
