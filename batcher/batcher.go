@@ -138,9 +138,9 @@ func (b *Batcher) KVStats() kvcache.Stats { return b.kv.Stats() }
 // SubmitChain queues a PancapChain request. Validation and image
 // preprocessing run in the caller's goroutine; their errors wrap
 // ErrInvalidRequest, ErrInvalidImage or ErrPromptTooLong. A full queue gives
-// ErrQueueFull and a shut-down or stopped (see Fatal) batcher ErrNotServing. The channel yields the
-// request's events and is closed after EventDone; the caller reads it to the
-// end or cancels ctx.
+// ErrQueueFull, and a shut-down or stopped (see Fatal) batcher
+// ErrNotServing. The channel yields the request's events and is closed
+// after EventDone; the caller reads it to the end or cancels ctx.
 func (b *Batcher) SubmitChain(ctx context.Context, r ChainRequest) (<-chan Event, error) {
 	req, err := b.newChainRequest(r)
 	if err != nil {

@@ -224,18 +224,7 @@ func serve(ctx context.Context, cfg ServeConfig, load func(context.Context, Serv
 				sp := b.Spec()
 				log.Info("model loaded", "name", sp.Name, "device", sp.Device, "dtype", sp.DType,
 					"random_weights", sp.RandomWeights, "took", time.Since(start).Round(time.Millisecond))
-				loading.Go(func() {
-					select {
-					case <-b.Fatal():
-						lostErr = b.Err()
-						log.Error("the accelerator failed: shutting down for a restart", "err", lostErr, "exit_status", ExitDeviceLost)
-						drain, cancelDrain := context.WithTimeout(context.Background(), lostDrain)
-						srv.Shutdown(drain) // health NOT_SERVING at once
-						cancelDrain()
-						cancel()
-					case <-ctx.Done():
-					}
-				})
+				loading.Go(func() { lostErr = stopOnLoss(ctx, b, srv, cancel) })
 				return
 			}
 		}
@@ -261,6 +250,25 @@ func serve(ctx context.Context, cfg ServeConfig, load func(context.Context, Serv
 		return lostErr
 	}
 	return runErr
+}
+
+// stopOnLoss waits until b stops for a lost device or ctx ends. On a loss
+// it turns health NOT_SERVING, gives the calls the batcher failed lostDrain
+// to receive their error, stops srv, cancels the serving context and
+// returns b's error; it returns nil when ctx ends first.
+func stopOnLoss(ctx context.Context, b *batcher.Batcher, srv *server.Server, cancel func()) error {
+	select {
+	case <-b.Fatal():
+	case <-ctx.Done():
+		return nil
+	}
+	err := b.Err()
+	srv.Config().Logger.Error("the accelerator failed: shutting down for a restart", "err", err, "exit_status", ExitDeviceLost)
+	drain, cancelDrain := context.WithTimeout(context.Background(), lostDrain)
+	defer cancelDrain()
+	srv.Shutdown(drain) // health NOT_SERVING at once
+	cancel()
+	return err
 }
 
 // loadingBackend stands in for the batcher while the model loads: not ready,
