@@ -3,6 +3,7 @@ package batcher
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -24,19 +25,21 @@ import (
 // Shutdown are safe for concurrent use; one goroutine, the step loop, owns
 // the engine's device work and all scheduling state.
 type Batcher struct {
-	eng  engine.Engine
-	spec engine.Spec
-	tok  engine.Tokenizer
-	cfg  Config
-	kv   *kvcache.Cache
-	m    *metrics
-	base [4]int // prompt ids of each stage's template with an empty hand-off
+	eng   engine.Engine
+	spec  engine.Spec
+	tok   engine.Tokenizer
+	cfg   Config
+	kv    *kvcache.Cache
+	m     *metrics
+	base  [4]int  // prompt ids of each stage's template with an empty hand-off
+	first []int32 // those ids of stage 1, the first prompt of every chain
 
 	mu       sync.Mutex
 	waiting  []*request // FCFS; with decoding, at most cfg.MaxQueue
 	decoding int        // requests holding a queue place while they decode their image
 	closing  bool
 	started  bool
+	lostErr  error               // set when the engine lost its device: the batcher has stopped for good
 	budget   *semaphore.Weighted // cfg.DecodeBudget bytes of image decoding
 
 	active   atomic.Int64 // requests accepted and not yet done
@@ -45,12 +48,14 @@ type Batcher struct {
 	quit     chan struct{} // closed by Shutdown: cancel the rest and exit
 	quitOnce sync.Once
 	done     chan struct{} // closed when the step loop exits
+	fatal    chan struct{} // closed when the engine lost its device
 
 	// Step loop state.
-	running  []*request // admitted, in admission order
-	reserved int        // KV blocks promised to running requests
-	order    uint64
-	feats    *featureCache
+	running []*request // admitted, in admission order
+	order   uint64
+	lost    error // the engine's lost-device error, seen in this step
+	starved bool  // a sequence lacked KV blocks in the last step
+	feats   *featureCache
 	// Speculative decoding's verification outcomes, by stage (chain.Stage;
 	// 0 for generations) and draft class.
 	specStats [5][specClasses]specStats
@@ -72,6 +77,7 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+		fatal:  make(chan struct{}),
 		feats:  newFeatureCache(cfg.FeatureCache),
 		budget: semaphore.NewWeighted(cfg.DecodeBudget),
 	}
@@ -81,7 +87,11 @@ func New(eng engine.Engine, cfg Config) *Batcher {
 		}
 	}
 	for k, st := range chain.Stages {
-		b.base[k] = len(tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens))
+		ids := tokenizer.EncodeImagePrompt(b.tok, chain.Template(chain.Prompt(st, "")), b.spec.ImageTokens)
+		if k == 0 {
+			b.first = ids
+		}
+		b.base[k] = len(ids)
 	}
 	return b
 }
@@ -99,8 +109,24 @@ func (b *Batcher) Start() {
 }
 
 // Ready reports whether the step loop is running and accepting work: false
-// before Start, while the loop restarts after a panic, and from Shutdown on.
+// before Start, while the loop restarts after a panic, from Shutdown on, and
+// once the engine lost its device (see Fatal).
 func (b *Batcher) Ready() bool { return b.ready.Load() }
+
+// Fatal returns a channel that is closed when the batcher stops for good
+// because the engine lost its device (engine.ErrDeviceLost): every running
+// and queued request has failed with Err, later ones are refused with it,
+// and Ready is false. The process should exit then, so that its supervisor
+// starts a fresh one.
+func (b *Batcher) Fatal() <-chan struct{} { return b.fatal }
+
+// Err returns the error that stopped the batcher for good (see Fatal), or
+// nil. It wraps ErrNotServing and the engine's engine.ErrDeviceLost.
+func (b *Batcher) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lostErr
+}
 
 // Spec returns the engine's model facts.
 func (b *Batcher) Spec() engine.Spec { return b.spec }
@@ -112,9 +138,9 @@ func (b *Batcher) KVStats() kvcache.Stats { return b.kv.Stats() }
 // SubmitChain queues a PancapChain request. Validation and image
 // preprocessing run in the caller's goroutine; their errors wrap
 // ErrInvalidRequest, ErrInvalidImage or ErrPromptTooLong. A full queue gives
-// ErrQueueFull and a shut-down batcher ErrNotServing. The channel yields the
-// request's events and is closed after EventDone; the caller reads it to the
-// end or cancels ctx.
+// ErrQueueFull, and a shut-down or stopped (see Fatal) batcher
+// ErrNotServing. The channel yields the request's events and is closed
+// after EventDone; the caller reads it to the end or cancels ctx.
 func (b *Batcher) SubmitChain(ctx context.Context, r ChainRequest) (<-chan Event, error) {
 	req, err := b.newChainRequest(r)
 	if err != nil {
@@ -142,8 +168,8 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 	}
 	b.mu.Lock()
 	if b.closing {
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
+		defer b.mu.Unlock()
+		return nil, b.refusal()
 	}
 	if n := len(b.waiting) + b.decoding; n >= b.cfg.MaxQueue {
 		b.mu.Unlock()
@@ -159,8 +185,8 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 		b.mu.Unlock()
 		return nil, err
 	case b.closing:
-		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: shutting down", ErrNotServing)
+		defer b.mu.Unlock()
+		return nil, b.refusal()
 	}
 	req.ctx, req.submitted = ctx, time.Now()
 	req.out = newStream(ctx)
@@ -171,6 +197,15 @@ func (b *Batcher) enqueue(ctx context.Context, req *request) (<-chan Event, erro
 	b.mu.Unlock()
 	b.poke()
 	return req.out.out, nil
+}
+
+// refusal is the error a closing batcher answers a new request with. b.mu
+// is held.
+func (b *Batcher) refusal() error {
+	if b.lostErr != nil {
+		return b.lostErr
+	}
+	return fmt.Errorf("%w: shutting down", ErrNotServing)
 }
 
 // decode preprocesses req's image, if it has one, holding its cost against
@@ -259,11 +294,17 @@ func (b *Batcher) run() {
 	}
 }
 
-// loop steps until Shutdown. It returns false after recovering a panic,
-// having failed the in-flight requests with ErrInternal.
+// loop steps until Shutdown or a lost device (see stopLost). It returns
+// false after recovering any other panic, having failed the in-flight
+// requests with ErrInternal.
 func (b *Batcher) loop() (quit bool) {
 	defer func() {
 		if r := recover(); r != nil {
+			if err, ok := r.(error); ok && errors.Is(err, engine.ErrDeviceLost) {
+				b.stopLost(err)
+				quit = true
+				return
+			}
 			b.ready.Store(false)
 			b.m.panics.Inc()
 			b.cfg.Logger.Error("batcher: step loop panic; failing in-flight requests",
@@ -295,7 +336,39 @@ func (b *Batcher) loop() (quit bool) {
 			continue
 		}
 		b.step()
+		if b.lost != nil {
+			b.stopLost(b.lost)
+			return true
+		}
 	}
+}
+
+// stopLost stops the batcher for good after the engine lost its device
+// (cause): every running and queued request fails, and later ones are
+// refused, with an error wrapping ErrNotServing and cause; Fatal is closed.
+// The KV pool is emptied without touching the engine.
+func (b *Batcher) stopLost(cause error) {
+	err := fmt.Errorf("%w: the accelerator failed: %w; this server is restarting", ErrNotServing, cause)
+	b.ready.Store(false)
+	b.mu.Lock()
+	b.closing, b.lostErr = true, err
+	b.mu.Unlock()
+	b.cfg.Logger.Error("batcher: the engine's device is lost; failing every request and stopping", "err", cause)
+	b.failRunning(err)
+	b.failWaiting(err)
+	b.feats.clear()
+	b.gauges()
+	close(b.fatal)
+}
+
+// deviceLost reports whether err, from the engine, says its device is lost,
+// and then records it for the loop to stop on after this step.
+func (b *Batcher) deviceLost(err error) bool {
+	if errors.Is(err, engine.ErrDeviceLost) {
+		b.lost = err
+		return true
+	}
+	return false
 }
 
 // isClosing reports whether Shutdown has begun.
@@ -317,7 +390,9 @@ func (b *Batcher) step() {
 	b.reap()
 	b.admit()
 	b.encode()
-	b.forward()
+	if b.lost == nil {
+		b.forward()
+	}
 	b.running = slices.DeleteFunc(b.running, func(r *request) bool { return r.done })
 	b.gauges()
 }
@@ -353,26 +428,62 @@ func (b *Batcher) reap() {
 }
 
 // admit moves queued requests to running, first come first served, while
-// the KV blocks they may need fit beside those promised to running ones.
-// With nothing running, the head is always admitted (it fits the pool).
+// the blocks the head takes now (startNeed) fit in the pool beside those
+// the running sequences need to go on (shortfall). Sequences then grow block
+// by block, preempting the newest request when the pool runs short
+// (reserve). With nothing running, the head is always admitted: its largest
+// stage fits the pool (fitsPool), so a request alone always finishes.
 func (b *Batcher) admit() {
+	short := b.shortfall()
 	for {
+		// Only this goroutine removes queued requests: the head stays.
 		b.mu.Lock()
-		if len(b.waiting) == 0 || (len(b.running) > 0 && b.reserved+b.waiting[0].need > b.kv.NumBlocks()) {
+		if len(b.waiting) == 0 {
 			b.mu.Unlock()
 			return
 		}
 		r := b.waiting[0]
+		b.mu.Unlock()
+		need := b.startNeed(r)
+		if len(b.running) > 0 && short+need > b.kv.Available() {
+			return
+		}
+		b.mu.Lock()
 		b.waiting = b.waiting[1:]
 		b.mu.Unlock()
+		short += need
 		r.admitted = time.Now()
 		r.order = b.order
 		b.order++
-		b.reserved += r.need
 		b.running = append(b.running, r)
 		b.m.queueTime.Observe(r.admitted.Sub(r.submitted).Seconds())
 		b.startStage(r, r.firstStage())
 	}
+}
+
+// shortfall is the KV blocks the running sequences need to go on: for each,
+// those its tokens take that it does not hold (all of them after a
+// preemption), and one more to grow into.
+func (b *Batcher) shortfall() int {
+	n := 0
+	for _, r := range b.running {
+		if !r.done {
+			s := r.cur
+			n += max(0, b.kv.BlocksFor(len(s.tokens))+1-len(s.kv.Blocks()))
+		}
+	}
+	return n
+}
+
+// startNeed is the KV blocks the first stage of r takes from the pool when
+// it starts: its prompt's, less those that running sequences hold and share
+// with it through the prefix cache, and one more to grow into.
+func (b *Batcher) startNeed(r *request) int {
+	prompt := r.prompt
+	if r.chain {
+		prompt = b.first
+	}
+	return b.kv.BlocksFor(len(prompt)) - b.kv.Shared(r.imgHash, prompt) + 1
 }
 
 // startStage builds stage's sequence, its prompt holding the hand-off list
@@ -485,6 +596,9 @@ func (b *Batcher) encode() {
 	}
 	t0 := time.Now()
 	out, err := b.eng.EncodeImages(imgs)
+	if b.deviceLost(err) {
+		return
+	}
 	if err == nil && len(out) != len(imgs) {
 		err = fmt.Errorf("engine returned %d feature sets for %d images", len(out), len(imgs))
 	}
@@ -540,14 +654,21 @@ func (b *Batcher) rank(r *request) int {
 func (b *Batcher) forward() {
 	order := b.prioritized()
 	// Decoding sequences (one token to run) go first: they keep the
-	// inter-token latency low and cost one token each.
+	// inter-token latency low and cost one token each. After a step in
+	// which a sequence lacked blocks, all go in admission order instead, so
+	// that it takes them from newer requests before these grow again.
 	decoding := func(r *request) int {
 		if len(r.cur.tokens)-r.cur.computed == 1 {
 			return 0
 		}
 		return 1
 	}
-	slices.SortStableFunc(order, func(x, y *request) int { return cmp.Compare(decoding(x), decoding(y)) })
+	if b.starved {
+		slices.SortFunc(order, func(x, y *request) int { return cmp.Compare(x.order, y.order) })
+	} else {
+		slices.SortStableFunc(order, func(x, y *request) int { return cmp.Compare(decoding(x), decoding(y)) })
+	}
+	b.starved = false
 	budget := b.cfg.MaxBatchTokens
 	var (
 		chunks  []engine.Chunk
@@ -611,6 +732,9 @@ func (b *Batcher) forward() {
 	b.m.batchSize.Observe(float64(len(chunks)))
 	b.m.stepTokens.Observe(float64(b.cfg.MaxBatchTokens - budget))
 	logits, err := b.eng.Forward(chunks)
+	if b.deviceLost(err) {
+		return
+	}
 	want := 0
 	for _, c := range chunks {
 		want += c.LogitRows()
@@ -693,9 +817,12 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 }
 
 // reserve grows r's block table to n positions. When the pool is short it
-// preempts running requests of lower priority that are not in this step's
-// batch (their sequences are recomputed later). It returns false when r has
-// to wait; when r alone cannot fit the pool, r fails.
+// preempts running requests admitted after r that are not in this step's
+// batch, newest first (their sequences are recomputed later); no request is
+// preempted for one admitted after it. It returns false when r has to wait,
+// and the next step then builds its batch in admission order (see
+// forward), so the oldest request never waits for a newer one; when r alone
+// cannot fit the pool, r fails.
 func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 	for {
 		err := b.kv.Reserve(r.cur.kv, n)
@@ -707,6 +834,7 @@ func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 			if b.kv.Stats().Used == len(r.cur.kv.Blocks()) && len(inBatch) == 0 {
 				b.fail(r, fmt.Errorf("%w: %w", ErrPromptTooLong, err))
 			}
+			b.starved = true
 			return false
 		}
 		b.m.preemptions.Inc()
@@ -716,13 +844,12 @@ func (b *Batcher) reserve(r *request, n int, inBatch map[*request]bool) bool {
 	}
 }
 
-// victim picks the running request of lowest priority below r that holds
-// blocks and is not in the batch being built.
+// victim picks the running request admitted last after r that holds blocks
+// and is not in the batch being built.
 func (b *Batcher) victim(r *request, inBatch map[*request]bool) *request {
-	order := b.prioritized()
-	for i := len(order) - 1; i >= 0 && order[i] != r; i-- {
-		v := order[i]
-		if !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
+	for i := len(b.running) - 1; i >= 0 && b.running[i] != r; i-- {
+		v := b.running[i]
+		if !v.done && !inBatch[v] && len(v.cur.kv.Blocks()) > 0 {
 			return v
 		}
 	}
@@ -834,15 +961,12 @@ func (b *Batcher) fail(r *request, err error) {
 	b.end(r, Event{Kind: EventDone, Err: err})
 }
 
-// end sends the final event and releases the request's reservation.
+// end sends the final event of r, once.
 func (b *Batcher) end(r *request, ev Event) {
 	if r.done {
 		return
 	}
 	r.done = true
-	if !r.admitted.IsZero() {
-		b.reserved -= r.need
-	}
 	r.features = nil
 	r.out.push(ev)
 	b.active.Add(-1)
@@ -856,7 +980,6 @@ func (b *Batcher) failRunning(err error) {
 		b.end(r, Event{Kind: EventDone, Err: err})
 	}
 	b.running = nil
-	b.reserved = 0
 	b.kv.Reset()
 }
 

@@ -11,12 +11,17 @@
 // preprocessed under a byte budget shared by all requests
 // (Config.DecodeBudget, each image's bound read from its header by
 // Engine.ImageCost), so a flood of large images waits instead of taking
-// memory, and a cancelled call stops decoding. The step loop admits the head of
-// the queue when the KV blocks the whole request may need (its largest stage:
-// prompt, longest possible hand-off list, token limit) fit beside the blocks
-// promised to running requests. Each stage of a request is a sequence that
-// goes Encoding (vision encoder, batched across images) → Prefill (chunked) →
-// Decode → Done, or is Cancelled when its context ends (checked every step).
+// memory, and a cancelled call stops decoding. A request whose largest stage
+// (prompt, longest possible hand-off list, token limit) cannot fit the KV
+// pool is refused at submission. The step loop admits the head of the queue
+// when the blocks it needs now fit beside what the running sequences need to
+// go on: its first prompt's blocks, less those running sequences share with
+// it through the prefix cache, plus one block of headroom for it and for
+// each running sequence. Sequences then grow block by block; when the pool
+// runs short, the newest request gives way (see One step). Each stage of a
+// request is a sequence that goes Encoding (vision encoder, batched across
+// images) → Prefill (chunked) → Decode → Done, or is Cancelled when its
+// context ends (checked every step).
 //
 // # One step
 //
@@ -25,9 +30,17 @@
 // MaxEncodeBatch images, then builds one Forward batch under MaxBatchTokens:
 // one token for every decoding sequence first, then prefill chunks, stages of
 // started chains before the first stage of new ones, and admission order
-// within each. When the pool runs short anyway, a sequence of lower priority
-// is preempted: its blocks are freed and it is recomputed later from its
-// prompt and the tokens it already generated, so no request fails for memory.
+// within each. When a sequence needs a block the pool lacks, the request
+// admitted last after it that holds blocks and is not in the step's batch is
+// preempted: its blocks are freed and it is recomputed later from its prompt
+// and the tokens it already generated, so no request fails for memory. A
+// request is never preempted for a newer one, and after a step in which a
+// sequence lacked blocks the next batch is built in admission order, so the
+// oldest request takes what it needs from newer ones and never starves;
+// admission waits while running sequences lack blocks, so preempted ones
+// come back before new ones start; and a request alone always fits, so the
+// loop cannot livelock. Speculative drafts never preempt: without free
+// blocks a sequence decodes plainly.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
 // the KV pool and restarts the loop; queued requests are kept.
 //

@@ -10,6 +10,6 @@ var (
 	ErrInvalidRequest = errors.New("invalid request")            // a bad parameter
 	ErrPromptTooLong  = errors.New("prompt exceeds the context") // prompt + max new tokens > context
 	ErrQueueFull      = errors.New("queue full")                 // admission refused: overload
-	ErrNotServing     = errors.New("not serving")                // shutting down or the step loop is restarting
+	ErrNotServing     = errors.New("not serving")                // shutting down, the step loop is restarting, or the device is lost
 	ErrInternal       = errors.New("internal error")             // a failure of ours (e.g. a recovered panic)
 )

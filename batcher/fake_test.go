@@ -64,13 +64,17 @@ type kvEntry struct {
 type fakeEngine struct {
 	spec engine.Spec
 
-	mu sync.Mutex
-	kv [][]kvEntry // [blocks][block size]
+	mu     sync.Mutex
+	kv     [][]kvEntry    // [blocks][block size]
+	starts map[string]int // chunks at position 0, by their first 8 tokens: a sequence's (re)computations
 
 	encodeCalls   atomic.Int64
 	imagesEncoded atomic.Int64
 	forwards      atomic.Int64
+	maxBatch      atomic.Int64 // most chunks in one Forward
 	panicAt       atomic.Int64 // panic in this Forward call (1-based); 0: never
+	lostAt        atomic.Int64 // from this Forward call on (1-based), the device is lost; 0: never
+	lostPanics    bool         // a lost device panics with its error instead of returning it
 	delay         time.Duration
 	// script, when set, answers a prompt containing a key with its value
 	// (then EOS) instead of hashed tokens.
@@ -83,11 +87,15 @@ type fakeEngine struct {
 }
 
 func newFakeEngine(blocks int) *fakeEngine {
-	spec := engine.Spec{
+	return newFakeEngineSpec(engine.Spec{
 		Name: "fake", Hidden: 4, VocabSize: 259, ImageTokens: 6, ImageSize: 2, MaxContext: 1024,
 		BOS: fakeBOS, EOS: fakeEOS, KVBlockSize: 4, KVBlocks: blocks, DType: "float32", Device: "cpu",
-	}
-	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, blocks)}
+	})
+}
+
+// newFakeEngineSpec returns a fake engine of the given geometry.
+func newFakeEngineSpec(spec engine.Spec) *fakeEngine {
+	e := &fakeEngine{spec: spec, kv: make([][]kvEntry, spec.KVBlocks), starts: map[string]int{}}
 	for i := range e.kv {
 		e.kv[i] = make([]kvEntry, spec.KVBlockSize)
 	}
@@ -151,8 +159,21 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 }
 
 func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
-	if n := e.forwards.Add(1); n == e.panicAt.Load() {
+	n := e.forwards.Add(1)
+	if n == e.panicAt.Load() {
 		panic("fake engine: injected failure")
+	}
+	if at := e.lostAt.Load(); at > 0 && n >= at {
+		err := fmt.Errorf("%w: fake engine: injected illegal address", engine.ErrDeviceLost)
+		if e.lostPanics {
+			panic(err)
+		}
+		return nil, err
+	}
+	for n := int64(len(batch)); ; {
+		if m := e.maxBatch.Load(); n <= m || e.maxBatch.CompareAndSwap(m, n) {
+			break
+		}
 	}
 	if e.delay > 0 {
 		time.Sleep(e.delay)
@@ -164,6 +185,9 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	for _, c := range batch {
 		if len(c.Blocks)*bs < c.Pos+len(c.Tokens) {
 			return nil, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
+		}
+		if c.Pos == 0 {
+			e.starts[fmt.Sprint(c.Tokens[:min(8, len(c.Tokens))])]++
 		}
 		row := 0
 		for i, t := range c.Tokens {

@@ -13,7 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pancap-serve/pancap/chain"
 	"github.com/pancap-serve/pancap/sample"
+	"github.com/pancap-serve/pancap/tokenizer"
 )
 
 func nan() float64 { return math.NaN() }
@@ -83,28 +85,31 @@ func TestStopStrings(t *testing.T) {
 	}
 }
 
-// TestPreemption over-admits requests into a pool too small for them all:
-// sequences are preempted and recomputed, and outputs do not change.
+// TestPreemption: admission takes requests by the blocks their prompts
+// need now, so short prompts with long outputs oversubscribe a small pool;
+// sequences are then preempted, newest first, and recomputed: every request
+// completes, outputs do not change, and the oldest request is never
+// preempted. A request alone whose worst case is the whole pool finishes; one
+// larger is refused.
 func TestPreemption(t *testing.T) {
+	const blocks = 64 // of 4 positions
 	for _, reuse := range []bool{true, false} {
 		ref, _ := newTest(t, 1024, Config{ChainReuse: reuse})
-		b, _ := newTest(t, 66, Config{ChainReuse: reuse, MaxBatchTokens: 64})
+		b, eng := newTest(t, blocks, Config{ChainReuse: reuse, MaxBatchTokens: 64})
 		var reqs []GenerateRequest
 		var wants [][]string
-		for i := range 4 {
-			r := genReq(fmt.Sprintf("Request number %d, please answer.", i), fmt.Sprint("im", i%2))
+		for i := range 6 {
+			// 9 prompt and 150 new tokens: 40 of the 64 blocks alone, 4 at
+			// admission.
+			r := genReq(fmt.Sprintf("R%d %s", i, chain.ImagePlaceholder), fmt.Sprint("im", i%2))
+			r.Raw, r.MaxNewTokens = true, 150
 			reqs = append(reqs, r)
 			wants = append(wants, runGen(t, ref, r).stages)
 		}
 		var wg sync.WaitGroup
 		for i, r := range reqs {
 			want := wants[i]
-			req, err := b.newGenerateRequest(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.need = 0 // defeat admission control
-			ch, err := b.enqueue(context.Background(), req)
+			ch, err := b.SubmitGenerate(context.Background(), r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,6 +123,34 @@ func TestPreemption(t *testing.T) {
 		wg.Wait()
 		if testutil.ToFloat64(b.m.preemptions) == 0 {
 			t.Errorf("reuse %v: no preemption happened", reuse)
+		}
+		if st := b.kv.Stats(); st.Used != 0 {
+			t.Errorf("reuse %v: %d blocks still used", reuse, st.Used)
+		}
+		if !reuse { // without the prefix cache, every recomputation starts at position 0
+			starts := func(r GenerateRequest) int {
+				ids := tokenizer.EncodeImagePrompt(fakeTokenizer{}, r.Prompt, eng.spec.ImageTokens)
+				return eng.starts[fmt.Sprint(ids[:8])]
+			}
+			if n := starts(reqs[0]); n != 1 {
+				t.Errorf("the oldest request was computed %d times, want once", n)
+			}
+			// Only the oldest may preempt the second; any may preempt the newest.
+			if second, newest := starts(reqs[1]), starts(reqs[len(reqs)-1]); second >= newest {
+				t.Errorf("the second request was computed %d times, the newest %d: want the newest preempted first", second, newest)
+			}
+		}
+
+		// Alone, a request whose prompt and limit fill the pool finishes;
+		// one token more is refused at submission.
+		full := genReq(fmt.Sprintf("R9 %s", chain.ImagePlaceholder), "im9")
+		full.Raw, full.MaxNewTokens = true, blocks*4-len(tokenizer.EncodeImagePrompt(fakeTokenizer{}, full.Prompt, eng.spec.ImageTokens))
+		if o := runGen(t, b, full); len(o.result.Stages[0].TokenIDs) != full.MaxNewTokens {
+			t.Errorf("reuse %v: the request filling the pool generated %d tokens, want %d", reuse, len(o.result.Stages[0].TokenIDs), full.MaxNewTokens)
+		}
+		full.MaxNewTokens++
+		if _, err := b.SubmitGenerate(context.Background(), full); !errors.Is(err, ErrPromptTooLong) {
+			t.Errorf("reuse %v: a request one token over the pool: %v, want ErrPromptTooLong", reuse, err)
 		}
 	}
 }

@@ -29,7 +29,7 @@ type request struct {
 	image     []byte        // the encoded image until it is decoded at admission
 	img       *engine.Image // the decoded image; nil for a text-only generation
 	imgHash   kvcache.Hash  // content hash of the encoded image bytes
-	need      int           // KV blocks reserved at admission
+	need      int           // KV blocks its largest stage may take: at most the pool
 	submitted time.Time
 	out       *stream
 

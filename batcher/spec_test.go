@@ -171,9 +171,9 @@ func streamContent(o outcome) string {
 }
 
 // runSpecMix submits all of specRequests at once to a batcher over a
-// scripted fake engine and returns each request's stream content. Below
-// 1000 blocks the generations skip admission control, so sequences get
-// preempted.
+// scripted fake engine and returns each request's stream content. In a
+// small pool, admission by the blocks a prompt needs now oversubscribes it,
+// so sequences get preempted.
 func runSpecMix(t *testing.T, blocks int, cfg Config) (map[string]string, *Batcher) {
 	t.Helper()
 	b, eng := newTest(t, blocks, cfg)
@@ -200,14 +200,7 @@ func runSpecMix(t *testing.T, blocks int, cfg Config) (map[string]string, *Batch
 		keep(r.RequestID, ch)
 	}
 	for _, r := range gens {
-		req, err := b.newGenerateRequest(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if blocks < 1000 {
-			req.need = 0 // defeat admission control: preempt
-		}
-		ch, err := b.enqueue(context.Background(), req)
+		ch, err := b.SubmitGenerate(context.Background(), r)
 		if err != nil {
 			t.Fatal(err)
 		}

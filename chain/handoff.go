@@ -67,7 +67,8 @@ const handoffSlack = 4
 // given each stage's limit on generated tokens: nothing for stage 1, stage
 // 1's output for stage 2, stage 2's for stage 3 (stage 3 sees stage 2's
 // list), stages 2 and 3 together for stage 4 (the merge), each plus a small
-// slack for re-tokenisation. Admission reserves KV by it.
+// slack for re-tokenisation. The batcher refuses a request whose largest
+// stage, bounded so, cannot fit the KV pool.
 func HandoffBound(stage Stage, maxNew [len(Stages)]int) int {
 	list := [len(Stages)]int{0, maxNew[0], maxNew[1], maxNew[1] + maxNew[2]}
 	return list[stage-1] + handoffSlack

@@ -4,7 +4,16 @@
 // both depend on it without depending on each other.
 package engine
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrDeviceLost is wrapped by the errors of EncodeImages and Forward when
+// the engine's device can run no more work (a sticky CUDA error): every
+// later call would fail too and only a new process recovers, so the caller
+// stops serving and the process exits for its supervisor to restart it.
+var ErrDeviceLost = errors.New("device lost")
 
 // ImageToken marks, in Chunk.Tokens, a position whose input is a row of
 // Chunk.Image instead of a token embedding.
@@ -88,7 +97,8 @@ type Engine interface {
 	// concurrent use.
 	Preprocess(ctx context.Context, data []byte) (Image, error)
 	// EncodeImages runs the vision tower and projector on a batch of images.
-	// Result i is [ImageTokens × Hidden].
+	// Result i is [ImageTokens × Hidden]. It and Forward return an error
+	// wrapping ErrDeviceLost, never a panic, when the device is lost.
 	EncodeImages(imgs []Image) ([][]float32, error)
 	// Forward runs one step over a batch of chunks, writing their keys and
 	// values into the KV cache. It returns the [VocabSize] rows of every

@@ -157,21 +157,48 @@ func (c *Cache) Match(s *Seq, tokens []int32) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.queries += int64(len(tokens))
-	bs := c.blockSize
-	for (s.full+1)*bs <= len(tokens)-1 {
-		h := blockHash(s.parent, s.image, tokens[s.full*bs:(s.full+1)*bs])
-		id, ok := c.byHash[h]
-		if !ok {
-			break
-		}
+	c.walk(s.image, tokens, func(id int32, h Hash) {
 		c.acquire(id)
 		s.blocks = append(s.blocks, id)
 		s.full++
 		s.parent = h
-	}
-	n := s.full * bs
+	})
+	n := s.full * c.blockSize
 	c.hits += int64(n)
 	return n
+}
+
+// Shared returns how many blocks of the run Match would find for tokens
+// over image are referenced by a sequence: the blocks a new sequence with
+// this prompt would share without taking them from the pool. It changes
+// nothing and counts no lookup.
+func (c *Cache) Shared(image Hash, tokens []int32) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	c.walk(image, tokens, func(id int32, _ Hash) {
+		if c.blocks[id].ref > 0 {
+			n++
+		}
+	})
+	return n
+}
+
+// walk calls f, in order, with each block of the longest run of cached
+// full blocks that prefixes tokens (at most len(tokens)-1 of them, see
+// Match) and its hash. c.mu is held.
+func (c *Cache) walk(image Hash, tokens []int32, f func(id int32, h Hash)) {
+	bs := c.blockSize
+	var parent Hash
+	for i := 0; (i+1)*bs <= len(tokens)-1; i++ {
+		h := blockHash(parent, image, tokens[i*bs:(i+1)*bs])
+		id, ok := c.byHash[h]
+		if !ok {
+			return
+		}
+		f(id, h)
+		parent = h
+	}
 }
 
 // acquire takes a reference on block id, unlinking it from the LRU list.

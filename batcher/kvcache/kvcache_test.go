@@ -333,3 +333,30 @@ func TestTrim(t *testing.T) {
 		t.Errorf("after Free: %+v", st)
 	}
 }
+
+// TestShared counts the matching blocks that sequences hold, not the
+// unreferenced cached ones, and changes nothing.
+func TestShared(t *testing.T) {
+	c := New(16, 4)
+	img := ImageHash([]byte("image A"))
+	prompt := seqTokens(10, 100) // 2 full blocks + 2 tokens
+	a := c.NewSeq(img)
+	fill(t, c, a, prompt, true)
+	if n := c.Shared(img, prompt); n != 2 {
+		t.Fatalf("Shared = %d with a holding the prefix, want 2", n)
+	}
+	if n := c.Shared(ImageHash([]byte("image B")), prompt); n != 0 {
+		t.Fatalf("Shared = %d for another image, want 0", n)
+	}
+	if n := c.Shared(img, prompt[:8]); n != 1 {
+		t.Fatalf("Shared = %d for an 8-token prompt, want 1 (the last token must run)", n)
+	}
+	c.Free(a)
+	before := c.Stats()
+	if n := c.Shared(img, prompt); n != 0 {
+		t.Fatalf("Shared = %d with the prefix cached but unreferenced, want 0", n)
+	}
+	if after := c.Stats(); after != before {
+		t.Fatalf("Shared changed the stats: %+v → %+v", before, after)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pancap-serve/pancap/internal/app"
 )
 
 func main() {
@@ -17,6 +19,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprint(os.Stderr, errorText(cmd, err))
-		os.Exit(1)
+		os.Exit(app.ExitStatus(err))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // parseDevice splits a --device value: "cpu" (or "", the default), "cuda"
@@ -25,18 +24,4 @@ func parseDevice(s string) (kind string, ordinal int, err error) {
 		}
 	}
 	return "", 0, fmt.Errorf("--device: want cpu, cuda or cuda:N, got %q", s)
-}
-
-// watchDevice calls exit with the backend's error grace after it is first
-// seen lost (a GPU after a sticky error), checking every poll; it never
-// returns otherwise.
-func watchDevice(b interface{ Lost() error }, poll, grace time.Duration, exit func(error)) {
-	for {
-		if err := b.Lost(); err != nil {
-			time.Sleep(grace)
-			exit(err)
-			return
-		}
-		time.Sleep(poll)
-	}
 }

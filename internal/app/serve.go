@@ -146,9 +146,41 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: want text or json, got %q", format)
 }
 
+// ExitDeviceLost is the exit status of a process whose accelerator failed
+// (engine.ErrDeviceLost): a sticky device error cannot be cleared in the
+// process, so it ends for its supervisor to start a fresh one.
+const ExitDeviceLost = 3
+
+// lostDrain is how long the calls in flight when the accelerator fails have
+// to receive their error (the batcher has failed them all) before the
+// server stops: their last messages need no more, and a client's other
+// streams (a health watch) must not hold a failed process for the whole
+// drain timeout.
+const lostDrain = 2 * time.Second
+
+// ExitStatus is the exit status of a command that ended with err: 0 for
+// nil, ExitDeviceLost when err wraps engine.ErrDeviceLost, 1 otherwise.
+func ExitStatus(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, engine.ErrDeviceLost):
+		return ExitDeviceLost
+	}
+	return 1
+}
+
 // Serve serves until ctx is cancelled. The server listens at once and
-// reports NOT_SERVING while the model loads in the background.
+// reports NOT_SERVING while the model loads in the background. When the
+// accelerator fails (see batcher.Batcher.Fatal), health turns NOT_SERVING,
+// the calls the batcher failed end with UNAVAILABLE, and Serve returns an
+// error wrapping engine.ErrDeviceLost (ExitStatus: ExitDeviceLost).
 func Serve(ctx context.Context, cfg ServeConfig) error {
+	return serve(ctx, cfg, loadEngine)
+}
+
+// serve is Serve with the model loaded by load.
+func serve(ctx context.Context, cfg ServeConfig, load func(context.Context, ServeConfig) (engine.Engine, error)) error {
 	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
@@ -176,22 +208,23 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		return err
 	}
 	var (
-		loadErr error
-		eng     engine.Engine
-		stop    func()
-		loading sync.WaitGroup
+		loadErr, lostErr error
+		eng              engine.Engine
+		stop             func()
+		loading          sync.WaitGroup
 	)
 	loading.Go(func() {
 		start := time.Now()
 		var err error
-		eng, err = loadEngine(ctx, cfg)
+		eng, err = load(ctx, cfg)
 		if err == nil {
-			var b server.Backend
+			var b *batcher.Batcher
 			if b, stop, err = startBatcher(eng, cfg, srv.Registerer()); err == nil {
 				backend.set(b)
 				sp := b.Spec()
 				log.Info("model loaded", "name", sp.Name, "device", sp.Device, "dtype", sp.DType,
 					"random_weights", sp.RandomWeights, "took", time.Since(start).Round(time.Millisecond))
+				loading.Go(func() { lostErr = stopOnLoss(ctx, b, srv, cancel) })
 				return
 			}
 		}
@@ -213,7 +246,29 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if loadErr != nil {
 		return loadErr
 	}
+	if lostErr != nil {
+		return lostErr
+	}
 	return runErr
+}
+
+// stopOnLoss waits until b stops for a lost device or ctx ends. On a loss
+// it turns health NOT_SERVING, gives the calls the batcher failed lostDrain
+// to receive their error, stops srv, cancels the serving context and
+// returns b's error; it returns nil when ctx ends first.
+func stopOnLoss(ctx context.Context, b *batcher.Batcher, srv *server.Server, cancel func()) error {
+	select {
+	case <-b.Fatal():
+	case <-ctx.Done():
+		return nil
+	}
+	err := b.Err()
+	srv.Config().Logger.Error("the accelerator failed: shutting down for a restart", "err", err, "exit_status", ExitDeviceLost)
+	drain, cancelDrain := context.WithTimeout(context.Background(), lostDrain)
+	defer cancelDrain()
+	srv.Shutdown(drain) // health NOT_SERVING at once
+	cancel()
+	return err
 }
 
 // loadingBackend stands in for the batcher while the model loads: not ready,

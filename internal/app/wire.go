@@ -7,7 +7,6 @@ import (
 
 	"github.com/pancap-serve/pancap/batcher"
 	"github.com/pancap-serve/pancap/engine"
-	"github.com/pancap-serve/pancap/server"
 )
 
 // loadEngine loads the model cfg names (cfg.Model; "" means the embedded
@@ -25,7 +24,7 @@ func loadEngine(ctx context.Context, cfg ServeConfig) (engine.Engine, error) {
 // startBatcher starts the batcher's step loop over eng with cfg's queue and
 // reuse settings, registering its metrics with reg; stop drains it within
 // cfg.DrainTimeout and waits for the loop to end.
-func startBatcher(eng engine.Engine, cfg ServeConfig, reg prometheus.Registerer) (server.Backend, func(), error) {
+func startBatcher(eng engine.Engine, cfg ServeConfig, reg prometheus.Registerer) (*batcher.Batcher, func(), error) {
 	b := batcher.New(eng, batcher.Config{
 		MaxQueue:     cfg.MaxQueue,
 		Limits:       cfg.Limits,

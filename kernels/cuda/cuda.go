@@ -388,8 +388,13 @@ func (b *Backend) FreeMemory() (int64, error) {
 	return free, err
 }
 
-// Free releases a buffer after the work queued so far has finished.
+// Free releases a buffer after the work queued so far has finished. On a
+// lost backend it does nothing: Close releases the whole context, so a
+// model can still close after its device is lost.
 func (b *Backend) Free(x kernels.Buffer) {
+	if b.Lost() != nil {
+		return
+	}
 	b.enter()
 	defer b.leave()
 	bb := buf(x)

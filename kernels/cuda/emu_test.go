@@ -123,7 +123,8 @@ func TestEmuLaunchFailure(t *testing.T) {
 
 // TestEmuStickyError: a kernel that faults (an illegal address) surfaces
 // at the next wait as an error wrapping kernels.ErrDeviceLost; from then on
-// Lost reports it and every call fails with it at once, and Close returns.
+// Lost reports it and every call fails with it at once, but Free does
+// nothing (a model closes its buffers), and Close returns.
 func TestEmuStickyError(t *testing.T) {
 	emuOnly(t)
 	for _, g := range []GEMM{GEMMReference, GEMMCuBLAS} {
@@ -141,6 +142,9 @@ func TestEmuStickyError(t *testing.T) {
 		wantErr(t, "Alloc when lost", catch(func() { b.Alloc(1) }), lost)
 		_, err = b.AllocCache(8, kernels.F32)
 		wantErr(t, "AllocCache when lost", err, lost)
+		if err := catch(func() { b.Free(x) }); err != nil {
+			t.Errorf("Free when lost: %v", err)
+		}
 		done := make(chan struct{})
 		go func() { b.Close(); close(done) }()
 		select {

@@ -62,8 +62,10 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 // Forward runs the decoder over a batch of chunks, writing their keys and
 // values into the KV cache, and returns the logit rows every chunk asks for
 // (engine.Chunk.LogitRows), in memory the next call reuses. Every row is
-// computed independently of the others (batch invariance).
-func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
+// computed independently of the others (batch invariance). A lost device
+// is an error wrapping engine.ErrDeviceLost (deviceLost).
+func (m *Model) Forward(batch []engine.Chunk) (_ [][]float32, err error) {
+	defer deviceLost(&err)
 	tc := m.cfg.Text
 	H, bs := tc.Hidden, m.opts.KVBlockSize
 	st := &m.txt

@@ -23,8 +23,10 @@ type visionState struct {
 }
 
 // EncodeImages runs the vision tower and the projector on a batch of
-// images; result i is [ImageTokens × Hidden].
-func (m *Model) EncodeImages(imgs []engine.Image) ([][]float32, error) {
+// images; result i is [ImageTokens × Hidden]. A lost device is an error
+// wrapping engine.ErrDeviceLost (deviceLost).
+func (m *Model) EncodeImages(imgs []engine.Image) (_ [][]float32, err error) {
+	defer deviceLost(&err)
 	vc := m.cfg.Vision
 	S, ps, D := vc.ImageSize, vc.PatchSize, vc.Hidden
 	for i, img := range imgs {

@@ -7,9 +7,9 @@
 # reference run (testdata/golden/chain-tiny-shapes.json). Then two faults:
 # a device too small for the model (PANCAP_CUEMU_MEM) must end serve with a
 # clear out-of-memory error, not a panic; a sticky error mid-chain
-# (PANCAP_CUEMU_FAIL=sticky:N) must fail the call in flight with "device
-# lost" and end serve with status 3. PANCAP is a build with -tags cuda. Run
-# by tools/cuda/check.sh.
+# (PANCAP_CUEMU_FAIL=sticky:N) must fail the call in flight with UNAVAILABLE
+# naming the failed accelerator and the lost device, and end serve with
+# status 3. PANCAP is a build with -tags cuda. Run by tools/cuda/check.sh.
 set -euo pipefail
 bin=$(realpath "${1:?usage: serve-check.sh PANCAP LIBDIR}")
 lib=$(realpath "${2:?usage: serve-check.sh PANCAP LIBDIR}")
@@ -77,12 +77,15 @@ if [[ $rc != 1 ]] || ! grep -q 'cuMemAlloc.*OutOfMemory' "$tmp/oom.log" || grep 
 	exit 1
 fi
 
-# A sticky error in the first chain: the call fails naming the lost device,
-# the server exits with status 3.
+# A sticky error in the first chain: the call fails with UNAVAILABLE naming
+# the lost device, the server exits with status 3. The call streams: a
+# unary call failing with UNAVAILABLE before any answer would be retried
+# (client), and the retries would meet a server that has gone.
 serve cuda sticky PANCAP_CUEMU_FAIL=sticky:600
 "$bin" health --addr "127.0.0.1:$port" --wait 120s >/dev/null
-if caption >"$tmp/sticky.json" 2>"$tmp/sticky-call.log" || ! grep -q 'device lost' "$tmp/sticky-call.log"; then
-	echo "serve-check: a call across a sticky error did not fail with 'device lost':" >&2
+if "$bin" caption --addr "127.0.0.1:$port" --max-new-tokens "$maxnew" testdata/images/shapes.png >"$tmp/sticky.txt" 2>"$tmp/sticky-call.log" ||
+	! grep -q 'UNAVAILABLE: not serving: the accelerator failed: .*device lost.*this server is restarting' "$tmp/sticky-call.log"; then
+	echo "serve-check: a call across a sticky error did not fail with UNAVAILABLE naming the lost device:" >&2
 	cat "$tmp/sticky-call.log" >&2
 	exit 1
 fi
@@ -92,7 +95,7 @@ if [[ $rc != 3 ]]; then
 	cat "$tmp/sticky.log" >&2
 	exit 1
 fi
-echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with 'device lost', exit 3"
+echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with UNAVAILABLE naming the lost device, exit 3"
 
 python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" <<'PY'
 import json, sys
