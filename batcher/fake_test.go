@@ -70,8 +70,15 @@ type fakeEngine struct {
 	encodeCalls   atomic.Int64
 	imagesEncoded atomic.Int64
 	forwards      atomic.Int64
-	panicAt       atomic.Int64 // panic in this Forward call (1-based); 0: never
-	delay         time.Duration
+	// encodeSteps, when set, makes features ready only once this many
+	// Forward calls have followed their encode (a GPU encoding on its own
+	// stream) or Wait is called; liveFeatures counts the feature sets
+	// encoded and not yet released, featureWaits the Wait calls.
+	encodeSteps  int64
+	liveFeatures atomic.Int64
+	featureWaits atomic.Int64
+	panicAt      atomic.Int64 // panic in this Forward call (1-based); 0: never
+	delay        time.Duration
 	// script, when set, answers a prompt containing a key with its value
 	// (then EOS) instead of hashed tokens.
 	script map[string]string
@@ -132,10 +139,35 @@ func (e *fakeEngine) Preprocess(ctx context.Context, data []byte) (engine.Image,
 	return img, nil
 }
 
-func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
+// fakeFeatures are the fake's image features: host rows, ready from the
+// readyAt-th Forward call on.
+type fakeFeatures struct {
+	e        *fakeEngine
+	rows     []float32 // [ImageTokens × Hidden]
+	readyAt  int64
+	released bool
+}
+
+func (f *fakeFeatures) Ready() bool { return f.e.forwards.Load() >= f.readyAt }
+
+func (f *fakeFeatures) Wait() {
+	f.e.featureWaits.Add(1)
+	f.readyAt = 0
+}
+
+// Release panics when called twice, so a double release fails the test.
+func (f *fakeFeatures) Release() {
+	if f.released {
+		panic("fake engine: features released twice")
+	}
+	f.released = true
+	f.e.liveFeatures.Add(-1)
+}
+
+func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([]engine.Features, error) {
 	e.encodeCalls.Add(1)
 	e.imagesEncoded.Add(int64(len(imgs)))
-	out := make([][]float32, len(imgs))
+	out := make([]engine.Features, len(imgs))
 	for i, img := range imgs {
 		pix := make([]byte, 4*len(img.Pixels))
 		for j, v := range img.Pixels {
@@ -145,7 +177,8 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 		for j := range f {
 			f[j] = float32(hashOf(pix, uint64(j))%997) / 997
 		}
-		out[i] = f
+		out[i] = &fakeFeatures{e: e, rows: f, readyAt: e.forwards.Load() + e.encodeSteps}
+		e.liveFeatures.Add(1)
 	}
 	return out, nil
 }
@@ -165,16 +198,30 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 		if len(c.Blocks)*bs < c.Pos+len(c.Tokens) {
 			return nil, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
 		}
+		// Stricter than the contract: features must be ready and not
+		// released when a chunk names them (the batcher schedules image
+		// rows only once they are ready).
+		var img []float32
+		if c.Image != nil {
+			f := c.Image.(*fakeFeatures)
+			switch {
+			case f.released:
+				return nil, errors.New("chunk names released features")
+			case !f.Ready():
+				return nil, errors.New("chunk names features that are not ready")
+			}
+			img = f.rows[c.ImageRow*h:]
+		}
 		row := 0
 		for i, t := range c.Tokens {
 			p := c.Pos + i
 			v := hashOf(nil, uint64(uint32(t)))
 			if t == engine.ImageToken {
-				if (row+1)*h > len(c.Image) {
+				if (row+1)*h > len(img) {
 					return nil, fmt.Errorf("image row %d missing at position %d", row, p)
 				}
 				buf := make([]byte, 4*h)
-				for j, x := range c.Image[row*h : (row+1)*h] {
+				for j, x := range img[row*h : (row+1)*h] {
 					binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
 				}
 				v = hashOf(buf, 7)
@@ -182,8 +229,8 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			}
 			e.kv[c.Blocks[p/bs]][p%bs] = kvEntry{val: v, tok: t, pos: p, set: true}
 		}
-		if row*h != len(c.Image) {
-			return nil, fmt.Errorf("chunk carries %d image rows, used %d", len(c.Image)/h, row)
+		if (row == 0) != (c.Image == nil) {
+			return nil, fmt.Errorf("chunk names features %v with %d image rows", c.Image != nil, row)
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
 			logits, err := e.next(c.Blocks, c.Pos+j+1)

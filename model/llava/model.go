@@ -41,6 +41,9 @@ type Model struct {
 	vc   []kernels.Buffer // [Text.Layers] of [KVBlocks × KVBlockSize × H] values
 	txt  textState
 	vis  visionState
+	// featPool holds released features' buffers ([ImageTokens × Hidden]
+	// each) for later encodes: it grows to the most images alive at once.
+	featPool []kernels.Buffer
 }
 
 var _ engine.Engine = (*Model)(nil)
@@ -136,10 +139,11 @@ func (m *Model) Preprocess(ctx context.Context, data []byte) (engine.Image, erro
 	return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
 }
 
-// Close frees the KV cache and the backend, then releases the weights'
-// storage.
+// Close frees the KV cache, the pooled image features and the backend,
+// then releases the weights' storage.
 func (m *Model) Close() error {
 	m.freeCache()
+	m.freeFeatures()
 	m.be.Close()
 	if m.opts.Close != nil {
 		return m.opts.Close()

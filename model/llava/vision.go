@@ -22,9 +22,13 @@ type visionState struct {
 	keepRows []int32           // [N·P] rows of x that are not CLS
 }
 
-// EncodeImages runs the vision tower and the projector on a batch of
-// images; result i is [ImageTokens × Hidden].
-func (m *Model) EncodeImages(imgs []engine.Image) ([][]float32, error) {
+// EncodeImages queues the vision tower and the projector for a batch of
+// images on the backend's side queue (kernels.Backend.Side: a second CUDA
+// stream), so a decode step queued meanwhile does not wait for it, and
+// returns without waiting: result i is image i's features, Ready once the
+// queue has run them. Its host work is the patch extraction and the
+// launches. On the CPU backend it computes everything before returning.
+func (m *Model) EncodeImages(imgs []engine.Image) ([]engine.Features, error) {
 	vc := m.cfg.Vision
 	S, ps, D := vc.ImageSize, vc.PatchSize, vc.Hidden
 	for i, img := range imgs {
@@ -37,7 +41,14 @@ func (m *Model) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 		return nil, nil
 	}
 	R := N * (P + 1)
-	st, be := &m.vis, m.be
+	st, be := &m.vis, m.be.Side()
+	if len(m.featPool) > 0 {
+		// Released features are reused below: their last reads, queued
+		// by Forward on the decode queue, come first.
+		e := m.be.Record()
+		be.Wait(e)
+		e.Free()
+	}
 
 	// Patch extraction: the conv's weight [D × 3 × ps × ps] flattened is a
 	// [D × K] matrix over patches laid out (c, y, x).
@@ -118,11 +129,17 @@ func (m *Model) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 		be.MatMul(out, in, lin.W, lin.B, N*P)
 		in = out
 	}
-	res := make([][]float32, N)
-	flat := make([]float32, N*P*H) // [N × P × H], handed to the caller
-	be.Read(flat, in, 0)
+	res := make([]engine.Features, N)
 	for i := range res {
-		res[i] = flat[i*P*H : (i+1)*P*H : (i+1)*P*H]
+		f := &features{m: m}
+		if k := len(m.featPool); k > 0 {
+			f.buf, m.featPool = m.featPool[k-1], m.featPool[:k-1]
+		} else {
+			f.buf = be.Alloc(P * H)
+		}
+		be.Copy(f.buf, 0, in, i*P*H, P*H)
+		f.done = be.Record()
+		res[i] = f
 	}
 	return res, nil
 }
