@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,11 @@ type fakeEngine struct {
 	encodeSteps  int64
 	liveFeatures atomic.Int64
 	featureWaits atomic.Int64
+	// pending are the features encoded and neither ready nor released at
+	// the last Forward; pendingSteps counts the Forward calls made while
+	// some were (steps that ran beside an encode).
+	pending      []*fakeFeatures
+	pendingSteps atomic.Int64
 	panicAt      atomic.Int64 // panic in this Forward call (1-based); 0: never
 	delay        time.Duration
 	// script, when set, answers a prompt containing a key with its value
@@ -177,7 +183,9 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([]engine.Features, error
 		for j := range f {
 			f[j] = float32(hashOf(pix, uint64(j))%997) / 997
 		}
-		out[i] = &fakeFeatures{e: e, rows: f, readyAt: e.forwards.Load() + e.encodeSteps}
+		ff := &fakeFeatures{e: e, rows: f, readyAt: e.forwards.Load() + e.encodeSteps}
+		out[i] = ff
+		e.pending = append(e.pending, ff)
 		e.liveFeatures.Add(1)
 	}
 	return out, nil
@@ -189,6 +197,10 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	}
 	if e.delay > 0 {
 		time.Sleep(e.delay)
+	}
+	e.pending = slices.DeleteFunc(e.pending, func(f *fakeFeatures) bool { return f.released || f.Ready() })
+	if len(e.pending) > 0 {
+		e.pendingSteps.Add(1)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
