@@ -101,11 +101,3 @@ func (m *Model) ReadFeatures(f engine.Features) []float32 {
 	m.be.Read(out, ff.buf, 0)
 	return out
 }
-
-// freeFeatures frees the pooled feature buffers.
-func (m *Model) freeFeatures() {
-	for _, b := range m.featPool {
-		m.be.Free(b)
-	}
-	m.featPool = nil
-}

@@ -42,7 +42,8 @@ type Model struct {
 	txt  textState
 	vis  visionState
 	// featPool holds released features' buffers ([ImageTokens × Hidden]
-	// each) for later encodes: it grows to the most images alive at once.
+	// each) for later encodes: it grows to the most images alive at once
+	// (see model.kvPool for their bound), without a driver call per image.
 	featPool []kernels.Buffer
 }
 
@@ -139,11 +140,11 @@ func (m *Model) Preprocess(ctx context.Context, data []byte) (engine.Image, erro
 	return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
 }
 
-// Close frees the KV cache, the pooled image features and the backend,
+// Close frees the KV cache and the backend (with the image features' and
+// the vision tower's buffers, which the side queue may still be writing),
 // then releases the weights' storage.
 func (m *Model) Close() error {
 	m.freeCache()
-	m.freeFeatures()
 	m.be.Close()
 	if m.opts.Close != nil {
 		return m.opts.Close()
