@@ -21,11 +21,17 @@
 // # One step
 //
 // The step loop is the only caller of Engine.EncodeImages and Engine.Forward.
-// A step drops cancelled work (freeing its blocks), admits, encodes up to
-// MaxEncodeBatch images, then builds one Forward batch under MaxBatchTokens:
-// one token for every decoding sequence first, then prefill chunks, stages of
-// started chains before the first stage of new ones, and admission order
-// within each. When the pool runs short anyway, a sequence of lower priority
+// A step drops cancelled work (freeing its blocks), admits, queues the
+// encode of up to MaxEncodeBatch images, then builds one Forward batch under
+// MaxBatchTokens: one token for every decoding sequence first, then prefill
+// chunks, stages of started chains before the first stage of new ones, and
+// admission order within each. An image's rows join a batch only once its
+// features are ready (engine.Features: a GPU engine encodes on a stream of
+// its own), so the other sequences decode while it encodes; a step with
+// nothing else to run waits for them. The features stay in the engine: the
+// loop holds one reference per request (and per feature-cache entry) for as
+// long as a stage may feed the rows, preemption's recompute included, and
+// releases the engine's handle with the last. When the pool runs short anyway, a sequence of lower priority
 // is preempted: its blocks are freed and it is recomputed later from its
 // prompt and the tokens it already generated, so no request fails for memory.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
