@@ -542,7 +542,7 @@ func (b *Batcher) announceReady(r *request) bool {
 }
 
 // releaseFeatures drops r's reference to its image's features.
-func (b *Batcher) releaseFeatures(r *request) {
+func (r *request) releaseFeatures() {
 	if r.features != nil {
 		r.features.release()
 		r.features = nil
@@ -848,7 +848,7 @@ func (b *Batcher) endStage(s *seq, finish string) {
 	// cache (nothing is allocated in between), and the lookup takes them.
 	b.kv.Free(s.kv)
 	if !b.cfg.ChainReuse {
-		b.releaseFeatures(r) // the baseline re-encodes the image every stage
+		r.releaseFeatures() // the baseline re-encodes the image every stage
 		r.reported = false
 	}
 	if r.chain && s.stage < r.stages {
@@ -888,7 +888,7 @@ func (b *Batcher) end(r *request, ev Event) {
 	if !r.admitted.IsZero() {
 		b.reserved -= r.need
 	}
-	b.releaseFeatures(r)
+	r.releaseFeatures()
 	r.out.push(ev)
 	b.active.Add(-1)
 }
