@@ -324,6 +324,7 @@ func (b *Batcher) loop() (quit bool) {
 			err := fmt.Errorf("%w: shut down", ErrNotServing)
 			b.failRunning(err)
 			b.failWaiting(err)
+			b.feats.clear()
 			b.gauges()
 			return true
 		default:
@@ -527,8 +528,9 @@ func (b *Batcher) startStage(r *request, stage chain.Stage) {
 	r.cur = s
 	label := stageLabel(stage)
 	b.m.promptTokens.WithLabelValues(label).Add(float64(len(prompt)))
-	if b.needsImage(s) && r.features == nil {
-		return // announced by setFeatures once the image is encoded
+	if b.needsImage(s) {
+		b.announceReady(r) // now, or once the image's features are ready
+		return
 	}
 	if r.img != nil && !r.reported {
 		// Reuse mode: the prefix cache holds the image positions.
@@ -560,10 +562,13 @@ func (b *Batcher) needsImage(s *seq) bool {
 	return s.imgAt >= 0 && s.computed < s.imgAt+b.spec.ImageTokens
 }
 
-// encode runs the vision encoder on up to MaxEncodeBatch images that
+// encode queues the vision encoder on up to MaxEncodeBatch images that
 // running sequences need, started chains first. In reuse mode features come
 // from the feature cache when they can, and one image is encoded once even
-// when several requests need it.
+// when several requests need it. The engine may return before the encode
+// has run (a GPU queues it on its own stream): forward schedules a
+// request's image rows once its features are ready and runs the other
+// sequences' work meanwhile.
 func (b *Batcher) encode() {
 	var (
 		imgs  []engine.Image
@@ -576,7 +581,7 @@ func (b *Batcher) encode() {
 		}
 		if b.cfg.ChainReuse {
 			if f, ok := b.feats.get(r.imgHash); ok {
-				b.setFeatures(r, f, 0, true)
+				b.setFeatures(r, f, true)
 				continue
 			}
 			if i, ok := index[r.imgHash]; ok {
@@ -600,33 +605,61 @@ func (b *Batcher) encode() {
 		return
 	}
 	if err == nil && len(out) != len(imgs) {
+		for _, h := range out {
+			h.Release()
+		}
 		err = fmt.Errorf("engine returned %d feature sets for %d images", len(out), len(imgs))
 	}
-	dt := time.Since(t0)
 	b.m.visionRuns.Add(float64(len(imgs)))
 	for i, rs := range users {
-		for _, r := range rs {
-			if err != nil {
+		if err != nil {
+			for _, r := range rs {
 				b.fail(r, fmt.Errorf("%w: vision encoder: %w", ErrInternal, err))
-				continue
 			}
-			b.setFeatures(r, out[i], dt, false)
+			continue
 		}
-		if err == nil && b.cfg.ChainReuse {
-			b.feats.put(rs[0].imgHash, out[i])
+		f := &features{h: out[i], start: t0}
+		for _, r := range rs {
+			b.setFeatures(r, f, false)
+		}
+		if b.cfg.ChainReuse {
+			b.feats.put(rs[0].imgHash, f)
 		}
 	}
 }
 
-// setFeatures gives r its image features and reports the encode.
-func (b *Batcher) setFeatures(r *request, f []float32, took time.Duration, cached bool) {
-	r.features = f
+// setFeatures gives r a reference to its image's features.
+func (b *Batcher) setFeatures(r *request, f *features, cached bool) {
+	r.features, r.cachedFeatures = f.retain(), cached
+	b.announceReady(r)
+}
+
+// announceReady reports whether r's features are ready, and once they are,
+// sends its EventImageEncoded and the start of its stage.
+func (b *Batcher) announceReady(r *request) bool {
+	f := r.features
+	if f == nil || !f.isReady() {
+		return false
+	}
 	if !r.reported {
 		r.reported = true
-		r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: cached, Timing: Timing{Total: took}})
+		var t Timing
+		if !r.cachedFeatures {
+			t.Total = f.took
+		}
+		r.out.push(Event{Kind: EventImageEncoded, Stage: r.cur.stage, Cached: r.cachedFeatures, Timing: t})
 	}
 	if !r.cur.announced {
 		b.announce(r.cur)
+	}
+	return true
+}
+
+// releaseFeatures drops r's reference to its image's features.
+func (r *request) releaseFeatures() {
+	if r.features != nil {
+		r.features.release()
+		r.features = nil
 	}
 }
 
@@ -690,7 +723,7 @@ func (b *Batcher) forward() {
 	}
 	for _, r := range order {
 		s := r.cur
-		if r.done || budget == 0 || (b.needsImage(s) && r.features == nil) { // done: failed in this step
+		if r.done || budget == 0 || (b.needsImage(s) && !b.announceReady(r)) { // done: failed in this step
 			continue
 		}
 		if s.preempted {
@@ -727,6 +760,7 @@ func (b *Batcher) forward() {
 		budget -= n
 	}
 	if len(chunks) == 0 {
+		b.awaitFeatures(order)
 		return
 	}
 	b.m.batchSize.Observe(float64(len(chunks)))
@@ -760,6 +794,18 @@ func (b *Batcher) forward() {
 		s.computed += len(c.Tokens)
 		if c.Logits {
 			b.onToken(s, s.sampler.Next(rows[0]))
+		}
+	}
+}
+
+// awaitFeatures, for a step with nothing to run, blocks until the first
+// request in order whose image rows wait for its features has them, rather
+// than polling them in a busy loop.
+func (b *Batcher) awaitFeatures(order []*request) {
+	for _, r := range order {
+		if !r.done && b.needsImage(r.cur) && r.features != nil && !r.features.isReady() {
+			r.features.h.Wait()
+			return
 		}
 	}
 }
@@ -809,8 +855,7 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 		lo := max(s.computed, s.imgAt)
 		hi := min(s.computed+n, s.imgAt+b.spec.ImageTokens)
 		if lo < hi {
-			h := b.spec.Hidden
-			c.Image = s.req.features[(lo-s.imgAt)*h : (hi-s.imgAt)*h]
+			c.Image, c.ImageRow = s.req.features.h, lo-s.imgAt
 		}
 	}
 	return c
@@ -930,7 +975,7 @@ func (b *Batcher) endStage(s *seq, finish string) {
 	// cache (nothing is allocated in between), and the lookup takes them.
 	b.kv.Free(s.kv)
 	if !b.cfg.ChainReuse {
-		r.features = nil // the baseline re-encodes the image every stage
+		r.releaseFeatures() // the baseline re-encodes the image every stage
 		r.reported = false
 	}
 	if r.chain && s.stage < r.stages {
@@ -967,7 +1012,7 @@ func (b *Batcher) end(r *request, ev Event) {
 		return
 	}
 	r.done = true
-	r.features = nil
+	r.releaseFeatures()
 	r.out.push(ev)
 	b.active.Add(-1)
 }

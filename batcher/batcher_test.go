@@ -77,15 +77,31 @@ func collect(t *testing.T, ch <-chan Event) outcome {
 	}
 }
 
-// newTest returns a started batcher over a fresh fake engine.
-func newTest(t *testing.T, blocks int, cfg Config) (*Batcher, *fakeEngine) {
+// newTest returns a started batcher over a fresh fake engine whose
+// features become ready encodeSteps[0] Forward calls after their encode (0:
+// at once). At the test's end it shuts the batcher down and checks that
+// every image's features were released.
+func newTest(t *testing.T, blocks int, cfg Config, encodeSteps ...int64) (*Batcher, *fakeEngine) {
+	t.Helper()
+	b, eng := newStopped(t, blocks, cfg, encodeSteps...)
+	b.Start()
+	return b, eng
+}
+
+// newStopped is newTest without Start.
+func newStopped(t *testing.T, blocks int, cfg Config, encodeSteps ...int64) (*Batcher, *fakeEngine) {
 	t.Helper()
 	eng := newFakeEngine(blocks)
+	if len(encodeSteps) > 0 {
+		eng.encodeSteps = encodeSteps[0]
+	}
 	b := New(eng, cfg)
-	b.Start()
 	t.Cleanup(func() {
 		if err := b.Shutdown(context.Background()); err != nil {
 			t.Errorf("shutdown: %v", err)
+		}
+		if n := eng.liveFeatures.Load(); n != 0 {
+			t.Errorf("%d image feature sets never released", n)
 		}
 	})
 	return b, eng

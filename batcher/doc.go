@@ -26,21 +26,29 @@
 // # One step
 //
 // The step loop is the only caller of Engine.EncodeImages and Engine.Forward.
-// A step drops cancelled work (freeing its blocks), admits, encodes up to
-// MaxEncodeBatch images, then builds one Forward batch under MaxBatchTokens:
-// one token for every decoding sequence first, then prefill chunks, stages of
-// started chains before the first stage of new ones, and admission order
-// within each. When a sequence needs a block the pool lacks, the request
-// admitted last after it that holds blocks and is not in the step's batch is
-// preempted: its blocks are freed and it is recomputed later from its prompt
-// and the tokens it already generated, so no request fails for memory. A
-// request is never preempted for a newer one, and after a step in which a
-// sequence lacked blocks the next batch is built in admission order, so the
-// oldest request takes what it needs from newer ones and never starves;
-// admission waits while running sequences lack blocks, so preempted ones
-// come back before new ones start; and a request alone always fits, so the
-// loop cannot livelock. Speculative drafts never preempt: without free
-// blocks a sequence decodes plainly.
+// A step drops cancelled work (freeing its blocks), admits, queues the
+// encode of up to MaxEncodeBatch images, then builds one Forward batch under
+// MaxBatchTokens: one token for every decoding sequence first, then prefill
+// chunks, stages of started chains before the first stage of new ones, and
+// admission order within each. An image's rows join a batch only once its
+// features are ready (engine.Features: a GPU engine encodes on a stream of
+// its own), so the other sequences decode while it encodes; a step with
+// nothing else to run waits for them. The features stay in the engine: the
+// loop holds one reference per request (and per feature-cache entry) for as
+// long as a stage may feed the rows, preemption's recompute included, and
+// releases the engine's handle with the last.
+//
+// When a sequence needs a block the pool lacks, the request admitted last
+// after it that holds blocks and is not in the step's batch is preempted:
+// its blocks are freed and it is recomputed later from its prompt and the
+// tokens it already generated, so no request fails for memory. A request is
+// never preempted for a newer one, and after a step in which a sequence
+// lacked blocks the next batch is built in admission order, so the oldest
+// request takes what it needs from newer ones and never starves; admission
+// waits while running sequences lack blocks, so preempted ones come back
+// before new ones start; and a request alone always fits, so the loop cannot
+// livelock. Speculative drafts never preempt: without free blocks a sequence
+// decodes plainly.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
 // the KV pool and restarts the loop; queued requests are kept.
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,18 @@ type fakeEngine struct {
 	lostAt        atomic.Int64 // from this Forward call on (1-based), the device is lost; 0: never
 	lostPanics    bool         // a lost device panics with its error instead of returning it
 	delay         time.Duration
+	// encodeSteps, when set, makes features ready only once this many
+	// Forward calls have followed their encode (a GPU encoding on its own
+	// stream) or Wait is called; liveFeatures counts the feature sets
+	// encoded and not yet released, featureWaits the Wait calls.
+	encodeSteps  int64
+	liveFeatures atomic.Int64
+	featureWaits atomic.Int64
+	// pending are the features encoded and neither ready nor released at
+	// the last Forward; pendingSteps counts the Forward calls made while
+	// some were (steps that ran beside an encode).
+	pending      []*fakeFeatures
+	pendingSteps atomic.Int64
 	// script, when set, answers a prompt containing a key with its value
 	// (then EOS) instead of hashed tokens.
 	script map[string]string
@@ -140,10 +153,35 @@ func (e *fakeEngine) Preprocess(ctx context.Context, data []byte) (engine.Image,
 	return img, nil
 }
 
-func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
+// fakeFeatures are the fake's image features: host rows, ready from the
+// readyAt-th Forward call on.
+type fakeFeatures struct {
+	e        *fakeEngine
+	rows     []float32 // [ImageTokens × Hidden]
+	readyAt  int64
+	released bool
+}
+
+func (f *fakeFeatures) Ready() bool { return f.e.forwards.Load() >= f.readyAt }
+
+func (f *fakeFeatures) Wait() {
+	f.e.featureWaits.Add(1)
+	f.readyAt = 0
+}
+
+// Release panics when called twice, so a double release fails the test.
+func (f *fakeFeatures) Release() {
+	if f.released {
+		panic("fake engine: features released twice")
+	}
+	f.released = true
+	f.e.liveFeatures.Add(-1)
+}
+
+func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([]engine.Features, error) {
 	e.encodeCalls.Add(1)
 	e.imagesEncoded.Add(int64(len(imgs)))
-	out := make([][]float32, len(imgs))
+	out := make([]engine.Features, len(imgs))
 	for i, img := range imgs {
 		pix := make([]byte, 4*len(img.Pixels))
 		for j, v := range img.Pixels {
@@ -153,7 +191,10 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 		for j := range f {
 			f[j] = float32(hashOf(pix, uint64(j))%997) / 997
 		}
-		out[i] = f
+		ff := &fakeFeatures{e: e, rows: f, readyAt: e.forwards.Load() + e.encodeSteps}
+		out[i] = ff
+		e.pending = append(e.pending, ff)
+		e.liveFeatures.Add(1)
 	}
 	return out, nil
 }
@@ -178,6 +219,10 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	if e.delay > 0 {
 		time.Sleep(e.delay)
 	}
+	e.pending = slices.DeleteFunc(e.pending, func(f *fakeFeatures) bool { return f.released || f.Ready() })
+	if len(e.pending) > 0 {
+		e.pendingSteps.Add(1)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	bs, h := e.spec.KVBlockSize, e.spec.Hidden
@@ -189,16 +234,30 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 		if c.Pos == 0 {
 			e.starts[fmt.Sprint(c.Tokens[:min(8, len(c.Tokens))])]++
 		}
+		// Stricter than the contract: features must be ready and not
+		// released when a chunk names them (the batcher schedules image
+		// rows only once they are ready).
+		var img []float32
+		if c.Image != nil {
+			f := c.Image.(*fakeFeatures)
+			switch {
+			case f.released:
+				return nil, errors.New("chunk names released features")
+			case !f.Ready():
+				return nil, errors.New("chunk names features that are not ready")
+			}
+			img = f.rows[c.ImageRow*h:]
+		}
 		row := 0
 		for i, t := range c.Tokens {
 			p := c.Pos + i
 			v := hashOf(nil, uint64(uint32(t)))
 			if t == engine.ImageToken {
-				if (row+1)*h > len(c.Image) {
+				if (row+1)*h > len(img) {
 					return nil, fmt.Errorf("image row %d missing at position %d", row, p)
 				}
 				buf := make([]byte, 4*h)
-				for j, x := range c.Image[row*h : (row+1)*h] {
+				for j, x := range img[row*h : (row+1)*h] {
 					binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
 				}
 				v = hashOf(buf, 7)
@@ -206,8 +265,8 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			}
 			e.kv[c.Blocks[p/bs]][p%bs] = kvEntry{val: v, tok: t, pos: p, set: true}
 		}
-		if row*h != len(c.Image) {
-			return nil, fmt.Errorf("chunk carries %d image rows, used %d", len(c.Image)/h, row)
+		if (row == 0) != (c.Image == nil) {
+			return nil, fmt.Errorf("chunk names features %v with %d image rows", c.Image != nil, row)
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
 			logits, err := e.next(c.Blocks, c.Pos+j+1)

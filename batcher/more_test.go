@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pancap-serve/pancap/chain"
+	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tokenizer"
 )
@@ -353,23 +354,37 @@ func TestReuseCutsLaterStageLatency(t *testing.T) {
 	}
 }
 
+// TestFeatureCacheLRU: the cache evicts the least recently used entry and
+// holds one reference per entry, dropped by eviction and clear.
 func TestFeatureCacheLRU(t *testing.T) {
+	e := newFakeEngine(4)
 	c := newFeatureCache(2)
 	h := func(i byte) [32]byte { return [32]byte{i} }
-	c.put(h(1), []float32{1})
-	c.put(h(2), []float32{2})
+	f := make(map[byte]*features)
+	for i := byte(1); i <= 3; i++ {
+		hs, _ := e.EncodeImages([]engine.Image{{Pixels: []float32{float32(i)}}})
+		f[i] = &features{h: hs[0]}
+	}
+	c.put(h(1), f[1])
+	c.put(h(2), f[2])
 	if _, ok := c.get(h(1)); !ok { // 1 becomes most recent
 		t.Fatal("1 missing")
 	}
-	c.put(h(3), []float32{3}) // evicts 2
+	c.put(h(3), f[3]) // evicts 2
 	if _, ok := c.get(h(2)); ok {
 		t.Fatal("2 survived")
 	}
-	if f, ok := c.get(h(1)); !ok || f[0] != 1 {
+	if got, ok := c.get(h(1)); !ok || got != f[1] {
 		t.Fatal("1 evicted")
+	}
+	if n := e.liveFeatures.Load(); n != 2 || f[2].refs != 0 || f[1].refs != 1 {
+		t.Fatalf("after eviction: %d live feature sets, references %d %d; want 2, 0, 1", n, f[1].refs, f[2].refs)
 	}
 	c.clear()
 	if _, ok := c.get(h(3)); ok {
 		t.Fatal("clear kept 3")
+	}
+	if n := e.liveFeatures.Load(); n != 0 {
+		t.Fatalf("%d feature sets live after clear", n)
 	}
 }

@@ -33,14 +33,15 @@ type request struct {
 	submitted time.Time
 	out       *stream
 
-	admitted time.Time
-	order    uint64    // admission order: FCFS among new requests
-	cur      *seq      // the running stage
-	features []float32 // [ImageTokens × Hidden] once encoded; nil otherwise
-	reported bool      // EventImageEncoded sent (reuse mode: once per request)
-	results  []StageResult
-	handoff  chain.Handoff // chain: the lists passed from stage to stage
-	done     bool
+	admitted       time.Time
+	order          uint64    // admission order: FCFS among new requests
+	cur            *seq      // the running stage
+	features       *features // a reference to the image's encoder output once queued; nil otherwise
+	cachedFeatures bool      // features came from the feature cache
+	reported       bool      // EventImageEncoded sent (reuse mode: once per request)
+	results        []StageResult
+	handoff        chain.Handoff // chain: the lists passed from stage to stage
+	done           bool
 }
 
 // firstStage is the stage a request starts with (0 for a generation).

@@ -42,17 +42,41 @@ type Image struct {
 	Width, Height int       // original size in pixels, before padding
 }
 
+// Features is one image's encoder output, [ImageTokens × Hidden] rows, kept
+// by the engine where Forward reads it (device memory on a GPU, a host slice
+// behind the handle on the CPU), so the rows never travel through the
+// caller. EncodeImages may return before the encode has finished (a GPU
+// engine queues it beside the decode work); Ready tells. Its methods are
+// called from the goroutine that calls Forward.
+type Features interface {
+	// Ready reports, without waiting, whether the encode has finished. A
+	// chunk may name features that are not ready (Forward orders its reads
+	// after the encode), but its step then waits for the encode: a caller
+	// keeps other work running by scheduling image rows once Ready.
+	Ready() bool
+	// Wait blocks until Ready (a caller with nothing else to run).
+	Wait()
+	// Release gives the features' memory back. Call it exactly once, after
+	// the last Forward whose chunks name them; no chunk may name them
+	// afterwards.
+	Release()
+}
+
 // Chunk is one sequence's slice of work in a forward step: Tokens are fed at
 // positions Pos, Pos+1, … and their keys and values are written into the KV
 // cache blocks named by Blocks (block i holds positions
 // [i·KVBlockSize, (i+1)·KVBlockSize)). Attention reads all positions < Pos+i
 // from the same blocks.
 type Chunk struct {
-	Blocks []int32   // block table covering at least Pos+len(Tokens) positions
-	Pos    int       // position of Tokens[0]
-	Tokens []int32   // token ids, or ImageToken where Image supplies the input
-	Image  []float32 // [count(ImageToken in Tokens) × Hidden], rows in order
-	Logits bool      // return the logits of the last position of this chunk
+	Blocks []int32  // block table covering at least Pos+len(Tokens) positions
+	Pos    int      // position of Tokens[0]
+	Tokens []int32  // token ids, or ImageToken where Image supplies the input
+	Image  Features // the rows of the ImageToken positions; nil when there are none
+	// ImageRow is the row of Image that the first ImageToken of Tokens
+	// takes; the following ones take the following rows (so an image's
+	// prefill may be cut into chunks, and recomputed, at any row).
+	ImageRow int
+	Logits   bool // return the logits of the last position of this chunk
 	// AllLogits returns the logits of every position of this chunk, one
 	// row per token in order, instead of the last one alone (a
 	// verification chunk of speculative decoding). A row equals the one a
@@ -96,10 +120,11 @@ type Engine interface {
 	// the model's preprocessing, stopping soon after ctx is done. Safe for
 	// concurrent use.
 	Preprocess(ctx context.Context, data []byte) (Image, error)
-	// EncodeImages runs the vision tower and projector on a batch of images.
-	// Result i is [ImageTokens × Hidden]. It and Forward return an error
-	// wrapping ErrDeviceLost, never a panic, when the device is lost.
-	EncodeImages(imgs []Image) ([][]float32, error)
+	// EncodeImages runs the vision tower and projector on a batch of images,
+	// or queues them (see Features): result i holds image i's
+	// [ImageTokens × Hidden] rows until released. It and Forward return an
+	// error wrapping ErrDeviceLost, never a panic, when the device is lost.
+	EncodeImages(imgs []Image) ([]Features, error)
 	// Forward runs one step over a batch of chunks, writing their keys and
 	// values into the KV cache. It returns the [VocabSize] rows of every
 	// chunk's LogitRows (one for Logits, one per token for AllLogits), in

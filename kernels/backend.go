@@ -73,6 +73,19 @@ type Weight interface {
 	DType() DType
 }
 
+// Event marks a point in one of a backend's queues of work (Backend.Record).
+// Its methods are called by the goroutine that owns the backend.
+type Event interface {
+	// Done reports, without waiting, whether the work queued before the
+	// point has finished. After a device error it reports true: the error
+	// surfaces at the backend's next call.
+	Done() bool
+	// Sync blocks the host until Done.
+	Sync()
+	// Free releases the event, which may still be pending.
+	Free()
+}
+
 // Seq describes one sequence of a paged-attention call: its query rows are
 // Rows consecutive rows starting at Row, at positions Pos, Pos+1, …; its keys
 // and values live in the KV cache blocks of Blocks (block i holds positions
@@ -112,6 +125,23 @@ type Backend interface {
 	Read(dst []float32, src Buffer, off int)
 	// Copy copies n elements from src[srcOff:] to dst[dstOff:].
 	Copy(dst Buffer, dstOff int, src Buffer, srcOff, n int)
+
+	// Side returns a view of the backend that shares its weights, buffers
+	// and memory but queues work on a second, independent queue (a CUDA
+	// stream), so that long work there (the vision tower) overlaps the
+	// work of this one (decode steps). The queues are ordered against each
+	// other only by Record and Wait; buffers used on both need them. The
+	// view belongs to the backend (the same one every call, used by the
+	// same goroutine, released by the backend's Close; its own Close does
+	// nothing) and its Side is itself. A backend that finishes every op
+	// before returning (the CPU backend) returns itself.
+	Side() Backend
+	// Record returns an event that completes once the work queued on this
+	// queue so far has finished. The caller frees it.
+	Record() Event
+	// Wait makes the work queued on this queue from now on wait, on the
+	// device, for e (of either queue); the host does not wait.
+	Wait(e Event)
 
 	// LoadWeight makes a weight from little-endian bytes in dtype dt. The
 	// backend may keep a reference to data (the CPU backend does, so

@@ -55,9 +55,12 @@ func BenchmarkBenchPreset(b *testing.B) {
 	}
 	b.Run("vision", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := m.EncodeImages([]engine.Image{img}); err != nil {
+			f, err := m.EncodeImages([]engine.Image{img})
+			if err != nil {
 				b.Fatal(err)
 			}
+			f[0].Wait()
+			f[0].Release()
 		}
 		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/image")
 	})

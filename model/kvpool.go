@@ -32,13 +32,21 @@ const (
 // layer:
 //
 //	blockBytes = 2 × layers × blockSize × hidden × element size
+//	featBytes  = blockSize × hidden × 4
 //	blocks     = opts.KVBlocks if set (an exact pool, for tests and benchmarks)
 //	           | ⌊opts.KVBytes / blockBytes⌋ if set
-//	           | min(8 full contexts, ⌊avail/2 / blockBytes⌋)
+//	           | min(8 full contexts, ⌊avail/2 / (blockBytes + featBytes)⌋)
 //	context    = min(max_position_embeddings, blocks × blockSize)
 //
 // so max_position_embeddings bounds the context but never sizes an
-// allocation by itself. avail is the memory the pool comes from (the
+// allocation by itself. Sized from the free memory, the pool's half also
+// holds the image features of the requests it can serve at once (the
+// engine keeps them in device memory, imageTokens float32 rows of hidden
+// per image, for as long as a request may prefill its image): admission
+// reserves at least an image's positions for each, so there is at most one
+// feature row per position (featBytes per block; 1/(2·layers) of a float32
+// KV block, 1.25% on Vicuna-13B). The batcher's feature cache (a few
+// images) comes from the other half, with the activations. avail is the memory the pool comes from (the
 // host's available memory, or a device's free memory); when bounded (avail
 // is known to be where the pool lives) a pool that would need more than
 // avail is refused, as is, always, a budget-sized pool that holds fewer
@@ -69,7 +77,7 @@ func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, av
 		}
 		blocks = int(opts.KVBytes / blockBytes)
 	default:
-		blocks = int(min(int64(defaultContexts*perContext), avail/2/blockBytes))
+		blocks = int(min(int64(defaultContexts*perContext), avail/2/(blockBytes+int64(blockSize)*int64(t.Hidden)*4)))
 	}
 	context = int(min(int64(t.MaxPos), int64(blocks)*int64(blockSize)))
 	if need := min(t.MaxPos, imageTokens+MinTextPositions); opts.KVBlocks <= 0 && context < need {

@@ -32,11 +32,13 @@ func TestKVPool(t *testing.T) {
 		{name: "bytes", opts: Options{KVBytes: 1000*blockBytes + 5}, avail: gib, bounded: true, blocks: 1000, ctx: 4096},
 		{name: "bf16 bytes", opts: Options{KVBytes: 100*blockBytes + 5, KVDType: kernels.BF16}, avail: gib, bounded: true, blocks: 200, ctx: 200 * bs},
 		{name: "free memory: 8 contexts", avail: gib, bounded: true, blocks: 8 * 256, ctx: 4096},
-		{name: "free memory: half of it", avail: 300 * blockBytes, bounded: true, blocks: 150, ctx: 150 * bs},
+		// Half the memory holds 150 blocks of KV alone, 120 with a feature
+		// row per position (64 × 4 bytes beside 2 layers × keys and values).
+		{name: "free memory: half of it", avail: 300 * blockBytes, bounded: true, blocks: 120, ctx: 120 * bs},
 		{name: "bytes below one sequence", opts: Options{KVBytes: 10 * blockBytes}, avail: gib, bounded: true,
 			errFragments: []string{"--kv-cache-bytes 163840 holds 160 positions", "at least 528 (16 image tokens + 512)"}},
 		{name: "free memory below one sequence", avail: 40 * blockBytes, bounded: true,
-			errFragments: []string{"half the free memory, 320.0 KiB", "holds 320 positions"}},
+			errFragments: []string{"half the free memory, 320.0 KiB", "holds 256 positions"}},
 		{name: "bytes over the memory available", opts: Options{KVBytes: 2 * gib}, avail: gib, bounded: true,
 			errFragments: []string{"--kv-cache-bytes 2147483648 (2.0 GiB) exceeds the 1.0 GiB"}},
 		{name: "bytes over the memory, unbounded", opts: Options{KVBytes: 2 * gib}, avail: gib, blocks: int(2 * gib / blockBytes), ctx: 4096},

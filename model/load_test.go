@@ -478,14 +478,16 @@ func (d deviceBackend) FreeMemory() (int64, error) { return d.free, d.err }
 // refused, an error reading it refused.
 func TestDeviceMemoryBoundsPool(t *testing.T) {
 	dir := hostileCopy(t, nil)
-	const free = 8 << 20 // 4 MiB of KV by default: 256 blocks of tiny's 16 KiB
+	// Half, 4 MiB, by default: 204 blocks of tiny's 16 KiB of KV and 4 KiB
+	// of image feature rows (model.kvPool).
+	const free = 8 << 20
 	m, rep, err := model.Open(context.Background(), dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.Close()
-	if rep.KVBlocks != 256 || rep.Context != 4096 {
-		t.Errorf("%d blocks, context %d; want 256 and 4096", rep.KVBlocks, rep.Context)
+	if rep.KVBlocks != 204 || rep.Context != 204*16 {
+		t.Errorf("%d blocks, context %d; want 204 and %d", rep.KVBlocks, rep.Context, 204*16)
 	}
 	_, _, err = model.Open(context.Background(), dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if !errors.Is(err, model.ErrKVCache) {

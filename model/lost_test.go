@@ -29,6 +29,9 @@ func (b *losingBackend) Add(out, x, y kernels.Buffer, n int) {
 	b.Backend.Add(out, x, y, n)
 }
 
+// Side is the backend itself, so that the vision tower's work faults too.
+func (b *losingBackend) Side() kernels.Backend { return b }
+
 // TestDeviceLostIsReturned: a backend that panics with a lost-device error
 // in EncodeImages or Forward makes them return an error that is
 // engine.ErrDeviceLost and still the backend's; another panic goes on.

@@ -65,7 +65,7 @@ func TestGoldenParity(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if e := golden.RelL2(feats[0], c.F32(t, "image_features.f32")); e > tol {
+				if e := golden.RelL2(m.ReadFeatures(feats[0]), c.F32(t, "image_features.f32")); e > tol {
 					t.Errorf("image features rel L2 %.3g > %g", e, tol)
 				}
 				seq := m.NewSequence()

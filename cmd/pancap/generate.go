@@ -144,7 +144,7 @@ func runGenerate(ctx context.Context, w io.Writer, f generateFlags) error {
 	if images > 1 || (images == 1) != (f.image != "") {
 		return fmt.Errorf("%w: the prompt holds %d <image> placeholders and %d images were given", errGenerateArgs, images, min(len(f.image), 1))
 	}
-	var feats []float32
+	var feats engine.Features
 	if f.image != "" {
 		data, err := os.ReadFile(f.image)
 		if err != nil {
@@ -162,6 +162,8 @@ func runGenerate(ctx context.Context, w io.Writer, f generateFlags) error {
 			return err
 		}
 		feats = out[0]
+		defer feats.Release()
+		feats.Wait() // the timing covers the encode, not only its queuing
 		res.Timings.VisionMS = ms(time.Since(t))
 	}
 

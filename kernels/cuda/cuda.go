@@ -91,6 +91,9 @@ type Backend struct {
 	host    []int32 // host-side descriptor assembly, reused
 
 	lost atomic.Pointer[error] // set once a sticky error has broken the context
+
+	root *Backend // the backend whose device, memory and lost state this one shares: itself, or the owner of a side view
+	side *Backend // the side view (stream.go), once made
 }
 
 // functions are the module's kernels.
@@ -120,6 +123,7 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("%w: cuDeviceGet(%d): %v", ErrCUDA, opts.Device, err)
 	}
 	b := &Backend{dev: dev, allocs: map[cu.DevicePtr]struct{}{}}
+	b.root = b
 	if b.ctx, err = b.dev.RetainPrimaryCtx(); err != nil {
 		return nil, fmt.Errorf("%w: retain primary context: %v", ErrCUDA, err)
 	}
@@ -177,6 +181,9 @@ func (b *Backend) init(opts Options) error {
 // release frees everything New acquired, in reverse order; zero handles are
 // skipped so it also cleans up after a failed init.
 func (b *Backend) release() {
+	if b.side != nil {
+		b.side.releaseView()
+	}
 	if b.stream != (cu.Stream{}) {
 		b.stream.Synchronize()
 	}
@@ -266,8 +273,8 @@ func (b *Backend) fail(op string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrCUDA, op, err)
 	}
 	lost := fmt.Errorf("%w: %w: %s: %w (the device's context is unusable: restart the process)", kernels.ErrDeviceLost, ErrCUDA, op, err)
-	b.lost.CompareAndSwap(nil, &lost)
-	return *b.lost.Load()
+	b.root.lost.CompareAndSwap(nil, &lost)
+	return *b.root.lost.Load()
 }
 
 // Lost returns nil while the backend works and, once a sticky CUDA error has
@@ -275,7 +282,7 @@ func (b *Backend) fail(op string, err error) error {
 // ErrCUDA): nothing can run on this backend any more. Safe for concurrent
 // use (a health check may poll it while the owner runs work).
 func (b *Backend) Lost() error {
-	if p := b.lost.Load(); p != nil {
+	if p := b.root.lost.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -286,11 +293,12 @@ func (b *Backend) Lost() error {
 func (b *Backend) Name() string { return b.name }
 
 // Close waits for outstanding work and releases the backend's resources,
-// buffers and weights included (they live in the backend's context). Later
-// calls do nothing. A lost backend is released too (the driver calls fail
-// fast on a broken context).
+// buffers and weights included (they live in the backend's context), and
+// its side view's. Later calls, and calls on the side view, do nothing. A
+// lost backend is released too (the driver calls fail fast on a broken
+// context).
 func (b *Backend) Close() {
-	if b.closed {
+	if b.closed || b.root != b {
 		return
 	}
 	runtime.LockOSThread()
@@ -408,8 +416,9 @@ func (b *Backend) Free(x kernels.Buffer) {
 }
 
 // Write copies src into dst[off:], ordered after the queued work. It
-// returns once src may be reused: small writes are copied into pinned
-// staging memory and sent asynchronously, large ones synchronously.
+// returns once src may be reused: small writes, and every write of a side
+// view (which must not wait), are copied into pinned staging memory and
+// sent asynchronously; large ones synchronously.
 func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	if len(src) == 0 {
 		return
@@ -419,7 +428,7 @@ func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	d := buf(dst)
 	checkRange("Write", off, len(src), d.n)
 	dp := cu.DevicePtr(d.at(off))
-	if len(src) <= stageWrite {
+	if len(src) <= stageWrite || b.root != b {
 		// Through pinned memory: queued, no wait for the stream to drain.
 		h, _ := b.stage.reserve(b, 4*len(src))
 		copy(unsafe.Slice((*float32)(h), len(src)), src)
@@ -558,6 +567,14 @@ func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	n = max((n+15)&^15, 16)
 	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
 		s.cur++
+	}
+	if s.cur == len(s.chunks) && s.cur > 0 && n <= s.chunks[s.cur-1].size && b.stream.Query() == nil {
+		// Full, but the stream has drained (a side view's stream is never
+		// waited for by a Read): start over instead of growing.
+		s.rewind()
+		for s.chunks[s.cur].used+n > s.chunks[s.cur].size {
+			s.cur++ // stops at the last chunk, the largest
+		}
 	}
 	if s.cur == len(s.chunks) {
 		size := stageMin

@@ -347,3 +347,55 @@ func runChain(t *testing.T, dir string, be kernels.Backend, img []byte, maxNew i
 		}
 	}
 }
+
+// TestEmuEncodeOffDecodeStream: EncodeImages queues the vision tower on the
+// side stream without one host wait or device-to-host copy (its features
+// stay on the device, not ready until the queue runs), and a prefill that
+// reads them copies no image rows from the host: its only read-back is the
+// logits row.
+func TestEmuEncodeOffDecodeStream(t *testing.T) {
+	emuOnly(t)
+	for _, g := range []GEMM{GEMMReference, GEMMCuBLAS} {
+		m, _ := tinyModel(t, g)
+		spec := m.Spec()
+		img := engine.Image{Pixels: make([]float32, 3*spec.ImageSize*spec.ImageSize)}
+		for i := range img.Pixels {
+			img.Pixels[i] = float32(i%23)/11 - 1
+		}
+		warm, err := m.EncodeImages([]engine.Image{img}) // grows the buffers
+		if err != nil {
+			t.Fatal(err)
+		}
+		warm[0].Wait()
+		warm[0].Release()
+		before, _ := cuemu.Stats()
+		feats, err := m.EncodeImages([]engine.Image{img})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := cuemu.Stats()
+		d := after.Sub(before)
+		t.Logf("GEMM %d: EncodeImages: %v", g, d)
+		if d.Syncs != 0 || d.DtoH != 0 || d.Allocs != 0 || d.Frees != 0 {
+			t.Errorf("EncodeImages waited or read back: %v", d)
+		}
+		if feats[0].Ready() {
+			t.Error("features ready before anything ran the queue")
+		}
+		prompt := llava.ExpandImageTokens([]int32{1, 5, engine.ImageToken, 9}, spec.ImageTokens)
+		before = after
+		if _, err := m.Forward([]engine.Chunk{{Blocks: []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, Tokens: prompt,
+			Image: feats[0], Logits: true}}); err != nil {
+			t.Fatal(err)
+		}
+		after, _ = cuemu.Stats()
+		d = after.Sub(before)
+		if rows := int64(4 * spec.ImageTokens * spec.Hidden); d.HtoDBytes >= rows || d.DtoHBytes != int64(4*spec.VocabSize) {
+			t.Errorf("prefill with image rows: %v; want under %d bytes up (the rows stay on the device) and one logits row down", d, rows)
+		}
+		if !feats[0].Ready() {
+			t.Error("features not ready after a step that read them")
+		}
+		feats[0].Release()
+	}
+}

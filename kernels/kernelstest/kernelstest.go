@@ -29,6 +29,7 @@ const (
 // Run runs the whole conformance suite against b.
 func Run(t *testing.T, b kernels.Backend) {
 	t.Run("ReadWriteCopy", func(t *testing.T) { testReadWriteCopy(t, b) })
+	t.Run("SideQueue", func(t *testing.T) { testSideQueue(t, b) })
 	t.Run("MatMul", func(t *testing.T) { testMatMul(t, b) })
 	t.Run("MatMulBatchInvariance", func(t *testing.T) { testMatMulInvariance(t, b) })
 	t.Run("Embed", func(t *testing.T) { testEmbed(t, b) })
@@ -168,6 +169,53 @@ func testReadWriteCopy(t *testing.T, b kernels.Backend) {
 	}
 	b.Free(buf)
 	b.Free(dst)
+}
+
+// testSideQueue: work queued on the side view, ordered by events, is seen
+// by the main queue and the other way round; an event a drained queue waited
+// for is done; the side's side is itself.
+func testSideQueue(t *testing.T, b kernels.Backend) {
+	s := b.Side()
+	if s.Side() != s || b.Side() != s {
+		t.Fatal("Side is not one view whose Side is itself")
+	}
+	const n = 3000
+	v := randVec(rnd(11), n)
+	x := upload(s, v)
+	s.Add(x, x, x, n) // side: x = 2v
+	e := s.Record()
+	b.Wait(e)
+	y := b.Alloc(n)
+	b.Copy(y, 0, x, 0, n) // main, after the side's Add
+	got := download(b, y, n)
+	for i := range got {
+		if got[i] != 2*v[i] {
+			t.Fatalf("main queue after Wait: [%d] = %g, want %g", i, got[i], 2*v[i])
+		}
+	}
+	if !e.Done() {
+		t.Error("the side's event is not done after the main queue that waited for it drained")
+	}
+	e.Free()
+	b.Add(y, y, y, n) // main: y = 4v
+	e = b.Record()
+	s.Wait(e)
+	s.Add(x, x, y, n) // side: x = 6v
+	f := s.Record()
+	f.Sync()
+	if !f.Done() {
+		t.Error("an event is not done after Sync")
+	}
+	got = download(s, x, n)
+	for i := range got {
+		if want := float32(2*v[i]) + float32(4*v[i]); got[i] != want {
+			t.Fatalf("side queue after Wait: [%d] = %g, want %g", i, got[i], want)
+		}
+	}
+	e.Free()
+	f.Free()
+	s.Free(x)
+	b.Free(y)
 }
 
 func refMatMul(x []float32, w, bias []float64, m, n, k int) []float64 {

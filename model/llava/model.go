@@ -41,6 +41,10 @@ type Model struct {
 	vc   []kernels.Buffer // [Text.Layers] of [KVBlocks × KVBlockSize × H] values
 	txt  textState
 	vis  visionState
+	// featPool holds released features' buffers ([ImageTokens × Hidden]
+	// each) for later encodes: it grows to the most images alive at once
+	// (see model.kvPool for their bound), without a driver call per image.
+	featPool []kernels.Buffer
 }
 
 var _ engine.Engine = (*Model)(nil)
@@ -136,8 +140,9 @@ func (m *Model) Preprocess(ctx context.Context, data []byte) (engine.Image, erro
 	return engine.Image{Pixels: r.Pixels, Width: r.Width, Height: r.Height}, nil
 }
 
-// Close frees the KV cache and the backend, then releases the weights'
-// storage.
+// Close frees the KV cache and the backend (with the image features' and
+// the vision tower's buffers, which the side queue may still be writing),
+// then releases the weights' storage.
 func (m *Model) Close() error {
 	m.freeCache()
 	m.be.Close()

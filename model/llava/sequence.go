@@ -47,18 +47,18 @@ func (m *Model) NewSequence() *Sequence {
 // Pos is the number of positions fed so far.
 func (s *Sequence) Pos() int { return s.pos }
 
-// Feed runs tokens (with image rows for its ImageTokens, [count × Hidden])
-// in chunks of at most chunk tokens (0: all at once) and returns the logits
-// of the last position.
-func (s *Sequence) Feed(tokens []int32, image []float32, chunk int) ([]float32, error) {
+// Feed runs tokens in chunks of at most chunk tokens (0: all at once) and
+// returns the logits of the last position. Its ImageTokens take the rows of
+// image in order, from row 0 (nil when there are none).
+func (s *Sequence) Feed(tokens []int32, image engine.Features, chunk int) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, fmt.Errorf("%w: nothing to feed", ErrChunk)
 	}
 	if chunk <= 0 {
 		chunk = len(tokens)
 	}
-	H := s.m.cfg.Text.Hidden
 	var logits []float32
+	row := 0 // next row of image
 	for lo := 0; lo < len(tokens); lo += chunk {
 		part := tokens[lo:min(lo+chunk, len(tokens))]
 		images := 0
@@ -67,17 +67,15 @@ func (s *Sequence) Feed(tokens []int32, image []float32, chunk int) ([]float32, 
 				images++
 			}
 		}
-		if len(image) < images*H {
-			return nil, fmt.Errorf("%w: %d image values for %d more image tokens", ErrChunk, len(image), images)
+		c := engine.Chunk{Blocks: s.blocks, Pos: s.pos, Tokens: part, Logits: lo+len(part) == len(tokens)}
+		if images > 0 {
+			c.Image, c.ImageRow = image, row
 		}
-		out, err := s.m.Forward([]engine.Chunk{{
-			Blocks: s.blocks, Pos: s.pos, Tokens: part, Image: image[:images*H],
-			Logits: lo+len(part) == len(tokens),
-		}})
+		out, err := s.m.Forward([]engine.Chunk{c})
 		if err != nil {
 			return nil, err
 		}
-		image = image[images*H:]
+		row += images
 		s.pos += len(part)
 		if len(out) == 1 {
 			logits = slices.Clone(out[0]) // the model reuses out

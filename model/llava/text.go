@@ -10,25 +10,24 @@ import (
 // textState is the decoder's run state, grown to the largest step seen and
 // reused (T = tokens in the step, C = logit rows returned).
 type textState struct {
-	x, xn     kernels.Buffer // [T × H] residual stream, normed copy
-	q, k, v   kernels.Buffer // [T × H]
-	att       kernels.Buffer // [T × H]
-	gate, up  kernels.Buffer // [T × F]
-	last      kernels.Buffer // [C × H] hidden states of the logit rows
-	logits    kernels.Buffer // [C × V]
-	out       []float32      // [C × V] the logits Forward returns, reused by the next call
-	rows      [][]float32    // [C] rows of out
-	ids       []int32        // [T] token ids, -1 for image rows
-	pos       []int32        // [T] positions
-	slots     []int32        // [T] KV cache slots
-	lastRows  []int32        // [C] rows whose logits are returned
-	seqs      []kernels.Seq  // [len(batch)]
-	imageRows []int32        // rows fed from Chunk.Image
+	x, xn    kernels.Buffer // [T × H] residual stream, normed copy
+	q, k, v  kernels.Buffer // [T × H]
+	att      kernels.Buffer // [T × H]
+	gate, up kernels.Buffer // [T × F]
+	last     kernels.Buffer // [C × H] hidden states of the logit rows
+	logits   kernels.Buffer // [C × V]
+	out      []float32      // [C × V] the logits Forward returns, reused by the next call
+	rows     [][]float32    // [C] rows of out
+	ids      []int32        // [T] token ids, -1 for image rows
+	pos      []int32        // [T] positions
+	slots    []int32        // [T] KV cache slots
+	lastRows []int32        // [C] rows whose logits are returned
+	seqs     []kernels.Seq  // [len(batch)]
 }
 
 // checkChunk validates one chunk against the model and KV pool.
 func (m *Model) checkChunk(i int, c *engine.Chunk) error {
-	bs, h := m.opts.KVBlockSize, m.cfg.Text.Hidden
+	bs := m.opts.KVBlockSize
 	if len(c.Tokens) == 0 {
 		return fmt.Errorf("%w: chunk %d has no tokens", ErrChunk, i)
 	}
@@ -53,10 +52,8 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 			return fmt.Errorf("%w: chunk %d: token %d outside the vocabulary of %d", ErrChunk, i, t, m.cfg.Vocab)
 		}
 	}
-	if len(c.Image) != images*h {
-		return fmt.Errorf("%w: chunk %d: %d image values for %d image tokens of width %d", ErrChunk, i, len(c.Image), images, h)
-	}
-	return nil
+	_, err := m.imageRows(i, c, images)
+	return err
 }
 
 // Forward runs the decoder over a batch of chunks, writing their keys and
@@ -70,7 +67,7 @@ func (m *Model) Forward(batch []engine.Chunk) (_ [][]float32, err error) {
 	H, bs := tc.Hidden, m.opts.KVBlockSize
 	st := &m.txt
 	st.ids, st.pos, st.slots = st.ids[:0], st.pos[:0], st.slots[:0]
-	st.lastRows, st.seqs, st.imageRows = st.lastRows[:0], st.seqs[:0], st.imageRows[:0]
+	st.lastRows, st.seqs = st.lastRows[:0], st.seqs[:0]
 	for i := range batch {
 		c := &batch[i]
 		if err := m.checkChunk(i, c); err != nil {
@@ -81,8 +78,7 @@ func (m *Model) Forward(batch []engine.Chunk) (_ [][]float32, err error) {
 		for j, t := range c.Tokens {
 			p := c.Pos + j
 			if t == engine.ImageToken {
-				st.imageRows = append(st.imageRows, int32(row+j))
-				t = -1
+				t = -1 // embedImages fills the row
 			}
 			st.ids = append(st.ids, t)
 			st.pos = append(st.pos, int32(p))
@@ -103,16 +99,10 @@ func (m *Model) Forward(batch []engine.Chunk) (_ [][]float32, err error) {
 	grow(be, &st.gate, T*tc.FFN)
 	grow(be, &st.up, T*tc.FFN)
 
-	// Embeddings: token rows from the table, image rows from the chunks.
+	// Embeddings: token rows from the table, image rows from the chunks'
+	// features.
 	be.Embed(st.x, m.w.Embed, st.ids)
-	r := 0
-	for i := range batch {
-		c := &batch[i]
-		for k := 0; k < len(c.Image)/H; k++ {
-			be.Write(st.x, int(st.imageRows[r])*H, c.Image[k*H:(k+1)*H])
-			r++
-		}
-	}
+	m.embedImages(batch)
 
 	hd := H / tc.Heads
 	for l := range m.w.Layers {

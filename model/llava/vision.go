@@ -22,10 +22,14 @@ type visionState struct {
 	keepRows []int32           // [N·P] rows of x that are not CLS
 }
 
-// EncodeImages runs the vision tower and the projector on a batch of
-// images; result i is [ImageTokens × Hidden]. A lost device is an error
-// wrapping engine.ErrDeviceLost (deviceLost).
-func (m *Model) EncodeImages(imgs []engine.Image) (_ [][]float32, err error) {
+// EncodeImages queues the vision tower and the projector for a batch of
+// images on the backend's side queue (kernels.Backend.Side: a second CUDA
+// stream), so a decode step queued meanwhile does not wait for it, and
+// returns without waiting: result i is image i's features, Ready once the
+// queue has run them. Its host work is the patch extraction and the
+// launches. On the CPU backend it computes everything before returning. A
+// lost device is an error wrapping engine.ErrDeviceLost (deviceLost).
+func (m *Model) EncodeImages(imgs []engine.Image) (_ []engine.Features, err error) {
 	defer deviceLost(&err)
 	vc := m.cfg.Vision
 	S, ps, D := vc.ImageSize, vc.PatchSize, vc.Hidden
@@ -39,7 +43,14 @@ func (m *Model) EncodeImages(imgs []engine.Image) (_ [][]float32, err error) {
 		return nil, nil
 	}
 	R := N * (P + 1)
-	st, be := &m.vis, m.be
+	st, be := &m.vis, m.be.Side()
+	if len(m.featPool) > 0 {
+		// Released features are reused below: their last reads, queued
+		// by Forward on the decode queue, come first.
+		e := m.be.Record()
+		be.Wait(e)
+		e.Free()
+	}
 
 	// Patch extraction: the conv's weight [D × 3 × ps × ps] flattened is a
 	// [D × K] matrix over patches laid out (c, y, x).
@@ -120,11 +131,17 @@ func (m *Model) EncodeImages(imgs []engine.Image) (_ [][]float32, err error) {
 		be.MatMul(out, in, lin.W, lin.B, N*P)
 		in = out
 	}
-	res := make([][]float32, N)
-	flat := make([]float32, N*P*H) // [N × P × H], handed to the caller
-	be.Read(flat, in, 0)
+	res := make([]engine.Features, N)
 	for i := range res {
-		res[i] = flat[i*P*H : (i+1)*P*H : (i+1)*P*H]
+		f := &features{m: m}
+		if k := len(m.featPool); k > 0 {
+			f.buf, m.featPool = m.featPool[k-1], m.featPool[:k-1]
+		} else {
+			f.buf = be.Alloc(P * H)
+		}
+		be.Copy(f.buf, 0, in, i*P*H, P*H)
+		f.done = be.Record()
+		res[i] = f
 	}
 	return res, nil
 }

@@ -9,10 +9,14 @@
 //     float32), so reading memory nobody wrote shows up in the results;
 //   - the primary context, current per OS thread: calls that need one fail
 //     with CUDA_ERROR_INVALID_CONTEXT on a thread without it;
-//   - one in-order stream: launches, async copies and memsets are queued
-//     and run when the host waits (stream, context or event synchronisation,
-//     a synchronous copy, a free), so an upload buffer reused too early
-//     shows up too; copies check that device ranges lie in live allocations;
+//   - one in-order queue for every stream: launches, async copies, memsets
+//     and event records are queued and run when the host waits (stream,
+//     context or event synchronisation, a synchronous copy, a free), so an
+//     upload buffer reused too early shows up too; copies check that device
+//     ranges lie in live allocations. Work runs in the order it was issued,
+//     whatever its stream, so cross-stream ordering is trivially right and
+//     cuStreamWaitEvent has nothing to do; an event is done once the queue
+//     has run its record;
 //   - modules: cuModuleLoadData takes the PTX, cuModuleGetFunction finds a
 //     kernel that is both an .entry of the PTX and in the table of
 //     kernels.cu compiled against emu.h (kernels.cpp), so the launch runs
@@ -55,6 +59,8 @@ struct Module {
 struct Event {
   std::chrono::steady_clock::time_point t;
   bool recorded = false;
+  int pending = 0;     // records queued and not yet run
+  bool dead = false;   // destroyed while records were pending: the last one deletes it
 };
 
 struct Fault {
@@ -439,20 +445,35 @@ CUresult cuEventCreate(CUevent *e, unsigned int) {
   return CUDA_SUCCESS;
 }
 
+// cuEventDestroy may be called while a record is still queued (the CUDA
+// API allows it): the event is deleted once its records have run.
 CUresult cuEventDestroy(CUevent e) {
   LOCK;
-  delete (Event *)e;
+  Event *ev = (Event *)e;
+  if (ev->pending > 0)
+    ev->dead = true;
+  else
+    delete ev;
   return CUDA_SUCCESS;
 }
 
 CUresult cuEventRecord(CUevent e, CUstream) {
   ENTER(true);
   Event *ev = (Event *)e;
+  ev->recorded = false;
+  ev->pending++;
   queue.push_back([ev] {
     ev->t = std::chrono::steady_clock::now();
     ev->recorded = true;
+    if (--ev->pending == 0 && ev->dead) delete ev;
   });
   return CUDA_SUCCESS;
+}
+
+// cuStreamWaitEvent: the single queue runs work in issue order already.
+CUresult cuStreamWaitEvent(CUstream, CUevent e, unsigned int flags) {
+  ENTER(true);
+  return e == nullptr || flags != 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
 }
 
 CUresult cuEventSynchronize(CUevent) {
