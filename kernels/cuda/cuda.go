@@ -6,8 +6,40 @@ package cuda
 #include <cuda.h>
 #include <stdint.h>
 
+#include <stdlib.h>
+
 static CUresult pc_alloc_host(void **p, size_t n) { return cuMemAllocHost(p, n); }
 static CUresult pc_free_host(void *p) { return cuMemFreeHost(p); }
+
+// The module and its launches go through these rather than gorgonia.org/cu,
+// whose Launch mallocs and frees two C arrays per call.
+static CUresult pc_module_load(uintptr_t *m, const void *image) {
+	CUmodule mod = 0;
+	CUresult r = cuModuleLoadData(&mod, image);
+	*m = (uintptr_t)mod;
+	return r;
+}
+static CUresult pc_module_unload(uintptr_t m) { return cuModuleUnload((CUmodule)m); }
+static CUresult pc_function(uintptr_t *f, uintptr_t m, const char *name) {
+	CUfunction fn = 0;
+	CUresult r = cuModuleGetFunction(&fn, (CUmodule)m, name);
+	*f = (uintptr_t)fn;
+	return r;
+}
+
+// pc_params allocates the persistent argument array of n 8-byte values and
+// the pointer array cuLaunchKernel takes (ptrs[i] = &vals[i]).
+static void **pc_params(int n) {
+	void **p = malloc(n * (sizeof(void *) + sizeof(unsigned long long)));
+	if (!p) return 0;
+	unsigned long long *v = (unsigned long long *)(p + n);
+	for (int i = 0; i < n; i++) p[i] = &v[i];
+	return p;
+}
+static CUresult pc_launch(uintptr_t f, unsigned gx, unsigned gy, unsigned bx, unsigned by, uintptr_t s,
+                          void **params) {
+	return cuLaunchKernel((CUfunction)f, gx, gy, 1, bx, by, 1, 0, (CUstream)s, params, 0);
+}
 */
 import "C"
 
@@ -16,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
@@ -74,15 +107,14 @@ type Backend struct {
 	dev    cu.Device
 	ctx    cu.CUContext
 	stream cu.Stream
-	mod    cu.Module
+	mod    C.uintptr_t // CUmodule of the embedded PTX
 	fn     functions
 	blas   *cublas // nil with GEMMReference
 	name   string
 	closed bool
 	allocs map[cu.DevicePtr]struct{} // live buffers and weights, freed by Close
 
-	argv []uint64         // kernel argument values, reused
-	argp []unsafe.Pointer // pointers to argv's elements
+	params unsafe.Pointer // C memory: maxArgs pointers, then the maxArgs values they point at
 
 	stage   staging
 	half    scratch // activations rounded to bf16/fp16 for cuBLAS
@@ -93,10 +125,13 @@ type Backend struct {
 	lost atomic.Pointer[error] // set once a sticky error has broken the context
 }
 
+// function is a kernel of the module (a CUfunction).
+type function C.uintptr_t
+
 // functions are the module's kernels.
 type functions struct {
 	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, rope,
-	elementwise, softmax, argmax, attnPartial, attnCombine cu.Function
+	elementwise, softmax, argmax, attnPartial, attnCombine function
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -146,11 +181,17 @@ func (b *Backend) init(opts Options) error {
 	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
 		return fmt.Errorf("%w: create stream: %v", ErrCUDA, err)
 	}
-	if b.mod, err = cu.LoadData(kernelsPTX); err != nil {
-		return fmt.Errorf("%w: load PTX (driver too old for PTX ISA 7.8 / CUDA 11.8?): %v", ErrCUDA, err)
+	if b.params = unsafe.Pointer(C.pc_params(maxArgs)); b.params == nil {
+		return fmt.Errorf("%w: no memory for the launch parameters", ErrCUDA)
+	}
+	ptx := C.CString(kernelsPTX)
+	r := C.pc_module_load(&b.mod, unsafe.Pointer(ptx))
+	C.free(unsafe.Pointer(ptx))
+	if err := cuError(r); err != nil {
+		return fmt.Errorf("%w: load PTX (driver too old for PTX ISA 7.8 / CUDA 11.8?): %w", ErrCUDA, err)
 	}
 	for _, k := range []struct {
-		f    *cu.Function
+		f    *function
 		name string
 	}{
 		{&b.fn.gemmRef, "gemm_ref"}, {&b.fn.toHalf, "to_half"}, {&b.fn.biasRows, "bias_rows"},
@@ -159,8 +200,11 @@ func (b *Backend) init(opts Options) error {
 		{&b.fn.elementwise, "elementwise"}, {&b.fn.softmax, "softmax"}, {&b.fn.argmax, "argmax"},
 		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
-		if *k.f, err = b.mod.Function(k.name); err != nil {
-			return fmt.Errorf("%w: kernel %s: %v", ErrCUDA, k.name, err)
+		cs := C.CString(k.name)
+		r := C.pc_function((*C.uintptr_t)(k.f), b.mod, cs)
+		C.free(unsafe.Pointer(cs))
+		if err := cuError(r); err != nil {
+			return fmt.Errorf("%w: kernel %s: %w", ErrCUDA, k.name, err)
 		}
 	}
 	gemm := "gemm_ref"
@@ -190,8 +234,13 @@ func (b *Backend) release() {
 	b.half.free()
 	b.attnBuf.free()
 	b.stage.free()
-	if b.mod != (cu.Module{}) {
-		b.mod.Unload()
+	if b.mod != 0 {
+		C.pc_module_unload(b.mod)
+		b.mod = 0
+	}
+	if b.params != nil {
+		C.free(b.params)
+		b.params = nil
 	}
 	if b.stream != (cu.Stream{}) {
 		b.stream.Destroy()
@@ -609,9 +658,12 @@ func (s *staging) free() {
 // ---------------------------------------------------------------------------
 // Launching.
 
-// Kernel argument encoders: every argument travels as 8 bytes (gorgonia.org/cu
-// copies 8 bytes per parameter); the kernel reads its own width from the
-// low bytes (little-endian).
+// maxArgs is the most parameters a kernel of kernels.cu takes.
+const maxArgs = 16
+
+// Kernel argument encoders: every argument travels as 8 bytes of the
+// persistent parameter array; the kernel reads its own width from the low
+// bytes (little-endian).
 func i64(v int) uint64          { return uint64(int64(v)) }
 func f32(v float32) uint64      { return uint64(math.Float32bits(v)) }
 func ptr(p cu.DevicePtr) uint64 { return uint64(p) }
@@ -627,17 +679,32 @@ func wptr(w kernels.Weight) (uint64, uint64) {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// launch runs fn on the backend's stream; the caller has entered.
-func (b *Backend) launch(fn cu.Function, gx, gy, bx, by int, args ...uint64) {
+// launch runs fn on the backend's stream; the caller has entered. The
+// arguments go through the backend's persistent C parameter array (the
+// driver copies them at the call), so a launch allocates nothing.
+func (b *Backend) launch(fn function, gx, gy, bx, by int, args ...uint64) {
 	if gx == 0 || gy == 0 {
 		return
 	}
-	b.argv = append(b.argv[:0], args...)
-	b.argp = b.argp[:0]
-	for i := range b.argv {
-		b.argp = append(b.argp, unsafe.Pointer(&b.argv[i]))
+	if len(args) > maxArgs {
+		panic(fmt.Sprintf("cuda: %d kernel arguments, at most %d", len(args), maxArgs))
 	}
-	b.must("cuLaunchKernel", fn.Launch(gx, gy, 1, bx, by, 1, 0, b.stream, b.argp))
+	copy(unsafe.Slice((*uint64)(unsafe.Add(b.params, maxArgs*int(unsafe.Sizeof(uintptr(0))))), maxArgs), args)
+	r := C.pc_launch(C.uintptr_t(fn), C.uint(gx), C.uint(gy), C.uint(bx), C.uint(by),
+		C.uintptr_t(uintptr(unsafe.Pointer(b.stream.C()))), (*unsafe.Pointer)(b.params))
+	b.must("cuLaunchKernel", cuError(r))
+}
+
+// cuError is the gorgonia.org/cu error of a driver result (nil for
+// CUDA_SUCCESS), so that errors.Is matches cu's constants (cu.IllegalAddress,
+// …) for the calls this package makes itself.
+func cuError(r C.CUresult) error {
+	if r == C.CUDA_SUCCESS {
+		return nil
+	}
+	v := reflect.New(reflect.TypeOf(cu.Success)).Elem()
+	v.SetInt(int64(r))
+	return v.Interface().(error)
 }
 
 // ---------------------------------------------------------------------------

@@ -221,6 +221,10 @@ func TestEmuDecodeCounts(t *testing.T) {
 	emuOnly(t)
 	for _, g := range []GEMM{GEMMReference, GEMMCuBLAS} {
 		m, be := tinyModel(t, g)
+		x := upload(be, []float32{1, 2, 3})
+		if n := testing.AllocsPerRun(10, func() { be.Add(x, x, x, 3) }); n != 0 {
+			t.Errorf("a kernel launch allocates %.0f times", n)
+		}
 		for _, batch := range []int{1, 8} {
 			prompt := []int32{1, 5, 9, 13, 17}
 			chunks := make([]engine.Chunk, batch)
