@@ -50,6 +50,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -117,10 +118,16 @@ type Backend struct {
 	params unsafe.Pointer // C memory: maxArgs pointers, then the maxArgs values they point at
 
 	stage   staging
-	half    scratch // activations rounded to bf16/fp16 for cuBLAS
+	argOut  scratch // Argmax's ids
 	attnBuf scratch // attention partials or dense scores
 	plan    attnPlan
-	host    []int32 // host-side descriptor assembly, reused
+	rope    ropeTable
+	host    []float32 // host-side table assembly, reused
+
+	// fresh is the 16-bit copy of a GEMM input that the last op wrote
+	// beside its float32 output; begin moves it to prev, so only the op
+	// right after the producer (its MatMul) uses it.
+	fresh, prev halfCopy
 
 	lost atomic.Pointer[error] // set once a sticky error has broken the context
 }
@@ -130,8 +137,8 @@ type function C.uintptr_t
 
 // functions are the module's kernels.
 type functions struct {
-	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, rope,
-	elementwise, softmax, argmax, attnPartial, attnCombine function
+	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, ropeStore,
+	elementwise, siluMul, softmax, argmax, attnPartial, attnCombine function
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -196,8 +203,9 @@ func (b *Backend) init(opts Options) error {
 	}{
 		{&b.fn.gemmRef, "gemm_ref"}, {&b.fn.toHalf, "to_half"}, {&b.fn.biasRows, "bias_rows"},
 		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
-		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.rope, "rope"},
-		{&b.fn.elementwise, "elementwise"}, {&b.fn.softmax, "softmax"}, {&b.fn.argmax, "argmax"},
+		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.ropeStore, "rope_store"},
+		{&b.fn.elementwise, "elementwise"}, {&b.fn.siluMul, "silu_mul"}, {&b.fn.softmax, "softmax"},
+		{&b.fn.argmax, "argmax"},
 		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
 		cs := C.CString(k.name)
@@ -231,8 +239,9 @@ func (b *Backend) release() {
 		cu.MemFree(p)
 	}
 	clear(b.allocs)
-	b.half.free()
+	b.argOut.free()
 	b.attnBuf.free()
+	b.rope.free()
 	b.stage.free()
 	if b.mod != 0 {
 		C.pc_module_unload(b.mod)
@@ -263,6 +272,7 @@ func (b *Backend) begin() error {
 	if err := b.Lost(); err != nil {
 		return err
 	}
+	b.prev, b.fresh = b.fresh, halfCopy{}
 	runtime.LockOSThread()
 	if err := cu.SetCurrentContext(b.ctx); err != nil {
 		runtime.UnlockOSThread()
@@ -360,9 +370,20 @@ func (b *Backend) Synchronize() {
 // ---------------------------------------------------------------------------
 // Memory.
 
-// buffer is a device float32 activation buffer.
+// buffer is a device float32 activation buffer. A buffer that a MatMul
+// with 16-bit weights has read gets a shadow of n 16-bit values (dtype
+// halfDT): the input cuBLAS multiplies, written by the buffer's producer
+// where it can (RMSNorm, AddRMSNorm, SiLUMul), else by to_half.
 type buffer struct {
-	p cu.DevicePtr
+	p      cu.DevicePtr
+	n      int
+	half   cu.DevicePtr
+	halfDT kernels.DType
+}
+
+// halfCopy names the 16-bit copy of x[:n] in x's shadow.
+type halfCopy struct {
+	x *buffer
 	n int
 }
 
@@ -446,9 +467,13 @@ func (b *Backend) Free(x kernels.Buffer) {
 		return
 	}
 	b.must("synchronize", b.stream.Synchronize())
-	b.must("cuMemFree", cu.MemFree(bb.p))
-	delete(b.allocs, bb.p)
-	bb.p, bb.n = 0, 0
+	for _, p := range []cu.DevicePtr{bb.p, bb.half} {
+		if p != 0 {
+			b.must("cuMemFree", cu.MemFree(p))
+			delete(b.allocs, p)
+		}
+	}
+	*bb = buffer{}
 }
 
 // Write copies src into dst[off:], ordered after the queued work. It
@@ -543,6 +568,53 @@ func (b *Backend) FreeWeight(w kernels.Weight) {
 	b.must("cuMemFree", cu.MemFree(ww.p))
 	delete(b.allocs, ww.p)
 	ww.p = 0
+}
+
+// ConcatRows copies the parts into one allocation, in order, and frees
+// them.
+func (b *Backend) ConcatRows(ws []kernels.Weight) (kernels.Weight, error) {
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%w: ConcatRows of no weights", kernels.ErrWeight)
+	}
+	first := wt(ws[0])
+	k := first.n / first.shape[0]
+	c := &weight{dt: first.dt, shape: []int{0, k}}
+	for _, w := range ws {
+		p := wt(w)
+		if p.dt != c.dt || len(p.shape) != 2 || p.shape[1] != k {
+			return nil, fmt.Errorf("%w: ConcatRows of %v %v onto %v [_ %d]", kernels.ErrWeight, p.dt, p.shape, c.dt, k)
+		}
+		c.shape[0] += p.shape[0]
+		c.n += p.n
+	}
+	if err := b.begin(); err != nil {
+		return nil, err
+	}
+	defer b.leave()
+	size := int64(c.n * c.dt.Size())
+	var err error
+	if c.p, err = cu.MemAlloc(size); err != nil {
+		return nil, b.fail(fmt.Sprintf("weight %v %v: cuMemAlloc(%d bytes)", c.dt, c.shape, size), err)
+	}
+	b.allocs[c.p] = struct{}{}
+	off := int64(0)
+	for _, w := range ws {
+		p := wt(w)
+		n := int64(p.n * p.dt.Size())
+		if err := cu.MemcpyDtoD(c.p+cu.DevicePtr(off), p.p, n); err != nil {
+			return nil, b.fail("ConcatRows: cuMemcpyDtoD", err)
+		}
+		off += n
+	}
+	for _, w := range ws {
+		p := wt(w)
+		if err := cu.MemFree(p.p); err != nil {
+			return nil, b.fail("ConcatRows: cuMemFree", err)
+		}
+		delete(b.allocs, p.p)
+		p.p = 0
+	}
+	return c, nil
 }
 
 // scratch is a device buffer that grows on demand.
@@ -736,10 +808,48 @@ func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
 	}
 	xp := xb.p
 	if ww.dt != kernels.F32 {
-		xp = b.half.get(b, int64(2*m*k))
-		b.launch(b.fn.toHalf, ceilDiv(m*k, ewThreads), 1, ewThreads, 1, ptr(xp), ptr(xb.p), i64(m*k), uint64(ww.dt))
+		xp = b.halfInput(xb, m*k, ww.dt)
 	}
 	b.must("MatMul", b.blas.gemm(o.p, xp, ww.p, ww.dt, m, n, k, beta))
+}
+
+// halfInput returns the address of x[:n] rounded to dt: the copy the
+// previous op wrote in x's shadow, or a to_half launch's. It gives x a
+// shadow of dt, so that x's next producer writes the copy itself.
+func (b *Backend) halfInput(x *buffer, n int, dt kernels.DType) cu.DevicePtr {
+	if b.prev.x == x && b.prev.n >= n && x.halfDT == dt {
+		return x.half
+	}
+	if x.halfDT != dt {
+		if x.half != 0 {
+			b.must("synchronize", b.stream.Synchronize())
+			b.must("cuMemFree", cu.MemFree(x.half))
+			delete(b.allocs, x.half)
+		}
+		p, err := cu.MemAlloc(int64(2 * max(x.n, 1)))
+		b.must("cuMemAlloc 16-bit shadow", err)
+		b.allocs[p] = struct{}{}
+		x.half, x.halfDT = p, dt
+	}
+	b.launch(b.fn.toHalf, ceilDiv(n, ewThreads), 1, ewThreads, 1, ptr(x.half), ptr(x.p), i64(n), uint64(dt))
+	return x.half
+}
+
+// launchHalfOut launches a producer fn of out[:n] whose last two arguments
+// are the address and dtype of out's 16-bit copy: out's shadow, recorded
+// as fresh, or zeros (no copy) when out has none (it never fed a 16-bit
+// GEMM) or the GEMMs are not cuBLAS's.
+func (b *Backend) launchHalfOut(fn function, gx, bx int, out *buffer, n int, args ...uint64) {
+	var a [maxArgs]uint64
+	k := copy(a[:maxArgs-2], args)
+	half := out.halfDT != 0 && b.blas != nil
+	if half {
+		a[k], a[k+1] = ptr(out.half), uint64(out.halfDT)
+	}
+	b.launch(fn, gx, 1, bx, 1, a[:k+2]...)
+	if half {
+		b.fresh = halfCopy{out, n}
+	}
 }
 
 // Embed gathers table rows for the non-negative ids.
@@ -803,7 +913,7 @@ func (b *Backend) rmsNorm(out, x, delta kernels.Buffer, w kernels.Weight, m int,
 		checkRange("AddRMSNorm", 0, m*ww.n, d.n)
 		dp = ptr(d.p)
 	}
-	b.launch(b.fn.rmsnorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), dp, ptr(ww.p), uint64(ww.dt), i64(ww.n), f32(eps))
+	b.launchHalfOut(b.fn.rmsnorm, m, rowThreads, o, m*ww.n, ptr(o.p), ptr(xb.p), dp, ptr(ww.p), uint64(ww.dt), i64(ww.n), f32(eps))
 }
 
 // LayerNorm normalises m rows of width len(w).
@@ -816,29 +926,92 @@ func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int
 	b.launch(b.fn.layernorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), ptr(ww.p), uint64(ww.dt), ptr(bb.p), uint64(bb.dt), i64(ww.n), f32(eps))
 }
 
-// RoPE rotates x[len(pos) × heads·headDim] in place.
-func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta float32) {
-	if len(pos) == 0 {
+// RoPEStore rotates the queries and keys of qkv's rows into q and the
+// caches and copies the values, in one launch; the cosines and sines come
+// from the backend's table (ropeTable).
+func (b *Backend) RoPEStore(q, kc, vc, qkv kernels.Buffer, pos, slots []int32, heads, headDim int, theta float32) {
+	m := len(pos)
+	if m == 0 {
 		return
 	}
 	b.enter()
 	defer b.leave()
-	xb := buf(x)
-	checkRange("RoPE", 0, len(pos)*heads*headDim, xb.n)
-	// inv_freq exactly as the CPU backend computes it, sent as bit patterns.
-	b.host = b.host[:0]
-	for d := 0; d < headDim/2; d++ {
-		e := float32(2*d) / float32(headDim)
-		b.host = append(b.host, int32(math.Float32bits(1/float32(math.Pow(float64(theta), float64(e))))))
+	w := heads * headDim
+	qb, kb, vb, xb := buf(q), buf(kc), buf(vc), buf(qkv)
+	checkRange("RoPEStore q", 0, m*w, qb.n)
+	checkRange("RoPEStore qkv", 0, 3*m*w, xb.n)
+	if len(slots) != m {
+		panic(fmt.Sprintf("cuda: RoPEStore: %d slots for %d rows", len(slots), m))
 	}
-	inv := b.stage.put(b, b.host)
-	b.launch(b.fn.rope, len(pos), 1, 64, 1, ptr(xb.p), b.stage.put(b, pos), inv, i64(heads), i64(headDim))
+	maxPos := int32(0)
+	for i, p := range pos {
+		checkRange("RoPEStore cache", int(slots[i])*w, w, min(kb.n, vb.n))
+		if p < 0 {
+			panic(fmt.Sprintf("cuda: RoPEStore: position %d", p))
+		}
+		maxPos = max(maxPos, p)
+	}
+	cs := b.rope.get(b, int(maxPos)+1, headDim, theta)
+	// The caches of this backend are float32.
+	b.launch(b.fn.ropeStore, m, 1, 128, 1, ptr(qb.p), ptr(kb.p), ptr(vb.p), uint64(kernels.F32), ptr(xb.p),
+		b.stage.put(b, pos), b.stage.put(b, slots), ptr(cs), i64(heads), i64(headDim))
+}
+
+// ropeTable is the device table of RoPE's cosines and sines for positions
+// [0, npos) of one head dimension and θ: position p's row holds hd/2
+// cosines then hd/2 sines (kernels.RoPECosSin, the CPU backend's values),
+// so the kernel computes no trigonometry and matches the CPU bit for bit.
+// It grows (by doubling, from 4096 positions) when a position beyond it
+// comes, outside steady decoding.
+type ropeTable struct {
+	p        cu.DevicePtr
+	npos, hd int
+	theta    float32
+}
+
+// get returns the table covering positions [0, need); the caller has
+// entered.
+func (t *ropeTable) get(b *Backend, need, hd int, theta float32) cu.DevicePtr {
+	if t.p != 0 && need <= t.npos && hd == t.hd && theta == t.theta {
+		return t.p
+	}
+	n := 4096
+	if hd == t.hd && theta == t.theta {
+		n = max(n, 2*t.npos)
+	}
+	for n < need {
+		n *= 2
+	}
+	half := hd / 2
+	inv := kernels.RoPEInvFreq(nil, hd, theta)
+	tab := slices.Grow(b.host[:0], n*hd)[:n*hd]
+	for p := range n {
+		row := tab[p*hd:]
+		for d, f := range inv {
+			row[d], row[half+d] = kernels.RoPECosSin(int32(p), f)
+		}
+	}
+	b.host = tab
+	b.must("synchronize", b.stream.Synchronize()) // queued kernels may read the old table
+	t.free()
+	size := int64(4 * len(tab))
+	p, err := cu.MemAlloc(size)
+	b.must(fmt.Sprintf("cuMemAlloc(%d bytes) RoPE table", size), err)
+	b.must("cuMemcpyHtoD RoPE table", cu.MemcpyHtoD(p, unsafe.Pointer(unsafe.SliceData(tab)), size))
+	t.p, t.npos, t.hd, t.theta = p, n, hd, theta
+	return p
+}
+
+func (t *ropeTable) free() {
+	if t.p != 0 {
+		cu.MemFree(t.p)
+		*t = ropeTable{}
+	}
 }
 
 // Elementwise op codes (EW_* in kernels.cu).
 const (
 	ewAdd = iota
-	ewSiLUMul
 	ewGELU
 	ewQuickGELU
 )
@@ -863,9 +1036,19 @@ func (b *Backend) elementwise(op int, out, a, c kernels.Buffer, n int) {
 // Add computes out = a + c over n elements.
 func (b *Backend) Add(out, a, c kernels.Buffer, n int) { b.elementwise(ewAdd, out, a, c, n) }
 
-// SiLUMul computes out = silu(gate) · up over n elements.
-func (b *Backend) SiLUMul(out, gate, up kernels.Buffer, n int) {
-	b.elementwise(ewSiLUMul, out, gate, up, n)
+// SiLUMul computes silu(gate) · up for m rows of gateUp[m × 2·width] into
+// out[m × width], and out's 16-bit copy where the down GEMM takes one.
+func (b *Backend) SiLUMul(out, gateUp kernels.Buffer, m, width int) {
+	n := m * width
+	if n == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	o, gu := buf(out), buf(gateUp)
+	checkRange("SiLUMul out", 0, n, o.n)
+	checkRange("SiLUMul gateUp", 0, 2*n, gu.n)
+	b.launchHalfOut(b.fn.siluMul, ceilDiv(n, ewThreads), ewThreads, o, n, ptr(o.p), ptr(gu.p), i64(width), i64(n))
 }
 
 // GELU applies the exact (erf) GELU to x[:n] in place.
@@ -894,7 +1077,7 @@ func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	defer b.leave()
 	xb := buf(x)
 	checkRange("Argmax", 0, len(ids)*width, xb.n)
-	out := b.half.get(b, int64(4*len(ids)))
+	out := b.argOut.get(b, int64(4*len(ids)))
 	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
 	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
 	b.must("synchronize", b.stream.Synchronize())

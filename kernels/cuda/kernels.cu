@@ -26,6 +26,18 @@ __device__ __forceinline__ float ldw(const void* w, int dt, long i) {
   return ((const float*)w)[i];
 }
 
+// store_as stores v as element i of p in dtype dt (16-bit types rounded to
+// nearest, ties to even): the one way a kernel writes a 16-bit value (the
+// GEMM inputs for cuBLAS, KV-cache rows).
+__device__ __forceinline__ void store_as(void* p, int dt, long i, float v) {
+  if (dt == DT_BF16)
+    ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
+  else if (dt == DT_F16)
+    ((__half*)p)[i] = __float2half_rn(v);
+  else
+    ((float*)p)[i] = v;
+}
+
 // block_sum returns the sum of v over the block (blockDim.x a multiple of 32,
 // at most 1024) to every thread. The reduction tree is fixed by blockDim.x.
 __device__ float block_sum(float v) {
@@ -84,14 +96,11 @@ extern "C" __global__ void gemm_ref(float* out, const float* x, const void* w, i
 }
 
 // to_half converts n float32 values to the 16-bit dtype dt (round to
-// nearest even), the cuBLAS path's activation input.
+// nearest even), the cuBLAS path's activation input where its producer did
+// not write it (rmsnorm and silu_mul do).
 extern "C" __global__ void to_half(void* dst, const float* src, long n, int dt) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  if (dt == DT_BF16)
-    ((__nv_bfloat16*)dst)[i] = __float2bfloat16_rn(src[i]);
-  else
-    ((__half*)dst)[i] = __float2half_rn(src[i]);
+  if (i < n) store_as(dst, dt, i, src[i]);
 }
 
 // bias_rows fills out[m × n] with bias[n] in every row (cuBLAS then adds the
@@ -135,8 +144,10 @@ extern "C" __global__ void move_rows(float* dst, const float* src, const int32_t
 
 // rmsnorm: out = x · rsqrt(mean(x²) + eps) · w. When add is non-null it is
 // the fused residual form: x += add first (x is written back), then the norm.
+// When half is non-null, out is also written to it in dtype hdt (the next
+// GEMM's 16-bit input).
 extern "C" __global__ void rmsnorm(float* out, float* x, const float* add, const void* w, int wdt,
-                                  int width, float eps) {
+                                  int width, float eps, void* half, int hdt) {
   float* xr = x + (long)blockIdx.x * width;
   float* o = out + (long)blockIdx.x * width;
   float ss = 0.f;
@@ -150,7 +161,11 @@ extern "C" __global__ void rmsnorm(float* out, float* x, const float* add, const
   }
   ss = block_sum(ss);
   float r = rsqrtf(ss / width + eps);
-  for (int j = threadIdx.x; j < width; j += blockDim.x) o[j] = ldw(w, wdt, j) * (xr[j] * r);
+  for (int j = threadIdx.x; j < width; j += blockDim.x) {
+    float v = ldw(w, wdt, j) * (xr[j] * r);
+    o[j] = v;
+    if (half) store_as(half, hdt, (long)blockIdx.x * width + j, v);
+  }
 }
 
 // layernorm: out = (x − mean) · rsqrt(var + eps) · w + b (two passes).
@@ -171,24 +186,34 @@ extern "C" __global__ void layernorm(float* out, const float* x, const void* w, 
     o[j] = (xr[j] - mean) * r * ldw(w, wdt, j) + ldw(b, bdt, j);
 }
 
-// rope rotates x[m × heads·hd] in place with LLaMA's rotate_half pairing;
-// inv_freq[hd/2] comes from the host (computed as the CPU backend does) and
-// the angle is rounded to float32 before its cosine, as torch does.
-extern "C" __global__ void rope(float* x, const int32_t* pos, const float* inv_freq, int heads,
-                               int hd) {
-  int half = hd / 2;
-  float* row = x + (long)blockIdx.x * heads * hd;
-  float p = (float)pos[blockIdx.x];
-  for (int d = threadIdx.x; d < half; d += blockDim.x) {
-    float a = p * inv_freq[d];
-    double sd, cd;
-    sincos((double)a, &sd, &cd);
-    float c = (float)cd, s = (float)sd;
-    for (int h = 0; h < heads; h++) {
-      float* xh = row + h * hd;
-      float x1 = xh[d], x2 = xh[d + half];
-      xh[d] = x1 * c - x2 * s;
-      xh[d + half] = x2 * c + x1 * s;
+// rope_store takes row blockIdx.x of qkv[m × 3w] (w = heads·hd: query, key,
+// value), writes the query rotated to q[m × w] and the key rotated and the
+// value to row slots[row] of the caches kc and vc (dtype cdt, through
+// store_as). cs[p·hd …] holds position p's cosines [hd/2] then sines [hd/2],
+// computed on the host as the CPU backend computes them; the products and
+// sums are rounded one by one (no fma), as the CPU's, so the rotation is the
+// CPU's bit for bit.
+extern "C" __global__ void rope_store(float* q, void* kc, void* vc, int cdt, const float* qkv,
+                                     const int32_t* pos, const int32_t* slots, const float* cs,
+                                     int heads, int hd) {
+  const int half = hd / 2, w = heads * hd;
+  const float* row = qkv + (long)blockIdx.x * 3 * w;
+  float* qo = q + (long)blockIdx.x * w;
+  const long slot = (long)slots[blockIdx.x] * w;
+  const float* cp = cs + (long)pos[blockIdx.x] * hd;
+  for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
+    const int a = (i / half) * hd + i % half, b = a + half;
+    const float c = cp[i % half], s = cp[half + i % half];
+    qo[a] = __fsub_rn(__fmul_rn(row[a], c), __fmul_rn(row[b], s));
+    qo[b] = __fadd_rn(__fmul_rn(row[b], c), __fmul_rn(row[a], s));
+    store_as(kc, cdt, slot + a, __fsub_rn(__fmul_rn(row[w + a], c), __fmul_rn(row[w + b], s)));
+    store_as(kc, cdt, slot + b, __fadd_rn(__fmul_rn(row[w + b], c), __fmul_rn(row[w + a], s)));
+  }
+  for (int j = threadIdx.x; j < w; j += blockDim.x) {
+    store_as(vc, cdt, slot + j, row[2 * w + j]);
+    if (j % hd >= 2 * half) {  // an odd head dimension's last element is not rotated
+      qo[j] = row[j];
+      store_as(kc, cdt, slot + j, row[w + j]);
     }
   }
 }
@@ -197,9 +222,8 @@ extern "C" __global__ void rope(float* x, const int32_t* pos, const float* inv_f
 // Elementwise.
 
 #define EW_ADD 0
-#define EW_SILU_MUL 1
-#define EW_GELU 2
-#define EW_QUICK_GELU 3
+#define EW_GELU 1
+#define EW_QUICK_GELU 2
 
 // elementwise: out = op(a, b) over n elements; out may alias a or b.
 extern "C" __global__ void elementwise(float* out, const float* a, const float* b, long n, int op) {
@@ -210,9 +234,6 @@ extern "C" __global__ void elementwise(float* out, const float* a, const float* 
     case EW_ADD:
       v += b[i];
       break;
-    case EW_SILU_MUL:
-      v = v / (1.f + expf(-v)) * b[i];
-      break;
     case EW_GELU:
       v = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
       break;
@@ -220,6 +241,20 @@ extern "C" __global__ void elementwise(float* out, const float* a, const float* 
       v = v / (1.f + expf(-1.702f * v));
   }
   out[i] = v;
+}
+
+// silu_mul: out[r][j] = silu(gu[r][j]) · gu[r][width + j] for the rows of
+// gu[m × 2·width] (gate and up side by side), n = m·width; when half is
+// non-null out is also written to it in dtype hdt (the down GEMM's input).
+extern "C" __global__ void silu_mul(float* out, const float* gu, int width, long n, void* half,
+                                   int hdt) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  long r = i / width, j = i % width;
+  float g = gu[2 * r * width + j];
+  float v = g / (1.f + expf(-g)) * gu[(2 * r + 1) * width + j];
+  out[i] = v;
+  if (half) store_as(half, hdt, i, v);
 }
 
 // softmax over each row of x[m × width], in place (max-subtracted).

@@ -11,10 +11,12 @@ import (
 // reused (T = tokens in the step, C = logit rows returned).
 type textState struct {
 	x, xn     kernels.Buffer // [T × H] residual stream, normed copy
-	q, k, v   kernels.Buffer // [T × H]
-	att       kernels.Buffer // [T × H]
-	gate, up  kernels.Buffer // [T × F]
-	last      kernels.Buffer // [C × H] hidden states of the logit rows
+	delta     kernels.Buffer // [T × H] a sublayer's output, added to x by the next norm
+	qkv       kernels.Buffer // [T × 3H] fused projections
+	q, att    kernels.Buffer // [T × H] rotated queries, attention output
+	gateUp    kernels.Buffer // [T × 2F] fused projections
+	act       kernels.Buffer // [T × F] silu(gate) · up
+	last      kernels.Buffer // [C × H] normed hidden states of the logit rows
 	logits    kernels.Buffer // [C × V]
 	out       []float32      // [C × V] the logits Forward returns, reused by the next call
 	rows      [][]float32    // [C] rows of out
@@ -95,11 +97,12 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 		return nil, nil
 	}
 	be := m.be
-	for _, b := range []*kernels.Buffer{&st.x, &st.xn, &st.q, &st.k, &st.v, &st.att} {
+	for _, b := range []*kernels.Buffer{&st.x, &st.xn, &st.delta, &st.q, &st.att} {
 		grow(be, b, T*H)
 	}
-	grow(be, &st.gate, T*tc.FFN)
-	grow(be, &st.up, T*tc.FFN)
+	grow(be, &st.qkv, 3*T*H)
+	grow(be, &st.gateUp, 2*T*tc.FFN)
+	grow(be, &st.act, T*tc.FFN)
 
 	// Embeddings: token rows from the table, image rows from the chunks.
 	be.Embed(st.x, m.w.Embed, st.ids)
@@ -112,37 +115,44 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 		}
 	}
 
+	// The layers. Each sublayer's output goes to delta, which the next
+	// norm adds to the residual stream (AddRMSNorm); the first layer's
+	// input norm has nothing to add yet, the final norm adds the last
+	// layer's MLP.
 	hd := H / tc.Heads
 	for l := range m.w.Layers {
 		L := &m.w.Layers[l]
-		be.RMSNorm(st.xn, st.x, L.AttnNorm, T, tc.Eps)
-		be.MatMul(st.q, st.xn, L.Q, nil, T)
-		be.MatMul(st.k, st.xn, L.K, nil, T)
-		be.MatMul(st.v, st.xn, L.V, nil, T)
-		be.RoPE(st.q, st.pos, tc.Heads, hd, tc.RopeTheta)
-		be.RoPE(st.k, st.pos, tc.Heads, hd, tc.RopeTheta)
-		be.ScatterRows(m.kc[l], st.k, st.slots, H)
-		be.ScatterRows(m.vc[l], st.v, st.slots, H)
+		if l == 0 {
+			be.RMSNorm(st.xn, st.x, L.AttnNorm, T, tc.Eps)
+		} else {
+			be.AddRMSNorm(st.xn, st.x, st.delta, L.AttnNorm, T, tc.Eps)
+		}
+		be.MatMul(st.qkv, st.xn, L.QKV, nil, T)
+		be.RoPEStore(st.q, m.kc[l], m.vc[l], st.qkv, st.pos, st.slots, tc.Heads, hd, tc.RopeTheta)
 		be.PagedAttention(st.att, st.q, m.kc[l], m.vc[l], st.seqs, tc.Heads, hd, bs)
-		be.MatMul(st.xn, st.att, L.O, nil, T)
-		be.Add(st.x, st.x, st.xn, T*H)
+		be.MatMul(st.delta, st.att, L.O, nil, T)
 
-		be.RMSNorm(st.xn, st.x, L.MLPNorm, T, tc.Eps)
-		be.MatMul(st.gate, st.xn, L.Gate, nil, T)
-		be.MatMul(st.up, st.xn, L.Up, nil, T)
-		be.SiLUMul(st.gate, st.gate, st.up, T*tc.FFN)
-		be.MatMul(st.xn, st.gate, L.Down, nil, T)
-		be.Add(st.x, st.x, st.xn, T*H)
+		be.AddRMSNorm(st.xn, st.x, st.delta, L.MLPNorm, T, tc.Eps)
+		be.MatMul(st.gateUp, st.xn, L.GateUp, nil, T)
+		be.SiLUMul(st.act, st.gateUp, T, tc.FFN)
+		be.MatMul(st.delta, st.act, L.Down, nil, T)
 	}
 	if C == 0 {
 		return nil, nil
 	}
+	// The final norm over every row (row by row, so the same bits as over
+	// the logit rows alone); a decode step returns every row's logits and
+	// needs no gather.
 	V := m.cfg.Vocab
-	grow(be, &st.last, C*H)
+	be.AddRMSNorm(st.xn, st.x, st.delta, m.w.Norm, T, tc.Eps)
+	last := st.xn
+	if !identity(st.lastRows) {
+		grow(be, &st.last, C*H)
+		be.GatherRows(st.last, st.xn, st.lastRows, H)
+		last = st.last
+	}
 	grow(be, &st.logits, C*V)
-	be.GatherRows(st.last, st.x, st.lastRows, H)
-	be.RMSNorm(st.last, st.last, m.w.Norm, C, tc.Eps)
-	be.MatMul(st.logits, st.last, m.w.LMHead, nil, C)
+	be.MatMul(st.logits, last, m.w.LMHead, nil, C)
 	if cap(st.out) < C*V {
 		st.out = make([]float32, C*V)
 	}
@@ -153,4 +163,14 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	}
 	be.Read(flat, st.logits, 0)
 	return st.rows, nil
+}
+
+// identity reports whether rows is 0, 1, …, len(rows)−1.
+func identity(rows []int32) bool {
+	for i, r := range rows {
+		if int(r) != i {
+			return false
+		}
+	}
+	return true
 }

@@ -97,8 +97,9 @@ static void testNorms() {
   auto x = randv(m * width), add = randv(m * width);
   W w = makeW(DT_BF16, randv(width)), b = makeW(DT_F32, randv(width));
   std::vector<float> out(m * width), xs = x;
+  std::vector<uint16_t> hout(m * width);
   emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
-             [&] { rmsnorm(out.data(), xs.data(), add.data(), w.p(), w.dt, width, 1e-5f); });
+             [&] { rmsnorm(out.data(), xs.data(), add.data(), w.p(), w.dt, width, 1e-5f, hout.data(), DT_F16); });
   std::vector<double> want(m * width), resid(m * width);
   for (int i = 0; i < m; i++) {
     double ss = 0;
@@ -111,6 +112,9 @@ static void testNorms() {
   }
   check("rmsnorm fused residual (x += add)", xs.data(), resid, 1e-6);
   check("rmsnorm fused", out.data(), want, 2e-5);
+  bool same = true;
+  for (int i = 0; i < m * width; i++) same &= hout[i] == __float2half_rn(out[i]).x;
+  expect(same, "rmsnorm's 16-bit copy of out");
 
   for (auto &v : x) v += 3;
   emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
@@ -149,21 +153,40 @@ static void testElementwise() {
   auto a = randv(n), c = randv(n);
   std::vector<float> out(n);
   std::vector<double> want(n);
-  const char *names[] = {"add", "silu_mul", "gelu", "quick_gelu"};
-  for (int op = 0; op < 4; op++) {
+  const char *names[] = {"add", "gelu", "quick_gelu"};
+  for (int op = 0; op < 3; op++) {
     emu_launch(dim3{(unsigned)((n + 255) / 256), 1, 1}, dim3{256, 1, 1},
                [&] { elementwise(out.data(), a.data(), c.data(), n, op); });
     for (long i = 0; i < n; i++) {
       double v = a[i];
       switch (op) {
         case 0: want[i] = v + c[i]; break;
-        case 1: want[i] = v / (1 + std::exp(-v)) * c[i]; break;
-        case 2: want[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
+        case 1: want[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
         default: want[i] = v / (1 + std::exp(-1.702 * v));
       }
     }
     check((std::string("elementwise ") + names[op]).c_str(), out.data(), want, 5e-5);
   }
+
+  // silu_mul over 7 rows of gate|up of width 143, with its bf16 copy.
+  int rows = 7, width = 143;
+  std::vector<float> gu(2 * n);
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < width; j++) {
+      gu[2 * r * width + j] = a[r * width + j];
+      gu[(2 * r + 1) * width + j] = c[r * width + j];
+    }
+  std::vector<uint16_t> h(n);
+  emu_launch(dim3{(unsigned)((n + 255) / 256), 1, 1}, dim3{256, 1, 1},
+             [&] { silu_mul(out.data(), gu.data(), width, n, h.data(), DT_BF16); });
+  bool same = true;
+  for (long i = 0; i < n; i++) {
+    double v = a[i];
+    want[i] = v / (1 + std::exp(-v)) * c[i];
+    same &= h[i] == __float2bfloat16_rn(out[i]).x;
+  }
+  check("silu_mul", out.data(), want, 5e-5);
+  expect(same, "silu_mul's bf16 copy of out");
 }
 
 static void testGathers() {
@@ -199,24 +222,43 @@ static void testGathers() {
 }
 
 static void testRoPE() {
-  int heads = 3, hd = 10, half = hd / 2;
-  int32_t pos[] = {0, 1, 17, 700, 4095};
+  int heads = 3, hd = 10, half = hd / 2, w = heads * hd;
+  int32_t pos[] = {0, 1, 17, 700, 4095}, slots[] = {6, 0, 2, 5, 3};
   int m = 5;
-  auto x = randv(m * heads * hd);
-  auto x0 = x;
-  std::vector<float> inv(half);
-  for (int d = 0; d < half; d++) inv[d] = 1 / (float)std::pow(10000.0, (double)((float)(2 * d) / (float)hd));
-  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{64, 1, 1}, [&] { rope(x.data(), pos, inv.data(), heads, hd); });
-  std::vector<double> want(x.size());
-  for (int i = 0; i < m; i++)
+  auto qkv = randv(m * 3 * w);
+  std::vector<float> q(m * w), kc(8 * w), vc(8 * w), cs(4096 * hd);
+  for (int p = 0; p < 4096; p++)
+    for (int d = 0; d < half; d++) {
+      float f = 1 / (float)std::pow(10000.0, (double)((float)(2 * d) / (float)hd));
+      double a = (float)p * f;
+      cs[p * hd + d] = (float)std::cos(a);
+      cs[p * hd + half + d] = (float)std::sin(a);
+    }
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{128, 1, 1}, [&] {
+    rope_store(q.data(), kc.data(), vc.data(), DT_F32, qkv.data(), pos, slots, cs.data(), heads, hd);
+  });
+  std::vector<double> wq(m * w), wk(m * w), wv(m * w);
+  std::vector<float> gk(m * w), gv(m * w);
+  for (int i = 0; i < m; i++) {
+    const float *row = &qkv[i * 3 * w];
     for (int h = 0; h < heads; h++)
       for (int d = 0; d < half; d++) {
         double a = pos[i] * std::pow(10000.0, -2.0 * d / hd), c = std::cos(a), s = std::sin(a);
-        double x1 = x0[(i * heads + h) * hd + d], x2 = x0[(i * heads + h) * hd + d + half];
-        want[(i * heads + h) * hd + d] = x1 * c - x2 * s;
-        want[(i * heads + h) * hd + d + half] = x2 * c + x1 * s;
+        int x = h * hd + d, y = x + half;
+        wq[i * w + x] = row[x] * c - row[y] * s;
+        wq[i * w + y] = row[y] * c + row[x] * s;
+        wk[i * w + x] = row[w + x] * c - row[w + y] * s;
+        wk[i * w + y] = row[w + y] * c + row[w + x] * s;
       }
-  check("rope", x.data(), want, 1e-3);
+    for (int j = 0; j < w; j++) {
+      wv[i * w + j] = row[2 * w + j];
+      gk[i * w + j] = kc[slots[i] * w + j];
+      gv[i * w + j] = vc[slots[i] * w + j];
+    }
+  }
+  check("rope_store q", q.data(), wq, 1e-3);
+  check("rope_store k", gk.data(), wk, 1e-3);
+  check("rope_store v", gv.data(), wv, 0);
 }
 
 // Plan mirrors attention.go's attnPlan.add.

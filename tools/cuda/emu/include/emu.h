@@ -157,6 +157,11 @@ inline float __shfl_sync(unsigned, float v, int src) { return emu_float(emu_shfl
 inline int min(int a, int b) { return a < b ? a : b; }
 inline long min(long a, long b) { return a < b ? a : b; }
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
+// The round-to-nearest float intrinsics (never contracted into an fma on a
+// GPU; plain float arithmetic here, which g++ does not contract for x86-64).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 
 // emu_launch runs f for every thread of every block of grid (2-D grids and
 // blocks; z is 1).
