@@ -44,6 +44,7 @@ static CUresult pc_launch(uintptr_t f, unsigned gx, unsigned gy, unsigned bx, un
 import "C"
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -490,9 +491,11 @@ func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	dp := cu.DevicePtr(d.at(off))
 	if len(src) <= stageWrite {
 		// Through pinned memory: queued, no wait for the stream to drain.
+		b.stage.flush(b) // what was staged before keeps its order
 		h, _ := b.stage.reserve(b, 4*len(src))
 		copy(unsafe.Slice((*float32)(h), len(src)), src)
 		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(dp, h, int64(4*len(src)), b.stream))
+		b.stage.chunks[b.stage.cur].sent = b.stage.chunks[b.stage.cur].used // sent, to dp
 		return
 	}
 	// The synchronous copy is ordered after the stream's earlier work (our
@@ -648,16 +651,23 @@ func (s *scratch) free() {
 	}
 }
 
-// staging uploads small host arrays (token ids, positions, row and block
-// tables) without a host-device synchronisation per call: values are copied
-// into pinned host memory and sent with cuMemcpyHtoDAsync into device memory
-// at the same offset. Space is only reused once the stream has drained
-// (rewind, called by Read, Argmax and Synchronize): until then a kernel may
-// still read it. When the current chunk is full another, larger one is
-// added; chunks are kept for the next steps.
+// staging uploads small host arrays (token ids, positions, slots, row and
+// block tables, attention work lists) without a host-device
+// synchronisation per call, and packed: put copies an array into pinned
+// host memory and returns the device address at the same offset of the
+// chunk's device twin, and the bytes put since the last upload go to the
+// device in one cuMemcpyHtoDAsync right before the next launch (flush),
+// which is the first that may read them. An array equal to one put since
+// the last drain is not staged again: its address is returned, so the
+// layers of a step, which pass the same positions, slots and attention
+// plan, upload them once. Space is only reused once the stream has
+// drained (rewind, called by Read, Argmax and Synchronize): until then a
+// kernel may still read it. When the current chunk is full another, larger
+// one is added; chunks are kept for the next steps.
 type staging struct {
 	chunks []stageChunk
-	cur    int // chunk being filled
+	cur    int        // chunk being filled
+	puts   []stagePut // the arrays put since the last rewind
 }
 
 // stageChunk is one pinned host arena and its device twin.
@@ -666,13 +676,22 @@ type stageChunk struct {
 	dev  cu.DevicePtr
 	size int
 	used int
+	sent int // bytes [0, sent) are uploaded or queued for upload
+}
+
+// stagePut is one staged array: its pinned bytes and device address.
+type stagePut struct {
+	host []byte
+	dev  cu.DevicePtr
 }
 
 // reserve returns n bytes (rounded up to 16) of pinned host memory and
-// the device memory at the same offset of its chunk.
+// the device memory at the same offset of its chunk; moving on to the next
+// chunk flushes the current one.
 func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	n = max((n+15)&^15, 16)
 	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
+		s.flush(b)
 		s.cur++
 	}
 	if s.cur == len(s.chunks) {
@@ -688,14 +707,34 @@ func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	return unsafe.Add(c.host, off), c.dev + cu.DevicePtr(off)
 }
 
-// put stages v and returns its device address.
+// put stages v (or finds it staged) and returns its device address; it
+// reaches the device with the next flush.
 func (s *staging) put(b *Backend, v []int32) uint64 {
-	h, d := s.reserve(b, 4*len(v))
-	if len(v) > 0 {
-		copy(unsafe.Slice((*int32)(h), len(v)), v)
-		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(d, h, int64(4*len(v)), b.stream))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+	for _, p := range s.puts {
+		if bytes.Equal(p.host, raw) {
+			return uint64(p.dev)
+		}
 	}
+	h, d := s.reserve(b, len(raw))
+	host := unsafe.Slice((*byte)(h), len(raw))
+	copy(host, raw)
+	s.puts = append(s.puts, stagePut{host, d})
 	return uint64(d)
+}
+
+// flush queues the upload of the current chunk's bytes not sent yet, in
+// one copy; the caller has entered.
+func (s *staging) flush(b *Backend) {
+	if s.cur == len(s.chunks) {
+		return
+	}
+	c := &s.chunks[s.cur]
+	if c.used == c.sent {
+		return
+	}
+	b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(c.dev+cu.DevicePtr(c.sent), unsafe.Add(c.host, c.sent), int64(c.used-c.sent), b.stream))
+	c.sent = c.used
 }
 
 func newStageChunk(b *Backend, size int) stageChunk {
@@ -714,9 +753,11 @@ func newStageChunk(b *Backend, size int) stageChunk {
 // rewind makes all staging space reusable; the stream must have drained.
 func (s *staging) rewind() {
 	for i := range s.chunks {
-		s.chunks[i].used = 0
+		s.chunks[i].used, s.chunks[i].sent = 0, 0
 	}
 	s.cur = 0
+	clear(s.puts) // no references into the arena stay behind
+	s.puts = s.puts[:0]
 }
 
 func (s *staging) free() {
@@ -761,6 +802,7 @@ func (b *Backend) launch(fn function, gx, gy, bx, by int, args ...uint64) {
 	if len(args) > maxArgs {
 		panic(fmt.Sprintf("cuda: %d kernel arguments, at most %d", len(args), maxArgs))
 	}
+	b.stage.flush(b) // the arrays staged for this launch
 	copy(unsafe.Slice((*uint64)(unsafe.Add(b.params, maxArgs*int(unsafe.Sizeof(uintptr(0))))), maxArgs), args)
 	r := C.pc_launch(C.uintptr_t(fn), C.uint(gx), C.uint(gy), C.uint(bx), C.uint(by),
 		C.uintptr_t(uintptr(unsafe.Pointer(b.stream.C()))), (*unsafe.Pointer)(b.params))
