@@ -28,6 +28,9 @@
 // within each. When the pool runs short anyway, a sequence of lower priority
 // is preempted: its blocks are freed and it is recomputed later from its
 // prompt and the tokens it already generated, so no request fails for memory.
+// Greedy sequences ask the engine for token ids instead of logit rows
+// (engine.Chunk.Greedy; on a GPU the pick runs there and 4 bytes a sequence
+// come back); sampling sequences get their rows and draw with their sampler.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
 // the KV pool and restarts the loop; queued requests are kept.
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // Token ids of the fake tokenizer: byte b is id b+byteBase.
@@ -150,7 +151,7 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([][]float32, error) {
 	return out, nil
 }
 
-func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
+func (e *fakeEngine) Forward(batch []engine.Chunk) (engine.Output, error) {
 	if n := e.forwards.Add(1); n == e.panicAt.Load() {
 		panic("fake engine: injected failure")
 	}
@@ -160,10 +161,10 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	bs, h := e.spec.KVBlockSize, e.spec.Hidden
-	var out [][]float32
+	var out engine.Output
 	for _, c := range batch {
 		if len(c.Blocks)*bs < c.Pos+len(c.Tokens) {
-			return nil, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
+			return engine.Output{}, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
 		}
 		row := 0
 		for i, t := range c.Tokens {
@@ -171,7 +172,7 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			v := hashOf(nil, uint64(uint32(t)))
 			if t == engine.ImageToken {
 				if (row+1)*h > len(c.Image) {
-					return nil, fmt.Errorf("image row %d missing at position %d", row, p)
+					return engine.Output{}, fmt.Errorf("image row %d missing at position %d", row, p)
 				}
 				buf := make([]byte, 4*h)
 				for j, x := range c.Image[row*h : (row+1)*h] {
@@ -183,14 +184,18 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			e.kv[c.Blocks[p/bs]][p%bs] = kvEntry{val: v, tok: t, pos: p, set: true}
 		}
 		if row*h != len(c.Image) {
-			return nil, fmt.Errorf("chunk carries %d image rows, used %d", len(c.Image)/h, row)
+			return engine.Output{}, fmt.Errorf("chunk carries %d image rows, used %d", len(c.Image)/h, row)
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
 			logits, err := e.next(c.Blocks, c.Pos+j+1)
 			if err != nil {
-				return nil, err
+				return engine.Output{}, err
 			}
-			out = append(out, logits)
+			if c.Greedy { // as an engine picking on its device
+				out.Tokens = append(out.Tokens, sample.Argmax(logits))
+			} else {
+				out.Logits = append(out.Logits, logits)
+			}
 		}
 	}
 	return out, nil

@@ -1109,8 +1109,9 @@ func (b *Backend) Softmax(x kernels.Buffer, m, width int) {
 }
 
 // Argmax writes the index of the largest value of each row of x[len(ids) ×
-// width] (the lowest index among ties) to ids: greedy decoding reads back
-// one int32 per row instead of the logits.
+// width] to ids, by sample.Argmax's rule (the lowest index among ties, the
+// first NaN before all): greedy decoding reads back one int32 per row
+// instead of the logits (the model's engine.Chunk.Greedy).
 func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	if len(ids) == 0 {
 		return

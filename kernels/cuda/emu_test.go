@@ -21,6 +21,7 @@ import (
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
+	"github.com/pancap-serve/pancap/sample"
 	"github.com/pancap-serve/pancap/tools/cuda/emu/cuemu"
 )
 
@@ -203,8 +204,8 @@ func tinyModel(t *testing.T, checkpoint string, g GEMM) (*llava.Model, *Backend)
 	return m, be
 }
 
-// decodeCounts are the driver calls of one decode step (one token per
-// sequence, the logits of each read back) of the tiny models (2 layers),
+// decodeCounts are the driver calls of one greedy decode step (one token
+// per sequence, its next token picked on the device) of the tiny models (2 layers),
 // exactly, at any batch size. Per layer, counting kernel launches and
 // cuBLAS GEMM calls alike (a cuBLAS GEMM is at least one launch on a GPU):
 //
@@ -213,20 +214,21 @@ func tinyModel(t *testing.T, checkpoint string, g GEMM) (*llava.Model, *Backend)
 //	+ to_half of the attention output with 16-bit weights  = 11
 //
 // (the norms and SiLUMul write the 16-bit input of the GEMM after them
-// themselves). Per step: the embedding, the final AddRMSNorm and the LM
-// head GEMM (no gather: a decode step returns every row's logits). Three
+// themselves). Per step: the embedding, the final AddRMSNorm, the LM head
+// GEMM (no gather: every row of a decode step has logits) and the argmax. Three
 // packed uploads: the token ids before the embedding, positions and slots
 // before layer 0's RoPEStore, the attention plan before layer 0's
 // attention; the later layers find the same arrays staged. One download:
-// the logits. Before issue #22's launch work: 20 per layer, 22 uploads.
+// the greedy token ids, 4 bytes a sequence (engine.Chunk.Greedy, picked by
+// the argmax kernel). Before issue #22's launch work: 20 per layer, 22 uploads.
 var decodeCounts = []struct {
 	checkpoint string
 	gemm       GEMM
 	want       cuemu.Counters
 }{
-	{"tiny", GEMMReference, cuemu.Counters{Launches: 1 + 2*10 + 2, HtoD: 3, DtoH: 1, Syncs: 1}},
-	{"tiny", GEMMCuBLAS, cuemu.Counters{Launches: 1 + 2*6 + 1, GEMMs: 2*4 + 1, HtoD: 3, DtoH: 1, Syncs: 1}},
-	{"tiny-bf16", GEMMCuBLAS, cuemu.Counters{Launches: 1 + 2*7 + 1, GEMMs: 2*4 + 1, HtoD: 3, DtoH: 1, Syncs: 1}},
+	{"tiny", GEMMReference, cuemu.Counters{Launches: 1 + 2*10 + 3, HtoD: 3, DtoH: 1, Syncs: 1}},
+	{"tiny", GEMMCuBLAS, cuemu.Counters{Launches: 1 + 2*6 + 2, GEMMs: 2*4 + 1, HtoD: 3, DtoH: 1, Syncs: 1}},
+	{"tiny-bf16", GEMMCuBLAS, cuemu.Counters{Launches: 1 + 2*7 + 2, GEMMs: 2*4 + 1, HtoD: 3, DtoH: 1, Syncs: 1}},
 }
 
 // TestEmuDecodeCounts measures the launches, GEMMs, copies, waits and
@@ -246,7 +248,7 @@ func TestEmuDecodeCounts(t *testing.T) {
 			prompt := []int32{1, 5, 9, 13, 17}
 			chunks := make([]engine.Chunk, batch)
 			for i := range chunks {
-				chunks[i] = engine.Chunk{Blocks: []int32{int32(2 * i), int32(2*i + 1)}, Tokens: prompt, Logits: true}
+				chunks[i] = engine.Chunk{Blocks: []int32{int32(2 * i), int32(2*i + 1)}, Tokens: prompt, Logits: true, Greedy: true}
 			}
 			if _, err := m.Forward(chunks); err != nil {
 				t.Fatal(err)
@@ -266,11 +268,37 @@ func TestEmuDecodeCounts(t *testing.T) {
 						c.checkpoint, be.Name(), batch, tinyLayers, d)
 				}
 				got := cuemu.Counters{Launches: d.Launches, GEMMs: d.GEMMs, HtoD: d.HtoD, DtoH: d.DtoH, Syncs: d.Syncs, Allocs: d.Allocs, Frees: d.Frees}
-				if got != c.want {
-					t.Errorf("%s, %s, batch %d, step %d: %v; want %v", c.checkpoint, be.Name(), batch, step, got, c.want)
+				if got != c.want || d.DtoHBytes != int64(4*batch) {
+					t.Errorf("%s, %s, batch %d, step %d: %v; want %v and %d bytes down", c.checkpoint, be.Name(), batch, step, d, c.want, 4*batch)
 				}
 			}
 		}
+	}
+}
+
+// TestEmuGreedyPicks: in a batch that mixes Greedy and sampled chunks, the
+// greedy chunk's id (picked on the device) is sample.Argmax of its logits
+// and the sampled chunk's logits are those of the batch without picks.
+func TestEmuGreedyPicks(t *testing.T) {
+	emuOnly(t)
+	m, _ := tinyModel(t, "tiny", GEMMReference)
+	batch := []engine.Chunk{
+		{Blocks: []int32{0, 1}, Tokens: []int32{1, 5, 9, 13, 17}, Logits: true},
+		{Blocks: []int32{2, 3}, Tokens: []int32{1, 7, 8}, Logits: true},
+	}
+	out, err := m.Forward(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sample.Argmax(out.Logits[0])
+	other := slices.Clone(out.Logits[1])
+	batch[0].Greedy = true // the same step again: it writes the same keys and values
+	if out, err = m.Forward(batch); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out.Tokens, []int32{want}) || len(out.Logits) != 1 || !slices.Equal(out.Logits[0], other) {
+		t.Errorf("picks %v (want [%d]), %d logit rows equal to the sampled chunk's: %v",
+			out.Tokens, want, len(out.Logits), len(out.Logits) == 1 && slices.Equal(out.Logits[0], other))
 	}
 }
 

@@ -273,20 +273,29 @@ extern "C" __global__ void softmax(float* x, int width) {
   for (int j = threadIdx.x; j < width; j += blockDim.x) r[j] *= inv;
 }
 
-// argmax writes, for each row of x[m × width], the index of its largest
-// value (the lowest index among ties) to ids[row].
+// argmax_before reports whether value v at index j comes before best at bi
+// in sample.Argmax's order: a NaN before every number (the first NaN wins,
+// as in torch.argmax), else the larger value, the lower index among equals.
+__device__ __forceinline__ bool argmax_before(float v, int j, float best, int bi) {
+  bool vn = v != v, bn = best != best;
+  if (vn || bn) return vn && (!bn || j < bi);
+  return v > best || (v == best && j < bi);
+}
+
+// argmax writes, for each row of x[m × width], the index of its first
+// value in argmax_before's order to ids[row].
 extern "C" __global__ void argmax(int32_t* ids, const float* x, int width) {
   const float* r = x + (long)blockIdx.x * width;
   float best = -INFINITY;
   int bi = 0x7fffffff;
   for (int j = threadIdx.x; j < width; j += blockDim.x) {
     float v = r[j];
-    if (v > best || (v == best && j < bi)) best = v, bi = j;
+    if (argmax_before(v, j, best, bi)) best = v, bi = j;
   }
   for (int o = 16; o > 0; o >>= 1) {
     float ov = __shfl_xor_sync(0xffffffffu, best, o);
     int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
+    if (argmax_before(ov, oi, best, bi)) best = ov, bi = oi;
   }
   __shared__ float sv[32];
   __shared__ int si[32];
@@ -294,7 +303,7 @@ extern "C" __global__ void argmax(int32_t* ids, const float* x, int width) {
   __syncthreads();
   if (threadIdx.x == 0) {
     for (int i = 1; i < (int)(blockDim.x >> 5); i++)
-      if (sv[i] > best || (sv[i] == best && si[i] < bi)) best = sv[i], bi = si[i];
+      if (argmax_before(sv[i], si[i], best, bi)) best = sv[i], bi = si[i];
     ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
   }
 }

@@ -79,8 +79,8 @@ func (s *Sequence) Feed(tokens []int32, image []float32, chunk int) ([]float32, 
 		}
 		image = image[images*H:]
 		s.pos += len(part)
-		if len(out) == 1 {
-			logits = slices.Clone(out[0]) // the model reuses out
+		if len(out.Logits) == 1 {
+			logits = slices.Clone(out.Logits[0]) // the model reuses out
 		}
 	}
 	return logits, nil

@@ -5,10 +5,12 @@ import (
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // textState is the decoder's run state, grown to the largest step seen and
-// reused (T = tokens in the step, C = logit rows returned).
+// reused (T = tokens in the step, C = logit rows computed, G of them for
+// Greedy chunks).
 type textState struct {
 	x, xn     kernels.Buffer // [T × H] residual stream, normed copy
 	delta     kernels.Buffer // [T × H] a sublayer's output, added to x by the next norm
@@ -18,12 +20,14 @@ type textState struct {
 	act       kernels.Buffer // [T × F] silu(gate) · up
 	last      kernels.Buffer // [C × H] normed hidden states of the logit rows
 	logits    kernels.Buffer // [C × V]
-	out       []float32      // [C × V] the logits Forward returns, reused by the next call
-	rows      [][]float32    // [C] rows of out
+	out       []float32      // [C × V] the logits Forward reads back, reused by the next call
+	rows      [][]float32    // [C − G] rows of out returned as logits
+	picked    []int32        // [G] token ids returned for Greedy chunks
 	ids       []int32        // [T] token ids, -1 for image rows
 	pos       []int32        // [T] positions
 	slots     []int32        // [T] KV cache slots
-	lastRows  []int32        // [C] rows whose logits are returned
+	lastRows  []int32        // [C] rows whose logits are computed: the G greedy ones first
+	sampled   []int32        // rows of non-Greedy chunks, before they join lastRows
 	seqs      []kernels.Seq  // [len(batch)]
 	imageRows []int32        // rows fed from Chunk.Image
 }
@@ -63,18 +67,20 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 
 // Forward runs the decoder over a batch of chunks, writing their keys and
 // values into the KV cache, and returns the logit rows every chunk asks for
-// (engine.Chunk.LogitRows), in memory the next call reuses. Every row is
-// computed independently of the others (batch invariance).
-func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
+// (engine.Chunk.LogitRows), or their greedy token ids for Greedy chunks, in
+// memory the next call reuses. Every row is computed independently of the
+// others (batch invariance).
+func (m *Model) Forward(batch []engine.Chunk) (engine.Output, error) {
 	tc := m.cfg.Text
 	H, bs := tc.Hidden, m.opts.KVBlockSize
 	st := &m.txt
 	st.ids, st.pos, st.slots = st.ids[:0], st.pos[:0], st.slots[:0]
 	st.lastRows, st.seqs, st.imageRows = st.lastRows[:0], st.seqs[:0], st.imageRows[:0]
+	st.sampled = st.sampled[:0]
 	for i := range batch {
 		c := &batch[i]
 		if err := m.checkChunk(i, c); err != nil {
-			return nil, err
+			return engine.Output{}, err
 		}
 		row := len(st.ids)
 		st.seqs = append(st.seqs, kernels.Seq{Row: row, Rows: len(c.Tokens), Pos: c.Pos, Blocks: c.Blocks})
@@ -89,12 +95,18 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 			st.slots = append(st.slots, c.Blocks[p/bs]*int32(bs)+int32(p%bs))
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
-			st.lastRows = append(st.lastRows, int32(row+j))
+			if c.Greedy {
+				st.lastRows = append(st.lastRows, int32(row+j))
+			} else {
+				st.sampled = append(st.sampled, int32(row+j))
+			}
 		}
 	}
+	G := len(st.lastRows)
+	st.lastRows = append(st.lastRows, st.sampled...)
 	T, C := len(st.ids), len(st.lastRows)
 	if T == 0 {
-		return nil, nil
+		return engine.Output{}, nil
 	}
 	be := m.be
 	for _, b := range []*kernels.Buffer{&st.x, &st.xn, &st.delta, &st.q, &st.att} {
@@ -138,7 +150,7 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 		be.MatMul(st.delta, st.act, L.Down, nil, T)
 	}
 	if C == 0 {
-		return nil, nil
+		return engine.Output{}, nil
 	}
 	// The final norm over every row (row by row, so the same bits as over
 	// the logit rows alone); a decode step returns every row's logits and
@@ -153,6 +165,21 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	}
 	grow(be, &st.logits, C*V)
 	be.MatMul(st.logits, last, m.w.LMHead, nil, C)
+	return m.readOut(G, C), nil
+}
+
+// argmaxer is a backend that picks each row's largest logit on its device
+// with sample.Argmax's rule and reads back the ids alone (the CUDA
+// backend's Argmax).
+type argmaxer interface {
+	Argmax(ids []int32, x kernels.Buffer, width int)
+}
+
+// readOut returns the step's result from the C logit rows: the token ids
+// of the first G (Greedy chunks), picked on the device where the backend
+// can, else from the rows read back; the other rows as logits.
+func (m *Model) readOut(G, C int) engine.Output {
+	st, V := &m.txt, m.cfg.Vocab
 	if cap(st.out) < C*V {
 		st.out = make([]float32, C*V)
 	}
@@ -161,8 +188,20 @@ func (m *Model) Forward(batch []engine.Chunk) ([][]float32, error) {
 	for i := range C {
 		st.rows = append(st.rows, flat[i*V:(i+1)*V:(i+1)*V])
 	}
-	be.Read(flat, st.logits, 0)
-	return st.rows, nil
+	if cap(st.picked) < G {
+		st.picked = make([]int32, G)
+	}
+	st.picked = st.picked[:G]
+	if a, ok := m.be.(argmaxer); ok {
+		a.Argmax(st.picked, st.logits, V)
+		m.be.Read(flat[G*V:], st.logits, G*V)
+	} else {
+		m.be.Read(flat, st.logits, 0)
+		for i, row := range st.rows[:G] {
+			st.picked[i] = sample.Argmax(row)
+		}
+	}
+	return engine.Output{Logits: st.rows[G:], Tokens: st.picked}
 }
 
 // identity reports whether rows is 0, 1, …, len(rows)−1.

@@ -146,6 +146,11 @@ static void testNorms() {
   int32_t ids[2];
   emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
   expect(ids[0] == 417 && ids[1] == 3, "argmax (ties to the lowest index)");
+  lg[1000 + 700] = NAN;
+  lg[1000 + 900] = NAN;
+  std::fill(lg.begin(), lg.begin() + 1000, -INFINITY);
+  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
+  expect(ids[0] == 0 && ids[1] == 700, "argmax (all -inf: 0; the first NaN wins, as sample.Argmax)");
 }
 
 static void testElementwise() {
