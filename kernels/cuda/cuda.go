@@ -78,6 +78,7 @@ type Backend struct {
 	fn     functions
 	blas   *cublas // nil with GEMMReference
 	name   string
+	sms    int // multiprocessors: attention partitions are sized to fill them
 	closed bool
 	allocs map[cu.DevicePtr]struct{} // live buffers and weights, freed by Close
 
@@ -96,7 +97,8 @@ type Backend struct {
 // functions are the module's kernels.
 type functions struct {
 	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, rope,
-	elementwise, softmax, argmax, attnPartial, attnCombine cu.Function
+	elementwise, softmax, argmax, storeRows, attnCombine cu.Function
+	attn map[attnKey]cu.Function // the attention kernels (attnKeys)
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -157,11 +159,20 @@ func (b *Backend) init(opts Options) error {
 		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
 		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.rope, "rope"},
 		{&b.fn.elementwise, "elementwise"}, {&b.fn.softmax, "softmax"}, {&b.fn.argmax, "argmax"},
-		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
+		{&b.fn.storeRows, "store_rows"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
 		if *k.f, err = b.mod.Function(k.name); err != nil {
 			return fmt.Errorf("%w: kernel %s: %v", ErrCUDA, k.name, err)
 		}
+	}
+	b.fn.attn = map[attnKey]cu.Function{}
+	for _, k := range attnKeys() {
+		if b.fn.attn[k], err = b.mod.Function(k.name()); err != nil {
+			return fmt.Errorf("%w: kernel %s: %v", ErrCUDA, k.name(), err)
+		}
+	}
+	if b.sms, err = b.dev.Attribute(cu.MultiprocessorCount); err != nil || b.sms < 1 {
+		return fmt.Errorf("%w: multiprocessor count %d: %v", ErrCUDA, b.sms, err)
 	}
 	gemm := "gemm_ref"
 	if opts.GEMM == GEMMCuBLAS {
@@ -311,15 +322,33 @@ func (b *Backend) Synchronize() {
 // ---------------------------------------------------------------------------
 // Memory.
 
-// buffer is a device float32 activation buffer.
+// buffer is a device float32 activation buffer, or a KV cache of n
+// elements of type dt (BF16, F16; 0 for float32 storage).
 type buffer struct {
-	p cu.DevicePtr
-	n int
+	p  cu.DevicePtr
+	n  int
+	dt kernels.DType
 }
 
 func (x *buffer) Len() int { return x.n }
 
-func buf(x kernels.Buffer) *buffer { return x.(*buffer) }
+// cacheType is the buffer's element type as a KV cache.
+func (x *buffer) cacheType() kernels.DType {
+	if x.dt == 0 {
+		return kernels.F32
+	}
+	return x.dt
+}
+
+// buf is a float32 buffer; a 16-bit KV cache passed where one is needed
+// panics.
+func buf(x kernels.Buffer) *buffer {
+	b := x.(*buffer)
+	if b.dt != 0 {
+		panic("cuda: a " + b.dt.String() + " KV cache used as a float32 buffer")
+	}
+	return b
+}
 
 // at is the device address of element i.
 func (x *buffer) at(i int) uint64 { return uint64(x.p) + 4*uint64(i) }
@@ -340,41 +369,50 @@ func wt(w kernels.Weight) *weight { return w.(*weight) }
 // Alloc returns a zeroed device buffer of n float32 elements; it panics
 // when the device memory is exhausted (an error wrapping cu.OutOfMemory).
 func (b *Backend) Alloc(n int) kernels.Buffer {
-	x, err := b.alloc(n)
+	x, err := b.alloc(n, 0)
 	if err != nil {
 		panic(err)
 	}
 	return x
 }
 
-func (b *Backend) alloc(n int) (*buffer, error) {
+// alloc returns n zeroed elements of type dt (0: a float32 buffer).
+func (b *Backend) alloc(n int, dt kernels.DType) (*buffer, error) {
 	if err := b.begin(); err != nil {
 		return nil, err
 	}
 	defer b.leave()
-	size := int64(max(n, 1)) * 4
+	size := 4 * int64(max(n, 1))
+	if dt != 0 {
+		size = (int64(max(n, 1))*int64(dt.Size()) + 3) &^ 3 // whole words for the memset
+	}
 	p, err := cu.MemAlloc(size)
 	if err != nil {
 		return nil, b.fail(fmt.Sprintf("cuMemAlloc(%d bytes)", size), err)
 	}
-	if err := cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream); err != nil {
+	if err := cu.MemsetD32Async(p, 0, size/4, b.stream); err != nil {
 		cu.MemFree(p)
 		return nil, b.fail("cuMemsetD32", err)
 	}
 	b.allocs[p] = struct{}{}
-	return &buffer{p: p, n: n}, nil
+	return &buffer{p: p, n: n, dt: dt}, nil
 }
 
-// AllocCache returns a zeroed float32 KV-cache buffer, or an error (wrapping
-// ErrCUDA and cu.OutOfMemory) when the device cannot hold it: the CUDA
-// kernels read float32 caches only, so BF16 and F16 are refused.
+// AllocCache returns a zeroed KV-cache buffer of n elements of dt: F32 (a
+// float32 buffer), BF16 or F16 (ScatterRows rounds into it, PagedAttention
+// widens it exactly; it cannot be used as a float32 buffer). An error wraps
+// kernels.ErrCacheType for another dtype, or ErrCUDA and cu.OutOfMemory
+// when the device cannot hold it.
 func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
-	if dt != kernels.F32 {
-		return nil, fmt.Errorf("%w: %v on CUDA (float32 only)", kernels.ErrCacheType, dt)
+	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
+		return nil, fmt.Errorf("%w: %v on CUDA", kernels.ErrCacheType, dt)
 	}
-	x, err := b.alloc(n)
+	if dt == kernels.F32 {
+		dt = 0
+	}
+	x, err := b.alloc(n, dt)
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *buffer in an interface
 	}
 	return x, nil
 }
@@ -388,11 +426,12 @@ func (b *Backend) FreeMemory() (int64, error) {
 	return free, err
 }
 
-// Free releases a buffer after the work queued so far has finished.
+// Free releases a buffer or KV cache after the work queued so far has
+// finished.
 func (b *Backend) Free(x kernels.Buffer) {
 	b.enter()
 	defer b.leave()
-	bb := buf(x)
+	bb := x.(*buffer)
 	if bb.p == 0 {
 		return
 	}
@@ -840,7 +879,10 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	}
 	b.enter()
 	defer b.leave()
-	d, s := buf(dst), buf(src)
+	d, s := dst.(*buffer), buf(src) // only a scatter's destination may be a 16-bit cache
+	if scatter == 0 {
+		d = buf(dst)
+	}
 	big, small := d, s
 	if scatter == 0 {
 		big, small = s, d
@@ -849,10 +891,15 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	for _, r := range rows {
 		checkRange("Scatter/GatherRows", int(r)*width, width, big.n)
 	}
+	if d.dt != 0 { // store_rows rounds to the cache's type
+		b.launch(b.fn.storeRows, len(rows), 1, 128, 1, ptr(d.p), uint64(d.dt), ptr(s.p), b.stage.put(b, rows), i64(width))
+		return
+	}
 	b.launch(b.fn.moveRows, len(rows), 1, 128, 1, ptr(d.p), ptr(s.p), b.stage.put(b, rows), i64(width), i64(scatter))
 }
 
-// ScatterRows copies row i of src to row rows[i] of dst.
+// ScatterRows copies row i of src to row rows[i] of dst, rounding to a
+// 16-bit KV cache's type.
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
 	b.moveRows(dst, src, rows, width, 1)
 }

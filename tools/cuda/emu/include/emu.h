@@ -154,6 +154,18 @@ inline int __shfl_xor_sync(unsigned, int v, int o) {
 }
 inline float __shfl_sync(unsigned, float v, int src) { return emu_float(emu_shfl(emu_bits(v), src)); }
 
+// 16-byte vector types and the read-only-cache load, as CUDA's.
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+template <class T>
+inline T __ldg(const T *p) {
+  return *p;
+}
+
 inline int min(int a, int b) { return a < b ? a : b; }
 inline long min(long a, long b) { return a < b ? a : b; }
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
