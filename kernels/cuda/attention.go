@@ -15,7 +15,7 @@ import (
 const (
 	attnRows    = 8   // AR: query rows per work item
 	attnThreads = 128 // AT: threads per block
-	attnMaxPart = 512 // APMAX: the longest key partition
+	attnMaxPart = 256 // APMAX: the longest key partition
 	attnMinPart = 64  // the shortest partition, before rounding up to the block size
 	attnMaxHD   = 128 // MAXHD
 	attnSeqN    = 6   // int32 fields of AttnSeq
@@ -24,8 +24,9 @@ const (
 )
 
 // attnShapes are the (head dimension, block size) pairs with attention
-// kernels of their own (ATTN_KERNEL in kernels.cu: 16-byte loads, constants
-// folded), per cache type; any other shape runs the generic kernel.
+// kernels of their own (ATTN_KERNEL and ATTN_TC_KERNEL in kernels.cu:
+// 16-byte loads, constants folded; tensor cores for 16-bit caches of 128/16
+// and 64/16), per cache type; any other shape runs the generic kernel.
 var attnShapes = [][2]int{{128, 16}, {64, 16}, {16, 16}, {16, 8}}
 
 // attnKey names an attention kernel: cache type, head dimension and block
@@ -225,10 +226,14 @@ func (b *Backend) denseAttentionBLAS(o, q, k, v *buffer, seqs, seqLen, heads, hd
 // or 16-bit, widened exactly): split-K over key partitions sized from each
 // row's own length (attnGeom.part), merged in partition order, so a row's
 // result is bitwise the same in any batch and any chunking of its
-// sequence, decode or prefill. Every row of every cache type runs on
-// CUDA cores with float32 arithmetic: the same kernel for one row and for
-// many is what keeps a decode row bitwise equal to the same row in a
-// prefill chunk (speculative verification and chunked prefill rely on it).
+// sequence, decode or prefill. The kernel depends on the cache type and
+// geometry alone, never on the number of rows (attnKernel): a 16-bit cache
+// of head dimension 64 or 128 and block size 16 runs on tensor cores (Q and
+// the probabilities split into 16-bit terms, float32 accumulation),
+// everything else — every float32 cache — on CUDA cores in float32. One
+// kernel for one row and for many is what keeps a decode row bitwise equal
+// to the same row in a prefill chunk (speculative verification and chunked
+// prefill rely on it).
 func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.Seq, heads, headDim, blockSize int) {
 	if len(seqs) == 0 {
 		return

@@ -192,8 +192,8 @@ func TestCuBLASAttention(t *testing.T) {
 // TestPagedAttentionLong covers what the suite's short sequences do not,
 // for each cache type (float32, bfloat16, float16) against the CPU backend
 // with the same cache, on the production geometry (head dimension 128,
-// block size 16: the specialised kernel) and a generic one (head dimension
-// 40, block size 5), with partitions sized for 1 and 132 multiprocessors:
+// block size 16: the specialised kernels, tensor cores for the 16-bit
+// caches) and a generic one (head dimension 40, block size 5), with partitions sized for 1 and 132 multiprocessors:
 // contexts of several partitions, a prefill chunk straddling partition
 // boundaries, a row exactly at a block boundary, bitwise equality of each
 // sequence alone and in the batch, and of a decode row and the same row

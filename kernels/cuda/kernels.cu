@@ -13,6 +13,7 @@
 //     does not depend on the number of rows (batch invariance).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 #include <stdint.h>
 
 #define DT_F32 1
@@ -329,7 +330,7 @@ extern "C" __global__ void store_rows(void* cache, int dt, const float* src, con
 #define AR 8          // query rows per work item
 #define AT 128        // threads per block
 #define AW (AT / 32)  // warps per block
-#define APMAX 512     // longest key partition
+#define APMAX 256     // longest key partition
 #define MAXHD 128     // largest head dimension
 
 // AttnSeq describes one sequence: its query rows [row, row+rows) sit at
@@ -348,6 +349,72 @@ struct AttnWork {
 };
 
 __device__ constexpr int cmin(int a, int b) { return a < b ? a : b; }
+
+// attn_softmax turns the scores lg[r][0…n) of rows r < nr into exp(s − max)
+// in place and leaves each row's max in ms and sum in ls: block reductions
+// in a fixed tree (keys tid, tid+AT, … per thread, then lanes, then warps
+// in order), so a row's values depend on its own scores alone. Scores of
+// −∞ (keys a row must not see) give exact zeros.
+__device__ __forceinline__ void attn_softmax(float (*lg)[APMAX], float (*red)[AW], float* ms, float* ls,
+                                             int n, int nr) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  _Pragma("unroll") for (int r = 0; r < AR; r++) {
+    if (r >= nr) break;
+    float x = -INFINITY;
+    for (int k = tid; k < n; k += AT) x = fmaxf(x, lg[r][k]);
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    if (lane == 0) red[r][warp] = x;
+  }
+  __syncthreads();
+  if (tid < nr) {
+    float x = red[tid][0];
+    for (int w = 1; w < AW; w++) x = fmaxf(x, red[tid][w]);
+    ms[tid] = x;
+  }
+  __syncthreads();
+  _Pragma("unroll") for (int r = 0; r < AR; r++) {
+    if (r >= nr) break;
+    const float m = ms[r];
+    float s = 0.f;
+    for (int k = tid; k < n; k += AT) {
+      const float e = lg[r][k] == -INFINITY ? 0.f : expf(lg[r][k] - m);
+      lg[r][k] = e;
+      s += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) red[r][warp] = s;
+  }
+  __syncthreads();
+  if (tid < nr) {
+    float s = red[tid][0];
+    for (int w = 1; w < AW; w++) s += red[tid][w];
+    ls[tid] = s;
+  }
+}
+
+// attn_finish sums the warps' outputs accs[w·AR·ld + r·ld + d] in warp
+// order and writes each row r < wk.nrows that sees a key of the work item's
+// partition: normalised to out when the row has one partition, else as the
+// partial (max, sum, output) of the work item. A row sees keys
+// [0, qpos0 + r + 1) (nkeys < 0: causal) or [0, nkeys).
+__device__ __forceinline__ void attn_finish(float* out, float* part, const float* accs, int ld,
+                                            const float* ms, const float* ls, const AttnWork& wk, int hd,
+                                            int heads, int qpos0, int nkeys) {
+  const int width = heads * hd, h = blockIdx.y;
+  for (int i = threadIdx.x; i < wk.nrows * hd; i += AT) {
+    const int r = i / hd, d = i % hd, L = nkeys < 0 ? qpos0 + r + 1 : nkeys;
+    if (wk.k0 >= L) continue;  // the row sees no key of this partition
+    float o = accs[r * ld + d];
+    for (int w = 1; w < AW; w++) o += accs[(w * AR + r) * ld + d];
+    if (L <= wk.part) {
+      out[(long)(wk.row0 + r) * width + (long)h * hd + d] = o / ls[r];
+    } else {
+      float* pp = part + (((long)blockIdx.x * AR + r) * heads + h) * (hd + 2);
+      if (d == 0) pp[0] = ms[r], pp[1] = ls[r];
+      pp[2 + d] = o;
+    }
+  }
+}
 
 // attn_paged is the body of the attn_* kernels: KV is the cache's element
 // type; HD and BS the head dimension and block size as compile-time
@@ -438,41 +505,7 @@ __device__ __forceinline__ void attn_paged(float* out, float* part, const float*
   }
   __syncthreads();
 
-  // Softmax over the partition: max, then exp and sum; each reduced over
-  // the block in a fixed tree (keys tid, tid+AT, … per thread, lanes, warps
-  // in order).
-  _Pragma("unroll") for (int r = 0; r < AR; r++) {
-    if (r >= nr) break;
-    float x = -INFINITY;
-    for (int k = tid; k < n; k += AT) x = fmaxf(x, lg[r][k]);
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    if (lane == 0) red[r][warp] = x;
-  }
-  __syncthreads();
-  if (tid < nr) {
-    float x = red[tid][0];
-    for (int w = 1; w < AW; w++) x = fmaxf(x, red[tid][w]);
-    ms[tid] = x;
-  }
-  __syncthreads();
-  _Pragma("unroll") for (int r = 0; r < AR; r++) {
-    if (r >= nr) break;
-    const float m = ms[r];
-    float s = 0.f;
-    for (int k = tid; k < n; k += AT) {
-      const float e = lg[r][k] == -INFINITY ? 0.f : expf(lg[r][k] - m);
-      lg[r][k] = e;
-      s += e;
-    }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if (lane == 0) red[r][warp] = s;
-  }
-  __syncthreads();
-  if (tid < nr) {
-    float s = red[tid][0];
-    for (int w = 1; w < AW; w++) s += red[tid][w];
-    ls[tid] = s;
-  }
+  attn_softmax(lg, red, ms, ls, n, nr);
 
   // Output: Σ p·v over the warp's keys, the KS key lanes merged by a
   // shuffle tree, the warps in order.
@@ -520,25 +553,156 @@ __device__ __forceinline__ void attn_paged(float* out, float* part, const float*
     }
   }
   __syncthreads();
-  for (int i = tid; i < nr * hd; i += AT) {
-    const int r = i / hd, d = i % hd, L = keys(r);
-    if (wk.k0 >= L) continue;  // the row sees no key of this partition
-    float o = accs[0][r][d];
-    for (int w = 1; w < AW; w++) o += accs[w][r][d];
-    if (L <= wk.part) {
-      out[(long)(wk.row0 + r) * width + hoff + d] = o / ls[r];
-    } else {
-      float* pp = part + (((long)blockIdx.x * AR + r) * heads + h) * (hd + 2);
-      if (d == 0) pp[0] = ms[r], pp[1] = ls[r];
-      pp[2 + d] = o;
-    }
+  attn_finish(out, part, &accs[0][0][0], MAXHD, ms, ls, wk, hd, heads, qpos0, causal ? -1 : sq.nkeys);
+}
+
+// attn_split stores x as NS terms t[0], t[stride], … of the 16-bit cache
+// type DT whose sum is x to 8·NS (bfloat16) or 11·NS (float16) significant
+// bits: t_i = round(x − Σ_{j<i} t_j), each rounded by store_cache. Tensor
+// cores multiply 16-bit operands; split, Q and P lose nothing the float32
+// reference would notice.
+template <class KV, int DT, int NS>
+__device__ __forceinline__ void attn_split(KV* t, int stride, float x) {
+  _Pragma("unroll") for (int i = 0; i < NS; i++) {
+    store_cache(t, DT, (long)i * stride, x);
+    x -= widen(t[i * stride]);
   }
+}
+
+// attn_stage copies the 16 key or value rows of the KV block holding
+// partition keys [jb, jb+16) of head hoff into st[16][HD] with 16-byte
+// loads (one warp; rows at or past n are zeros).
+template <class KV, int HD>
+__device__ __forceinline__ void attn_stage(KV (*st)[HD], const KV* c, long row0, int width, long hoff, int jb,
+                                           int n) {
+  constexpr int NV = HD * (int)sizeof(KV) / 16;  // 16-byte vectors per row
+  const int lane = threadIdx.x & 31;
+  uint4 v[16 * NV / 32];
+  _Pragma("unroll") for (int i = 0; i < 16 * NV / 32; i++) {
+    const int e = lane + 32 * i, k = e / NV;
+    v[i] = jb + k < n ? __ldg(reinterpret_cast<const uint4*>(c + (row0 + k) * width + hoff) + e % NV)
+                      : uint4{0, 0, 0, 0};
+  }
+  _Pragma("unroll") for (int i = 0; i < 16 * NV / 32; i++) {
+    const int e = lane + 32 * i;
+    reinterpret_cast<uint4*>(&st[e / NV][0])[e % NV] = v[i];
+  }
+}
+
+// attn_paged_tc is attn_paged on tensor cores for a 16-bit cache (KV, DT),
+// head dimension HD and block size 16: Q and the probabilities split into NS
+// 16-bit terms (attn_split), 16×16×16 MMAs with float32 accumulation in a
+// fixed order, keys and values staged through shared memory a KV block at a
+// time with 16-byte loads. A row's products and sums involve its own Q and
+// P row only (rows are independent in an MMA), so the bitwise rules of
+// attn_paged hold: every row of such a cache runs here, decode or prefill.
+template <class KV, int DT, int HD, int NS>
+__device__ __forceinline__ void attn_paged_tc(float* out, float* part, const float* q, const KV* kc,
+                                              const KV* vc, const AttnSeq* seqs, const AttnWork* work,
+                                              const int32_t* blocks, int heads, int causal,
+                                              float scale) {
+  using namespace nvcuda;
+  constexpr int BS = 16, NT = HD / 16;  // key block, head-dimension tiles
+  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, KV, wmma::row_major>;
+  using FragKT = wmma::fragment<wmma::matrix_b, 16, 16, 16, KV, wmma::col_major>;
+  using FragV = wmma::fragment<wmma::matrix_b, 16, 16, 16, KV, wmma::row_major>;
+  using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+  __shared__ float lg[AR][APMAX];
+  __shared__ float red[AR][AW];
+  __shared__ float ms[AR], ls[AR];
+  // 32-byte alignment: wmma's loads and stores, and 16-byte stores.
+  __shared__ __align__(32) union {
+    KV q[NS][16][HD];        // Q's terms (rows ≥ nrows zero), while scoring
+    float acc[AW][AR][HD];   // the warps' outputs, at the end
+  } u;
+  __shared__ __align__(32) union {
+    KV kv[16][HD];           // a staged key or value block
+    float s[16][16];         // a score or output tile
+  } st[AW];
+  __shared__ __align__(32) KV ps[AW][NS][16][16];  // a block's probabilities, split
+
+  const AttnWork wk = work[blockIdx.x];
+  const AttnSeq sq = seqs[wk.seq];
+  const int h = blockIdx.y, width = heads * HD, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int n = wk.k1 - wk.k0, nr = wk.nrows;
+  const long hoff = (long)h * HD;
+  const int qpos0 = sq.pos + (wk.row0 - sq.row);
+  auto krow = [&](int p) -> long {  // cache row of position p (p a multiple of 16: a block's first)
+    return sq.blk_off >= 0 ? (long)blocks[sq.blk_off + p / BS] * BS : (long)sq.key_base + p;
+  };
+
+  for (int i = tid; i < 16 * HD; i += AT) {
+    const int r = i / HD, d = i % HD;
+    attn_split<KV, DT, NS>(&u.q[0][r][d], 16 * HD, r < nr ? q[(long)(wk.row0 + r) * width + hoff + d] : 0.f);
+  }
+  __syncthreads();
+
+  // Scores: S = Σ_t Q_t · Kᵀ over the head dimension's tiles, a key block
+  // per warp step.
+  for (int jb = warp * BS; jb < n; jb += AW * BS) {
+    attn_stage<KV, HD>(st[warp].kv, kc, krow(wk.k0 + jb), width, hoff, jb, n);
+    __syncwarp();
+    FragC sc;
+    wmma::fill_fragment(sc, 0.f);
+    _Pragma("unroll") for (int t = 0; t < NT; t++) {
+      FragKT kt;
+      wmma::load_matrix_sync(kt, &st[warp].kv[0][t * 16], HD);
+      _Pragma("unroll") for (int i = 0; i < NS; i++) {
+        FragA a;
+        wmma::load_matrix_sync(a, &u.q[i][0][t * 16], HD);
+        wmma::mma_sync(sc, a, kt, sc);
+      }
+    }
+    __syncwarp();
+    wmma::store_matrix_sync(&st[warp].s[0][0], sc, 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int i = lane; i < AR * 16; i += 32) {
+      const int r = i / 16, j = jb + i % 16;
+      if (r < nr && j < n) lg[r][j] = wk.k0 + j < (causal ? qpos0 + r + 1 : sq.nkeys) ? st[warp].s[r][i % 16] * scale : -INFINITY;
+    }
+    __syncwarp();
+  }
+  __syncthreads();
+
+  attn_softmax(lg, red, ms, ls, n, nr);
+
+  // Output: O += Σ_t P_t · V per key block, per head-dimension tile.
+  FragC o[NT];
+  _Pragma("unroll") for (int t = 0; t < NT; t++) wmma::fill_fragment(o[t], 0.f);
+  for (int jb = warp * BS; jb < n; jb += AW * BS) {
+    attn_stage<KV, HD>(st[warp].kv, vc, krow(wk.k0 + jb), width, hoff, jb, n);
+    for (int i = lane; i < 16 * 16; i += 32) {
+      const int r = i / 16, j = jb + i % 16;
+      attn_split<KV, DT, NS>(&ps[warp][0][r][i % 16], 16 * 16, r < nr && j < n ? lg[r][j] : 0.f);
+    }
+    __syncwarp();
+    FragA pa[NS];
+    _Pragma("unroll") for (int i = 0; i < NS; i++) wmma::load_matrix_sync(pa[i], &ps[warp][i][0][0], 16);
+    _Pragma("unroll") for (int t = 0; t < NT; t++) {
+      FragV vb;
+      wmma::load_matrix_sync(vb, &st[warp].kv[0][t * 16], HD);
+      _Pragma("unroll") for (int i = 0; i < NS; i++) wmma::mma_sync(o[t], pa[i], vb, o[t]);
+    }
+    __syncwarp();
+  }
+  _Pragma("unroll") for (int t = 0; t < NT; t++) {
+    wmma::store_matrix_sync(&st[warp].s[0][0], o[t], 16, wmma::mem_row_major);
+    __syncwarp();
+    for (int i = lane; i < AR * 16; i += 32) u.acc[warp][i / 16][t * 16 + i % 16] = st[warp].s[i / 16][i % 16];
+    __syncwarp();
+  }
+  __syncthreads();
+  attn_finish(out, part, &u.acc[0][0][0], HD, ms, ls, wk, HD, heads, qpos0, causal ? -1 : sq.nkeys);
 }
 
 // The attention kernels: one per cache type and (head dimension, block
 // size) of the presets — 128/16 is LLaMA-2-13B with the default block
-// size, 64/16 the bench preset, the embedded model and CLIP, 16/8 and 16/16
-// the tiny golden checkpoints — and a generic one per cache type.
+// size, 64/16 the bench preset, the embedded model and CLIP, 16/16 and 16/8
+// the tiny golden checkpoints — and a generic one per cache type. A 16-bit
+// cache with head dimension 128 or 64 and block size 16 runs on tensor
+// cores (attn_paged_tc; bfloat16 splits operands in 3 terms, float16 in 2),
+// everything else on CUDA cores.
 #define ATTN_PARAMS(KV)                                                                          \
   float *out, float *part, const float *q, const KV *kc, const KV *vc, const AttnSeq *seqs,      \
       const AttnWork *work, const int32_t *blocks, int heads, int hd, int bs, int causal,        \
@@ -549,18 +713,24 @@ __device__ __forceinline__ void attn_paged(float* out, float* part, const float*
     attn_paged<KV, HD, BS>(out, part, q, kc, vc, seqs, work, blocks, heads, hd, bs, causal,      \
                            scale);                                                               \
   }
+#define ATTN_TC_KERNEL(name, KV, DT, HD, NS)                                                     \
+  extern "C" __global__ void __launch_bounds__(AT)                                             \
+      name(ATTN_PARAMS(KV)) {                                                                    \
+    attn_paged_tc<KV, DT, HD, NS>(out, part, q, kc, vc, seqs, work, blocks, heads, causal,       \
+                                  scale);                                                        \
+  }
 ATTN_KERNEL(attn_f32_128_16, float, 128, 16)
 ATTN_KERNEL(attn_f32_64_16, float, 64, 16)
 ATTN_KERNEL(attn_f32_16_16, float, 16, 16)
 ATTN_KERNEL(attn_f32_16_8, float, 16, 8)
 ATTN_KERNEL(attn_f32_any, float, 0, 0)
-ATTN_KERNEL(attn_bf16_128_16, __nv_bfloat16, 128, 16)
-ATTN_KERNEL(attn_bf16_64_16, __nv_bfloat16, 64, 16)
+ATTN_TC_KERNEL(attn_bf16_128_16, __nv_bfloat16, DT_BF16, 128, 3)
+ATTN_TC_KERNEL(attn_bf16_64_16, __nv_bfloat16, DT_BF16, 64, 3)
 ATTN_KERNEL(attn_bf16_16_16, __nv_bfloat16, 16, 16)
 ATTN_KERNEL(attn_bf16_16_8, __nv_bfloat16, 16, 8)
 ATTN_KERNEL(attn_bf16_any, __nv_bfloat16, 0, 0)
-ATTN_KERNEL(attn_f16_128_16, __half, 128, 16)
-ATTN_KERNEL(attn_f16_64_16, __half, 64, 16)
+ATTN_TC_KERNEL(attn_f16_128_16, __half, DT_F16, 128, 2)
+ATTN_TC_KERNEL(attn_f16_64_16, __half, DT_F16, 64, 2)
 ATTN_KERNEL(attn_f16_16_16, __half, 16, 16)
 ATTN_KERNEL(attn_f16_16_8, __half, 16, 8)
 ATTN_KERNEL(attn_f16_any, __half, 0, 0)
