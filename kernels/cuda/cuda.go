@@ -113,6 +113,7 @@ type Backend struct {
 	fn     functions
 	blas   *cublas // nil with GEMMReference
 	name   string
+	sms    int // multiprocessors: attention partitions are sized to fill them
 	closed bool
 	allocs map[cu.DevicePtr]struct{} // live buffers and weights, freed by Close
 
@@ -139,7 +140,8 @@ type function C.uintptr_t
 // functions are the module's kernels.
 type functions struct {
 	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, ropeStore,
-	elementwise, siluMul, softmax, argmax, attnPartial, attnCombine function
+	elementwise, siluMul, softmax, argmax, storeRows, attnCombine function
+	attn map[attnKey]function // the attention kernels (attnKeys)
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -206,15 +208,20 @@ func (b *Backend) init(opts Options) error {
 		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
 		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.ropeStore, "rope_store"},
 		{&b.fn.elementwise, "elementwise"}, {&b.fn.siluMul, "silu_mul"}, {&b.fn.softmax, "softmax"},
-		{&b.fn.argmax, "argmax"},
-		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
+		{&b.fn.argmax, "argmax"}, {&b.fn.storeRows, "store_rows"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
-		cs := C.CString(k.name)
-		r := C.pc_function((*C.uintptr_t)(k.f), b.mod, cs)
-		C.free(unsafe.Pointer(cs))
-		if err := cuError(r); err != nil {
-			return fmt.Errorf("%w: kernel %s: %w", ErrCUDA, k.name, err)
+		if *k.f, err = b.function(k.name); err != nil {
+			return err
 		}
+	}
+	b.fn.attn = map[attnKey]function{}
+	for _, k := range attnKeys() {
+		if b.fn.attn[k], err = b.function(k.name()); err != nil {
+			return err
+		}
+	}
+	if b.sms, err = b.dev.Attribute(cu.MultiprocessorCount); err != nil || b.sms < 1 {
+		return fmt.Errorf("%w: multiprocessor count %d: %v", ErrCUDA, b.sms, err)
 	}
 	gemm := "gemm_ref"
 	if opts.GEMM == GEMMCuBLAS {
@@ -225,6 +232,18 @@ func (b *Backend) init(opts Options) error {
 	}
 	b.name = fmt.Sprintf("cuda:%d (%s, sm_%d%d, %s)", opts.Device, name, major, minor, gemm)
 	return nil
+}
+
+// function looks up the module's kernel name.
+func (b *Backend) function(name string) (function, error) {
+	var f function
+	cs := C.CString(name)
+	r := C.pc_function((*C.uintptr_t)(&f), b.mod, cs)
+	C.free(unsafe.Pointer(cs))
+	if err := cuError(r); err != nil {
+		return 0, fmt.Errorf("%w: kernel %s: %w", ErrCUDA, name, err)
+	}
+	return f, nil
 }
 
 // release frees everything New acquired, in reverse order; zero handles are
@@ -371,13 +390,16 @@ func (b *Backend) Synchronize() {
 // ---------------------------------------------------------------------------
 // Memory.
 
-// buffer is a device float32 activation buffer. A buffer that a MatMul
-// with 16-bit weights has read gets a shadow of n 16-bit values (dtype
-// halfDT): the input cuBLAS multiplies, written by the buffer's producer
-// where it can (RMSNorm, AddRMSNorm, SiLUMul), else by to_half.
+// buffer is a device float32 activation buffer, or a KV cache of n
+// elements of type dt (BF16, F16; 0 for float32 storage). A float32 buffer
+// that a MatMul with 16-bit weights has read gets a shadow of n 16-bit
+// values (dtype halfDT): the input cuBLAS multiplies, written by the
+// buffer's producer where it can (RMSNorm, AddRMSNorm, SiLUMul), else by
+// to_half.
 type buffer struct {
 	p      cu.DevicePtr
 	n      int
+	dt     kernels.DType
 	half   cu.DevicePtr
 	halfDT kernels.DType
 }
@@ -390,7 +412,33 @@ type halfCopy struct {
 
 func (x *buffer) Len() int { return x.n }
 
-func buf(x kernels.Buffer) *buffer { return x.(*buffer) }
+// cacheType is the buffer's element type as a KV cache.
+func (x *buffer) cacheType() kernels.DType {
+	if x.dt == 0 {
+		return kernels.F32
+	}
+	return x.dt
+}
+
+// kvCaches returns a key and a value cache of op, which must be of one
+// type (float32 or 16-bit).
+func kvCaches(op string, kc, vc kernels.Buffer) (*buffer, *buffer) {
+	kb, vb := kc.(*buffer), vc.(*buffer)
+	if kb.cacheType() != vb.cacheType() {
+		panic(fmt.Sprintf("cuda: %s with a %v key cache and a %v value cache", op, kb.cacheType(), vb.cacheType()))
+	}
+	return kb, vb
+}
+
+// buf is a float32 buffer; a 16-bit KV cache passed where one is needed
+// panics.
+func buf(x kernels.Buffer) *buffer {
+	b := x.(*buffer)
+	if b.dt != 0 {
+		panic("cuda: a " + b.dt.String() + " KV cache used as a float32 buffer")
+	}
+	return b
+}
 
 // at is the device address of element i.
 func (x *buffer) at(i int) uint64 { return uint64(x.p) + 4*uint64(i) }
@@ -411,41 +459,50 @@ func wt(w kernels.Weight) *weight { return w.(*weight) }
 // Alloc returns a zeroed device buffer of n float32 elements; it panics
 // when the device memory is exhausted (an error wrapping cu.OutOfMemory).
 func (b *Backend) Alloc(n int) kernels.Buffer {
-	x, err := b.alloc(n)
+	x, err := b.alloc(n, 0)
 	if err != nil {
 		panic(err)
 	}
 	return x
 }
 
-func (b *Backend) alloc(n int) (*buffer, error) {
+// alloc returns n zeroed elements of type dt (0: a float32 buffer).
+func (b *Backend) alloc(n int, dt kernels.DType) (*buffer, error) {
 	if err := b.begin(); err != nil {
 		return nil, err
 	}
 	defer b.leave()
-	size := int64(max(n, 1)) * 4
+	size := 4 * int64(max(n, 1))
+	if dt != 0 {
+		size = (int64(max(n, 1))*int64(dt.Size()) + 3) &^ 3 // whole words for the memset
+	}
 	p, err := cu.MemAlloc(size)
 	if err != nil {
 		return nil, b.fail(fmt.Sprintf("cuMemAlloc(%d bytes)", size), err)
 	}
-	if err := cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream); err != nil {
+	if err := cu.MemsetD32Async(p, 0, size/4, b.stream); err != nil {
 		cu.MemFree(p)
 		return nil, b.fail("cuMemsetD32", err)
 	}
 	b.allocs[p] = struct{}{}
-	return &buffer{p: p, n: n}, nil
+	return &buffer{p: p, n: n, dt: dt}, nil
 }
 
-// AllocCache returns a zeroed float32 KV-cache buffer, or an error (wrapping
-// ErrCUDA and cu.OutOfMemory) when the device cannot hold it: the CUDA
-// kernels read float32 caches only, so BF16 and F16 are refused.
+// AllocCache returns a zeroed KV-cache buffer of n elements of dt: F32 (a
+// float32 buffer), BF16 or F16 (ScatterRows rounds into it, PagedAttention
+// widens it exactly; it cannot be used as a float32 buffer). An error wraps
+// kernels.ErrCacheType for another dtype, or ErrCUDA and cu.OutOfMemory
+// when the device cannot hold it.
 func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
-	if dt != kernels.F32 {
-		return nil, fmt.Errorf("%w: %v on CUDA (float32 only)", kernels.ErrCacheType, dt)
+	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
+		return nil, fmt.Errorf("%w: %v on CUDA", kernels.ErrCacheType, dt)
 	}
-	x, err := b.alloc(n)
+	if dt == kernels.F32 {
+		dt = 0
+	}
+	x, err := b.alloc(n, dt)
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *buffer in an interface
 	}
 	return x, nil
 }
@@ -459,11 +516,12 @@ func (b *Backend) FreeMemory() (int64, error) {
 	return free, err
 }
 
-// Free releases a buffer after the work queued so far has finished.
+// Free releases a buffer or KV cache after the work queued so far has
+// finished.
 func (b *Backend) Free(x kernels.Buffer) {
 	b.enter()
 	defer b.leave()
-	bb := buf(x)
+	bb := x.(*buffer)
 	if bb.p == 0 {
 		return
 	}
@@ -979,7 +1037,8 @@ func (b *Backend) RoPEStore(q, kc, vc, qkv kernels.Buffer, pos, slots []int32, h
 	b.enter()
 	defer b.leave()
 	w := heads * headDim
-	qb, kb, vb, xb := buf(q), buf(kc), buf(vc), buf(qkv)
+	qb, xb := buf(q), buf(qkv)
+	kb, vb := kvCaches("RoPEStore", kc, vc)
 	checkRange("RoPEStore q", 0, m*w, qb.n)
 	checkRange("RoPEStore qkv", 0, 3*m*w, xb.n)
 	if len(slots) != m {
@@ -994,8 +1053,7 @@ func (b *Backend) RoPEStore(q, kc, vc, qkv kernels.Buffer, pos, slots []int32, h
 		maxPos = max(maxPos, p)
 	}
 	cs := b.rope.get(b, int(maxPos)+1, headDim, theta)
-	// The caches of this backend are float32.
-	b.launch(b.fn.ropeStore, m, 1, 128, 1, ptr(qb.p), ptr(kb.p), ptr(vb.p), uint64(kernels.F32), ptr(xb.p),
+	b.launch(b.fn.ropeStore, m, 1, 128, 1, ptr(qb.p), ptr(kb.p), ptr(vb.p), uint64(kb.cacheType()), ptr(xb.p),
 		b.stage.put(b, pos), b.stage.put(b, slots), ptr(cs), i64(heads), i64(headDim))
 }
 
@@ -1133,7 +1191,10 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	}
 	b.enter()
 	defer b.leave()
-	d, s := buf(dst), buf(src)
+	d, s := dst.(*buffer), buf(src) // only a scatter's destination may be a 16-bit cache
+	if scatter == 0 {
+		d = buf(dst)
+	}
 	big, small := d, s
 	if scatter == 0 {
 		big, small = s, d
@@ -1142,10 +1203,15 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	for _, r := range rows {
 		checkRange("Scatter/GatherRows", int(r)*width, width, big.n)
 	}
+	if d.dt != 0 { // store_rows rounds to the cache's type
+		b.launch(b.fn.storeRows, len(rows), 1, 128, 1, ptr(d.p), uint64(d.dt), ptr(s.p), b.stage.put(b, rows), i64(width))
+		return
+	}
 	b.launch(b.fn.moveRows, len(rows), 1, 128, 1, ptr(d.p), ptr(s.p), b.stage.put(b, rows), i64(width), i64(scatter))
 }
 
-// ScatterRows copies row i of src to row rows[i] of dst.
+// ScatterRows copies row i of src to row rows[i] of dst, rounding to a
+// 16-bit KV cache's type.
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
 	b.moveRows(dst, src, rows, width, 1)
 }

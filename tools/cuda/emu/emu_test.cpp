@@ -266,12 +266,19 @@ static void testRoPE() {
   check("rope_store v", gv.data(), wv, 0);
 }
 
-// Plan mirrors attention.go's attnPlan.add.
+// Plan mirrors attention.go's attnPlan.add (attnGeom.part with sms
+// multiprocessors, block size align).
 struct Plan {
+  int heads, align, sms;
   std::vector<AttnSeq> seqs;
   std::vector<AttnWork> work;
   std::vector<AttnRow> rows;
   std::vector<int32_t> blocks;
+  int part(int keys) const {
+    int p = std::max((keys * heads + 2 * sms - 1) / (2 * sms), 64);
+    if (align > APMAX) return APMAX;
+    return std::min((p + align - 1) / align * align, APMAX / align * align);
+  }
   void add(int row, int n, int pos, int nkeys, const std::vector<int32_t> *blk, int keyBase, bool causal) {
     int si = seqs.size(), off = -1;
     if (blk) {
@@ -279,22 +286,30 @@ struct Plan {
       blocks.insert(blocks.end(), blk->begin(), blk->end());
     }
     seqs.push_back({row, n, pos, nkeys, off, keyBase});
-    for (int t0 = 0; t0 < n; t0 += AQ) {
-      int nr = std::min(AQ, n - t0), kmax = causal ? pos + t0 + nr : nkeys;
-      int w0 = work.size(), splits = 0;
-      for (int k0 = 0; k0 < kmax; k0 += ASPLIT, splits++) work.push_back({si, row + t0, nr, k0, std::min(k0 + ASPLIT, kmax)});
-      for (int r = 0; r < nr; r++) rows.push_back({row + t0 + r, w0, splits, r});
+    auto keys = [&](int t) { return causal ? pos + t + 1 : nkeys; };
+    for (int t0 = 0; t0 < n;) {
+      int pt = part(keys(t0)), t1 = t0 + 1;
+      while (t1 < n && t1 - t0 < AR && part(keys(t1)) == pt) t1++;
+      int kmax = keys(t1 - 1), w0 = work.size();
+      for (int k0 = 0; k0 < kmax; k0 += pt) work.push_back({si, row + t0, t1 - t0, k0, std::min(k0 + pt, kmax), pt});
+      for (int t = t0; t < t1; t++)
+        if (int ns = (keys(t) + pt - 1) / pt; ns > 1) rows.push_back({row + t, w0, ns, t - t0});
+      t0 = t1;
     }
   }
-  void run(float *out, const float *q, const float *k, const float *v, int heads, int hd, int bs, bool causal) {
-    std::vector<float> part(work.size() * AQ * heads * (hd + 2));
+  // run runs kernel k (an attn_* instance) and attn_combine.
+  template <class KV>
+  void run(void (*k)(ATTN_PARAMS(KV)), float *out, const float *q, const KV *kc, const KV *vc, int hd, int bs,
+           bool causal) {
+    std::vector<float> part(work.size() * AR * heads * (hd + 2));
     if (blocks.empty()) blocks.push_back(0);
     float scale = 1 / std::sqrt((float)hd);
-    emu_launch(dim3{(unsigned)work.size(), (unsigned)heads, 1}, dim3{128, 1, 1}, [&] {
-      attn_partial(part.data(), q, k, v, seqs.data(), work.data(), blocks.data(), heads, hd, bs, causal, scale);
+    emu_launch(dim3{(unsigned)work.size(), (unsigned)heads, 1}, dim3{AT, 1, 1}, [&] {
+      k(out, part.data(), q, kc, vc, seqs.data(), work.data(), blocks.data(), heads, hd, bs, causal, scale);
     });
-    emu_launch(dim3{(unsigned)rows.size(), (unsigned)heads, 1}, dim3{(unsigned)std::min(128, (hd + 31) & ~31), 1, 1},
-               [&] { attn_combine(out, part.data(), rows.data(), heads, hd); });
+    if (!rows.empty())
+      emu_launch(dim3{(unsigned)rows.size(), (unsigned)heads, 1}, dim3{(unsigned)std::min(128, (hd + 31) & ~31), 1, 1},
+                 [&] { attn_combine(out, part.data(), rows.data(), heads, hd); });
   }
 };
 
@@ -319,8 +334,13 @@ static void refAttn(std::vector<double> &out, size_t o, const float *q, const st
   }
 }
 
-static void testPagedAttention() {
-  int heads = 2, hd = 40, bs = 16, nBlocks = 64, width = heads * hd;
+// testPagedAttention runs a decode row at position 300, a 40-row prefill
+// chunk at 240 and a fresh 20-row prefill through kernel k (head dimension
+// hd, block size 16, float32 cache) with partitions sized for sms
+// multiprocessors, against the reference, and each sequence alone against
+// the batch (bitwise).
+static void testPagedAttention(void (*k)(ATTN_PARAMS(float)), int hd, int sms, const char *name) {
+  int heads = 2, bs = 16, nBlocks = 64, width = heads * hd;
   auto kc = randv(nBlocks * bs * width), vc = randv(nBlocks * bs * width);
   std::vector<int> perm(nBlocks);
   for (int i = 0; i < nBlocks; i++) perm[i] = i;
@@ -336,9 +356,9 @@ static void testPagedAttention() {
   int rows = 61;
   auto q = randv(rows * width);
   std::vector<float> out(rows * width);
-  Plan p;
+  Plan p{heads, bs, sms};
   for (auto &s : ss) p.add(s.row, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
-  p.run(out.data(), q.data(), kc.data(), vc.data(), heads, hd, bs, true);
+  p.run(k, out.data(), q.data(), kc.data(), vc.data(), hd, bs, true);
   std::vector<double> want(rows * width);
   for (auto &s : ss)
     for (int r = 0; r < s.rows; r++) {
@@ -351,12 +371,12 @@ static void testPagedAttention() {
       }
       refAttn(want, (size_t)(s.row + r) * width, &q[(s.row + r) * width], keys, vals, nk, heads, hd);
     }
-  check("paged attention (split-K over 256-key ranges, hd 40)", out.data(), want, 5e-5);
+  check(name, out.data(), want, 5e-5);
   for (auto &s : ss) {
-    Plan one;
+    Plan one{heads, bs, sms};
     one.add(0, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
     std::vector<float> alone(s.rows * width);
-    one.run(alone.data(), &q[s.row * width], kc.data(), vc.data(), heads, hd, bs, true);
+    one.run(k, alone.data(), &q[s.row * width], kc.data(), vc.data(), hd, bs, true);
     expect(memcmp(alone.data(), &out[s.row * width], 4 * alone.size()) == 0, "paged attention: alone == batched (bitwise)");
   }
 }
@@ -365,9 +385,9 @@ static void testDenseAttention() {
   int seqs = 2, seqLen = 37, heads = 2, hd = 128, width = heads * hd, n = seqs * seqLen * width;
   auto q = randv(n), k = randv(n), v = randv(n);
   std::vector<float> out(n);
-  Plan p;
+  Plan p{heads, 1, 1};
   for (int s = 0; s < seqs; s++) p.add(s * seqLen, seqLen, 0, seqLen, nullptr, s * seqLen, false);
-  p.run(out.data(), q.data(), k.data(), v.data(), heads, hd, 1, false);
+  p.run(attn_f32_128_16, out.data(), q.data(), k.data(), v.data(), hd, 1, false);
   std::vector<double> want(n);
   for (int s = 0; s < seqs; s++) {
     std::vector<const float *> keys, vals;
@@ -388,7 +408,9 @@ int main() {
   testGathers();
   testRoPE();
   testDenseAttention();
-  testPagedAttention();
+  testPagedAttention(attn_f32_any, 40, 1, "paged attention (generic kernel, hd 40)");
+  testPagedAttention(attn_f32_128_16, 128, 1, "paged attention (hd 128, block 16, 512-key partitions)");
+  testPagedAttention(attn_f32_128_16, 128, 132, "paged attention (hd 128, block 16, 64-key partitions)");
   if (failures) {
     printf("%d FAILED\n", failures);
     return 1;
