@@ -29,7 +29,8 @@ __device__ __forceinline__ float ldw(const void* w, int dt, long i) {
 
 // store_as stores v as element i of p in dtype dt (16-bit types rounded to
 // nearest, ties to even): the one way a kernel writes a 16-bit value (the
-// GEMM inputs for cuBLAS, KV-cache rows).
+// GEMM inputs for cuBLAS, KV-cache rows, the tensor-core attention's
+// operand terms).
 __device__ __forceinline__ void store_as(void* p, int dt, long i, float v) {
   if (dt == DT_BF16)
     ((__nv_bfloat16*)p)[i] = __float2bfloat16_rn(v);
@@ -308,24 +309,15 @@ extern "C" __global__ void argmax(int32_t* ids, const float* x, int width) {
     ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
   }
 }
+
 // ---------------------------------------------------------------------------
 // KV cache and attention (kernels/cuda/attention.go drives them; the
 // derivations are in docs/cuda.md, "Attention kernels").
 //
-// The KV cache is stored as float32, bfloat16 or float16 (DT_*).
-// store_cache is the one place a key or value is rounded into it (to
-// nearest, ties to even); load_cache the one place it is widened back
-// (exactly).
-
-// store_cache stores v as element i of a cache of dtype dt.
-__device__ __forceinline__ void store_cache(void* c, int dt, long i, float v) {
-  if (dt == DT_BF16)
-    ((__nv_bfloat16*)c)[i] = __float2bfloat16_rn(v);
-  else if (dt == DT_F16)
-    ((__half*)c)[i] = __float2half_rn(v);
-  else
-    ((float*)c)[i] = v;
-}
+// The KV cache is stored as float32, bfloat16 or float16 (DT_*). store_as
+// is the one place a key or value is rounded into it (to nearest, ties to
+// even: rope_store, store_rows); load_cache the one place it is widened
+// back (exactly).
 
 __device__ __forceinline__ float widen(float x) { return x; }
 __device__ __forceinline__ float widen(__half x) { return __half2float(x); }
@@ -352,7 +344,7 @@ extern "C" __global__ void store_rows(void* cache, int dt, const float* src, con
                                       int width) {
   const long r = rows[blockIdx.x];
   for (int j = threadIdx.x; j < width; j += blockDim.x)
-    store_cache(cache, dt, r * width + j, src[(long)blockIdx.x * width + j]);
+    store_as(cache, dt, r * width + j, src[(long)blockIdx.x * width + j]);
 }
 
 // Attention in the style of paged attention v2 (split-K, "flash
@@ -602,13 +594,13 @@ __device__ __forceinline__ void attn_paged(float* out, float* part, const float*
 
 // attn_split stores x as NS terms t[0], t[stride], … of the 16-bit cache
 // type DT whose sum is x to 8·NS (bfloat16) or 11·NS (float16) significant
-// bits: t_i = round(x − Σ_{j<i} t_j), each rounded by store_cache. Tensor
+// bits: t_i = round(x − Σ_{j<i} t_j), each rounded by store_as. Tensor
 // cores multiply 16-bit operands; split, Q and P lose nothing the float32
 // reference would notice.
 template <class KV, int DT, int NS>
 __device__ __forceinline__ void attn_split(KV* t, int stride, float x) {
   _Pragma("unroll") for (int i = 0; i < NS; i++) {
-    store_cache(t, DT, (long)i * stride, x);
+    store_as(t, DT, (long)i * stride, x);
     x -= widen(t[i * stride]);
   }
 }
