@@ -151,12 +151,14 @@ func (b *Backend) runAttention(p *attnPlan, out, q, k, v *buffer, dt kernels.DTy
 	if nWork == 0 {
 		return
 	}
-	var part cu.DevicePtr
-	if nRows > 0 {
-		part = b.attnBuf.get(b, int64(4*nWork*attnRows*heads*(headDim+2)))
-	}
 	seqs, work := b.stage.put(b, p.seqs), b.stage.put(b, p.work)
 	blocks := b.stage.put(b, p.blocks)
+	var part cu.DevicePtr
+	var rows uint64
+	if nRows > 0 {
+		part = b.attnBuf.get(b, int64(4*nWork*attnRows*heads*(headDim+2)))
+		rows = b.stage.put(b, p.rows) // staged with the rest of the plan: one upload
+	}
 	c := int64(0)
 	if causal {
 		c = 1
@@ -166,7 +168,7 @@ func (b *Backend) runAttention(p *attnPlan, out, q, k, v *buffer, dt kernels.DTy
 		ptr(k.p), ptr(v.p), seqs, work, blocks, i64(heads), i64(headDim), i64(max(blockSize, 1)), uint64(c), f32(scale))
 	if nRows > 0 {
 		b.launch(b.fn.attnCombine, nRows, heads, min(128, (headDim+31)&^31), 1, ptr(out.p), ptr(part),
-			b.stage.put(b, p.rows), i64(heads), i64(headDim))
+			rows, i64(heads), i64(headDim))
 	}
 }
 

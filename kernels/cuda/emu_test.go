@@ -216,11 +216,12 @@ func tinyModel(t *testing.T, checkpoint string, g GEMM) (*llava.Model, *Backend)
 // (the norms and SiLUMul write the 16-bit input of the GEMM after them
 // themselves). Every row here sees fewer keys than one attention partition
 // holds, so no attn_combine runs; a step with a longer row adds one a
-// layer. Per step: the embedding, the final AddRMSNorm, the LM
+// layer (longStep). Per step: the embedding, the final AddRMSNorm, the LM
 // head GEMM (no gather: every row of a decode step has logits) and the
 // argmax. Three packed uploads: the token ids before the embedding,
 // positions and slots before layer 0's RoPEStore, the attention plan
-// before layer 0's attention; the later layers find the same arrays staged. One download:
+// (with attn_combine's row list, when there is one) before layer 0's
+// attention; the later layers find the same arrays staged. One download:
 // the greedy token ids, 4 bytes a sequence (engine.Chunk.Greedy, picked by
 // the argmax kernel). Before issue #22's launch work: 18 per layer (25 with
 // 16-bit weights), 22 uploads.
@@ -260,23 +261,49 @@ func TestEmuDecodeCounts(t *testing.T) {
 				for i := range chunks {
 					chunks[i].Pos, chunks[i].Tokens = len(prompt)+step, []int32{int32(20 + i)}
 				}
-				before, _ := cuemu.Stats()
-				if _, err := m.Forward(chunks); err != nil {
-					t.Fatal(err)
-				}
-				after, _ := cuemu.Stats()
-				d := after.Sub(before)
+				d, got := stepCounts(t, m, chunks)
 				if step == 0 {
 					t.Logf("%s, %s, batch %d, %d layers: %v per decode step",
 						c.checkpoint, be.Name(), batch, tinyLayers, d)
 				}
-				got := cuemu.Counters{Launches: d.Launches, GEMMs: d.GEMMs, HtoD: d.HtoD, DtoH: d.DtoH, Syncs: d.Syncs, Allocs: d.Allocs, Frees: d.Frees}
 				if got != c.want || d.DtoHBytes != int64(4*batch) {
 					t.Errorf("%s, %s, batch %d, step %d: %v; want %v and %d bytes down", c.checkpoint, be.Name(), batch, step, d, c.want, 4*batch)
 				}
 			}
 		}
+		// A row past attnMaxPart keys (the partition size cap, reached on
+		// the emulated driver's one multiprocessor) spans two partitions:
+		// attn_combine runs in every layer, its row list uploaded with the
+		// rest of the plan. The first such step grows the partials' scratch;
+		// the second is counted.
+		long := engine.Chunk{Blocks: make([]int32, 40), Tokens: []int32{7}, Logits: true, Greedy: true}
+		for i := range long.Blocks {
+			long.Blocks[i] = int32(i)
+		}
+		want := c.want
+		want.Launches += tinyLayers
+		for step := range 2 {
+			long.Pos = attnMaxPart + 40 + step
+			d, got := stepCounts(t, m, []engine.Chunk{long})
+			if step == 1 && got != want {
+				t.Errorf("%s, %s, a row at position %d: %v; want %v", c.checkpoint, be.Name(), long.Pos, d, want)
+			}
+		}
 	}
+}
+
+// stepCounts runs one Forward of chunks and returns the driver calls it
+// made, and the same without the byte totals, copies between buffers and
+// memsets (what decodeCounts holds).
+func stepCounts(t *testing.T, m *llava.Model, chunks []engine.Chunk) (d, calls cuemu.Counters) {
+	t.Helper()
+	before, _ := cuemu.Stats()
+	if _, err := m.Forward(chunks); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := cuemu.Stats()
+	d = after.Sub(before)
+	return d, cuemu.Counters{Launches: d.Launches, GEMMs: d.GEMMs, HtoD: d.HtoD, DtoH: d.DtoH, Syncs: d.Syncs, Allocs: d.Allocs, Frees: d.Frees}
 }
 
 // TestEmuGreedyPicks: in a batch that mixes Greedy and sampled chunks, the
