@@ -765,16 +765,21 @@ func (b *Batcher) forward() {
 	}
 	b.m.batchSize.Observe(float64(len(chunks)))
 	b.m.stepTokens.Observe(float64(b.cfg.MaxBatchTokens - budget))
-	logits, err := b.eng.Forward(chunks)
+	out, err := b.eng.Forward(chunks)
 	if b.deviceLost(err) {
 		return
 	}
-	want := 0
+	wantRows, wantIDs := 0, 0
 	for _, c := range chunks {
-		want += c.LogitRows()
+		if c.Greedy {
+			wantIDs += c.LogitRows()
+		} else {
+			wantRows += c.LogitRows()
+		}
 	}
-	if err == nil && len(logits) != want {
-		err = fmt.Errorf("engine returned %d logit rows for %d requested", len(logits), want)
+	if err == nil && (len(out.Logits) != wantRows || len(out.Tokens) != wantIDs) {
+		err = fmt.Errorf("engine returned %d logit rows and %d token ids for %d and %d requested",
+			len(out.Logits), len(out.Tokens), wantRows, wantIDs)
 	}
 	if err != nil {
 		for _, s := range seqs {
@@ -784,16 +789,20 @@ func (b *Batcher) forward() {
 	}
 	for i, c := range chunks {
 		s := seqs[i]
-		rows := logits[:c.LogitRows()]
-		logits = logits[len(rows):]
+		p := picks{sampler: s.sampler}
+		if n := c.LogitRows(); c.Greedy {
+			p.ids, out.Tokens = out.Tokens[:n], out.Tokens[n:]
+		} else {
+			p.rows, out.Logits = out.Logits[:n], out.Logits[n:]
+		}
 		if c.AllLogits {
-			b.verify(s, c.Tokens, rows)
+			b.verify(s, c.Tokens, p)
 			continue
 		}
 		b.kv.Append(s.kv, c.Tokens, b.cfg.ChainReuse)
 		s.computed += len(c.Tokens)
 		if c.Logits {
-			b.onToken(s, s.sampler.Next(rows[0]))
+			b.onToken(s, p.next(0))
 		}
 	}
 }
@@ -808,6 +817,25 @@ func (b *Batcher) awaitFeatures(order []*request) {
 			return
 		}
 	}
+}
+
+// picks are the tokens of a chunk's logit rows, in order: the ids the
+// engine picked (a Greedy chunk), or draws of the sequence's sampler from
+// the rows, made only as far as they are asked for (a verification stops at
+// the first rejected draft token, and a seeded sampler's stream must not
+// advance further).
+type picks struct {
+	ids     []int32
+	rows    [][]float32
+	sampler *sample.Sampler
+}
+
+// next returns the token of row j.
+func (p picks) next(j int) int32 {
+	if p.ids != nil {
+		return p.ids[j]
+	}
+	return p.sampler.Next(p.rows[j])
 }
 
 // sharedPrefill looks, for a sequence about to start its prefill, for a
@@ -849,6 +877,7 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 		Pos:    s.computed,
 		Tokens: s.tokens[s.computed : s.computed+n],
 		Logits: s.computed+n == len(s.tokens),
+		Greedy: s.sampler.Params().Greedy(),
 	}
 	if s.imgAt >= 0 {
 		// Image rows of positions [lo, hi) of the chunk.

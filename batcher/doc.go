@@ -49,6 +49,10 @@
 // before new ones start; and a request alone always fits, so the loop cannot
 // livelock. Speculative drafts never preempt: without free blocks a sequence
 // decodes plainly.
+//
+// Greedy sequences ask the engine for token ids instead of logit rows
+// (engine.Chunk.Greedy; on a GPU the pick runs there and 4 bytes a sequence
+// come back); sampling sequences get their rows and draw with their sampler.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
 // the KV pool and restarts the loop; queued requests are kept.
 //

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pancap-serve/pancap/engine"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // Token ids of the fake tokenizer: byte b is id b+byteBase.
@@ -199,7 +200,7 @@ func (e *fakeEngine) EncodeImages(imgs []engine.Image) ([]engine.Features, error
 	return out, nil
 }
 
-func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
+func (e *fakeEngine) Forward(batch []engine.Chunk) (engine.Output, error) {
 	n := e.forwards.Add(1)
 	if n == e.panicAt.Load() {
 		panic("fake engine: injected failure")
@@ -209,7 +210,7 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 		if e.lostPanics {
 			panic(err)
 		}
-		return nil, err
+		return engine.Output{}, err
 	}
 	for n := int64(len(batch)); ; {
 		if m := e.maxBatch.Load(); n <= m || e.maxBatch.CompareAndSwap(m, n) {
@@ -226,10 +227,10 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	bs, h := e.spec.KVBlockSize, e.spec.Hidden
-	var out [][]float32
+	var out engine.Output
 	for _, c := range batch {
 		if len(c.Blocks)*bs < c.Pos+len(c.Tokens) {
-			return nil, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
+			return engine.Output{}, fmt.Errorf("block table of %d blocks too short for position %d", len(c.Blocks), c.Pos+len(c.Tokens))
 		}
 		if c.Pos == 0 {
 			e.starts[fmt.Sprint(c.Tokens[:min(8, len(c.Tokens))])]++
@@ -242,9 +243,9 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			f := c.Image.(*fakeFeatures)
 			switch {
 			case f.released:
-				return nil, errors.New("chunk names released features")
+				return engine.Output{}, errors.New("chunk names released features")
 			case !f.Ready():
-				return nil, errors.New("chunk names features that are not ready")
+				return engine.Output{}, errors.New("chunk names features that are not ready")
 			}
 			img = f.rows[c.ImageRow*h:]
 		}
@@ -254,7 +255,7 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			v := hashOf(nil, uint64(uint32(t)))
 			if t == engine.ImageToken {
 				if (row+1)*h > len(img) {
-					return nil, fmt.Errorf("image row %d missing at position %d", row, p)
+					return engine.Output{}, fmt.Errorf("image row %d missing at position %d", row, p)
 				}
 				buf := make([]byte, 4*h)
 				for j, x := range img[row*h : (row+1)*h] {
@@ -266,14 +267,18 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
 			e.kv[c.Blocks[p/bs]][p%bs] = kvEntry{val: v, tok: t, pos: p, set: true}
 		}
 		if (row == 0) != (c.Image == nil) {
-			return nil, fmt.Errorf("chunk names features %v with %d image rows", c.Image != nil, row)
+			return engine.Output{}, fmt.Errorf("chunk names features %v with %d image rows", c.Image != nil, row)
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
 			logits, err := e.next(c.Blocks, c.Pos+j+1)
 			if err != nil {
-				return nil, err
+				return engine.Output{}, err
 			}
-			out = append(out, logits)
+			if c.Greedy { // as an engine picking on its device
+				out.Tokens = append(out.Tokens, sample.Argmax(logits))
+			} else {
+				out.Logits = append(out.Logits, logits)
+			}
 		}
 	}
 	return out, nil

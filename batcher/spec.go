@@ -281,19 +281,20 @@ func (b *Batcher) verifyChunk(s *seq, spare int, cost float64) (engine.Chunk, bo
 	}
 	s.spec.quiet = 0
 	tokens := append(s.tokens[s.computed:s.computed+1:s.computed+1], draft...)
-	return engine.Chunk{Blocks: s.kv.Blocks(), Pos: s.computed, Tokens: tokens, AllLogits: true}, true
+	return engine.Chunk{Blocks: s.kv.Blocks(), Pos: s.computed, Tokens: tokens, AllLogits: true,
+		Greedy: s.sampler.Params().Greedy()}, true
 }
 
-// verify consumes the logits of a verification chunk of s (its last token
+// verify consumes the picks of a verification chunk of s (its last token
 // and a draft, one row each): the draft's longest prefix that the sampler
-// reproduces is accepted, the blocks reserved for the rejected rest are
+// (or the engine's greedy pick) reproduces is accepted, the blocks reserved for the rejected rest are
 // released, and the accepted tokens and the one after them are emitted one
 // by one, as decoding them step by step would have.
-func (b *Batcher) verify(s *seq, tokens []int32, rows [][]float32) {
+func (b *Batcher) verify(s *seq, tokens []int32, p picks) {
 	drafted := len(tokens) - 1
-	ids := make([]int32, 0, len(rows))
-	for _, row := range rows {
-		id := s.sampler.Next(row)
+	ids := make([]int32, 0, len(tokens))
+	for j := range tokens {
+		id := p.next(j)
 		ids = append(ids, id)
 		if len(ids) > drafted || id != tokens[len(ids)] {
 			break

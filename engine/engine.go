@@ -82,9 +82,25 @@ type Chunk struct {
 	// verification chunk of speculative decoding). A row equals the one a
 	// chunk ending at its position would return.
 	AllLogits bool
+	// Greedy returns the chunk's LogitRows as token ids (Output.Tokens)
+	// instead of logit rows: for each row the index of its largest logit,
+	// the lowest among equals, the first NaN before all (sample.Argmax, the
+	// pick of a sequence sampling at temperature 0). An engine on an
+	// accelerator picks them there and reads back one id per row.
+	Greedy bool
 }
 
-// LogitRows is the number of logit rows Forward returns for c.
+// Output is what Forward returns for a batch: every chunk's LogitRows, in
+// batch order, as logit rows ([VocabSize]) in Logits for the chunks
+// without Greedy and as token ids in Tokens for the Greedy ones. It is the
+// engine's memory, valid until its next Forward, which may reuse it.
+type Output struct {
+	Logits [][]float32
+	Tokens []int32
+}
+
+// LogitRows is the number of logit rows (or, for a Greedy chunk, token
+// ids) Forward returns for c.
 func (c *Chunk) LogitRows() int {
 	switch {
 	case c.AllLogits:
@@ -126,10 +142,9 @@ type Engine interface {
 	// error wrapping ErrDeviceLost, never a panic, when the device is lost.
 	EncodeImages(imgs []Image) ([]Features, error)
 	// Forward runs one step over a batch of chunks, writing their keys and
-	// values into the KV cache. It returns the [VocabSize] rows of every
-	// chunk's LogitRows (one for Logits, one per token for AllLogits), in
-	// batch order. The result of a chunk never depends on the
-	// other chunks of the batch. The rows are the engine's: valid until
-	// its next Forward, which may reuse them.
-	Forward(batch []Chunk) ([][]float32, error)
+	// values into the KV cache. It returns every chunk's LogitRows (one for
+	// Logits, one per token for AllLogits), in batch order, as logit rows
+	// or, for Greedy chunks, token ids (Output). The result of a chunk
+	// never depends on the other chunks of the batch.
+	Forward(batch []Chunk) (Output, error)
 }

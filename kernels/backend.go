@@ -13,6 +13,7 @@ package kernels
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // DType is the storage type of a weight.
@@ -147,6 +148,15 @@ type Backend interface {
 	// backend may keep a reference to data (the CPU backend does, so
 	// memory-mapped files stay the only copy); data must not change later.
 	LoadWeight(dt DType, shape []int, data []byte) (Weight, error)
+	// ConcatRows returns the weight [Σ rows × k] whose rows are those of ws
+	// in order (all of one dtype and row width k), so that projections of
+	// the same input run as one MatMul (a layer's Q|K|V, gate|up); row j of
+	// the product equals the row of the separate product bit for bit. The
+	// result serves MatMul only. The parts become the result's: they must
+	// not be used or freed afterwards (the CPU backend aliases them, so a
+	// memory-mapped file stays the only copy; the CUDA backend copies them
+	// into one allocation and frees them).
+	ConcatRows(ws []Weight) (Weight, error)
 
 	// MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias[n] when bias
 	// is non-nil), with w widened from its dtype on the fly and float32
@@ -166,15 +176,25 @@ type Backend interface {
 	// LayerNorm computes out[i] = (x[i] − mean) / sqrt(var + eps) · w + b for
 	// m rows of width len(w).
 	LayerNorm(out, x Buffer, w, b Weight, m int, eps float32)
-	// RoPE rotates x[m × heads·headDim] in place, row i at position pos[i],
-	// with LLaMA's rotate_half pairing (d, d + headDim/2) and frequencies
-	// θ^(−2d/headDim).
-	RoPE(x Buffer, pos []int32, heads, headDim int, theta float32)
+	// AddRMSNorm is the residual step of a pre-norm layer in one pass: for
+	// m rows of width len(w), x[i] += delta[i] (written back), then out[i] =
+	// RMSNorm(x[i]). It equals Add followed by RMSNorm bit for bit.
+	AddRMSNorm(out, x, delta Buffer, w Weight, m int, eps float32)
+	// RoPEStore takes m rows of fused projections qkv[m × 3·W] (W =
+	// heads·headDim: the query, key and value of a row side by side), writes
+	// the query rotated by RoPE to q[m × W], and the key rotated and the value
+	// as is to row slots[i] of the KV caches kc and vc (rounded to a 16-bit
+	// cache's type as ScatterRows does). The rotation is LLaMA's rotate_half
+	// pairing (d, d + headDim/2) at position pos[i], with the angle and its
+	// cosine and sine of RoPECosSin.
+	RoPEStore(q, kc, vc, qkv Buffer, pos, slots []int32, heads, headDim int, theta float32)
 
 	// Add computes out[:n] = a[:n] + b[:n]; out may alias a or b.
 	Add(out, a, b Buffer, n int)
-	// SiLUMul computes out[:n] = silu(gate[:n]) · up[:n]; out may alias gate.
-	SiLUMul(out, gate, up Buffer, n int)
+	// SiLUMul computes, for m rows of gateUp[m × 2·width] (a row's gate and
+	// up projections side by side), out[i][j] = silu(gate[i][j]) · up[i][j]
+	// into out[m × width]; out must not overlap gateUp.
+	SiLUMul(out, gateUp Buffer, m, width int)
 	// GELU applies the exact (erf) GELU to x[:n] in place.
 	GELU(x Buffer, n int)
 	// QuickGELU applies x·sigmoid(1.702·x) to x[:n] in place.
@@ -193,7 +213,7 @@ type Backend interface {
 	// of each Seq over the keys and values stored in the paged caches kc and
 	// vc ([blocks × blockSize × heads·headDim]); query row j of a sequence
 	// sees positions 0 … Pos+j. The caller writes the rows' own keys and
-	// values (ScatterRows) before calling.
+	// values (RoPEStore or ScatterRows) before calling.
 	PagedAttention(out, q, kc, vc Buffer, seqs []Seq, heads, headDim, blockSize int)
 }
 
@@ -214,4 +234,24 @@ func CheckWeight(dt DType, shape []int, raw []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %d bytes for %v %v", ErrWeight, len(raw), dt, shape)
 	}
 	return n, nil
+}
+
+// RoPEInvFreq appends to dst the inverse frequencies of RoPE over a head of
+// headDim, 1/θ^(2d/headDim) for d < headDim/2, each step rounded to float32
+// as torch computes them: every backend rotates with these.
+func RoPEInvFreq(dst []float32, headDim int, theta float32) []float32 {
+	for d := 0; d < headDim/2; d++ {
+		e := float32(2*d) / float32(headDim)
+		dst = append(dst, 1/float32(math.Pow(float64(theta), float64(e))))
+	}
+	return dst
+}
+
+// RoPECosSin returns the cosine and sine of RoPE's angle at position p for
+// inverse frequency f: the angle p·f rounded to float32 (as torch), then its
+// cosine and sine rounded to float32 from float64. Every backend rotates
+// with these values, bit for bit (the CUDA backend from a table of them).
+func RoPECosSin(p int32, f float32) (c, s float32) {
+	a := float64(float32(p) * f)
+	return float32(math.Cos(a)), float32(math.Sin(a))
 }

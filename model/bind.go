@@ -124,6 +124,23 @@ func (b *binder) get(s *weights.Store, name string, want []int, rows int, as []i
 	return w
 }
 
+// concat joins bound matrices of one input row-wise (Backend.ConcatRows),
+// named name in errors; nil when a part failed to bind (its error is
+// already collected). A checkpoint whose parts differ in dtype fails here.
+func (b *binder) concat(name string, parts ...kernels.Weight) kernels.Weight {
+	for _, p := range parts {
+		if p == nil {
+			return nil
+		}
+	}
+	w, err := b.be.ConcatRows(parts)
+	if err != nil {
+		b.errs = append(b.errs, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	return w
+}
+
 // vec and mat bind 1-D and 2-D tensors.
 func (b *binder) vec(s *weights.Store, name string, n int) kernels.Weight {
 	return b.get(s, name, []int{n}, 0, nil)
@@ -182,14 +199,16 @@ func (b *binder) bind(main, vision *weights.Store) llava.Weights {
 		p := fmt.Sprintf("%slayers.%d.", n.llm, i)
 		w.Layers = append(w.Layers, llava.TextLayer{
 			AttnNorm: b.vec(main, p+"input_layernorm.weight", H),
-			Q:        b.mat(main, p+"self_attn.q_proj.weight", H, H),
-			K:        b.mat(main, p+"self_attn.k_proj.weight", H, H),
-			V:        b.mat(main, p+"self_attn.v_proj.weight", H, H),
-			O:        b.mat(main, p+"self_attn.o_proj.weight", H, H),
-			MLPNorm:  b.vec(main, p+"post_attention_layernorm.weight", H),
-			Gate:     b.mat(main, p+"mlp.gate_proj.weight", tc.FFN, H),
-			Up:       b.mat(main, p+"mlp.up_proj.weight", tc.FFN, H),
-			Down:     b.mat(main, p+"mlp.down_proj.weight", H, tc.FFN),
+			QKV: b.concat(p+"self_attn.qkv",
+				b.mat(main, p+"self_attn.q_proj.weight", H, H),
+				b.mat(main, p+"self_attn.k_proj.weight", H, H),
+				b.mat(main, p+"self_attn.v_proj.weight", H, H)),
+			O:       b.mat(main, p+"self_attn.o_proj.weight", H, H),
+			MLPNorm: b.vec(main, p+"post_attention_layernorm.weight", H),
+			GateUp: b.concat(p+"mlp.gate_up",
+				b.mat(main, p+"mlp.gate_proj.weight", tc.FFN, H),
+				b.mat(main, p+"mlp.up_proj.weight", tc.FFN, H)),
+			Down: b.mat(main, p+"mlp.down_proj.weight", H, tc.FFN),
 		})
 	}
 	w.Norm = b.vec(main, n.llm+"norm.weight", H)

@@ -72,18 +72,18 @@ func TestPrefillInvariance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 3 {
-		t.Fatalf("%d logit rows, want 3", len(out))
+	if len(out.Logits) != 3 {
+		t.Fatalf("%d logit rows, want 3", len(out.Logits))
 	}
-	if !slices.Equal(out[1], want) {
+	if !slices.Equal(out.Logits[1], want) {
 		t.Error("prompt logits in a batch differ from the prompt alone")
 	}
-	inBatch := slices.Clone(out[0]) // the next Forward reuses out
+	inBatch := slices.Clone(out.Logits[0]) // the next Forward reuses out
 	alone, err := m.Forward([]engine.Chunk{{Blocks: blocks(10, 8), Pos: 0, Tokens: other[:5], Logits: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(inBatch, alone[0]) {
+	if !slices.Equal(inBatch, alone.Logits[0]) {
 		t.Error("a text prefill's logits depend on its batch")
 	}
 }

@@ -14,19 +14,29 @@ import (
 	"github.com/pancap-serve/pancap/model"
 )
 
-// losingBackend is the CPU backend whose Add panics, once fault is set,
-// with what fault holds: a lost device's error, as the CUDA backend's
+// losingBackend is the CPU backend whose Add and AddRMSNorm (the residual
+// adds of the vision tower and of the language model) panic, once fault is
+// set, with what fault holds: a lost device's error, as the CUDA backend's
 // methods without an error result do, or anything else.
 type losingBackend struct {
 	kernels.Backend
 	fault atomic.Pointer[any]
 }
 
-func (b *losingBackend) Add(out, x, y kernels.Buffer, n int) {
+func (b *losingBackend) check() {
 	if f := b.fault.Load(); f != nil {
 		panic(*f)
 	}
+}
+
+func (b *losingBackend) Add(out, x, y kernels.Buffer, n int) {
+	b.check()
 	b.Backend.Add(out, x, y, n)
+}
+
+func (b *losingBackend) AddRMSNorm(out, x, delta kernels.Buffer, w kernels.Weight, rows int, eps float32) {
+	b.check()
+	b.Backend.AddRMSNorm(out, x, delta, w, rows, eps)
 }
 
 // Side is the backend itself, so that the vision tower's work faults too.

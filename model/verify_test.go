@@ -73,8 +73,8 @@ func checkVerify(t *testing.T, m *llava.Model) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows := make([][]float32, len(out))
-		for i, r := range out {
+		rows := make([][]float32, len(out.Logits))
+		for i, r := range out.Logits {
 			rows[i] = slices.Clone(r) // the next Forward reuses out
 		}
 		return rows
@@ -107,6 +107,27 @@ func checkVerify(t *testing.T, m *llava.Model) {
 		if !slices.Equal(got[1+i], want[i]) {
 			t.Errorf("verification row %d differs from the decode step at its position", i)
 		}
+	}
+	last := slices.Clone(got[1+steps])
+
+	// The same chunks again, the verification and the decode step asking
+	// for greedy picks: their ids are the rows' sample.Argmax, the other
+	// chunk's row comes back as logits.
+	out, err := m.Forward([]engine.Chunk{
+		{Blocks: blocks(24), Tokens: prompt[:9], Logits: true},
+		{Blocks: blocks(8), Pos: len(prompt), Tokens: inputs, AllLogits: true, Greedy: true},
+		{Blocks: blocks(16), Pos: 20, Tokens: prompt[20:21], Logits: true, Greedy: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs := []int32{}
+	for _, row := range append(want[:steps:steps], last) {
+		wantIDs = append(wantIDs, sample.Argmax(row))
+	}
+	if len(out.Logits) != 1 || !slices.Equal(out.Logits[0], got[0]) || !slices.Equal(out.Tokens, wantIDs) {
+		t.Errorf("greedy picks: %d logit rows (first equal: %v), ids %v, want 1 row and ids %v",
+			len(out.Logits), len(out.Logits) > 0 && slices.Equal(out.Logits[0], got[0]), out.Tokens, wantIDs)
 	}
 
 	// A verification of 4 tokens whose last 2 are wrong, then decoding from

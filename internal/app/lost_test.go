@@ -29,9 +29,9 @@ type losingEngine struct {
 	lose atomic.Bool
 }
 
-func (e *losingEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
+func (e *losingEngine) Forward(batch []engine.Chunk) (engine.Output, error) {
 	if e.lose.Load() {
-		return nil, fmt.Errorf("%w: injected illegal address", engine.ErrDeviceLost)
+		return engine.Output{}, fmt.Errorf("%w: injected illegal address", engine.ErrDeviceLost)
 	}
 	return e.Engine.Forward(batch)
 }

@@ -79,7 +79,7 @@ type faultEngine struct {
 }
 
 // Forward injects the faults, then runs the real forward.
-func (e *faultEngine) Forward(batch []engine.Chunk) ([][]float32, error) {
+func (e *faultEngine) Forward(batch []engine.Chunk) (engine.Output, error) {
 	if e.panicNext.CompareAndSwap(true, false) {
 		panic("injected fault in Forward")
 	}

@@ -71,13 +71,15 @@ func data(x kernels.Buffer) []float32 {
 	return b.d
 }
 
-// weight is a CPU weight: f32 holds float32 data, u16 bf16/fp16 bit patterns.
+// weight is a CPU weight: f32 holds float32 data, u16 bf16/fp16 bit
+// patterns; a ConcatRows weight holds its parts instead (and no data).
 type weight struct {
 	dt    kernels.DType
 	shape []int
 	f32   []float32
 	u16   []uint16
-	n     int // element count
+	n     int       // element count
+	parts []*weight // ConcatRows: the row blocks, in order
 }
 
 // Shape is the weight's shape.
@@ -156,20 +158,43 @@ func (b *Backend) LoadWeight(dt kernels.DType, shape []int, raw []byte) (kernels
 	return w, nil
 }
 
+// ConcatRows returns a weight made of ws's rows without copying them: the
+// parts keep aliasing their bytes (a memory-mapped file stays the only
+// copy), and MatMul runs each part into its columns of the product.
+func (b *Backend) ConcatRows(ws []kernels.Weight) (kernels.Weight, error) {
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%w: ConcatRows of no weights", kernels.ErrWeight)
+	}
+	first := wt(ws[0])
+	c := &weight{dt: first.dt, shape: []int{0, first.n / first.shape[0]}}
+	for _, w := range ws {
+		p := wt(w)
+		if p.parts != nil || p.dt != c.dt || len(p.shape) != 2 || p.shape[1] != c.shape[1] {
+			return nil, fmt.Errorf("%w: ConcatRows of %v %v onto %v [_ %d]", kernels.ErrWeight, p.dt, p.shape, c.dt, c.shape[1])
+		}
+		c.parts = append(c.parts, p)
+		c.shape[0] += p.shape[0]
+		c.n += p.n
+	}
+	return c, nil
+}
+
 // MatMul computes out[m × n] = x[m × k] · w[n × k]ᵀ (+ bias). The product
 // runs in linalg, which parallelises it over its own workers by columns and
-// keeps every row's reduction order independent of m.
+// keeps every row's reduction order independent of m and n, so a
+// ConcatRows weight's parts, each run into its own columns, give the bits
+// of the separate products.
 func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
 	ww := wt(w)
 	n, k := ww.shape[0], ww.n/ww.shape[0]
 	o, xs := data(out)[:m*n], data(x)[:m*k]
-	switch ww.dt {
-	case kernels.F32:
-		linalg.MatMulF32(o, xs, ww.f32, m, n, k)
-	case kernels.BF16:
-		linalg.MatMulBF16(o, xs, ww.u16, m, n, k)
-	case kernels.F16:
-		linalg.MatMulF16(o, xs, ww.u16, m, n, k)
+	if ww.parts == nil {
+		matMulTo(o, n, xs, ww, m)
+	}
+	col := 0
+	for _, p := range ww.parts {
+		matMulTo(o[col:], n, xs, p, m)
+		col += p.shape[0]
 	}
 	if bias == nil {
 		return
@@ -180,6 +205,20 @@ func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
 		for j := range row {
 			row[j] += bw.at(j)
 		}
+	}
+}
+
+// matMulTo computes the product of x[m × k] with the rows of w into the
+// first w.shape[0] columns of out's rows of stride ldo.
+func matMulTo(out []float32, ldo int, x []float32, w *weight, m int) {
+	n, k := w.shape[0], w.n/w.shape[0]
+	switch w.dt {
+	case kernels.F32:
+		linalg.MatMulF32To(out, ldo, x, w.f32, m, n, k)
+	case kernels.BF16:
+		linalg.MatMulBF16To(out, ldo, x, w.u16, m, n, k)
+	case kernels.F16:
+		linalg.MatMulF16To(out, ldo, x, w.u16, m, n, k)
 	}
 }
 
@@ -218,20 +257,24 @@ func (b *Backend) AddWeight(dst kernels.Buffer, off int, w kernels.Weight) {
 // ScatterRows copies row i of src to row rows[i] of dst, rounding to a
 // 16-bit cache's type.
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
-	s := data(src)
-	if db := dst.(*buffer); db.h != nil {
-		round := linalg.RoundBF16
-		if db.dt == kernels.F16 {
-			round = linalg.RoundF16
-		}
-		for i, r := range rows {
-			round(db.h[int(r)*width:(int(r)+1)*width], s[i*width:(i+1)*width])
-		}
-		return
-	}
-	d := data(dst)
+	s, db := data(src), dst.(*buffer)
 	for i, r := range rows {
-		copy(d[int(r)*width:(int(r)+1)*width], s[i*width:(i+1)*width])
+		db.storeRow(int(r), s[i*width:(i+1)*width])
+	}
+}
+
+// storeRow writes v to row r (of width len(v)) of a KV cache, rounded to a
+// 16-bit cache's type (to nearest, ties to even): the one place cache rows
+// are written.
+func (x *buffer) storeRow(r int, v []float32) {
+	w := len(v)
+	switch x.dt {
+	case kernels.BF16:
+		linalg.RoundBF16(x.h[r*w:(r+1)*w], v)
+	case kernels.F16:
+		linalg.RoundF16(x.h[r*w:(r+1)*w], v)
+	default:
+		copy(x.d[r*w:(r+1)*w], v)
 	}
 }
 
@@ -243,38 +286,50 @@ func (b *Backend) GatherRows(dst, src kernels.Buffer, rows []int32, width int) {
 	}
 }
 
-// rowOp selects the per-row normalisation of rowTask.
+// rowOp selects the per-row op of rowTask.
 type rowOp int
 
 const (
 	opRMSNorm rowOp = iota
+	opAddRMSNorm
 	opLayerNorm
-	opRoPE
+	opRoPEStore
+	opSiLUMul
 )
 
 // rowTask runs a per-row op over [lo, hi) rows.
 type rowTask struct {
-	op        rowOp
-	out, x    []float32
-	w, bias   *weight
-	width     int
-	eps       float32
-	pos       []int32
-	heads, hd int
-	invFreq   []float32 // [hd/2]
+	op          rowOp
+	out, x, add []float32
+	w, bias     *weight
+	width       int
+	eps         float32
+	pos, slots  []int32
+	heads, hd   int
+	invFreq     []float32 // [hd/2]
+	kc, vc      *buffer
+	rot         []float32 // RoPEStore: the rotated key of one row per worker
 }
 
 const rowGrain = 4
 
-func (t *rowTask) Run(_, lo, hi int) {
+func (t *rowTask) Run(wk, lo, hi int) {
 	for i := lo; i < hi; i++ {
 		switch t.op {
+		case opAddRMSNorm:
+			x, d := t.x[i*t.width:(i+1)*t.width], t.add[i*t.width:(i+1)*t.width]
+			for j := range x {
+				x[j] += d[j]
+			}
+			t.rmsNorm(i)
 		case opRMSNorm:
 			t.rmsNorm(i)
 		case opLayerNorm:
 			t.layerNorm(i)
-		case opRoPE:
-			t.rope(i)
+		case opRoPEStore:
+			t.ropeStore(wk, i)
+		case opSiLUMul:
+			t.siluMul(i)
 		}
 	}
 }
@@ -310,48 +365,90 @@ func (t *rowTask) layerNorm(i int) {
 	}
 }
 
-// rope rotates row i with angles computed in float32 as PyTorch does.
-func (t *rowTask) rope(i int) {
+// ropeStore rotates the query and key of row i of qkv (into out and the
+// worker's scratch) and stores the key and the value in the caches.
+func (t *rowTask) ropeStore(wk, i int) {
+	w := t.heads * t.hd
+	row := t.x[i*3*w : (i+1)*3*w]
+	k := t.rot[wk*w : (wk+1)*w]
+	copy(t.out[i*w:(i+1)*w], row[:w])
+	copy(k, row[w:2*w])
+	t.rotate(t.out[i*w:(i+1)*w], t.pos[i])
+	t.rotate(k, t.pos[i])
+	t.kc.storeRow(int(t.slots[i]), k)
+	t.vc.storeRow(int(t.slots[i]), row[2*w:])
+}
+
+// rotate applies RoPE at position p to x[heads·hd] in place.
+func (t *rowTask) rotate(x []float32, p int32) {
 	half := t.hd / 2
-	p := float32(t.pos[i])
-	row := t.x[i*t.heads*t.hd : (i+1)*t.heads*t.hd]
 	for d := 0; d < half; d++ {
-		a := float64(p * t.invFreq[d])
-		c, s := float32(math.Cos(a)), float32(math.Sin(a))
+		c, s := kernels.RoPECosSin(p, t.invFreq[d])
 		for h := 0; h < t.heads; h++ {
-			x := row[h*t.hd : (h+1)*t.hd]
-			x1, x2 := x[d], x[d+half]
-			x[d] = x1*c - x2*s
-			x[d+half] = x2*c + x1*s
+			xh := x[h*t.hd : (h+1)*t.hd]
+			x1, x2 := xh[d], xh[d+half]
+			xh[d] = x1*c - x2*s
+			xh[d+half] = x2*c + x1*s
 		}
+	}
+}
+
+// siluMul computes row i of SiLUMul.
+func (t *rowTask) siluMul(i int) {
+	o, g := t.out[i*t.width:(i+1)*t.width], t.x[2*i*t.width:(2*i+1)*t.width]
+	u := t.x[(2*i+1)*t.width : (2*i+2)*t.width]
+	if linalg.SiLUMul(o, g, u) {
+		return
+	}
+	for j, v := range g {
+		o[j] = v / (1 + expf(-v)) * u[j]
 	}
 }
 
 // RMSNorm normalises m rows of width len(w).
 func (b *Backend) RMSNorm(out, x kernels.Buffer, w kernels.Weight, m int, eps float32) {
-	t := &b.rows
-	*t = rowTask{op: opRMSNorm, out: data(out), x: data(x), w: wt(w), width: wt(w).n, eps: eps, invFreq: t.invFreq}
-	b.parallel(t, m, rowGrain)
+	b.rowOp(rowTask{op: opRMSNorm, out: data(out), x: data(x), w: wt(w), width: wt(w).n, eps: eps}, m)
+}
+
+// AddRMSNorm adds delta to x, then normalises x's m rows into out.
+func (b *Backend) AddRMSNorm(out, x, delta kernels.Buffer, w kernels.Weight, m int, eps float32) {
+	b.rowOp(rowTask{op: opAddRMSNorm, out: data(out), x: data(x), add: data(delta), w: wt(w), width: wt(w).n, eps: eps}, m)
 }
 
 // LayerNorm normalises m rows of width len(w).
 func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int, eps float32) {
-	t := &b.rows
-	*t = rowTask{op: opLayerNorm, out: data(out), x: data(x), w: wt(w), bias: wt(bias), width: wt(w).n, eps: eps, invFreq: t.invFreq}
-	b.parallel(t, m, rowGrain)
+	b.rowOp(rowTask{op: opLayerNorm, out: data(out), x: data(x), w: wt(w), bias: wt(bias), width: wt(w).n, eps: eps}, m)
 }
 
-// RoPE rotates x in place, row i at position pos[i].
-func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta float32) {
-	t := &b.rows
-	inv := t.invFreq[:0]
-	for d := 0; d < headDim/2; d++ {
-		// 1 / θ^(2d/headDim), each step rounded to float32 like torch.
-		e := float32(2*d) / float32(headDim)
-		inv = append(inv, 1/float32(math.Pow(float64(theta), float64(e))))
+// RoPEStore rotates the queries and keys of qkv's rows and writes the
+// queries to q, the keys and values to their cache slots.
+func (b *Backend) RoPEStore(q, kc, vc, qkv kernels.Buffer, pos, slots []int32, heads, headDim int, theta float32) {
+	w := heads * headDim
+	t := rowTask{op: opRoPEStore, out: data(q), x: data(qkv), pos: pos, slots: slots, heads: heads, hd: headDim,
+		kc: kc.(*buffer), vc: vc.(*buffer)}
+	t.invFreq = kernels.RoPEInvFreq(b.rows.invFreq[:0], headDim, theta)
+	if need := b.workers * w; len(b.rows.rot) < need {
+		b.rows.rot = make([]float32, need)
 	}
-	*t = rowTask{op: opRoPE, x: data(x), pos: pos, heads: heads, hd: headDim, invFreq: inv}
-	b.parallel(t, len(pos), rowGrain)
+	t.rot = b.rows.rot
+	b.rowOp(t, len(pos))
+}
+
+// SiLUMul computes silu(gate) · up for m rows of gateUp into out.
+func (b *Backend) SiLUMul(out, gateUp kernels.Buffer, m, width int) {
+	b.rowOp(rowTask{op: opSiLUMul, out: data(out)[:m*width], x: data(gateUp)[:2*m*width], width: width}, m)
+}
+
+// rowOp runs t over m rows, keeping the task's reusable scratch.
+func (b *Backend) rowOp(t rowTask, m int) {
+	if t.invFreq == nil {
+		t.invFreq = b.rows.invFreq
+	}
+	if t.rot == nil {
+		t.rot = b.rows.rot
+	}
+	b.rows = t
+	b.parallel(&b.rows, m, rowGrain)
 }
 
 // ewOp selects the elementwise op of elementwiseTask.
@@ -359,7 +456,6 @@ type ewOp int
 
 const (
 	opAdd ewOp = iota
-	opSiLUMul
 	opGELU
 	opQuickGELU
 )
@@ -378,14 +474,6 @@ func (t *elementwiseTask) Run(_, lo, hi int) {
 		c := t.c[lo:hi]
 		for i := range o {
 			o[i] = a[i] + c[i]
-		}
-	case opSiLUMul:
-		c := t.c[lo:hi]
-		if linalg.SiLUMul(o, a, c) {
-			return
-		}
-		for i, g := range a {
-			o[i] = g / (1 + expf(-g)) * c[i]
 		}
 	case opGELU:
 		for i, v := range a {
@@ -410,11 +498,6 @@ func (b *Backend) elementwise(op ewOp, out, a, c []float32, n int) {
 // Add computes out = a + c elementwise over n elements.
 func (b *Backend) Add(out, a, c kernels.Buffer, n int) {
 	b.elementwise(opAdd, data(out), data(a), data(c), n)
-}
-
-// SiLUMul computes out = silu(gate) · up over n elements.
-func (b *Backend) SiLUMul(out, gate, up kernels.Buffer, n int) {
-	b.elementwise(opSiLUMul, data(out), data(gate), data(up), n)
 }
 
 // GELU applies the exact GELU in place.

@@ -55,43 +55,53 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
-// BenchmarkPagedAttention times one layer's attention at the 13B geometry:
-// decode at batch 1 and 32 over a 700-token context, and the prefill of an
-// image prefix. It reports KV-read bandwidth (float32 cache).
+// BenchmarkPagedAttention times one layer's attention at the 13B geometry,
+// per KV-cache type (float32, float16): decode at batch 1 and 32 over a
+// 700-token context, and the prefill of an image prefix. It reports the
+// KV-read bandwidth (compare with docs/cuda.md, "Attention kernels").
 func BenchmarkPagedAttention(b *testing.B) {
 	const bs, ctx = 16, 700
-	for _, c := range []struct {
-		name       string
-		batch, pos int
-		rows       int
-	}{{"decode/b=1", 1, ctx, 1}, {"decode/b=32", 32, ctx, 1}, {"prefill/616", 1, 0, prefix13B}} {
-		b.Run(c.name, func(b *testing.B) {
-			be := newBackend(b, GEMMReference) // attention does not use the GEMM path
-			width := heads13B * hd13B
-			perSeq := (c.pos + c.rows + bs - 1) / bs
-			nBlocks := c.batch * perSeq
-			kc, vc := be.Alloc(nBlocks*bs*width), be.Alloc(nBlocks*bs*width)
-			r := rand.New(rand.NewPCG(1, 1))
-			perm := r.Perm(nBlocks)
-			seqs := make([]kernels.Seq, c.batch)
-			for i := range seqs {
-				blocks := make([]int32, perSeq)
-				for j := range blocks {
-					blocks[j] = int32(perm[i*perSeq+j])
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16} {
+		for _, c := range []struct {
+			name       string
+			batch, pos int
+			rows       int
+		}{{"decode/b=1", 1, ctx, 1}, {"decode/b=32", 32, ctx, 1}, {"prefill/616", 1, 0, prefix13B}} {
+			b.Run(dt.String()+"/"+c.name, func(b *testing.B) {
+				be := newBackend(b, GEMMReference) // attention does not use the GEMM path
+				width := heads13B * hd13B
+				perSeq := (c.pos + c.rows + bs - 1) / bs
+				nBlocks := c.batch * perSeq
+				kc, err := be.AllocCache(nBlocks*bs*width, dt)
+				if err != nil {
+					b.Fatal(err)
 				}
-				seqs[i] = kernels.Seq{Row: i * c.rows, Rows: c.rows, Pos: c.pos, Blocks: blocks}
-			}
-			q, out := be.Alloc(c.batch*c.rows*width), be.Alloc(c.batch*c.rows*width)
-			be.PagedAttention(out, q, kc, vc, seqs, heads13B, hd13B, bs)
-			be.Synchronize()
-			b.ResetTimer()
-			for range b.N {
+				vc, err := be.AllocCache(nBlocks*bs*width, dt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := rand.New(rand.NewPCG(1, 1))
+				perm := r.Perm(nBlocks)
+				seqs := make([]kernels.Seq, c.batch)
+				for i := range seqs {
+					blocks := make([]int32, perSeq)
+					for j := range blocks {
+						blocks[j] = int32(perm[i*perSeq+j])
+					}
+					seqs[i] = kernels.Seq{Row: i * c.rows, Rows: c.rows, Pos: c.pos, Blocks: blocks}
+				}
+				q, out := be.Alloc(c.batch*c.rows*width), be.Alloc(c.batch*c.rows*width)
 				be.PagedAttention(out, q, kc, vc, seqs, heads13B, hd13B, bs)
-			}
-			be.Synchronize()
-			s := b.Elapsed().Seconds() / float64(b.N)
-			kvBytes := 2 * 4 * float64(c.batch*(c.pos+c.rows)*width)
-			b.ReportMetric(kvBytes/s/1e9, "kvGB/s")
-		})
+				be.Synchronize()
+				b.ResetTimer()
+				for range b.N {
+					be.PagedAttention(out, q, kc, vc, seqs, heads13B, hd13B, bs)
+				}
+				be.Synchronize()
+				s := b.Elapsed().Seconds() / float64(b.N)
+				kvBytes := 2 * float64(dt.Size()*c.batch*(c.pos+c.rows)*width)
+				b.ReportMetric(kvBytes/s/1e9, "kvGB/s")
+			})
+		}
 	}
 }

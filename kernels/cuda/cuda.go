@@ -6,17 +6,52 @@ package cuda
 #include <cuda.h>
 #include <stdint.h>
 
+#include <stdlib.h>
+
 static CUresult pc_alloc_host(void **p, size_t n) { return cuMemAllocHost(p, n); }
 static CUresult pc_free_host(void *p) { return cuMemFreeHost(p); }
+
+// The module and its launches go through these rather than gorgonia.org/cu,
+// whose Launch mallocs and frees two C arrays per call.
+static CUresult pc_module_load(uintptr_t *m, const void *image) {
+	CUmodule mod = 0;
+	CUresult r = cuModuleLoadData(&mod, image);
+	*m = (uintptr_t)mod;
+	return r;
+}
+static CUresult pc_module_unload(uintptr_t m) { return cuModuleUnload((CUmodule)m); }
+static CUresult pc_function(uintptr_t *f, uintptr_t m, const char *name) {
+	CUfunction fn = 0;
+	CUresult r = cuModuleGetFunction(&fn, (CUmodule)m, name);
+	*f = (uintptr_t)fn;
+	return r;
+}
+
+// pc_params allocates the persistent argument array of n 8-byte values and
+// the pointer array cuLaunchKernel takes (ptrs[i] = &vals[i]).
+static void **pc_params(int n) {
+	void **p = malloc(n * (sizeof(void *) + sizeof(unsigned long long)));
+	if (!p) return 0;
+	unsigned long long *v = (unsigned long long *)(p + n);
+	for (int i = 0; i < n; i++) p[i] = &v[i];
+	return p;
+}
+static CUresult pc_launch(uintptr_t f, unsigned gx, unsigned gy, unsigned bx, unsigned by, uintptr_t s,
+                          void **params) {
+	return cuLaunchKernel((CUfunction)f, gx, gy, 1, bx, by, 1, 0, (CUstream)s, params, 0);
+}
 */
 import "C"
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -74,21 +109,27 @@ type Backend struct {
 	dev    cu.Device
 	ctx    cu.CUContext
 	stream cu.Stream
-	mod    cu.Module
+	mod    C.uintptr_t // CUmodule of the embedded PTX
 	fn     functions
 	blas   *cublas // nil with GEMMReference
 	name   string
+	sms    int // multiprocessors: attention partitions are sized to fill them
 	closed bool
 	allocs map[cu.DevicePtr]struct{} // live buffers and weights, freed by Close
 
-	argv []uint64         // kernel argument values, reused
-	argp []unsafe.Pointer // pointers to argv's elements
+	params unsafe.Pointer // C memory: maxArgs pointers, then the maxArgs values they point at
 
 	stage   staging
-	half    scratch // activations rounded to bf16/fp16 for cuBLAS
+	argOut  scratch // Argmax's ids
 	attnBuf scratch // attention partials or dense scores
 	plan    attnPlan
-	host    []int32 // host-side descriptor assembly, reused
+	rope    ropeTable
+	host    []float32 // host-side table assembly, reused
+
+	// fresh is the 16-bit copy of a GEMM input that the last op wrote
+	// beside its float32 output; begin moves it to prev, so only the op
+	// right after the producer (its MatMul) uses it.
+	fresh, prev halfCopy
 
 	lost atomic.Pointer[error] // set once a sticky error has broken the context
 
@@ -96,10 +137,14 @@ type Backend struct {
 	side *Backend // the side view (stream.go), once made
 }
 
+// function is a kernel of the module (a CUfunction).
+type function C.uintptr_t
+
 // functions are the module's kernels.
 type functions struct {
-	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, rope,
-	elementwise, softmax, argmax, attnPartial, attnCombine cu.Function
+	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, ropeStore,
+	elementwise, siluMul, softmax, argmax, storeRows, attnCombine function
+	attn map[attnKey]function // the attention kernels (attnKeys)
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -150,22 +195,37 @@ func (b *Backend) init(opts Options) error {
 	if b.stream, err = cu.MakeStream(cu.DefaultStream); err != nil {
 		return fmt.Errorf("%w: create stream: %v", ErrCUDA, err)
 	}
-	if b.mod, err = cu.LoadData(kernelsPTX); err != nil {
-		return fmt.Errorf("%w: load PTX (driver too old for PTX ISA 7.8 / CUDA 11.8?): %v", ErrCUDA, err)
+	if b.params = newParams(); b.params == nil {
+		return fmt.Errorf("%w: no memory for the launch parameters", ErrCUDA)
+	}
+	ptx := C.CString(kernelsPTX)
+	r := C.pc_module_load(&b.mod, unsafe.Pointer(ptx))
+	C.free(unsafe.Pointer(ptx))
+	if err := cuError(r); err != nil {
+		return fmt.Errorf("%w: load PTX (driver too old for PTX ISA 7.8 / CUDA 11.8?): %w", ErrCUDA, err)
 	}
 	for _, k := range []struct {
-		f    *cu.Function
+		f    *function
 		name string
 	}{
 		{&b.fn.gemmRef, "gemm_ref"}, {&b.fn.toHalf, "to_half"}, {&b.fn.biasRows, "bias_rows"},
 		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
-		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.rope, "rope"},
-		{&b.fn.elementwise, "elementwise"}, {&b.fn.softmax, "softmax"}, {&b.fn.argmax, "argmax"},
-		{&b.fn.attnPartial, "attn_partial"}, {&b.fn.attnCombine, "attn_combine"},
+		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.ropeStore, "rope_store"},
+		{&b.fn.elementwise, "elementwise"}, {&b.fn.siluMul, "silu_mul"}, {&b.fn.softmax, "softmax"},
+		{&b.fn.argmax, "argmax"}, {&b.fn.storeRows, "store_rows"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
-		if *k.f, err = b.mod.Function(k.name); err != nil {
-			return fmt.Errorf("%w: kernel %s: %v", ErrCUDA, k.name, err)
+		if *k.f, err = b.function(k.name); err != nil {
+			return err
 		}
+	}
+	b.fn.attn = map[attnKey]function{}
+	for _, k := range attnKeys() {
+		if b.fn.attn[k], err = b.function(k.name()); err != nil {
+			return err
+		}
+	}
+	if b.sms, err = b.dev.Attribute(cu.MultiprocessorCount); err != nil || b.sms < 1 {
+		return fmt.Errorf("%w: multiprocessor count %d: %v", ErrCUDA, b.sms, err)
 	}
 	gemm := "gemm_ref"
 	if opts.GEMM == GEMMCuBLAS {
@@ -176,6 +236,18 @@ func (b *Backend) init(opts Options) error {
 	}
 	b.name = fmt.Sprintf("cuda:%d (%s, sm_%d%d, %s)", opts.Device, name, major, minor, gemm)
 	return nil
+}
+
+// function looks up the module's kernel name.
+func (b *Backend) function(name string) (function, error) {
+	var f function
+	cs := C.CString(name)
+	r := C.pc_function((*C.uintptr_t)(&f), b.mod, cs)
+	C.free(unsafe.Pointer(cs))
+	if err := cuError(r); err != nil {
+		return 0, fmt.Errorf("%w: kernel %s: %w", ErrCUDA, name, err)
+	}
+	return f, nil
 }
 
 // release frees everything New acquired, in reverse order; zero handles are
@@ -194,12 +266,16 @@ func (b *Backend) release() {
 		cu.MemFree(p)
 	}
 	clear(b.allocs)
-	b.half.free()
+	b.argOut.free()
 	b.attnBuf.free()
+	b.rope.free()
 	b.stage.free()
-	if b.mod != (cu.Module{}) {
-		b.mod.Unload()
+	if b.mod != 0 {
+		C.pc_module_unload(b.mod)
+		b.mod = 0
 	}
+	freeParams(b.params)
+	b.params = nil
 	if b.stream != (cu.Stream{}) {
 		b.stream.Destroy()
 	}
@@ -221,6 +297,7 @@ func (b *Backend) begin() error {
 	if err := b.Lost(); err != nil {
 		return err
 	}
+	b.prev, b.fresh = b.fresh, halfCopy{}
 	runtime.LockOSThread()
 	if err := cu.SetCurrentContext(b.ctx); err != nil {
 		runtime.UnlockOSThread()
@@ -319,15 +396,55 @@ func (b *Backend) Synchronize() {
 // ---------------------------------------------------------------------------
 // Memory.
 
-// buffer is a device float32 activation buffer.
+// buffer is a device float32 activation buffer, or a KV cache of n
+// elements of type dt (BF16, F16; 0 for float32 storage). A float32 buffer
+// that a MatMul with 16-bit weights has read gets a shadow of n 16-bit
+// values (dtype halfDT): the input cuBLAS multiplies, written by the
+// buffer's producer where it can (RMSNorm, AddRMSNorm, SiLUMul), else by
+// to_half.
 type buffer struct {
-	p cu.DevicePtr
+	p      cu.DevicePtr
+	n      int
+	dt     kernels.DType
+	half   cu.DevicePtr
+	halfDT kernels.DType
+}
+
+// halfCopy names the 16-bit copy of x[:n] in x's shadow.
+type halfCopy struct {
+	x *buffer
 	n int
 }
 
 func (x *buffer) Len() int { return x.n }
 
-func buf(x kernels.Buffer) *buffer { return x.(*buffer) }
+// cacheType is the buffer's element type as a KV cache.
+func (x *buffer) cacheType() kernels.DType {
+	if x.dt == 0 {
+		return kernels.F32
+	}
+	return x.dt
+}
+
+// kvCaches returns a key and a value cache of op, which must be of one
+// type (float32 or 16-bit).
+func kvCaches(op string, kc, vc kernels.Buffer) (*buffer, *buffer) {
+	kb, vb := kc.(*buffer), vc.(*buffer)
+	if kb.cacheType() != vb.cacheType() {
+		panic(fmt.Sprintf("cuda: %s with a %v key cache and a %v value cache", op, kb.cacheType(), vb.cacheType()))
+	}
+	return kb, vb
+}
+
+// buf is a float32 buffer; a 16-bit KV cache passed where one is needed
+// panics.
+func buf(x kernels.Buffer) *buffer {
+	b := x.(*buffer)
+	if b.dt != 0 {
+		panic("cuda: a " + b.dt.String() + " KV cache used as a float32 buffer")
+	}
+	return b
+}
 
 // at is the device address of element i.
 func (x *buffer) at(i int) uint64 { return uint64(x.p) + 4*uint64(i) }
@@ -348,41 +465,50 @@ func wt(w kernels.Weight) *weight { return w.(*weight) }
 // Alloc returns a zeroed device buffer of n float32 elements; it panics
 // when the device memory is exhausted (an error wrapping cu.OutOfMemory).
 func (b *Backend) Alloc(n int) kernels.Buffer {
-	x, err := b.alloc(n)
+	x, err := b.alloc(n, 0)
 	if err != nil {
 		panic(err)
 	}
 	return x
 }
 
-func (b *Backend) alloc(n int) (*buffer, error) {
+// alloc returns n zeroed elements of type dt (0: a float32 buffer).
+func (b *Backend) alloc(n int, dt kernels.DType) (*buffer, error) {
 	if err := b.begin(); err != nil {
 		return nil, err
 	}
 	defer b.leave()
-	size := int64(max(n, 1)) * 4
+	size := 4 * int64(max(n, 1))
+	if dt != 0 {
+		size = (int64(max(n, 1))*int64(dt.Size()) + 3) &^ 3 // whole words for the memset
+	}
 	p, err := cu.MemAlloc(size)
 	if err != nil {
 		return nil, b.fail(fmt.Sprintf("cuMemAlloc(%d bytes)", size), err)
 	}
-	if err := cu.MemsetD32Async(p, 0, int64(max(n, 1)), b.stream); err != nil {
+	if err := cu.MemsetD32Async(p, 0, size/4, b.stream); err != nil {
 		cu.MemFree(p)
 		return nil, b.fail("cuMemsetD32", err)
 	}
 	b.allocs[p] = struct{}{}
-	return &buffer{p: p, n: n}, nil
+	return &buffer{p: p, n: n, dt: dt}, nil
 }
 
-// AllocCache returns a zeroed float32 KV-cache buffer, or an error (wrapping
-// ErrCUDA and cu.OutOfMemory) when the device cannot hold it: the CUDA
-// kernels read float32 caches only, so BF16 and F16 are refused.
+// AllocCache returns a zeroed KV-cache buffer of n elements of dt: F32 (a
+// float32 buffer), BF16 or F16 (ScatterRows rounds into it, PagedAttention
+// widens it exactly; it cannot be used as a float32 buffer). An error wraps
+// kernels.ErrCacheType for another dtype, or ErrCUDA and cu.OutOfMemory
+// when the device cannot hold it.
 func (b *Backend) AllocCache(n int, dt kernels.DType) (kernels.Buffer, error) {
-	if dt != kernels.F32 {
-		return nil, fmt.Errorf("%w: %v on CUDA (float32 only)", kernels.ErrCacheType, dt)
+	if dt != kernels.F32 && dt != kernels.BF16 && dt != kernels.F16 {
+		return nil, fmt.Errorf("%w: %v on CUDA", kernels.ErrCacheType, dt)
 	}
-	x, err := b.alloc(n)
+	if dt == kernels.F32 {
+		dt = 0
+	}
+	x, err := b.alloc(n, dt)
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *buffer in an interface
 	}
 	return x, nil
 }
@@ -396,23 +522,27 @@ func (b *Backend) FreeMemory() (int64, error) {
 	return free, err
 }
 
-// Free releases a buffer after the work queued so far has finished. On a
-// lost backend it does nothing: Close releases the whole context, so a
-// model can still close after its device is lost.
+// Free releases a buffer or KV cache after the work queued so far has
+// finished. On a lost backend it does nothing: Close releases the whole
+// context, so a model can still close after its device is lost.
 func (b *Backend) Free(x kernels.Buffer) {
 	if b.Lost() != nil {
 		return
 	}
 	b.enter()
 	defer b.leave()
-	bb := buf(x)
+	bb := x.(*buffer)
 	if bb.p == 0 {
 		return
 	}
 	b.must("synchronize", b.stream.Synchronize())
-	b.must("cuMemFree", cu.MemFree(bb.p))
-	delete(b.allocs, bb.p)
-	bb.p, bb.n = 0, 0
+	for _, p := range []cu.DevicePtr{bb.p, bb.half} {
+		if p != 0 {
+			b.must("cuMemFree", cu.MemFree(p))
+			delete(b.allocs, p)
+		}
+	}
+	*bb = buffer{}
 }
 
 // Write copies src into dst[off:], ordered after the queued work. It
@@ -430,9 +560,11 @@ func (b *Backend) Write(dst kernels.Buffer, off int, src []float32) {
 	dp := cu.DevicePtr(d.at(off))
 	if len(src) <= stageWrite || b.root != b {
 		// Through pinned memory: queued, no wait for the stream to drain.
+		b.stage.flush(b) // what was staged before keeps its order
 		h, _ := b.stage.reserve(b, 4*len(src))
 		copy(unsafe.Slice((*float32)(h), len(src)), src)
 		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(dp, h, int64(4*len(src)), b.stream))
+		b.stage.chunks[b.stage.cur].sent = b.stage.chunks[b.stage.cur].used // sent, to dp
 		return
 	}
 	// The synchronous copy is ordered after the stream's earlier work (our
@@ -510,6 +642,53 @@ func (b *Backend) FreeWeight(w kernels.Weight) {
 	ww.p = 0
 }
 
+// ConcatRows copies the parts into one allocation, in order, and frees
+// them.
+func (b *Backend) ConcatRows(ws []kernels.Weight) (kernels.Weight, error) {
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("%w: ConcatRows of no weights", kernels.ErrWeight)
+	}
+	first := wt(ws[0])
+	k := first.n / first.shape[0]
+	c := &weight{dt: first.dt, shape: []int{0, k}}
+	for _, w := range ws {
+		p := wt(w)
+		if p.dt != c.dt || len(p.shape) != 2 || p.shape[1] != k {
+			return nil, fmt.Errorf("%w: ConcatRows of %v %v onto %v [_ %d]", kernels.ErrWeight, p.dt, p.shape, c.dt, k)
+		}
+		c.shape[0] += p.shape[0]
+		c.n += p.n
+	}
+	if err := b.begin(); err != nil {
+		return nil, err
+	}
+	defer b.leave()
+	size := int64(c.n * c.dt.Size())
+	var err error
+	if c.p, err = cu.MemAlloc(size); err != nil {
+		return nil, b.fail(fmt.Sprintf("weight %v %v: cuMemAlloc(%d bytes)", c.dt, c.shape, size), err)
+	}
+	b.allocs[c.p] = struct{}{}
+	off := int64(0)
+	for _, w := range ws {
+		p := wt(w)
+		n := int64(p.n * p.dt.Size())
+		if err := cu.MemcpyDtoD(c.p+cu.DevicePtr(off), p.p, n); err != nil {
+			return nil, b.fail("ConcatRows: cuMemcpyDtoD", err)
+		}
+		off += n
+	}
+	for _, w := range ws {
+		p := wt(w)
+		if err := cu.MemFree(p.p); err != nil {
+			return nil, b.fail("ConcatRows: cuMemFree", err)
+		}
+		delete(b.allocs, p.p)
+		p.p = 0
+	}
+	return c, nil
+}
+
 // scratch is a device buffer that grows on demand.
 type scratch struct {
 	p    cu.DevicePtr
@@ -541,16 +720,23 @@ func (s *scratch) free() {
 	}
 }
 
-// staging uploads small host arrays (token ids, positions, row and block
-// tables) without a host-device synchronisation per call: values are copied
-// into pinned host memory and sent with cuMemcpyHtoDAsync into device memory
-// at the same offset. Space is only reused once the stream has drained
-// (rewind, called by Read, Argmax and Synchronize): until then a kernel may
-// still read it. When the current chunk is full another, larger one is
-// added; chunks are kept for the next steps.
+// staging uploads small host arrays (token ids, positions, slots, row and
+// block tables, attention work lists) without a host-device
+// synchronisation per call, and packed: put copies an array into pinned
+// host memory and returns the device address at the same offset of the
+// chunk's device twin, and the bytes put since the last upload go to the
+// device in one cuMemcpyHtoDAsync right before the next launch (flush),
+// which is the first that may read them. An array equal to one put since
+// the last drain is not staged again: its address is returned, so the
+// layers of a step, which pass the same positions, slots and attention
+// plan, upload them once. Space is only reused once the stream has
+// drained (rewind, called by Read, Argmax and Synchronize): until then a
+// kernel may still read it. When the current chunk is full another, larger
+// one is added; chunks are kept for the next steps.
 type staging struct {
 	chunks []stageChunk
-	cur    int // chunk being filled
+	cur    int        // chunk being filled
+	puts   []stagePut // the arrays put since the last rewind
 }
 
 // stageChunk is one pinned host arena and its device twin.
@@ -559,13 +745,22 @@ type stageChunk struct {
 	dev  cu.DevicePtr
 	size int
 	used int
+	sent int // bytes [0, sent) are uploaded or queued for upload
+}
+
+// stagePut is one staged array: its pinned bytes and device address.
+type stagePut struct {
+	host []byte
+	dev  cu.DevicePtr
 }
 
 // reserve returns n bytes (rounded up to 16) of pinned host memory and
-// the device memory at the same offset of its chunk.
+// the device memory at the same offset of its chunk; moving on to the next
+// chunk flushes the current one.
 func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	n = max((n+15)&^15, 16)
 	for s.cur < len(s.chunks) && s.chunks[s.cur].used+n > s.chunks[s.cur].size {
+		s.flush(b)
 		s.cur++
 	}
 	if s.cur == len(s.chunks) && s.cur > 0 && n <= s.chunks[s.cur-1].size && b.stream.Query() == nil {
@@ -589,14 +784,34 @@ func (s *staging) reserve(b *Backend, n int) (unsafe.Pointer, cu.DevicePtr) {
 	return unsafe.Add(c.host, off), c.dev + cu.DevicePtr(off)
 }
 
-// put stages v and returns its device address.
+// put stages v (or finds it staged) and returns its device address; it
+// reaches the device with the next flush.
 func (s *staging) put(b *Backend, v []int32) uint64 {
-	h, d := s.reserve(b, 4*len(v))
-	if len(v) > 0 {
-		copy(unsafe.Slice((*int32)(h), len(v)), v)
-		b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(d, h, int64(4*len(v)), b.stream))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+	for _, p := range s.puts {
+		if bytes.Equal(p.host, raw) {
+			return uint64(p.dev)
+		}
 	}
+	h, d := s.reserve(b, len(raw))
+	host := unsafe.Slice((*byte)(h), len(raw))
+	copy(host, raw)
+	s.puts = append(s.puts, stagePut{host, d})
 	return uint64(d)
+}
+
+// flush queues the upload of the current chunk's bytes not sent yet, in
+// one copy; the caller has entered.
+func (s *staging) flush(b *Backend) {
+	if s.cur == len(s.chunks) {
+		return
+	}
+	c := &s.chunks[s.cur]
+	if c.used == c.sent {
+		return
+	}
+	b.must("cuMemcpyHtoDAsync", cu.MemcpyHtoDAsync(c.dev+cu.DevicePtr(c.sent), unsafe.Add(c.host, c.sent), int64(c.used-c.sent), b.stream))
+	c.sent = c.used
 }
 
 func newStageChunk(b *Backend, size int) stageChunk {
@@ -615,9 +830,11 @@ func newStageChunk(b *Backend, size int) stageChunk {
 // rewind makes all staging space reusable; the stream must have drained.
 func (s *staging) rewind() {
 	for i := range s.chunks {
-		s.chunks[i].used = 0
+		s.chunks[i].used, s.chunks[i].sent = 0, 0
 	}
 	s.cur = 0
+	clear(s.puts) // no references into the arena stay behind
+	s.puts = s.puts[:0]
 }
 
 func (s *staging) free() {
@@ -631,9 +848,18 @@ func (s *staging) free() {
 // ---------------------------------------------------------------------------
 // Launching.
 
-// Kernel argument encoders: every argument travels as 8 bytes (gorgonia.org/cu
-// copies 8 bytes per parameter); the kernel reads its own width from the
-// low bytes (little-endian).
+// newParams allocates a stream's launch parameter array (C memory, nil
+// when out of memory); freeParams frees it (nil is fine).
+func newParams() unsafe.Pointer { return unsafe.Pointer(C.pc_params(maxArgs)) }
+
+func freeParams(p unsafe.Pointer) { C.free(p) }
+
+// maxArgs is the most parameters a kernel of kernels.cu takes.
+const maxArgs = 16
+
+// Kernel argument encoders: every argument travels as 8 bytes of the
+// persistent parameter array; the kernel reads its own width from the low
+// bytes (little-endian).
 func i64(v int) uint64          { return uint64(int64(v)) }
 func f32(v float32) uint64      { return uint64(math.Float32bits(v)) }
 func ptr(p cu.DevicePtr) uint64 { return uint64(p) }
@@ -649,17 +875,33 @@ func wptr(w kernels.Weight) (uint64, uint64) {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// launch runs fn on the backend's stream; the caller has entered.
-func (b *Backend) launch(fn cu.Function, gx, gy, bx, by int, args ...uint64) {
+// launch runs fn on the backend's stream; the caller has entered. The
+// arguments go through the backend's persistent C parameter array (the
+// driver copies them at the call), so a launch allocates nothing.
+func (b *Backend) launch(fn function, gx, gy, bx, by int, args ...uint64) {
 	if gx == 0 || gy == 0 {
 		return
 	}
-	b.argv = append(b.argv[:0], args...)
-	b.argp = b.argp[:0]
-	for i := range b.argv {
-		b.argp = append(b.argp, unsafe.Pointer(&b.argv[i]))
+	if len(args) > maxArgs {
+		panic(fmt.Sprintf("cuda: %d kernel arguments, at most %d", len(args), maxArgs))
 	}
-	b.must("cuLaunchKernel", fn.Launch(gx, gy, 1, bx, by, 1, 0, b.stream, b.argp))
+	b.stage.flush(b) // the arrays staged for this launch
+	copy(unsafe.Slice((*uint64)(unsafe.Add(b.params, maxArgs*int(unsafe.Sizeof(uintptr(0))))), maxArgs), args)
+	r := C.pc_launch(C.uintptr_t(fn), C.uint(gx), C.uint(gy), C.uint(bx), C.uint(by),
+		C.uintptr_t(uintptr(unsafe.Pointer(b.stream.C()))), (*unsafe.Pointer)(b.params))
+	b.must("cuLaunchKernel", cuError(r))
+}
+
+// cuError is the gorgonia.org/cu error of a driver result (nil for
+// CUDA_SUCCESS), so that errors.Is matches cu's constants (cu.IllegalAddress,
+// …) for the calls this package makes itself.
+func cuError(r C.CUresult) error {
+	if r == C.CUDA_SUCCESS {
+		return nil
+	}
+	v := reflect.New(reflect.TypeOf(cu.Success)).Elem()
+	v.SetInt(int64(r))
+	return v.Interface().(error)
 }
 
 // ---------------------------------------------------------------------------
@@ -691,10 +933,48 @@ func (b *Backend) MatMul(out, x kernels.Buffer, w, bias kernels.Weight, m int) {
 	}
 	xp := xb.p
 	if ww.dt != kernels.F32 {
-		xp = b.half.get(b, int64(2*m*k))
-		b.launch(b.fn.toHalf, ceilDiv(m*k, ewThreads), 1, ewThreads, 1, ptr(xp), ptr(xb.p), i64(m*k), uint64(ww.dt))
+		xp = b.halfInput(xb, m*k, ww.dt)
 	}
 	b.must("MatMul", b.blas.gemm(o.p, xp, ww.p, ww.dt, m, n, k, beta))
+}
+
+// halfInput returns the address of x[:n] rounded to dt: the copy the
+// previous op wrote in x's shadow, or a to_half launch's. It gives x a
+// shadow of dt, so that x's next producer writes the copy itself.
+func (b *Backend) halfInput(x *buffer, n int, dt kernels.DType) cu.DevicePtr {
+	if b.prev.x == x && b.prev.n >= n && x.halfDT == dt {
+		return x.half
+	}
+	if x.halfDT != dt {
+		if x.half != 0 {
+			b.must("synchronize", b.stream.Synchronize())
+			b.must("cuMemFree", cu.MemFree(x.half))
+			delete(b.allocs, x.half)
+		}
+		p, err := cu.MemAlloc(int64(2 * max(x.n, 1)))
+		b.must("cuMemAlloc 16-bit shadow", err)
+		b.allocs[p] = struct{}{}
+		x.half, x.halfDT = p, dt
+	}
+	b.launch(b.fn.toHalf, ceilDiv(n, ewThreads), 1, ewThreads, 1, ptr(x.half), ptr(x.p), i64(n), uint64(dt))
+	return x.half
+}
+
+// launchHalfOut launches a producer fn of out[:n] whose last two arguments
+// are the address and dtype of out's 16-bit copy: out's shadow, recorded
+// as fresh, or zeros (no copy) when out has none (it never fed a 16-bit
+// GEMM) or the GEMMs are not cuBLAS's.
+func (b *Backend) launchHalfOut(fn function, gx, bx int, out *buffer, n int, args ...uint64) {
+	var a [maxArgs]uint64
+	k := copy(a[:maxArgs-2], args)
+	half := out.halfDT != 0 && b.blas != nil
+	if half {
+		a[k], a[k+1] = ptr(out.half), uint64(out.halfDT)
+	}
+	b.launch(fn, gx, 1, bx, 1, a[:k+2]...)
+	if half {
+		b.fresh = halfCopy{out, n}
+	}
 }
 
 // Embed gathers table rows for the non-negative ids.
@@ -758,7 +1038,7 @@ func (b *Backend) rmsNorm(out, x, delta kernels.Buffer, w kernels.Weight, m int,
 		checkRange("AddRMSNorm", 0, m*ww.n, d.n)
 		dp = ptr(d.p)
 	}
-	b.launch(b.fn.rmsnorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), dp, ptr(ww.p), uint64(ww.dt), i64(ww.n), f32(eps))
+	b.launchHalfOut(b.fn.rmsnorm, m, rowThreads, o, m*ww.n, ptr(o.p), ptr(xb.p), dp, ptr(ww.p), uint64(ww.dt), i64(ww.n), f32(eps))
 }
 
 // LayerNorm normalises m rows of width len(w).
@@ -771,29 +1051,92 @@ func (b *Backend) LayerNorm(out, x kernels.Buffer, w, bias kernels.Weight, m int
 	b.launch(b.fn.layernorm, m, 1, rowThreads, 1, ptr(o.p), ptr(xb.p), ptr(ww.p), uint64(ww.dt), ptr(bb.p), uint64(bb.dt), i64(ww.n), f32(eps))
 }
 
-// RoPE rotates x[len(pos) × heads·headDim] in place.
-func (b *Backend) RoPE(x kernels.Buffer, pos []int32, heads, headDim int, theta float32) {
-	if len(pos) == 0 {
+// RoPEStore rotates the queries and keys of qkv's rows into q and the
+// caches and copies the values, in one launch; the cosines and sines come
+// from the backend's table (ropeTable).
+func (b *Backend) RoPEStore(q, kc, vc, qkv kernels.Buffer, pos, slots []int32, heads, headDim int, theta float32) {
+	m := len(pos)
+	if m == 0 {
 		return
 	}
 	b.enter()
 	defer b.leave()
-	xb := buf(x)
-	checkRange("RoPE", 0, len(pos)*heads*headDim, xb.n)
-	// inv_freq exactly as the CPU backend computes it, sent as bit patterns.
-	b.host = b.host[:0]
-	for d := 0; d < headDim/2; d++ {
-		e := float32(2*d) / float32(headDim)
-		b.host = append(b.host, int32(math.Float32bits(1/float32(math.Pow(float64(theta), float64(e))))))
+	w := heads * headDim
+	qb, xb := buf(q), buf(qkv)
+	kb, vb := kvCaches("RoPEStore", kc, vc)
+	checkRange("RoPEStore q", 0, m*w, qb.n)
+	checkRange("RoPEStore qkv", 0, 3*m*w, xb.n)
+	if len(slots) != m {
+		panic(fmt.Sprintf("cuda: RoPEStore: %d slots for %d rows", len(slots), m))
 	}
-	inv := b.stage.put(b, b.host)
-	b.launch(b.fn.rope, len(pos), 1, 64, 1, ptr(xb.p), b.stage.put(b, pos), inv, i64(heads), i64(headDim))
+	maxPos := int32(0)
+	for i, p := range pos {
+		checkRange("RoPEStore cache", int(slots[i])*w, w, min(kb.n, vb.n))
+		if p < 0 {
+			panic(fmt.Sprintf("cuda: RoPEStore: position %d", p))
+		}
+		maxPos = max(maxPos, p)
+	}
+	cs := b.rope.get(b, int(maxPos)+1, headDim, theta)
+	b.launch(b.fn.ropeStore, m, 1, 128, 1, ptr(qb.p), ptr(kb.p), ptr(vb.p), uint64(kb.cacheType()), ptr(xb.p),
+		b.stage.put(b, pos), b.stage.put(b, slots), ptr(cs), i64(heads), i64(headDim))
+}
+
+// ropeTable is the device table of RoPE's cosines and sines for positions
+// [0, npos) of one head dimension and θ: position p's row holds hd/2
+// cosines then hd/2 sines (kernels.RoPECosSin, the CPU backend's values),
+// so the kernel computes no trigonometry and matches the CPU bit for bit.
+// It grows (by doubling, from 4096 positions) when a position beyond it
+// comes, outside steady decoding.
+type ropeTable struct {
+	p        cu.DevicePtr
+	npos, hd int
+	theta    float32
+}
+
+// get returns the table covering positions [0, need); the caller has
+// entered.
+func (t *ropeTable) get(b *Backend, need, hd int, theta float32) cu.DevicePtr {
+	if t.p != 0 && need <= t.npos && hd == t.hd && theta == t.theta {
+		return t.p
+	}
+	n := 4096
+	if hd == t.hd && theta == t.theta {
+		n = max(n, 2*t.npos)
+	}
+	for n < need {
+		n *= 2
+	}
+	half := hd / 2
+	inv := kernels.RoPEInvFreq(nil, hd, theta)
+	tab := slices.Grow(b.host[:0], n*hd)[:n*hd]
+	for p := range n {
+		row := tab[p*hd:]
+		for d, f := range inv {
+			row[d], row[half+d] = kernels.RoPECosSin(int32(p), f)
+		}
+	}
+	b.host = tab
+	b.must("synchronize", b.stream.Synchronize()) // queued kernels may read the old table
+	t.free()
+	size := int64(4 * len(tab))
+	p, err := cu.MemAlloc(size)
+	b.must(fmt.Sprintf("cuMemAlloc(%d bytes) RoPE table", size), err)
+	b.must("cuMemcpyHtoD RoPE table", cu.MemcpyHtoD(p, unsafe.Pointer(unsafe.SliceData(tab)), size))
+	t.p, t.npos, t.hd, t.theta = p, n, hd, theta
+	return p
+}
+
+func (t *ropeTable) free() {
+	if t.p != 0 {
+		cu.MemFree(t.p)
+		*t = ropeTable{}
+	}
 }
 
 // Elementwise op codes (EW_* in kernels.cu).
 const (
 	ewAdd = iota
-	ewSiLUMul
 	ewGELU
 	ewQuickGELU
 )
@@ -818,9 +1161,19 @@ func (b *Backend) elementwise(op int, out, a, c kernels.Buffer, n int) {
 // Add computes out = a + c over n elements.
 func (b *Backend) Add(out, a, c kernels.Buffer, n int) { b.elementwise(ewAdd, out, a, c, n) }
 
-// SiLUMul computes out = silu(gate) · up over n elements.
-func (b *Backend) SiLUMul(out, gate, up kernels.Buffer, n int) {
-	b.elementwise(ewSiLUMul, out, gate, up, n)
+// SiLUMul computes silu(gate) · up for m rows of gateUp[m × 2·width] into
+// out[m × width], and out's 16-bit copy where the down GEMM takes one.
+func (b *Backend) SiLUMul(out, gateUp kernels.Buffer, m, width int) {
+	n := m * width
+	if n == 0 {
+		return
+	}
+	b.enter()
+	defer b.leave()
+	o, gu := buf(out), buf(gateUp)
+	checkRange("SiLUMul out", 0, n, o.n)
+	checkRange("SiLUMul gateUp", 0, 2*n, gu.n)
+	b.launchHalfOut(b.fn.siluMul, ceilDiv(n, ewThreads), ewThreads, o, n, ptr(o.p), ptr(gu.p), i64(width), i64(n))
 }
 
 // GELU applies the exact (erf) GELU to x[:n] in place.
@@ -839,8 +1192,9 @@ func (b *Backend) Softmax(x kernels.Buffer, m, width int) {
 }
 
 // Argmax writes the index of the largest value of each row of x[len(ids) ×
-// width] (the lowest index among ties) to ids: greedy decoding reads back
-// one int32 per row instead of the logits.
+// width] to ids, by sample.Argmax's rule (the lowest index among ties, the
+// first NaN before all): greedy decoding reads back one int32 per row
+// instead of the logits (the model's engine.Chunk.Greedy).
 func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	if len(ids) == 0 {
 		return
@@ -849,7 +1203,7 @@ func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
 	defer b.leave()
 	xb := buf(x)
 	checkRange("Argmax", 0, len(ids)*width, xb.n)
-	out := b.half.get(b, int64(4*len(ids)))
+	out := b.argOut.get(b, int64(4*len(ids)))
 	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
 	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
 	b.must("synchronize", b.stream.Synchronize())
@@ -862,7 +1216,10 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	}
 	b.enter()
 	defer b.leave()
-	d, s := buf(dst), buf(src)
+	d, s := dst.(*buffer), buf(src) // only a scatter's destination may be a 16-bit cache
+	if scatter == 0 {
+		d = buf(dst)
+	}
 	big, small := d, s
 	if scatter == 0 {
 		big, small = s, d
@@ -871,10 +1228,15 @@ func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter
 	for _, r := range rows {
 		checkRange("Scatter/GatherRows", int(r)*width, width, big.n)
 	}
+	if d.dt != 0 { // store_rows rounds to the cache's type
+		b.launch(b.fn.storeRows, len(rows), 1, 128, 1, ptr(d.p), uint64(d.dt), ptr(s.p), b.stage.put(b, rows), i64(width))
+		return
+	}
 	b.launch(b.fn.moveRows, len(rows), 1, 128, 1, ptr(d.p), ptr(s.p), b.stage.put(b, rows), i64(width), i64(scatter))
 }
 
-// ScatterRows copies row i of src to row rows[i] of dst.
+// ScatterRows copies row i of src to row rows[i] of dst, rounding to a
+// 16-bit KV cache's type.
 func (b *Backend) ScatterRows(dst, src kernels.Buffer, rows []int32, width int) {
 	b.moveRows(dst, src, rows, width, 1)
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -13,11 +14,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"gorgonia.org/cu"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/internal/golden"
 	"github.com/pancap-serve/pancap/kernels"
 	"github.com/pancap-serve/pancap/kernels/cpu"
+	"github.com/pancap-serve/pancap/kernels/dtype"
 	"github.com/pancap-serve/pancap/kernels/kernelstest"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
@@ -184,21 +189,55 @@ func TestCuBLASAttention(t *testing.T) {
 	}
 }
 
-// TestPagedAttentionLong covers what the suite's short sequences do not:
-// contexts longer than one split (256 keys), a prefill chunk whose rows
-// straddle split boundaries, head dimension 128, and bitwise equality of a
-// sequence alone and in a batch.
+// TestPagedAttentionLong covers what the suite's short sequences do not,
+// for each cache type (float32, bfloat16, float16) against the CPU backend
+// with the same cache, on the production geometry (head dimension 128,
+// block size 16: the specialised kernels, tensor cores for the 16-bit
+// caches) and a generic one (head dimension 40, block size 5), with partitions sized for 1 and 132 multiprocessors:
+// contexts of several partitions, a prefill chunk straddling partition
+// boundaries, a row exactly at a block boundary, bitwise equality of each
+// sequence alone and in the batch, and of a decode row and the same row
+// inside a prefill.
 func TestPagedAttentionLong(t *testing.T) {
 	g := newBackend(t, GEMMReference)
 	c := cpu.New(1)
 	defer c.Close()
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.F16} {
+		for _, geo := range []struct{ heads, hd, bs int }{{2, 128, 16}, {3, 40, 5}} {
+			for _, sms := range []int{1, 132} {
+				t.Run(fmt.Sprintf("%v/hd=%d,bs=%d/sms=%d", dt, geo.hd, geo.bs, sms), func(t *testing.T) {
+					defer func(n int) { g.sms = n }(g.sms)
+					g.sms = sms
+					pagedAttentionLong(t, g, c, dt, geo.heads, geo.hd, geo.bs)
+				})
+			}
+		}
+	}
+}
+
+func pagedAttentionLong(t *testing.T, g *Backend, c kernels.Backend, dt kernels.DType, heads, hd, bs int) {
 	r := rand.New(rand.NewPCG(5, 6))
-	heads, hd, bs := 2, 128, 16
 	width := heads * hd
-	nBlocks := 128
-	kv := randVec(r, nBlocks*bs*width)
-	vv := randVec(r, nBlocks*bs*width)
-	gk, gv, ck, cv := upload(g, kv), upload(g, vv), upload(c, kv), upload(c, vv)
+	nBlocks := 1100/bs + 4
+	cache := func(b kernels.Backend) kernels.Buffer {
+		t.Helper()
+		x, err := b.AllocCache(nBlocks*bs*width, dt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Free(x) })
+		return x
+	}
+	gk, gv, ck, cv := cache(g), cache(g), cache(c), cache(c)
+	rows := make([]int32, nBlocks*bs)
+	for i := range rows {
+		rows[i] = int32(i)
+	}
+	for _, pair := range [][2]kernels.Buffer{{gk, ck}, {gv, cv}} {
+		src := randVec(r, nBlocks*bs*width)
+		storeChecked(t, g, pair[0], src, rows, width)
+		c.ScatterRows(pair[1], upload(c, src), rows, width)
+	}
 	perm := r.Perm(nBlocks)
 	next := 0
 	blocksFor := func(n int) []int32 {
@@ -210,19 +249,20 @@ func TestPagedAttentionLong(t *testing.T) {
 		return b
 	}
 	// A decode step at position 700, a 40-row prefill chunk at 240…279, a
-	// fresh 20-row prefill.
+	// fresh 20-row prefill, a decode row at a block's last position.
 	seqs := []kernels.Seq{
 		{Row: 0, Rows: 1, Pos: 700, Blocks: blocksFor(701)},
 		{Row: 1, Rows: 40, Pos: 240, Blocks: blocksFor(280)},
 		{Row: 41, Rows: 20, Pos: 0, Blocks: blocksFor(20)},
+		{Row: 61, Rows: 1, Pos: 2*bs - 1, Blocks: blocksFor(2 * bs)},
 	}
-	rows := 61
-	q := randVec(r, rows*width)
-	gout, cout := g.Alloc(rows*width), c.Alloc(rows*width)
+	n := 62
+	q := randVec(r, n*width)
+	gout, cout := g.Alloc(n*width), c.Alloc(n*width)
 	g.PagedAttention(gout, upload(g, q), gk, gv, seqs, heads, hd, bs)
 	c.PagedAttention(cout, upload(c, q), ck, cv, seqs, heads, hd, bs)
-	got := download(g, gout, rows*width)
-	closeTo(t, "paged attention", got, download(c, cout, rows*width), kernelstest.TolTranscendental)
+	got := download(g, gout, n*width)
+	closeTo(t, "paged attention", got, download(c, cout, n*width), kernelstest.TolTranscendental)
 	for i, s := range seqs {
 		lo, hi := s.Row*width, (s.Row+s.Rows)*width
 		one := s
@@ -233,6 +273,65 @@ func TestPagedAttentionLong(t *testing.T) {
 			if x != got[lo+j] {
 				t.Fatalf("seq %d: batched %g, alone %g at %d", i, got[lo+j], x, j)
 			}
+		}
+	}
+	// Rows 263 and 279 of the prefill chunk as decode steps.
+	for _, pos := range []int{263, 279} {
+		row := 1 + pos - 240
+		one := g.Alloc(width)
+		g.PagedAttention(one, upload(g, q[row*width:(row+1)*width]), gk, gv,
+			[]kernels.Seq{{Rows: 1, Pos: pos, Blocks: seqs[1].Blocks}}, heads, hd, bs)
+		for j, x := range download(g, one, width) {
+			if x != got[row*width+j] {
+				t.Fatalf("decode at %d: %g, the prefill's row %g at %d", pos, x, got[row*width+j], j)
+			}
+		}
+	}
+}
+
+// storeChecked scatters src into the cache c by rows and checks a 16-bit
+// cache's rounding against kernels/dtype (to nearest, ties to even) on its
+// first elements, read back raw (rows must start with row 0).
+func storeChecked(t *testing.T, b *Backend, c kernels.Buffer, src []float32, rows []int32, width int) {
+	t.Helper()
+	b.ScatterRows(c, upload(b, src), rows, width)
+	x := c.(*buffer)
+	if x.dt == 0 {
+		return
+	}
+	raw := make([]uint16, 64)
+	b.enter()
+	err := cu.MemcpyDtoH(unsafe.Pointer(&raw[0]), x.p, int64(2*len(raw)))
+	b.leave()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range raw {
+		want := dtype.F32ToBF16(src[i])
+		if x.dt == kernels.F16 {
+			want = dtype.F32ToF16(src[i])
+		}
+		if h != want {
+			t.Fatalf("%v cache element %d: %#04x, want %#04x (from %g)", x.dt, i, h, want, src[i])
+		}
+	}
+}
+
+// TestAttentionPTXVectorLoads checks the committed PTX: every attention
+// kernel specialised for a head dimension and block size reads keys and
+// values with 16-byte loads.
+func TestAttentionPTXVectorLoads(t *testing.T) {
+	for _, k := range attnKeys() {
+		if k.hd == 0 {
+			continue
+		}
+		_, body, ok := strings.Cut(kernelsPTX, ".entry "+k.name()+"(")
+		if !ok {
+			t.Fatalf("no kernel %s in ptx/kernels.ptx", k.name())
+		}
+		body, _, _ = strings.Cut(body, ".entry ")
+		if n := strings.Count(body, "ld.global.nc.v4.") + strings.Count(body, "ld.global.v4."); n == 0 {
+			t.Errorf("%s: no 16-byte global load in its body", k.name())
 		}
 	}
 }

@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"errors"
+	"fmt"
 
 	"gorgonia.org/cu"
 
@@ -32,13 +33,19 @@ func (b *Backend) Side() kernels.Backend {
 	}
 	b.enter()
 	defer b.leave()
-	s := &Backend{dev: b.dev, ctx: b.ctx, mod: b.mod, fn: b.fn, name: b.name, allocs: b.allocs, root: b}
+	s := &Backend{dev: b.dev, ctx: b.ctx, mod: b.mod, fn: b.fn, name: b.name, sms: b.sms, allocs: b.allocs, root: b}
+	if s.params = newParams(); s.params == nil {
+		panic(fmt.Errorf("%w: no memory for the side stream's launch parameters", ErrCUDA))
+	}
 	var err error
-	s.stream, err = cu.MakeStream(cu.NonBlocking)
-	b.must("create the side stream", err)
+	if s.stream, err = cu.MakeStream(cu.NonBlocking); err != nil {
+		freeParams(s.params)
+		panic(b.fail("create the side stream", err))
+	}
 	if b.blas != nil {
 		if s.blas, err = newCuBLAS(s.stream); err != nil {
 			s.stream.Destroy()
+			freeParams(s.params)
 			panic(b.fail("cuBLAS handle of the side stream", err))
 		}
 	}
@@ -53,9 +60,11 @@ func (b *Backend) releaseView() {
 	if b.blas != nil {
 		b.blas.close()
 	}
-	b.half.free()
+	b.argOut.free()
 	b.attnBuf.free()
+	b.rope.free()
 	b.stage.free()
+	freeParams(b.params)
 	b.stream.Destroy()
 }
 

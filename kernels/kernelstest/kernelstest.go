@@ -35,8 +35,10 @@ func Run(t *testing.T, b kernels.Backend) {
 	t.Run("Embed", func(t *testing.T) { testEmbed(t, b) })
 	t.Run("CopyAddWeight", func(t *testing.T) { testCopyAddWeight(t, b) })
 	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
+	t.Run("AddRMSNorm", func(t *testing.T) { testAddRMSNorm(t, b) })
+	t.Run("ConcatRows", func(t *testing.T) { testConcatRows(t, b) })
 	t.Run("LayerNorm", func(t *testing.T) { testLayerNorm(t, b) })
-	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
+	t.Run("RoPEStore", func(t *testing.T) { testRoPEStore(t, b) })
 	t.Run("Elementwise", func(t *testing.T) { testElementwise(t, b) })
 	t.Run("ScatterGather", func(t *testing.T) { testScatterGather(t, b) })
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
@@ -373,32 +375,6 @@ func testLayerNorm(t *testing.T, b kernels.Backend) {
 	}
 }
 
-func testRoPE(t *testing.T, b kernels.Backend) {
-	r := rnd(8)
-	heads, hd := 3, 10
-	pos := []int32{0, 1, 17, 700, 4095}
-	m := len(pos)
-	x := randVec(r, m*heads*hd)
-	xb := upload(b, x)
-	b.RoPE(xb, pos, heads, hd, 10000)
-	want := make([]float64, len(x))
-	half := hd / 2
-	for i, p := range pos {
-		for h := 0; h < heads; h++ {
-			row := x[(i*heads+h)*hd:]
-			for d := 0; d < half; d++ {
-				a := float64(p) * math.Pow(10000, -float64(2*d)/float64(hd))
-				c, s := math.Cos(a), math.Sin(a)
-				x1, x2 := float64(row[d]), float64(row[d+half])
-				want[(i*heads+h)*hd+d] = x1*c - x2*s
-				want[(i*heads+h)*hd+d+half] = x2*c + x1*s
-			}
-		}
-	}
-	// Angles up to 4095 rad computed in float32 carry ~2e-4 rad of error.
-	check(t, "RoPE", download(b, xb, len(x)), want, 1e-3)
-}
-
 func testElementwise(t *testing.T, b kernels.Backend) {
 	r := rnd(9)
 	n := 1001
@@ -413,7 +389,12 @@ func testElementwise(t *testing.T, b kernels.Backend) {
 	}
 	check(t, "Add", download(b, out, n), want, TolF32)
 
-	b.SiLUMul(out, ab, cb, n)
+	// SiLUMul over 7 rows of gate|up pairs of width 143 (= 1001 / 7).
+	gu := make([]float32, 0, 2*n)
+	for i := 0; i < n; i += 143 {
+		gu = append(append(gu, a[i:i+143]...), c[i:i+143]...)
+	}
+	b.SiLUMul(out, upload(b, gu), 7, 143)
 	for i := range want {
 		g := float64(a[i])
 		want[i] = g / (1 + math.Exp(-g)) * float64(c[i])

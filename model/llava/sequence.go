@@ -77,8 +77,8 @@ func (s *Sequence) Feed(tokens []int32, image engine.Features, chunk int) ([]flo
 		}
 		row += images
 		s.pos += len(part)
-		if len(out) == 1 {
-			logits = slices.Clone(out[0]) // the model reuses out
+		if len(out.Logits) == 1 {
+			logits = slices.Clone(out.Logits[0]) // the model reuses out
 		}
 	}
 	return logits, nil

@@ -21,13 +21,16 @@ type Linear struct {
 	B kernels.Weight // [out], or nil
 }
 
-// TextLayer holds one LLaMA decoder layer (H = hidden, F = FFN size).
+// TextLayer holds one LLaMA decoder layer (H = hidden, F = FFN size). The
+// projections of one input are concatenated at load (Backend.ConcatRows),
+// so each runs as one GEMM.
 type TextLayer struct {
-	AttnNorm   kernels.Weight // [H]   input_layernorm
-	Q, K, V, O kernels.Weight // [H × H] each
-	MLPNorm    kernels.Weight // [H]   post_attention_layernorm
-	Gate, Up   kernels.Weight // [F × H] each
-	Down       kernels.Weight // [H × F]
+	AttnNorm kernels.Weight // [H]   input_layernorm
+	QKV      kernels.Weight // [3H × H]   q_proj, k_proj, v_proj
+	O        kernels.Weight // [H × H]
+	MLPNorm  kernels.Weight // [H]   post_attention_layernorm
+	GateUp   kernels.Weight // [2F × H]   gate_proj, up_proj
+	Down     kernels.Weight // [H × F]
 }
 
 // Weights are all tensors of a LLaVA-1.5 model, uploaded to a backend

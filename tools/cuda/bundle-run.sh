@@ -8,7 +8,9 @@
 #               golden forwards (tests/run.sh)
 #   checkpoint  a random-weight checkpoint of the 13b preset in /dev/shm
 #               (pancap model generate)
-#   load        pancap serve --device cuda on it, until SERVING
+#   load        pancap serve --device cuda --kv-cache-dtype float16 on it,
+#               until SERVING (the 16-bit KV cache: half the bytes a decode
+#               step reads, the tensor-core attention kernels)
 #   bench       pancap bench at concurrency 1, 8 and 32, output lengths
 #               150/200/60/450 per stage (SA-Pancap-like)
 #   hf          the authors' procedure in transformers on the same
@@ -92,7 +94,7 @@ fi
 step tests "$b_tests" "$here/tests/run.sh" "${tests[@]}"
 if step checkpoint "$b_ckpt" "$pancap" model generate --preset "$preset" --out "$ckpt"; then
 	timeout $((b_load + b_bench + 30)) "$pancap" serve --device cuda --model "$ckpt/llava" --addr "$addr" \
-		--log-level warn 2>"$OUT/serve.log" &
+		--kv-cache-dtype float16 --log-level warn 2>"$OUT/serve.log" &
 	server=$!
 	if step load "$b_load" "$pancap" health --addr "$addr" --wait "${b_load}s"; then
 		step bench "$b_bench" "$pancap" bench --addr "$addr" "${bench[@]}" --max-duration "$((b_bench - 10))s" \
@@ -147,7 +149,7 @@ IFS=, read -r card driver memory <<<"$gpu"
 		echo "| $name | $status | $secs | $budget |"
 	done <"$OUT/steps.tsv"
 	echo
-	echo "## Bench ($preset preset, --device cuda)"
+	echo "## Bench ($preset preset, --device cuda --kv-cache-dtype float16)"
 	echo
 	echo '```'
 	cat "$OUT/bench.log" 2>/dev/null

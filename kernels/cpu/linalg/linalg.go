@@ -140,10 +140,11 @@ func (g *gemmShape) check(out, x []float32, wlen int) (done bool) {
 	return g.m == 0 || g.n == 0 || g.k == 0
 }
 
-// matMul runs a product parallel over the pool's workers by column units,
-// or on the caller alone when it is small or the workers are busy.
-func matMul(out, x []float32, w weights, wlen, m, n, k int) {
-	g := gemmShape{m: m, n: n, k: k, ldo: n, ldx: k, ldw: k}
+// matMul runs a product with output row stride ldo parallel over the
+// pool's workers by column units, or on the caller alone when it is small
+// or the workers are busy.
+func matMul(out []float32, ldo int, x []float32, w weights, wlen, m, n, k int) {
+	g := gemmShape{m: m, n: n, k: k, ldo: ldo, ldx: k, ldw: k}
 	if g.check(out, x, wlen) {
 		return
 	}
@@ -163,20 +164,31 @@ func matMul(out, x []float32, w weights, wlen, m, n, k int) {
 // MatMulF32 computes out[m×n] = x[m×k] · w[n×k]ᵀ, parallel over the
 // package's workers (see Parallel; called while they are busy, it runs on
 // the caller alone, with the same result).
-func MatMulF32(out, x, w []float32, m, n, k int) {
-	matMul(out, x, weights{wt: wF32, f32: w}, len(w), m, n, k)
-}
+func MatMulF32(out, x, w []float32, m, n, k int) { MatMulF32To(out, n, x, w, m, n, k) }
 
 // MatMulBF16 computes out[m×n] = x[m×k] · w[n×k]ᵀ with w in bfloat16,
 // widened exactly to fp32 (x is not rounded), like MatMulF32.
-func MatMulBF16(out, x []float32, w []uint16, m, n, k int) {
-	matMul(out, x, weights{wt: wBF16, u16: w}, len(w), m, n, k)
-}
+func MatMulBF16(out, x []float32, w []uint16, m, n, k int) { MatMulBF16To(out, n, x, w, m, n, k) }
 
 // MatMulF16 computes out[m×n] = x[m×k] · w[n×k]ᵀ with w in IEEE float16,
 // widened exactly to fp32, like MatMulF32.
-func MatMulF16(out, x []float32, w []uint16, m, n, k int) {
-	matMul(out, x, weights{wt: wF16, u16: w}, len(w), m, n, k)
+func MatMulF16(out, x []float32, w []uint16, m, n, k int) { MatMulF16To(out, n, x, w, m, n, k) }
+
+// MatMulF32To is MatMulF32 into rows of stride ldo ≥ n: out[i*ldo+j] for
+// j < n, the columns of a wider product whose other weight rows live
+// elsewhere (every element bit for bit what MatMulF32 gives).
+func MatMulF32To(out []float32, ldo int, x, w []float32, m, n, k int) {
+	matMul(out, ldo, x, weights{wt: wF32, f32: w}, len(w), m, n, k)
+}
+
+// MatMulBF16To is MatMulBF16 into rows of stride ldo, like MatMulF32To.
+func MatMulBF16To(out []float32, ldo int, x []float32, w []uint16, m, n, k int) {
+	matMul(out, ldo, x, weights{wt: wBF16, u16: w}, len(w), m, n, k)
+}
+
+// MatMulF16To is MatMulF16 into rows of stride ldo, like MatMulF32To.
+func MatMulF16To(out []float32, ldo int, x []float32, w []uint16, m, n, k int) {
+	matMul(out, ldo, x, weights{wt: wF16, u16: w}, len(w), m, n, k)
 }
 
 // GemmF32 computes out[i*ldo+j] = Σ_p x[i*ldx+p]·w[j*ldw+p] for i < m,

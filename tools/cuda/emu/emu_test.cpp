@@ -97,8 +97,9 @@ static void testNorms() {
   auto x = randv(m * width), add = randv(m * width);
   W w = makeW(DT_BF16, randv(width)), b = makeW(DT_F32, randv(width));
   std::vector<float> out(m * width), xs = x;
+  std::vector<uint16_t> hout(m * width);
   emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
-             [&] { rmsnorm(out.data(), xs.data(), add.data(), w.p(), w.dt, width, 1e-5f); });
+             [&] { rmsnorm(out.data(), xs.data(), add.data(), w.p(), w.dt, width, 1e-5f, hout.data(), DT_F16); });
   std::vector<double> want(m * width), resid(m * width);
   for (int i = 0; i < m; i++) {
     double ss = 0;
@@ -111,6 +112,9 @@ static void testNorms() {
   }
   check("rmsnorm fused residual (x += add)", xs.data(), resid, 1e-6);
   check("rmsnorm fused", out.data(), want, 2e-5);
+  bool same = true;
+  for (int i = 0; i < m * width; i++) same &= hout[i] == __float2half_rn(out[i]).x;
+  expect(same, "rmsnorm's 16-bit copy of out");
 
   for (auto &v : x) v += 3;
   emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1},
@@ -142,6 +146,11 @@ static void testNorms() {
   int32_t ids[2];
   emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
   expect(ids[0] == 417 && ids[1] == 3, "argmax (ties to the lowest index)");
+  lg[1000 + 700] = NAN;
+  lg[1000 + 900] = NAN;
+  std::fill(lg.begin(), lg.begin() + 1000, -INFINITY);
+  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
+  expect(ids[0] == 0 && ids[1] == 700, "argmax (all -inf: 0; the first NaN wins, as sample.Argmax)");
 }
 
 static void testElementwise() {
@@ -149,21 +158,40 @@ static void testElementwise() {
   auto a = randv(n), c = randv(n);
   std::vector<float> out(n);
   std::vector<double> want(n);
-  const char *names[] = {"add", "silu_mul", "gelu", "quick_gelu"};
-  for (int op = 0; op < 4; op++) {
+  const char *names[] = {"add", "gelu", "quick_gelu"};
+  for (int op = 0; op < 3; op++) {
     emu_launch(dim3{(unsigned)((n + 255) / 256), 1, 1}, dim3{256, 1, 1},
                [&] { elementwise(out.data(), a.data(), c.data(), n, op); });
     for (long i = 0; i < n; i++) {
       double v = a[i];
       switch (op) {
         case 0: want[i] = v + c[i]; break;
-        case 1: want[i] = v / (1 + std::exp(-v)) * c[i]; break;
-        case 2: want[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
+        case 1: want[i] = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))); break;
         default: want[i] = v / (1 + std::exp(-1.702 * v));
       }
     }
     check((std::string("elementwise ") + names[op]).c_str(), out.data(), want, 5e-5);
   }
+
+  // silu_mul over 7 rows of gate|up of width 143, with its bf16 copy.
+  int rows = 7, width = 143;
+  std::vector<float> gu(2 * n);
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < width; j++) {
+      gu[2 * r * width + j] = a[r * width + j];
+      gu[(2 * r + 1) * width + j] = c[r * width + j];
+    }
+  std::vector<uint16_t> h(n);
+  emu_launch(dim3{(unsigned)((n + 255) / 256), 1, 1}, dim3{256, 1, 1},
+             [&] { silu_mul(out.data(), gu.data(), width, n, h.data(), DT_BF16); });
+  bool same = true;
+  for (long i = 0; i < n; i++) {
+    double v = a[i];
+    want[i] = v / (1 + std::exp(-v)) * c[i];
+    same &= h[i] == __float2bfloat16_rn(out[i]).x;
+  }
+  check("silu_mul", out.data(), want, 5e-5);
+  expect(same, "silu_mul's bf16 copy of out");
 }
 
 static void testGathers() {
@@ -199,32 +227,58 @@ static void testGathers() {
 }
 
 static void testRoPE() {
-  int heads = 3, hd = 10, half = hd / 2;
-  int32_t pos[] = {0, 1, 17, 700, 4095};
+  int heads = 3, hd = 10, half = hd / 2, w = heads * hd;
+  int32_t pos[] = {0, 1, 17, 700, 4095}, slots[] = {6, 0, 2, 5, 3};
   int m = 5;
-  auto x = randv(m * heads * hd);
-  auto x0 = x;
-  std::vector<float> inv(half);
-  for (int d = 0; d < half; d++) inv[d] = 1 / (float)std::pow(10000.0, (double)((float)(2 * d) / (float)hd));
-  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{64, 1, 1}, [&] { rope(x.data(), pos, inv.data(), heads, hd); });
-  std::vector<double> want(x.size());
-  for (int i = 0; i < m; i++)
+  auto qkv = randv(m * 3 * w);
+  std::vector<float> q(m * w), kc(8 * w), vc(8 * w), cs(4096 * hd);
+  for (int p = 0; p < 4096; p++)
+    for (int d = 0; d < half; d++) {
+      float f = 1 / (float)std::pow(10000.0, (double)((float)(2 * d) / (float)hd));
+      double a = (float)p * f;
+      cs[p * hd + d] = (float)std::cos(a);
+      cs[p * hd + half + d] = (float)std::sin(a);
+    }
+  emu_launch(dim3{(unsigned)m, 1, 1}, dim3{128, 1, 1}, [&] {
+    rope_store(q.data(), kc.data(), vc.data(), DT_F32, qkv.data(), pos, slots, cs.data(), heads, hd);
+  });
+  std::vector<double> wq(m * w), wk(m * w), wv(m * w);
+  std::vector<float> gk(m * w), gv(m * w);
+  for (int i = 0; i < m; i++) {
+    const float *row = &qkv[i * 3 * w];
     for (int h = 0; h < heads; h++)
       for (int d = 0; d < half; d++) {
         double a = pos[i] * std::pow(10000.0, -2.0 * d / hd), c = std::cos(a), s = std::sin(a);
-        double x1 = x0[(i * heads + h) * hd + d], x2 = x0[(i * heads + h) * hd + d + half];
-        want[(i * heads + h) * hd + d] = x1 * c - x2 * s;
-        want[(i * heads + h) * hd + d + half] = x2 * c + x1 * s;
+        int x = h * hd + d, y = x + half;
+        wq[i * w + x] = row[x] * c - row[y] * s;
+        wq[i * w + y] = row[y] * c + row[x] * s;
+        wk[i * w + x] = row[w + x] * c - row[w + y] * s;
+        wk[i * w + y] = row[w + y] * c + row[w + x] * s;
       }
-  check("rope", x.data(), want, 1e-3);
+    for (int j = 0; j < w; j++) {
+      wv[i * w + j] = row[2 * w + j];
+      gk[i * w + j] = kc[slots[i] * w + j];
+      gv[i * w + j] = vc[slots[i] * w + j];
+    }
+  }
+  check("rope_store q", q.data(), wq, 1e-3);
+  check("rope_store k", gk.data(), wk, 1e-3);
+  check("rope_store v", gv.data(), wv, 0);
 }
 
-// Plan mirrors attention.go's attnPlan.add.
+// Plan mirrors attention.go's attnPlan.add (attnGeom.part with sms
+// multiprocessors, block size align).
 struct Plan {
+  int heads, align, sms;
   std::vector<AttnSeq> seqs;
   std::vector<AttnWork> work;
   std::vector<AttnRow> rows;
   std::vector<int32_t> blocks;
+  int part(int keys) const {
+    int p = std::max((keys * heads + 2 * sms - 1) / (2 * sms), 64);
+    if (align > APMAX) return APMAX;
+    return std::min((p + align - 1) / align * align, APMAX / align * align);
+  }
   void add(int row, int n, int pos, int nkeys, const std::vector<int32_t> *blk, int keyBase, bool causal) {
     int si = seqs.size(), off = -1;
     if (blk) {
@@ -232,22 +286,30 @@ struct Plan {
       blocks.insert(blocks.end(), blk->begin(), blk->end());
     }
     seqs.push_back({row, n, pos, nkeys, off, keyBase});
-    for (int t0 = 0; t0 < n; t0 += AQ) {
-      int nr = std::min(AQ, n - t0), kmax = causal ? pos + t0 + nr : nkeys;
-      int w0 = work.size(), splits = 0;
-      for (int k0 = 0; k0 < kmax; k0 += ASPLIT, splits++) work.push_back({si, row + t0, nr, k0, std::min(k0 + ASPLIT, kmax)});
-      for (int r = 0; r < nr; r++) rows.push_back({row + t0 + r, w0, splits, r});
+    auto keys = [&](int t) { return causal ? pos + t + 1 : nkeys; };
+    for (int t0 = 0; t0 < n;) {
+      int pt = part(keys(t0)), t1 = t0 + 1;
+      while (t1 < n && t1 - t0 < AR && part(keys(t1)) == pt) t1++;
+      int kmax = keys(t1 - 1), w0 = work.size();
+      for (int k0 = 0; k0 < kmax; k0 += pt) work.push_back({si, row + t0, t1 - t0, k0, std::min(k0 + pt, kmax), pt});
+      for (int t = t0; t < t1; t++)
+        if (int ns = (keys(t) + pt - 1) / pt; ns > 1) rows.push_back({row + t, w0, ns, t - t0});
+      t0 = t1;
     }
   }
-  void run(float *out, const float *q, const float *k, const float *v, int heads, int hd, int bs, bool causal) {
-    std::vector<float> part(work.size() * AQ * heads * (hd + 2));
+  // run runs kernel k (an attn_* instance) and attn_combine.
+  template <class KV>
+  void run(void (*k)(ATTN_PARAMS(KV)), float *out, const float *q, const KV *kc, const KV *vc, int hd, int bs,
+           bool causal) {
+    std::vector<float> part(work.size() * AR * heads * (hd + 2));
     if (blocks.empty()) blocks.push_back(0);
     float scale = 1 / std::sqrt((float)hd);
-    emu_launch(dim3{(unsigned)work.size(), (unsigned)heads, 1}, dim3{128, 1, 1}, [&] {
-      attn_partial(part.data(), q, k, v, seqs.data(), work.data(), blocks.data(), heads, hd, bs, causal, scale);
+    emu_launch(dim3{(unsigned)work.size(), (unsigned)heads, 1}, dim3{AT, 1, 1}, [&] {
+      k(out, part.data(), q, kc, vc, seqs.data(), work.data(), blocks.data(), heads, hd, bs, causal, scale);
     });
-    emu_launch(dim3{(unsigned)rows.size(), (unsigned)heads, 1}, dim3{(unsigned)std::min(128, (hd + 31) & ~31), 1, 1},
-               [&] { attn_combine(out, part.data(), rows.data(), heads, hd); });
+    if (!rows.empty())
+      emu_launch(dim3{(unsigned)rows.size(), (unsigned)heads, 1}, dim3{(unsigned)std::min(128, (hd + 31) & ~31), 1, 1},
+                 [&] { attn_combine(out, part.data(), rows.data(), heads, hd); });
   }
 };
 
@@ -272,8 +334,13 @@ static void refAttn(std::vector<double> &out, size_t o, const float *q, const st
   }
 }
 
-static void testPagedAttention() {
-  int heads = 2, hd = 40, bs = 16, nBlocks = 64, width = heads * hd;
+// testPagedAttention runs a decode row at position 300, a 40-row prefill
+// chunk at 240 and a fresh 20-row prefill through kernel k (head dimension
+// hd, block size 16, float32 cache) with partitions sized for sms
+// multiprocessors, against the reference, and each sequence alone against
+// the batch (bitwise).
+static void testPagedAttention(void (*k)(ATTN_PARAMS(float)), int hd, int sms, const char *name) {
+  int heads = 2, bs = 16, nBlocks = 64, width = heads * hd;
   auto kc = randv(nBlocks * bs * width), vc = randv(nBlocks * bs * width);
   std::vector<int> perm(nBlocks);
   for (int i = 0; i < nBlocks; i++) perm[i] = i;
@@ -289,9 +356,9 @@ static void testPagedAttention() {
   int rows = 61;
   auto q = randv(rows * width);
   std::vector<float> out(rows * width);
-  Plan p;
+  Plan p{heads, bs, sms};
   for (auto &s : ss) p.add(s.row, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
-  p.run(out.data(), q.data(), kc.data(), vc.data(), heads, hd, bs, true);
+  p.run(k, out.data(), q.data(), kc.data(), vc.data(), hd, bs, true);
   std::vector<double> want(rows * width);
   for (auto &s : ss)
     for (int r = 0; r < s.rows; r++) {
@@ -304,12 +371,12 @@ static void testPagedAttention() {
       }
       refAttn(want, (size_t)(s.row + r) * width, &q[(s.row + r) * width], keys, vals, nk, heads, hd);
     }
-  check("paged attention (split-K over 256-key ranges, hd 40)", out.data(), want, 5e-5);
+  check(name, out.data(), want, 5e-5);
   for (auto &s : ss) {
-    Plan one;
+    Plan one{heads, bs, sms};
     one.add(0, s.rows, s.pos, s.pos + s.rows, &s.blocks, 0, true);
     std::vector<float> alone(s.rows * width);
-    one.run(alone.data(), &q[s.row * width], kc.data(), vc.data(), heads, hd, bs, true);
+    one.run(k, alone.data(), &q[s.row * width], kc.data(), vc.data(), hd, bs, true);
     expect(memcmp(alone.data(), &out[s.row * width], 4 * alone.size()) == 0, "paged attention: alone == batched (bitwise)");
   }
 }
@@ -318,9 +385,9 @@ static void testDenseAttention() {
   int seqs = 2, seqLen = 37, heads = 2, hd = 128, width = heads * hd, n = seqs * seqLen * width;
   auto q = randv(n), k = randv(n), v = randv(n);
   std::vector<float> out(n);
-  Plan p;
+  Plan p{heads, 1, 1};
   for (int s = 0; s < seqs; s++) p.add(s * seqLen, seqLen, 0, seqLen, nullptr, s * seqLen, false);
-  p.run(out.data(), q.data(), k.data(), v.data(), heads, hd, 1, false);
+  p.run(attn_f32_128_16, out.data(), q.data(), k.data(), v.data(), hd, 1, false);
   std::vector<double> want(n);
   for (int s = 0; s < seqs; s++) {
     std::vector<const float *> keys, vals;
@@ -341,7 +408,9 @@ int main() {
   testGathers();
   testRoPE();
   testDenseAttention();
-  testPagedAttention();
+  testPagedAttention(attn_f32_any, 40, 1, "paged attention (generic kernel, hd 40)");
+  testPagedAttention(attn_f32_128_16, 128, 1, "paged attention (hd 128, block 16, 512-key partitions)");
+  testPagedAttention(attn_f32_128_16, 128, 132, "paged attention (hd 128, block 16, 64-key partitions)");
   if (failures) {
     printf("%d FAILED\n", failures);
     return 1;

@@ -4,7 +4,9 @@
 # golden checkpoint on the CPU and on "CUDA", captions testdata/images/
 # shapes.png through each with `pancap caption --json`, and fails unless the
 # two captions and every stage's text equal each other and the authors'
-# reference run (testdata/golden/chain-tiny-shapes.json). Then two faults:
+# reference run (testdata/golden/chain-tiny-shapes.json); serves it on
+# "CUDA" with --kv-cache-dtype float16 too, which must caption all four
+# stages (rounded keys and values may change tokens). Then two faults:
 # a device too small for the model (PANCAP_CUEMU_MEM) must end serve with a
 # clear out-of-memory error, not a panic; a sticky error mid-chain
 # (PANCAP_CUEMU_FAIL=sticky:N) must fail the call in flight with UNAVAILABLE
@@ -29,13 +31,15 @@ maxnew=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_ne
 port=
 
 # serve DEV NAME [VAR=VALUE…]: start pancap serve on the tiny checkpoint in
-# the background (pid, port; stderr in $tmp/NAME.log).
+# the background (pid, port; stderr in $tmp/NAME.log), with the flags of
+# the array extra.
+extra=()
 serve() {
 	local dev=$1 name=$2
 	shift 2
 	port=$((20000 + RANDOM % 20000))
 	env "$@" "$bin" serve --addr "127.0.0.1:$port" --model testdata/checkpoints/tiny/llava --device "$dev" \
-		--log-level error 2>"$tmp/$name.log" &
+		--log-level error "${extra[@]}" 2>"$tmp/$name.log" &
 	pid=$!
 }
 
@@ -51,22 +55,26 @@ caption() {
 	"$bin" caption --addr "127.0.0.1:$port" --json --max-new-tokens "$maxnew" testdata/images/shapes.png
 }
 
-for dev in cpu cuda; do
-	serve "$dev" "$dev" PANCAP_CUEMU_STATS="$tmp/$dev-stats.json"
+for name in cpu cuda cuda-f16; do
+	dev=${name%-f16}
+	extra=()
+	[[ $name == *-f16 ]] && extra=(--kv-cache-dtype float16)
+	serve "$dev" "$name" PANCAP_CUEMU_STATS="$tmp/$name-stats.json"
 	if ! "$bin" health --addr "127.0.0.1:$port" --wait 120s >/dev/null; then
-		echo "serve-check: pancap serve --device $dev never became SERVING:" >&2
-		cat "$tmp/$dev.log" >&2
+		echo "serve-check: pancap serve --device $dev ${extra[*]} never became SERVING:" >&2
+		cat "$tmp/$name.log" >&2
 		exit 1
 	fi
-	caption >"$tmp/$dev.json"
+	caption >"$tmp/$name.json"
 	kill -TERM "$pid"
 	ended
 	if [[ $rc != 0 ]]; then
-		echo "serve-check: pancap serve --device $dev did not exit cleanly on SIGTERM:" >&2
-		cat "$tmp/$dev.log" >&2
+		echo "serve-check: pancap serve --device $dev ${extra[*]} did not exit cleanly on SIGTERM:" >&2
+		cat "$tmp/$name.log" >&2
 		exit 1
 	fi
 done
+extra=()
 
 # A device too small for the weights: a clear error, exit status 1.
 serve cuda oom PANCAP_CUEMU_MEM=400000
@@ -97,9 +105,10 @@ if [[ $rc != 3 ]]; then
 fi
 echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with UNAVAILABLE naming the lost device, exit 3"
 
-python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" <<'PY'
+python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" "$tmp/cuda-f16.json" <<'PY'
 import json, sys
 golden, cpu, gpu = (json.load(open(p)) for p in sys.argv[1:4])
+f16 = json.load(open(sys.argv[5]))
 want = [s["text"] for s in golden["stages"]]
 ok = True
 for name, got in (("cpu", cpu), ("cuda", gpu)):
@@ -107,6 +116,12 @@ for name, got in (("cpu", cpu), ("cuda", gpu)):
     if texts != want or got["caption"] != golden["caption"]:
         print(f"serve-check: {name} stages {texts!r}\n caption {got['caption']!r}\n want {want!r}\n caption {golden['caption']!r}", file=sys.stderr)
         ok = False
+f16_texts = [s["text"] for s in f16["stages"]]
+if len(f16_texts) != 4 or not all(f16_texts) or not f16["caption"]:
+    print(f"serve-check: cuda --kv-cache-dtype float16: stages {f16_texts!r} caption {f16['caption']!r}", file=sys.stderr)
+    ok = False
+else:
+    print(f"serve-check: cuda --kv-cache-dtype float16 captioned all four stages ({'the reference' if f16_texts == want else 'not the reference'}'s texts)")
 stats = json.load(open(sys.argv[4]))
 print(f"serve-check: pancap serve --device cuda (emulated) captioned {golden['image']} as the reference and the CPU did; driver calls: {stats}")
 sys.exit(0 if ok else 1)

@@ -16,7 +16,10 @@ cxx=${CXX:-g++}
 mkdir -p "$out/obj"
 out=$(cd "$out" && pwd)
 
-perl -0ne 'while (/extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)\s*\(/g) { print "CUEMU_KERNEL($1)\n" }' \
+# Kernels are `extern "C" __global__ void name(` or, for the attention
+# kernels' template instances, a line `ATTN_KERNEL(name, …)` or
+# `ATTN_TC_KERNEL(name, …)`.
+perl -0ne 'while (/extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(?!__launch_bounds__\b)(\w+)\s*\(|^ATTN_(?:TC_)?KERNEL\((\w+),/mg) { print "CUEMU_KERNEL(", $1 // $2, ")\n" }' \
 	"$root/kernels/cuda/kernels.cu" >"$out/obj/kernels_list.h"
 flags=(-std=c++20 -O2 -fPIC -U_FORTIFY_SOURCE -Wall -Wno-unknown-pragmas -Wno-unused-function -pthread)
 "$cxx" "${flags[@]}" -I"$here/../include" -I"$out/obj" -include emu.h -c -o "$out/obj/kernels.o" "$here/kernels.cpp"

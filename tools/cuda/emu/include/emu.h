@@ -1,6 +1,7 @@
 // emu.h — a CPU emulation of the small part of CUDA that kernels/cuda/kernels.cu
 // uses, so its kernels' logic can be tested without a GPU (tools/cuda/emu/run.sh)
-// and run by the emulated driver (tools/cuda/emu/driver).
+// and run by the emulated driver (tools/cuda/emu/driver); mma.h beside it
+// emulates the tensor-core fragments (nvcuda::wmma).
 //
 // Every CUDA thread of a block is a fiber (its own stack) on the calling OS
 // thread; the fibers of a block take turns, switching only at __syncthreads
@@ -29,6 +30,7 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -153,10 +155,28 @@ inline int __shfl_xor_sync(unsigned, int v, int o) {
   return (int)emu_shfl((uint32_t)v, (emu_tid() & 31) ^ o);
 }
 inline float __shfl_sync(unsigned, float v, int src) { return emu_float(emu_shfl(emu_bits(v), src)); }
+inline void __syncwarp() { emu_wait(emu_s.warps[emu_tid() >> 5]); }
+
+// 16-byte vector types and the read-only-cache load, as CUDA's.
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+template <class T>
+inline T __ldg(const T *p) {
+  return *p;
+}
 
 inline int min(int a, int b) { return a < b ? a : b; }
 inline long min(long a, long b) { return a < b ? a : b; }
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
+// The round-to-nearest float intrinsics (never contracted into an fma on a
+// GPU; plain float arithmetic here, which g++ does not contract for x86-64).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 
 // emu_launch runs f for every thread of every block of grid (2-D grids and
 // blocks; z is 1).
