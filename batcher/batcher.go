@@ -769,17 +769,13 @@ func (b *Batcher) forward() {
 	if b.deviceLost(err) {
 		return
 	}
-	wantRows, wantIDs := 0, 0
+	want := 0 // every chunk's rows come back picked (chunk, verifyChunk)
 	for _, c := range chunks {
-		if c.Greedy {
-			wantIDs += c.LogitRows()
-		} else {
-			wantRows += c.LogitRows()
-		}
+		want += c.LogitRows()
 	}
-	if err == nil && (len(out.Logits) != wantRows || len(out.Tokens) != wantIDs) {
-		err = fmt.Errorf("engine returned %d logit rows and %d token ids for %d and %d requested",
-			len(out.Logits), len(out.Tokens), wantRows, wantIDs)
+	if err == nil && (len(out.Logits) != 0 || len(out.Tokens) != want) {
+		err = fmt.Errorf("engine returned %d logit rows and %d token ids for %d token ids requested",
+			len(out.Logits), len(out.Tokens), want)
 	}
 	if err != nil {
 		for _, s := range seqs {
@@ -787,22 +783,19 @@ func (b *Batcher) forward() {
 		}
 		return
 	}
+	ids := out.Tokens
 	for i, c := range chunks {
 		s := seqs[i]
-		p := picks{sampler: s.sampler}
-		if n := c.LogitRows(); c.Greedy {
-			p.ids, out.Tokens = out.Tokens[:n], out.Tokens[n:]
-		} else {
-			p.rows, out.Logits = out.Logits[:n], out.Logits[n:]
-		}
+		picked := ids[:c.LogitRows()]
+		ids = ids[len(picked):]
 		if c.AllLogits {
-			b.verify(s, c.Tokens, p)
+			b.verify(s, c.Tokens, picked)
 			continue
 		}
 		b.kv.Append(s.kv, c.Tokens, b.cfg.ChainReuse)
 		s.computed += len(c.Tokens)
 		if c.Logits {
-			b.onToken(s, p.next(0))
+			b.onToken(s, picked[0])
 		}
 	}
 }
@@ -817,25 +810,6 @@ func (b *Batcher) awaitFeatures(order []*request) {
 			return
 		}
 	}
-}
-
-// picks are the tokens of a chunk's logit rows, in order: the ids the
-// engine picked (a Greedy chunk), or draws of the sequence's sampler from
-// the rows, made only as far as they are asked for (a verification stops at
-// the first rejected draft token, and a seeded sampler's stream must not
-// advance further).
-type picks struct {
-	ids     []int32
-	rows    [][]float32
-	sampler *sample.Sampler
-}
-
-// next returns the token of row j.
-func (p picks) next(j int) int32 {
-	if p.ids != nil {
-		return p.ids[j]
-	}
-	return p.sampler.Next(p.rows[j])
 }
 
 // sharedPrefill looks, for a sequence about to start its prefill, for a
@@ -870,7 +844,9 @@ func (b *Batcher) sharedPrefill(r *request) (wait, rematch bool) {
 	return false, rematch
 }
 
-// chunk returns the next n tokens of s as a Chunk.
+// chunk returns the next n tokens of s as a Chunk: its last row, when it
+// has one, picked by the engine (Greedy, or a Sample at the next number of
+// s's stream).
 func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 	c := engine.Chunk{
 		Blocks: s.kv.Blocks(),
@@ -878,6 +854,11 @@ func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
 		Tokens: s.tokens[s.computed : s.computed+n],
 		Logits: s.computed+n == len(s.tokens),
 		Greedy: s.sampler.Params().Greedy(),
+	}
+	if c.Logits && !c.Greedy {
+		p := s.sampler.Params()
+		s.draw = engine.Sampling{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, U: s.sampler.Uniform()}
+		c.Sample = &s.draw
 	}
 	if s.imgAt >= 0 {
 		// Image rows of positions [lo, hi) of the chunk.

@@ -50,9 +50,11 @@
 // livelock. Speculative drafts never preempt: without free blocks a sequence
 // decodes plainly.
 //
-// Greedy sequences ask the engine for token ids instead of logit rows
-// (engine.Chunk.Greedy; on a GPU the pick runs there and 4 bytes a sequence
-// come back); sampling sequences get their rows and draw with their sampler.
+// The engine picks every token: greedy sequences ask for their argmax
+// (engine.Chunk.Greedy), sampling ones for a draw (engine.Chunk.Sample) at
+// the next number of their sampler's seeded stream (sample.Sampler.Uniform),
+// which the engine picks at by sample.Picker's rule; on a GPU the pick runs
+// there and 4 bytes a sequence come back instead of a row of logits.
 // A panic in the loop fails the admitted requests with ErrInternal, empties
 // the KV pool and restarts the loop; queued requests are kept.
 //

@@ -67,6 +67,7 @@ type fakeEngine struct {
 	spec engine.Spec
 
 	mu     sync.Mutex
+	picker sample.Picker  // the picks of Sample chunks
 	kv     [][]kvEntry    // [blocks][block size]
 	starts map[string]int // chunks at position 0, by their first 8 tokens: a sequence's (re)computations
 
@@ -274,9 +275,13 @@ func (e *fakeEngine) Forward(batch []engine.Chunk) (engine.Output, error) {
 			if err != nil {
 				return engine.Output{}, err
 			}
-			if c.Greedy { // as an engine picking on its device
+			switch { // as an engine picking on its device
+			case c.Greedy:
 				out.Tokens = append(out.Tokens, sample.Argmax(logits))
-			} else {
+			case c.Sample != nil:
+				p := c.Sample
+				out.Tokens = append(out.Tokens, e.picker.Pick(logits, sample.Params{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP}, p.U))
+			default:
 				out.Logits = append(out.Logits, logits)
 			}
 		}

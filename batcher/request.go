@@ -65,6 +65,7 @@ type seq struct {
 	cached    int  // prompt tokens served by the prefix cache at stage start
 	kv        *kvcache.Seq
 	sampler   *sample.Sampler
+	draw      engine.Sampling // the engine's draw of the latest sampled token (chunk)
 	det       *detok
 	spec      *drafter // speculation state; nil when the sequence does not speculate
 	maxNew    int

@@ -285,16 +285,16 @@ func (b *Batcher) verifyChunk(s *seq, spare int, cost float64) (engine.Chunk, bo
 		Greedy: s.sampler.Params().Greedy()}, true
 }
 
-// verify consumes the picks of a verification chunk of s (its last token
-// and a draft, one row each): the draft's longest prefix that the sampler
-// (or the engine's greedy pick) reproduces is accepted, the blocks reserved for the rejected rest are
+// verify consumes the engine's greedy picks of a verification chunk of s
+// (its last token and a draft, one row each): the draft's longest prefix
+// that the picks reproduce is accepted, the blocks reserved for the rejected rest are
 // released, and the accepted tokens and the one after them are emitted one
 // by one, as decoding them step by step would have.
-func (b *Batcher) verify(s *seq, tokens []int32, p picks) {
+func (b *Batcher) verify(s *seq, tokens []int32, picked []int32) {
 	drafted := len(tokens) - 1
 	ids := make([]int32, 0, len(tokens))
 	for j := range tokens {
-		id := p.next(j)
+		id := picked[j]
 		ids = append(ids, id)
 		if len(ids) > drafted || id != tokens[len(ids)] {
 			break

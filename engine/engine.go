@@ -88,19 +88,38 @@ type Chunk struct {
 	// pick of a sequence sampling at temperature 0). An engine on an
 	// accelerator picks them there and reads back one id per row.
 	Greedy bool
+	// Sample returns the chunk's one logit row (Logits, neither AllLogits
+	// nor Greedy) as a sampled token id (Output.Tokens) instead of a logit
+	// row. An engine on an accelerator samples there and reads back the
+	// id alone.
+	Sample *Sampling
+}
+
+// Sampling is the draw of a Sample chunk: sample.Picker's rule
+// (temperature, top-k, top-p, then the softmax of what is left) at these
+// parameters, the draw falling at U.
+type Sampling struct {
+	Temperature float32 // > 0
+	TopK        int     // 0: off
+	TopP        float32 // 0 or 1: off
+	U           float64 // in [0, 1): the sequence's next random number (sample.Sampler.Uniform)
 }
 
 // Output is what Forward returns for a batch: every chunk's LogitRows, in
-// batch order, as logit rows ([VocabSize]) in Logits for the chunks
-// without Greedy and as token ids in Tokens for the Greedy ones. It is the
-// engine's memory, valid until its next Forward, which may reuse it.
+// batch order, as token ids in Tokens for the Greedy and Sample chunks and
+// as logit rows ([VocabSize]) in Logits for the others. It is the engine's
+// memory, valid until its next Forward, which may reuse it.
 type Output struct {
 	Logits [][]float32
 	Tokens []int32
 }
 
-// LogitRows is the number of logit rows (or, for a Greedy chunk, token
-// ids) Forward returns for c.
+// Picked reports whether Forward returns c's rows as token ids (a Greedy
+// or Sample chunk) rather than logit rows.
+func (c *Chunk) Picked() bool { return c.Greedy || c.Sample != nil }
+
+// LogitRows is the number of logit rows (or, for a Greedy or Sample
+// chunk, token ids) Forward returns for c.
 func (c *Chunk) LogitRows() int {
 	switch {
 	case c.AllLogits:

@@ -87,6 +87,18 @@ type Event interface {
 	Free()
 }
 
+// Draw is how a backend that picks tokens on its device (an optional
+// method of the CUDA backend, Pick) picks one row: Temperature 0 is greedy
+// (sample.Argmax's rule), anything else sample.Picker's rule at U. Its
+// layout is the device's (24 bytes; kernels.cu's Draw).
+type Draw struct {
+	Temperature float32
+	TopK        int32   // 0: off
+	TopP        float32 // 0 or 1: off
+	_           int32
+	U           float64 // where the draw falls, in [0, 1)
+}
+
 // Seq describes one sequence of a paged-attention call: its query rows are
 // Rows consecutive rows starting at Row, at positions Pos, Pos+1, …; its keys
 // and values live in the KV cache blocks of Blocks (block i holds positions

@@ -12,25 +12,16 @@ import (
 // first, so equal seeds give equal streams.
 const pcgStream = 0x9e3779b97f4a7c15
 
-// Sampler picks tokens for one sequence. It applies, as Hugging Face's
-// generate does, temperature, then top-k (TopKLogitsWarper), then top-p
-// (TopPLogitsWarper), each keeping at least one token, and draws from the
-// softmax of what is left with its own PCG source seeded by Params.Seed.
-// Temperature 0 is greedy (Argmax) whatever top-k and top-p say. A Sampler
+// Sampler picks tokens for one sequence: its Params, its own PCG source
+// seeded by Params.Seed, and the rule (Picker). Temperature 0 is greedy
+// (Argmax) whatever top-k and top-p say and takes nothing from the source;
+// every other token takes exactly one number from it (Uniform). A Sampler
 // is not safe for concurrent use; after the first call with a given vocab
 // size Next allocates nothing.
 type Sampler struct {
 	p    Params
 	rng  *rand.Rand
-	val  []float32 // [vocab] logits / temperature; -Inf when excluded
-	cand []int32   // [vocab] capacity: ids still in the running, increasing
-	all  []int32   // [vocab] every id: cand when nothing is excluded
-	cval []float32 // [len(cand)] their values, gathered when not every id
-	wt   []float32 // [len(cand)] exp(val − max) of cand[i]
-	heap []float32 // [top_k] min-heap of the largest values
-	keys []uint64  // top-p sort keys: value bits, then position in cand
-	hid  []int32   // top-p's heavy candidates, ascending
-	hwt  []float32 // and their weights
+	pick Picker
 }
 
 // New returns a Sampler for p, or p.Validate's error.
@@ -44,11 +35,47 @@ func New(p Params) (*Sampler, error) {
 // Params returns the parameters the Sampler was built with.
 func (s *Sampler) Params() Params { return s.p }
 
-// Next returns the next token for a row of logits ([vocab]). It panics on
-// an empty row. NaN logits never win a draw; when every logit is -Inf or
-// NaN, Next falls back to Argmax.
+// Next returns the next token for a row of logits ([vocab]): Argmax when
+// greedy, else Picker.Pick at the stream's next number. It panics on an
+// empty row.
 func (s *Sampler) Next(logits []float32) int32 {
 	if s.p.Greedy() {
+		return Argmax(logits)
+	}
+	return s.pick.Pick(logits, s.p, s.Uniform())
+}
+
+// Uniform takes the stream's next number in [0, 1), the one Next would
+// draw at, for an engine that picks the token itself (engine.Sampling).
+func (s *Sampler) Uniform() float64 { return s.rng.Float64() }
+
+// Picker is the sampling rule without a random source. It applies, as
+// Hugging Face's generate does, temperature, then top-k
+// (TopKLogitsWarper), then top-p (TopPLogitsWarper), each keeping at least
+// one token, and draws from the softmax of what is left at a given number
+// u: the candidates in ascending id order (by ascending probability, then
+// id, once top-p has cut), the first whose cumulative weight exceeds u
+// times their total. The CUDA backend's pick kernel mirrors it. A Picker
+// is not safe for concurrent use; after the first call with a given vocab
+// size Pick allocates nothing.
+type Picker struct {
+	val  []float32 // [vocab] logits / temperature; -Inf when excluded
+	cand []int32   // [vocab] capacity: ids still in the running, increasing
+	all  []int32   // [vocab] every id: cand when nothing is excluded
+	cval []float32 // [len(cand)] their values, gathered when not every id
+	wt   []float32 // [len(cand)] exp(val − max) of cand[i]
+	heap []float32 // [top_k] min-heap of the largest values
+	keys []uint64  // top-p sort keys: value bits, then position in cand
+	hid  []int32   // top-p's heavy candidates, ascending
+	hwt  []float32 // and their weights
+}
+
+// Pick returns the token for a row of logits ([vocab]) under p, the draw
+// falling at u in [0, 1): Argmax when p is greedy (u unused). It panics on
+// an empty row. NaN logits never win a draw; when every logit is -Inf or
+// NaN, Pick falls back to Argmax.
+func (s *Picker) Pick(logits []float32, p Params, u float64) int32 {
+	if p.Greedy() {
 		return Argmax(logits)
 	}
 	if len(logits) == 0 {
@@ -63,12 +90,12 @@ func (s *Sampler) Next(logits []float32) int32 {
 		}
 	}
 	negInf := float32(math.Inf(-1))
-	k := s.p.TopK
+	k := p.TopK
 	listed := k > 0 && k < n // a list of its own, which topK shortens in place
 	val, cand, excluded := s.val[:n], s.cand[:0], 0
 	for i, v := range logits {
 		// as TemperatureLogitsWarper: a division, not a reciprocal
-		v /= s.p.Temperature
+		v /= p.Temperature
 		if v != v { // NaN
 			v = negInf
 		}
@@ -97,15 +124,15 @@ func (s *Sampler) Next(logits []float32) int32 {
 	}
 	total := s.weigh(cand)
 	wt := s.wt[:len(cand)]
-	if p := float64(s.p.TopP); p > 0 && p < 1 {
-		cand, wt, total = s.topP(cand, total, p)
+	if topP := float64(p.TopP); topP > 0 && topP < 1 {
+		cand, wt, total = s.topP(cand, total, topP)
 	}
-	return s.draw(cand, wt, total)
+	return draw(cand, wt, u*total)
 }
 
 // topK keeps the candidates whose value is at least the k-th largest, as
 // TopKLogitsWarper does (ties with the k-th value all stay).
-func (s *Sampler) topK(cand []int32, k int) []int32 {
+func (s *Picker) topK(cand []int32, k int) []int32 {
 	if cap(s.heap) < k {
 		s.heap = make([]float32, 0, k)
 	}
@@ -136,7 +163,7 @@ func (s *Sampler) topK(cand []int32, k int) []int32 {
 // exponentials where the CPU has them) and returns their sum. The maximum
 // itself weighs 1, so +Inf logits share the mass equally instead of giving
 // NaN.
-func (s *Sampler) weigh(cand []int32) float64 {
+func (s *Picker) weigh(cand []int32) float64 {
 	vals := s.val // every id is a candidate: cand[i] == i
 	if len(cand) < len(s.val) {
 		vals = s.cval[:len(cand)]
@@ -201,7 +228,7 @@ func sum(xs []float32) float64 {
 // Only part of the list is sorted: the candidates lighter than
 // (1−p)·total/n weigh at most (1−p)·total together, so they all belong to
 // the dropped prefix whatever their order.
-func (s *Sampler) topP(cand []int32, total, p float64) ([]int32, []float32, float64) {
+func (s *Picker) topP(cand []int32, total, p float64) ([]int32, []float32, float64) {
 	limit := (1 - p) * total
 	light := limit / float64(len(cand))
 	if cap(s.keys) < len(cand) {
@@ -240,9 +267,10 @@ func orderedBits(v float32) uint32 {
 	return b | 1<<31
 }
 
-// draw samples one candidate with probability proportional to its weight.
-func (s *Sampler) draw(cand []int32, wt []float32, total float64) int32 {
-	u := s.rng.Float64() * total
+// draw returns the first candidate whose cumulative weight exceeds u (in
+// [0, total)): one with probability proportional to its weight when u is
+// uniform.
+func draw(cand []int32, wt []float32, u float64) int32 {
 	for i, id := range cand {
 		u -= float64(wt[i])
 		if u < 0 {

@@ -286,8 +286,8 @@ func TestTopPMatchesFullSort(t *testing.T) {
 		for i := range cand {
 			cand[i] = int32(i)
 		}
-		total := s.weigh(cand)
-		kept, _, _ := s.topP(cand, total, p)
+		total := s.pick.weigh(cand)
+		kept, _, _ := s.pick.topP(cand, total, p)
 		got := map[int32]bool{}
 		for _, id := range kept {
 			got[id] = true
@@ -302,7 +302,7 @@ func TestTopPMatchesFullSort(t *testing.T) {
 		})
 		want, cum := map[int32]bool{}, 0.0
 		for i, id := range order {
-			cum += float64(s.wt[id]) / total
+			cum += float64(s.pick.wt[id]) / total
 			if cum > 1-p || i == n-1 {
 				for _, k := range order[i:] {
 					want[k] = true

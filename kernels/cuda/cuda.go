@@ -94,11 +94,12 @@ type Options struct {
 
 // Launch configuration.
 const (
-	rowThreads = 256     // threads per row for row-wise kernels (multiple of 32)
-	ewThreads  = 256     // threads per block for elementwise kernels
-	gemmTile   = 16      // gemm_ref tile (GT in kernels.cu)
-	stageMin   = 1 << 20 // initial pinned staging arena, bytes
-	stageWrite = 1 << 18 // Writes up to this many elements go through staging
+	rowThreads  = 256     // threads per row for row-wise kernels (multiple of 32)
+	pickThreads = 512     // threads per row of pick (multiple of 32, at most 1024)
+	ewThreads   = 256     // threads per block for elementwise kernels
+	gemmTile    = 16      // gemm_ref tile (GT in kernels.cu)
+	stageMin    = 1 << 20 // initial pinned staging arena, bytes
+	stageWrite  = 1 << 18 // Writes up to this many elements go through staging
 )
 
 // Backend is the CUDA implementation of kernels.Backend. It is not safe for
@@ -120,7 +121,7 @@ type Backend struct {
 	params unsafe.Pointer // C memory: maxArgs pointers, then the maxArgs values they point at
 
 	stage   staging
-	argOut  scratch // Argmax's ids
+	argOut  scratch // Pick's ids
 	attnBuf scratch // attention partials or dense scores
 	plan    attnPlan
 	rope    ropeTable
@@ -143,7 +144,7 @@ type function C.uintptr_t
 // functions are the module's kernels.
 type functions struct {
 	gemmRef, toHalf, biasRows, embed, weightTo, moveRows, rmsnorm, layernorm, ropeStore,
-	elementwise, siluMul, softmax, argmax, storeRows, attnCombine function
+	elementwise, siluMul, softmax, pick, storeRows, attnCombine function
 	attn map[attnKey]function // the attention kernels (attnKeys)
 }
 
@@ -212,7 +213,7 @@ func (b *Backend) init(opts Options) error {
 		{&b.fn.embed, "embed"}, {&b.fn.weightTo, "weight_to"}, {&b.fn.moveRows, "move_rows"},
 		{&b.fn.rmsnorm, "rmsnorm"}, {&b.fn.layernorm, "layernorm"}, {&b.fn.ropeStore, "rope_store"},
 		{&b.fn.elementwise, "elementwise"}, {&b.fn.siluMul, "silu_mul"}, {&b.fn.softmax, "softmax"},
-		{&b.fn.argmax, "argmax"}, {&b.fn.storeRows, "store_rows"}, {&b.fn.attnCombine, "attn_combine"},
+		{&b.fn.pick, "pick"}, {&b.fn.storeRows, "store_rows"}, {&b.fn.attnCombine, "attn_combine"},
 	} {
 		if *k.f, err = b.function(k.name); err != nil {
 			return err
@@ -730,7 +731,7 @@ func (s *scratch) free() {
 // the last drain is not staged again: its address is returned, so the
 // layers of a step, which pass the same positions, slots and attention
 // plan, upload them once. Space is only reused once the stream has
-// drained (rewind, called by Read, Argmax and Synchronize): until then a
+// drained (rewind, called by Read, Pick and Synchronize): until then a
 // kernel may still read it. When the current chunk is full another, larger
 // one is added; chunks are kept for the next steps.
 type staging struct {
@@ -1191,20 +1192,28 @@ func (b *Backend) Softmax(x kernels.Buffer, m, width int) {
 	b.launch(b.fn.softmax, m, 1, rowThreads, 1, ptr(xb.p), i64(width))
 }
 
-// Argmax writes the index of the largest value of each row of x[len(ids) ×
-// width] to ids, by sample.Argmax's rule (the lowest index among ties, the
-// first NaN before all): greedy decoding reads back one int32 per row
-// instead of the logits (the model's engine.Chunk.Greedy).
-func (b *Backend) Argmax(ids []int32, x kernels.Buffer, width int) {
+// Pick writes a token id for each of the first len(ids) rows of x[· ×
+// width] to ids, reading back the ids alone: with draws nil every row's
+// argmax (sample.Argmax's rule), else each row picked by its Draw
+// (temperature 0 greedy, else sample.Picker's rule at its U; the pick
+// kernel). It waits for the stream.
+func (b *Backend) Pick(ids []int32, x kernels.Buffer, width int, draws []kernels.Draw) {
 	if len(ids) == 0 {
 		return
+	}
+	if draws != nil && len(draws) != len(ids) {
+		panic(fmt.Sprintf("cuda: Pick: %d draws for %d rows", len(draws), len(ids)))
 	}
 	b.enter()
 	defer b.leave()
 	xb := buf(x)
-	checkRange("Argmax", 0, len(ids)*width, xb.n)
+	checkRange("Pick", 0, len(ids)*width, xb.n)
 	out := b.argOut.get(b, int64(4*len(ids)))
-	b.launch(b.fn.argmax, len(ids), 1, rowThreads, 1, ptr(out), ptr(xb.p), i64(width))
+	var params uint64 // null: greedy rows only
+	if draws != nil {
+		params = b.stage.put(b, unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(draws))), len(draws)*int(unsafe.Sizeof(draws[0]))/4))
+	}
+	b.launch(b.fn.pick, len(ids), 1, pickThreads, 1, ptr(out), ptr(xb.p), i64(width), params)
 	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
 	b.must("synchronize", b.stream.Synchronize())
 	b.stage.rewind()

@@ -26,6 +26,7 @@ import (
 	"github.com/pancap-serve/pancap/kernels/kernelstest"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // The model sizes the KV cache from the GPU's free memory.
@@ -337,7 +338,7 @@ func TestAttentionPTXVectorLoads(t *testing.T) {
 }
 
 // TestFusedAndExtraOps checks AddRMSNorm against Add + RMSNorm, Softmax
-// against the host, and Argmax including ties.
+// against the host, and greedy Pick (no draws) including ties.
 func TestFusedAndExtraOps(t *testing.T) {
 	g := newBackend(t, GEMMReference)
 	r := rand.New(rand.NewPCG(7, 8))
@@ -376,10 +377,73 @@ func TestFusedAndExtraOps(t *testing.T) {
 	logits[417] = 50
 	logits[1000+999], logits[1000+3] = 60, 60 // a tie: the lowest index wins
 	ids := make([]int32, 2)
-	g.Argmax(ids, upload(g, logits), 1000)
+	g.Pick(ids, upload(g, logits), 1000, nil)
 	if ids[0] != 417 || ids[1] != 3 {
-		t.Fatalf("Argmax = %v, want [417 3]", ids)
+		t.Fatalf("greedy Pick = %v, want [417 3]", ids)
 	}
+}
+
+// TestPickSamples checks the device's sampling against sample.Picker, the
+// host's rule, on rows of LLaMA's vocabulary size: temperature, top-k,
+// top-p, both, and greedy rows among them. The two sum weights in different
+// orders (and the host's exponential is a vector approximation), so a draw
+// within 1e-5 of a boundary may fall on either side: a token that differs
+// must be the host's pick at a number that close. A row's token must not
+// depend on the other rows.
+func TestPickSamples(t *testing.T) {
+	g := newBackend(t, GEMMReference)
+	r := rand.New(rand.NewPCG(9, 10))
+	const width, m = 32000, 6
+	kinds := []sample.Params{{Temperature: 0.7}, {Temperature: 1.3, TopK: 50}, {Temperature: 1, TopP: 0.9},
+		{Temperature: 0.8, TopK: 40, TopP: 0.6}, {}, {Temperature: 1, TopP: 1e-6}}
+	var host sample.Picker
+	same, near := 0, 0
+	for trial := range 4 {
+		x := randVec(r, m*width)
+		for i := range x {
+			x[i] *= 4
+		}
+		x[trial] = float32(math.Inf(-1))
+		x[width+trial] = float32(math.NaN())
+		draws := make([]kernels.Draw, m)
+		for i := range draws {
+			p := kinds[(i+trial)%len(kinds)]
+			draws[i] = kernels.Draw{Temperature: p.Temperature, TopK: int32(p.TopK), TopP: p.TopP, U: r.Float64()}
+		}
+		xs := upload(g, x)
+		ids := make([]int32, m)
+		g.Pick(ids, xs, width, draws)
+		for i, d := range draws {
+			switch exact, ok := hostAgrees(&host, x[i*width:(i+1)*width], d, ids[i]); {
+			case exact:
+				same++
+			case ok:
+				near++
+			default:
+				t.Errorf("trial %d row %d %+v: device %d", trial, i, d, ids[i])
+			}
+		}
+		alone := make([]int32, 1)
+		last := g.Alloc(width)
+		g.Copy(last, 0, xs, (m-1)*width, width)
+		g.Pick(alone, last, width, draws[m-1:])
+		if alone[0] != ids[m-1] {
+			t.Errorf("trial %d: the last row alone picks %d, in the batch %d", trial, alone[0], ids[m-1])
+		}
+	}
+	t.Logf("%d picks equal to the host's, %d within 1e-5 of a boundary", same, near)
+}
+
+// hostAgrees reports whether id is sample.Picker's pick of row at d
+// (exact), or its pick at a number within 1e-5 of d.U (ok): the device sums
+// the weights in another order, and the host's exponential is a vector
+// approximation, so a draw that close to a boundary may fall either way.
+func hostAgrees(host *sample.Picker, row []float32, d kernels.Draw, id int32) (exact, ok bool) {
+	p := sample.Params{Temperature: d.Temperature, TopK: int(d.TopK), TopP: d.TopP}
+	if host.Pick(row, p, d.U) == id {
+		return true, true
+	}
+	return false, host.Pick(row, p, max(d.U-1e-5, 0)) == id || host.Pick(row, p, min(d.U+1e-5, 1-1e-12)) == id
 }
 
 // TestNoCuBLASError checks that a missing library is a clear error naming

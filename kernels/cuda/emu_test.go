@@ -222,12 +222,13 @@ func tinyModel(t *testing.T, checkpoint string, g GEMM) (*llava.Model, *Backend)
 // holds, so no attn_combine runs; a step with a longer row adds one a
 // layer (longStep). Per step: the embedding, the final AddRMSNorm, the LM
 // head GEMM (no gather: every row of a decode step has logits) and the
-// argmax. Three packed uploads: the token ids before the embedding,
+// pick. Three packed uploads: the token ids before the embedding,
 // positions and slots before layer 0's RoPEStore, the attention plan
 // (with attn_combine's row list, when there is one) before layer 0's
 // attention; the later layers find the same arrays staged. One download:
 // the greedy token ids, 4 bytes a sequence (engine.Chunk.Greedy, picked by
-// the argmax kernel). Before issue #22's launch work: 18 per layer (25 with
+// the pick kernel); sampling sequences (engine.Chunk.Sample) add one upload,
+// their draws, and still read back their ids alone. Before issue #22's launch work: 18 per layer (25 with
 // 16-bit weights), 22 uploads.
 var decodeCounts = []struct {
 	checkpoint string
@@ -274,6 +275,19 @@ func TestEmuDecodeCounts(t *testing.T) {
 					t.Errorf("%s, %s, batch %d, step %d: %v; want %v and %d bytes down", c.checkpoint, be.Name(), batch, step, d, c.want, 4*batch)
 				}
 			}
+			// Sampling sequences: the same, plus one upload of their draws
+			// before the pick kernel; still token ids alone come back.
+			sampled := c.want
+			sampled.HtoD++
+			for step := 3; step < 5; step++ {
+				for i := range chunks {
+					chunks[i].Pos, chunks[i].Tokens = len(prompt)+step, []int32{int32(20 + i)}
+					chunks[i].Greedy, chunks[i].Sample = false, &engine.Sampling{Temperature: 0.8, TopK: 40, TopP: 0.9, U: float64(i) / 8}
+				}
+				if d, got := stepCounts(t, m, chunks); got != sampled || d.DtoHBytes != int64(4*batch) {
+					t.Errorf("%s, %s, batch %d, sampling step %d: %v; want %v and %d bytes down", c.checkpoint, be.Name(), batch, step, d, sampled, 4*batch)
+				}
+			}
 		}
 		// A row past attnMaxPart keys (the partition size cap, reached on
 		// the emulated driver's one multiprocessor) spans two partitions:
@@ -310,29 +324,40 @@ func stepCounts(t *testing.T, m *llava.Model, chunks []engine.Chunk) (d, calls c
 	return d, cuemu.Counters{Launches: d.Launches, GEMMs: d.GEMMs, HtoD: d.HtoD, DtoH: d.DtoH, Syncs: d.Syncs, Allocs: d.Allocs, Frees: d.Frees}
 }
 
-// TestEmuGreedyPicks: in a batch that mixes Greedy and sampled chunks, the
-// greedy chunk's id (picked on the device) is sample.Argmax of its logits
-// and the sampled chunk's logits are those of the batch without picks.
-func TestEmuGreedyPicks(t *testing.T) {
+// TestEmuPicks: in a batch that mixes a Greedy, a Sample and a logits
+// chunk, the greedy chunk's id (picked on the device) is sample.Argmax of
+// its logits, the sampled one's is sample.Picker's pick of its logits
+// (hostAgrees), and the logits chunk's row is that of the batch without
+// picks.
+func TestEmuPicks(t *testing.T) {
 	emuOnly(t)
 	m, _ := tinyModel(t, "tiny", GEMMReference)
 	batch := []engine.Chunk{
 		{Blocks: []int32{0, 1}, Tokens: []int32{1, 5, 9, 13, 17}, Logits: true},
 		{Blocks: []int32{2, 3}, Tokens: []int32{1, 7, 8}, Logits: true},
+		{Blocks: []int32{4, 5}, Tokens: []int32{1, 2, 3, 4}, Logits: true},
 	}
 	out, err := m.Forward(batch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := sample.Argmax(out.Logits[0])
-	other := slices.Clone(out.Logits[1])
-	batch[0].Greedy = true // the same step again: it writes the same keys and values
-	if out, err = m.Forward(batch); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(out.Tokens, []int32{want}) || len(out.Logits) != 1 || !slices.Equal(out.Logits[0], other) {
-		t.Errorf("picks %v (want [%d]), %d logit rows equal to the sampled chunk's: %v",
-			out.Tokens, want, len(out.Logits), len(out.Logits) == 1 && slices.Equal(out.Logits[0], other))
+	rows := [][]float32{slices.Clone(out.Logits[0]), slices.Clone(out.Logits[1]), slices.Clone(out.Logits[2])}
+	var host sample.Picker
+	for _, s := range []engine.Sampling{{Temperature: 1, U: 0.3}, {Temperature: 0.7, TopK: 20, TopP: 0.9, U: 0.8}, {Temperature: 2, TopP: 0.5, U: 0.05}} {
+		batch[0].Greedy, batch[1].Sample = true, &s // the same step again: it writes the same keys and values
+		if out, err = m.Forward(batch); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Tokens) != 2 || out.Tokens[0] != sample.Argmax(rows[0]) {
+			t.Fatalf("%+v: picks %v, want 2 with the greedy %d first", s, out.Tokens, sample.Argmax(rows[0]))
+		}
+		d := kernels.Draw{Temperature: s.Temperature, TopK: int32(s.TopK), TopP: s.TopP, U: s.U}
+		if _, ok := hostAgrees(&host, rows[1], d, out.Tokens[1]); !ok {
+			t.Errorf("%+v: sampled %d, want sample.Picker's %d", s, out.Tokens[1], host.Pick(rows[1], sample.Params{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP}, s.U))
+		}
+		if len(out.Logits) != 1 || !slices.Equal(out.Logits[0], rows[2]) {
+			t.Errorf("%+v: %d logit rows, want the logits chunk's alone", s, len(out.Logits))
+		}
 	}
 }
 

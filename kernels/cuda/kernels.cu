@@ -284,10 +284,9 @@ __device__ __forceinline__ bool argmax_before(float v, int j, float best, int bi
   return v > best || (v == best && j < bi);
 }
 
-// argmax writes, for each row of x[m × width], the index of its first
-// value in argmax_before's order to ids[row].
-extern "C" __global__ void argmax(int32_t* ids, const float* x, int width) {
-  const float* r = x + (long)blockIdx.x * width;
+// row_argmax returns, to thread 0, the index of r's first value in
+// argmax_before's order (0 when every value is -inf).
+__device__ int row_argmax(const float* r, int width) {
   float best = -INFINITY;
   int bi = 0x7fffffff;
   for (int j = threadIdx.x; j < width; j += blockDim.x) {
@@ -301,13 +300,171 @@ extern "C" __global__ void argmax(int32_t* ids, const float* x, int width) {
   }
   __shared__ float sv[32];
   __shared__ int si[32];
+  __syncthreads();  // a previous call's readers are done
   if ((threadIdx.x & 31) == 0) sv[threadIdx.x >> 5] = best, si[threadIdx.x >> 5] = bi;
   __syncthreads();
-  if (threadIdx.x == 0) {
+  if (threadIdx.x == 0)
     for (int i = 1; i < (int)(blockDim.x >> 5); i++)
       if (argmax_before(sv[i], si[i], best, bi)) best = sv[i], bi = si[i];
-    ids[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  return bi == 0x7fffffff ? 0 : bi;
+}
+
+// Draw is one row's sampling parameters, kernels.Draw's layout (24 bytes).
+// Temperature 0 is greedy.
+struct Draw {
+  float temperature;
+  int32_t top_k;  // 0: off
+  float top_p;    // 0 or >= 1: off
+  int32_t pad;
+  double u;  // where the draw falls, in [0, 1)
+};
+
+// ordered_bits maps a float to a uint32 of the same order (-0 just below +0),
+// as sample's orderedBits; from_ordered is its inverse.
+__device__ __forceinline__ uint32_t ordered_bits(float v) {
+  uint32_t b = __float_as_uint(v);
+  return (b >> 31) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float from_ordered(uint32_t k) {
+  return __uint_as_float((k >> 31) ? (k & 0x7fffffffu) : ~k);
+}
+
+// block_sum_d returns the sum of v over the block to every thread, in an
+// order fixed by blockDim.x alone (a multiple of 32, at most 1024): each
+// lane of warp 0 adds a run of the threads' values, then every thread adds
+// the 32 runs in order.
+__device__ double block_sum_d(double v) {
+  __shared__ double all[1024], runs[32];
+  __syncthreads();  // the previous call's readers are done
+  all[threadIdx.x] = v;
+  __syncthreads();
+  int per = blockDim.x >> 5;
+  if (threadIdx.x < 32) {
+    double s = 0;
+    for (int i = 0; i < per; i++) s += all[threadIdx.x * per + i];
+    runs[threadIdx.x] = s;
   }
+  __syncthreads();
+  double s = 0;
+  for (int i = 0; i < 32; i++) s += runs[i];
+  return s;
+}
+
+// pick_row is a row being sampled: its logits over the temperature (NaN as
+// -inf, the excluded values), the top-k threshold and its keys. Every
+// thread of the block holds the same pick_row.
+struct pick_row {
+  const float* x;
+  int width, id_bits;
+  float temperature, threshold;  // threshold: the smallest value kept (-inf: none excluded but -inf)
+
+  __device__ float value(int j) const {
+    float v = __fdiv_rn(x[j], temperature);  // as TemperatureLogitsWarper: a division
+    return v != v ? -INFINITY : v;
+  }
+  // kept reports whether j is still a candidate, and its value.
+  __device__ bool kept(int j, float* v) const {
+    *v = value(j);
+    return *v != -INFINITY && *v >= threshold;
+  }
+  // key orders the candidates by value, then id (top-p's order).
+  __device__ unsigned long long key(float v, int j) const {
+    return (unsigned long long)ordered_bits(v) << id_bits | (unsigned)j;
+  }
+};
+
+// first_over returns the smallest key K (of bits bits) for which the sum of
+// weight(j) over the candidates j with key(j) <= K exceeds target; all bits
+// set when none does. key and weight see a candidate's id and value. One
+// block-wide sum per bit.
+template <class Key, class Weight>
+__device__ unsigned long long first_over(const pick_row& r, int bits, double target, Key key, Weight weight) {
+  unsigned long long ans = 0;
+  for (int b = bits - 1; b >= 0; b--) {
+    unsigned long long probe = ans | ((1ull << b) - 1);
+    double s = 0;
+    float v;
+    for (int j = threadIdx.x; j < r.width; j += blockDim.x)
+      if (r.kept(j, &v) && key(j, v) <= probe) s += weight(j, v);
+    if (!(block_sum_d(s) > target)) ans |= 1ull << b;
+  }
+  return ans;
+}
+
+// pick writes, for each row of x[m × width], a token id to ids[row]: with
+// draws null or a row's temperature 0 the row's argmax (argmax_before's
+// order); otherwise sample.Picker's rule at the row's Draw — the logits over
+// the temperature, NaN and -inf excluded (every one excluded: the argmax of
+// the raw row), the top-k largest kept (ties with the k-th all kept),
+// weights exp(v - max) (the maximum weighs 1), top-p keeping the smallest
+// set of most likely candidates whose probability reaches top_p (in
+// ascending order of value, then id, the prefix whose cumulative weight is
+// at most (1 - top_p) of the total dropped, never the last), and the draw:
+// the first candidate, in id order (value order once top-p cut), whose
+// cumulative weight exceeds u times the total (the last when rounding leaves
+// none). Searches are bitwise bisections over block-wide float64 sums in a
+// fixed order, so a row's token depends on its logits and Draw alone.
+extern "C" __global__ void pick(int32_t* ids, const float* x, int width, const Draw* draws) {
+  const float* xr = x + (long)blockIdx.x * width;
+  if (draws == nullptr || draws[blockIdx.x].temperature == 0.f) {
+    int id = row_argmax(xr, width);
+    if (threadIdx.x == 0) ids[blockIdx.x] = id;
+    return;
+  }
+  const Draw d = draws[blockIdx.x];
+  pick_row r{xr, width, 1, d.temperature, -INFINITY};
+  while ((1 << r.id_bits) < width) r.id_bits++;
+
+  // The candidates: count, and the largest value.
+  float mx = -INFINITY;
+  double n = 0;
+  for (int j = threadIdx.x; j < width; j += blockDim.x) {
+    float v = r.value(j);
+    if (v != -INFINITY) n += 1, mx = fmaxf(mx, v);
+  }
+  n = block_sum_d(n);
+  mx = block_max(mx);
+  if (n == 0) {  // every logit excluded
+    int id = row_argmax(xr, width);
+    if (threadIdx.x == 0) ids[blockIdx.x] = id;
+    return;
+  }
+  auto one = [](int, float) { return 1.0; };
+  auto byValue = [](int, float v) { return (unsigned long long)ordered_bits(v); };
+  if (d.top_k > 0 && d.top_k < n) {
+    // The k-th largest value: the (n - k + 1)-th smallest key.
+    r.threshold = from_ordered((uint32_t)first_over(r, 32, n - d.top_k, byValue, one));
+  }
+  auto weight = [mx](int, float v) { return v == mx ? 1.0 : (double)expf(v - mx); };
+  auto byId = [](int j, float) { return (unsigned long long)j; };
+  auto byKey = [&r](int j, float v) { return r.key(v, j); };
+  double total = 0, kn = 0;  // the kept candidates' weight and number
+  float v;
+  for (int j = threadIdx.x; j < width; j += blockDim.x)
+    if (r.kept(j, &v)) total += weight(j, v), kn += 1;
+  total = block_sum_d(total);
+  kn = block_sum_d(kn);
+
+  unsigned long long tok;
+  if (d.top_p > 0.f && d.top_p < 1.f) {
+    int bits = 32 + r.id_bits;
+    unsigned long long cut = first_over(r, bits, (1.0 - (double)d.top_p) * total, byKey, weight);
+    if (cut >> bits)  // none exceeds the limit (rounding): keep the most likely alone
+      cut = first_over(r, bits, kn - 1, byKey, one);
+    auto above = [&r, cut, weight](int j, float v) { return r.key(v, j) >= cut ? weight(j, v) : 0.0; };
+    double kept = 0;
+    for (int j = threadIdx.x; j < width; j += blockDim.x)
+      if (r.kept(j, &v)) kept += above(j, v);
+    kept = block_sum_d(kept);
+    // The dropped keys weigh nothing: the walk starts at cut.
+    tok = first_over(r, bits, d.u * kept, byKey, above);
+    if (tok >> bits) tok = first_over(r, bits, kn - 1, byKey, one);  // the last, the most likely
+    tok &= (1ull << r.id_bits) - 1;
+  } else {
+    tok = first_over(r, r.id_bits, d.u * total, byId, weight);
+    if (tok >> r.id_bits) tok = first_over(r, r.id_bits, kn - 1, byId, one);  // the last candidate
+  }
+  if (threadIdx.x == 0) ids[blockIdx.x] = (int32_t)tok;
 }
 
 // ---------------------------------------------------------------------------

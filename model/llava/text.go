@@ -2,6 +2,7 @@ package llava
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/pancap-serve/pancap/engine"
 	"github.com/pancap-serve/pancap/kernels"
@@ -9,8 +10,8 @@ import (
 )
 
 // textState is the decoder's run state, grown to the largest step seen and
-// reused (T = tokens in the step, C = logit rows computed, G of them for
-// Greedy chunks).
+// reused (T = tokens in the step, C = logit rows computed, P of them picked
+// as token ids for Greedy and Sample chunks).
 type textState struct {
 	x, xn    kernels.Buffer // [T × H] residual stream, normed copy
 	delta    kernels.Buffer // [T × H] a sublayer's output, added to x by the next norm
@@ -21,13 +22,16 @@ type textState struct {
 	last     kernels.Buffer // [C × H] normed hidden states of the logit rows
 	logits   kernels.Buffer // [C × V]
 	out      []float32      // [C × V] the logits Forward reads back, reused by the next call
-	rows     [][]float32    // [C − G] rows of out returned as logits
-	picked   []int32        // [G] token ids returned for Greedy chunks
+	rows     [][]float32    // [C − P] rows of out returned as logits
+	picked   []int32        // [P] token ids returned for Greedy and Sample chunks
+	draws    []kernels.Draw // [P] how each picked row is picked (temperature 0: greedy)
+	sampling bool           // some draw samples (is not greedy)
+	picker   sample.Picker  // the picks of a backend that cannot pick on its device
 	ids      []int32        // [T] token ids, -1 for image rows
 	pos      []int32        // [T] positions
 	slots    []int32        // [T] KV cache slots
-	lastRows []int32        // [C] rows whose logits are computed: the G greedy ones first
-	sampled  []int32        // rows of non-Greedy chunks, before they join lastRows
+	lastRows []int32        // [C] rows whose logits are computed: the P picked ones first
+	logitRow []int32        // rows returned as logits, before they join lastRows
 	seqs     []kernels.Seq  // [len(batch)]
 }
 
@@ -49,6 +53,9 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 			return fmt.Errorf("%w: chunk %d: block %d outside the pool of %d", ErrChunk, i, b, m.opts.KVBlocks)
 		}
 	}
+	if err := checkSampling(c); err != nil {
+		return fmt.Errorf("%w: chunk %d: %w", ErrChunk, i, err)
+	}
 	images := 0
 	for _, t := range c.Tokens {
 		switch {
@@ -62,9 +69,32 @@ func (m *Model) checkChunk(i int, c *engine.Chunk) error {
 	return err
 }
 
+// checkSampling validates a Sample chunk: one logit row, not Greedy, and
+// parameters sample.Params.Validate accepts at a temperature above 0, U in
+// [0, 1).
+func checkSampling(c *engine.Chunk) error {
+	p := c.Sample
+	if p == nil {
+		return nil
+	}
+	if !c.Logits || c.AllLogits || c.Greedy {
+		return fmt.Errorf("a Sample chunk returns its last logit row alone (Logits set, AllLogits and Greedy not)")
+	}
+	if err := (sample.Params{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP}).Validate(); err != nil {
+		return err
+	}
+	if p.Temperature == 0 {
+		return fmt.Errorf("a Sample chunk's temperature must be above 0 (a greedy chunk is Greedy)")
+	}
+	if !(p.U >= 0 && p.U < 1) {
+		return fmt.Errorf("sampling number %v outside [0, 1)", p.U)
+	}
+	return nil
+}
+
 // Forward runs the decoder over a batch of chunks, writing their keys and
 // values into the KV cache, and returns the logit rows every chunk asks for
-// (engine.Chunk.LogitRows), or their greedy token ids for Greedy chunks, in
+// (engine.Chunk.LogitRows), or their token ids for Greedy and Sample chunks, in
 // memory the next call reuses. Every row is computed independently of the
 // others (batch invariance). A lost device is an error wrapping
 // engine.ErrDeviceLost (deviceLost).
@@ -74,7 +104,8 @@ func (m *Model) Forward(batch []engine.Chunk) (_ engine.Output, err error) {
 	H, bs := tc.Hidden, m.opts.KVBlockSize
 	st := &m.txt
 	st.ids, st.pos, st.slots = st.ids[:0], st.pos[:0], st.slots[:0]
-	st.lastRows, st.seqs, st.sampled = st.lastRows[:0], st.seqs[:0], st.sampled[:0]
+	st.lastRows, st.seqs, st.logitRow = st.lastRows[:0], st.seqs[:0], st.logitRow[:0]
+	st.draws, st.sampling = st.draws[:0], false
 	for i := range batch {
 		c := &batch[i]
 		if err := m.checkChunk(i, c); err != nil {
@@ -92,15 +123,21 @@ func (m *Model) Forward(batch []engine.Chunk) (_ engine.Output, err error) {
 			st.slots = append(st.slots, c.Blocks[p/bs]*int32(bs)+int32(p%bs))
 		}
 		for j := len(c.Tokens) - c.LogitRows(); j < len(c.Tokens); j++ {
-			if c.Greedy {
-				st.lastRows = append(st.lastRows, int32(row+j))
-			} else {
-				st.sampled = append(st.sampled, int32(row+j))
+			if !c.Picked() {
+				st.logitRow = append(st.logitRow, int32(row+j))
+				continue
 			}
+			st.lastRows = append(st.lastRows, int32(row+j))
+			d := kernels.Draw{}
+			if p := c.Sample; p != nil {
+				d = kernels.Draw{Temperature: p.Temperature, TopK: int32(min(p.TopK, math.MaxInt32)), TopP: p.TopP, U: p.U}
+				st.sampling = true
+			}
+			st.draws = append(st.draws, d)
 		}
 	}
-	G := len(st.lastRows)
-	st.lastRows = append(st.lastRows, st.sampled...)
+	P := len(st.lastRows)
+	st.lastRows = append(st.lastRows, st.logitRow...)
 	T, C := len(st.ids), len(st.lastRows)
 	if T == 0 {
 		return engine.Output{}, nil
@@ -156,20 +193,22 @@ func (m *Model) Forward(batch []engine.Chunk) (_ engine.Output, err error) {
 	}
 	grow(be, &st.logits, C*V)
 	be.MatMul(st.logits, last, m.w.LMHead, nil, C)
-	return m.readOut(G, C), nil
+	return m.readOut(P, C), nil
 }
 
-// argmaxer is a backend that picks each row's largest logit on its device
-// with sample.Argmax's rule and reads back the ids alone (the CUDA
-// backend's Argmax).
-type argmaxer interface {
-	Argmax(ids []int32, x kernels.Buffer, width int)
+// picker is a backend that picks tokens on its device and reads back the
+// ids alone (the CUDA backend's Pick): with draws nil every row's argmax
+// (sample.Argmax's rule), else each row by its Draw (temperature 0 greedy,
+// else sample.Picker's rule at its U).
+type picker interface {
+	Pick(ids []int32, x kernels.Buffer, width int, draws []kernels.Draw)
 }
 
 // readOut returns the step's result from the C logit rows: the token ids
-// of the first G (Greedy chunks), picked on the device where the backend
-// can, else from the rows read back; the other rows as logits.
-func (m *Model) readOut(G, C int) engine.Output {
+// of the first P (Greedy and Sample chunks, st.draws), picked on the device
+// where the backend can, else from the rows read back; the other rows as
+// logits.
+func (m *Model) readOut(P, C int) engine.Output {
 	st, V := &m.txt, m.cfg.Vocab
 	if cap(st.out) < C*V {
 		st.out = make([]float32, C*V)
@@ -179,20 +218,26 @@ func (m *Model) readOut(G, C int) engine.Output {
 	for i := range C {
 		st.rows = append(st.rows, flat[i*V:(i+1)*V:(i+1)*V])
 	}
-	if cap(st.picked) < G {
-		st.picked = make([]int32, G)
+	if cap(st.picked) < P {
+		st.picked = make([]int32, P)
 	}
-	st.picked = st.picked[:G]
-	if a, ok := m.be.(argmaxer); ok {
-		a.Argmax(st.picked, st.logits, V)
-		m.be.Read(flat[G*V:], st.logits, G*V)
+	st.picked = st.picked[:P]
+	if pk, ok := m.be.(picker); ok {
+		draws := st.draws
+		if !st.sampling {
+			draws = nil // greedy rows only: nothing to upload
+		}
+		pk.Pick(st.picked, st.logits, V, draws)
+		if C > P {
+			m.be.Read(flat[P*V:], st.logits, P*V)
+		}
 	} else {
 		m.be.Read(flat, st.logits, 0)
-		for i, row := range st.rows[:G] {
-			st.picked[i] = sample.Argmax(row)
+		for i, d := range st.draws {
+			st.picked[i] = st.picker.Pick(st.rows[i], sample.Params{Temperature: d.Temperature, TopK: int(d.TopK), TopP: d.TopP}, d.U)
 		}
 	}
-	return engine.Output{Logits: st.rows[G:], Tokens: st.picked}
+	return engine.Output{Logits: st.rows[P:], Tokens: st.picked}
 }
 
 // identity reports whether rows is 0, 1, …, len(rows)−1.

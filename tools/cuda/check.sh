@@ -20,7 +20,8 @@
 #      injected faults, per-step driver call counts (about 2 minutes);
 #   9. serve the tiny checkpoint with `pancap serve --device cuda` on the
 #      emulated driver and check its captions against the CPU's and the
-#      reference's, and that it serves with --kv-cache-dtype float16
+#      reference's, a seeded sampled caption against the CPU's, and that it
+#      serves with --kv-cache-dtype float16
 #      (tools/cuda/emu/serve-check.sh);
 #  10. build the GPU bundle (tools/cuda/gpu-bundle.sh, `make gpu-bundle`)
 #      and run its run.sh --dry-run on the emulated driver (tiny preset), so

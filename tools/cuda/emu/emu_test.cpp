@@ -144,13 +144,119 @@ static void testNorms() {
   lg[417] = 50;
   lg[1000 + 999] = lg[1000 + 3] = 60;
   int32_t ids[2];
-  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
-  expect(ids[0] == 417 && ids[1] == 3, "argmax (ties to the lowest index)");
+  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { pick(ids, lg.data(), 1000, nullptr); });
+  expect(ids[0] == 417 && ids[1] == 3, "pick, greedy (ties to the lowest index)");
   lg[1000 + 700] = NAN;
   lg[1000 + 900] = NAN;
   std::fill(lg.begin(), lg.begin() + 1000, -INFINITY);
-  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { argmax(ids, lg.data(), 1000); });
-  expect(ids[0] == 0 && ids[1] == 700, "argmax (all -inf: 0; the first NaN wins, as sample.Argmax)");
+  emu_launch(dim3{2, 1, 1}, dim3{256, 1, 1}, [&] { pick(ids, lg.data(), 1000, nullptr); });
+  expect(ids[0] == 0 && ids[1] == 700, "pick, greedy (all -inf: 0; the first NaN wins, as sample.Argmax)");
+}
+
+// refPick is sample.Picker's rule in float64, written plainly (sorts, no
+// bisection): the token for row x at d, and in *margin the distance of the
+// draw's target and of the top-p limit to the nearest cumulative weight, as
+// a fraction of the total (a draw that close to a boundary may fall either
+// way under a different summation order).
+static int refPick(const float *x, int w, const Draw &d, double *margin) {
+  *margin = 1;
+  auto argmaxRaw = [&] {
+    int bi = 0;
+    for (int j = 0; j < w; j++) {
+      if (x[j] != x[j]) return j;
+      if (x[j] > x[bi]) bi = j;
+    }
+    return bi;
+  };
+  if (d.temperature == 0) return argmaxRaw();
+  std::vector<float> v(w);
+  std::vector<int> cand;
+  for (int j = 0; j < w; j++) {
+    v[j] = x[j] / d.temperature;
+    if (v[j] != v[j]) v[j] = -INFINITY;
+    if (v[j] != -INFINITY) cand.push_back(j);
+  }
+  if (cand.empty()) return argmaxRaw();
+  if (d.top_k > 0 && d.top_k < (int)cand.size()) {
+    std::vector<float> s;
+    for (int j : cand) s.push_back(v[j]);
+    std::sort(s.begin(), s.end(), std::greater<float>());
+    float thr = s[d.top_k - 1];
+    std::vector<int> kept;
+    for (int j : cand)
+      if (v[j] >= thr) kept.push_back(j);
+    cand = kept;
+  }
+  float mx = -INFINITY;
+  for (int j : cand) mx = std::max(mx, v[j]);
+  std::vector<double> wt(w);
+  double total = 0;
+  for (int j : cand) total += wt[j] = v[j] == mx ? 1.0 : (double)expf(v[j] - mx);
+  if (d.top_p > 0 && d.top_p < 1) {
+    std::sort(cand.begin(), cand.end(), [&](int a, int b) { return v[a] < v[b] || (v[a] == v[b] && a < b); });
+    double limit = (1 - (double)d.top_p) * total, cum = 0;
+    size_t cut = 0;
+    for (; cut + 1 < cand.size(); cut++) {
+      *margin = std::min(*margin, std::fabs(cum + wt[cand[cut]] - limit) / total);
+      if (cum + wt[cand[cut]] > limit) break;
+      cum += wt[cand[cut]];
+    }
+    cand.erase(cand.begin(), cand.begin() + cut);
+    total = 0;
+    for (int j : cand) total += wt[j];
+  }
+  double target = d.u * total, cum = 0;
+  for (int j : cand) {
+    cum += wt[j];
+    *margin = std::min(*margin, std::fabs(cum - target) / total);
+    if (cum > target) return j;
+  }
+  return cand.back();
+}
+
+// testPick checks pick's sampling against refPick on random rows (widths
+// not a power of two, excluded values, ties at the top-k threshold) for
+// each of temperature, top-k, top-p and both, skipping draws within 1e-9
+// of a boundary; a greedy row among sampled ones; and that a row's token
+// does not depend on the other rows.
+static void testPick() {
+  std::uniform_real_distribution<double> uni(0, 1);
+  const Draw kinds[] = {{0.7f, 0, 0, 0, 0}, {1.3f, 5, 0, 0, 0}, {1.0f, 0, 0.8f, 0, 0}, {0.9f, 40, 0.6f, 0, 0}, {2.f, 1, 0, 0, 0}, {1.f, 0, 1e-6f, 0, 0}};
+  int cases = 0, skipped = 0, bad = 0;
+  for (int trial = 0; trial < 60; trial++) {
+    int w = 50 + (int)(uni(rng) * 900), m = 3;
+    auto x = randv(m * w);
+    for (int i = 0; i < m * w; i++) x[i] *= 1 + 3 * uni(rng);
+    x[(trial * 7) % w] = -INFINITY;
+    x[w + (trial * 13) % w] = NAN;
+    x[2 * w + 1] = x[2 * w + 2] = x[2 * w + 3] = 2.5f;  // ties
+    std::vector<Draw> d(m);
+    for (int i = 0; i < m; i++) {
+      d[i] = kinds[(trial + i) % 6];
+      d[i].u = uni(rng);
+    }
+    if (trial % 10 == 0) d[1].temperature = 0;  // greedy among sampled rows
+    int32_t ids[3];
+    emu_launch(dim3{(unsigned)m, 1, 1}, dim3{256, 1, 1}, [&] { pick(ids, x.data(), w, d.data()); });
+    for (int i = 0; i < m; i++) {
+      double margin;
+      int want = refPick(x.data() + i * w, w, d[i], &margin);
+      if (margin < 1e-9) {
+        skipped++;
+        continue;
+      }
+      cases++;
+      if (ids[i] != want && bad++ < 5)
+        printf("FAIL pick: trial %d row %d (T %g, k %d, p %g, u %g): %d, want %d\n", trial, i, d[i].temperature,
+               d[i].top_k, d[i].top_p, d[i].u, ids[i], want);
+    }
+    int32_t alone;  // the last row by itself
+    emu_launch(dim3{1, 1, 1}, dim3{256, 1, 1}, [&] { pick(&alone, x.data() + 2 * w, w, d.data() + 2); });
+    if (alone != ids[2] && bad++ < 5) printf("FAIL pick: trial %d: row 2 alone %d, in the batch %d\n", trial, alone, ids[2]);
+  }
+  failures += bad > 0;
+  printf("%s pick, sampling against the float64 reference (%d draws, %d within 1e-9 of a boundary skipped)\n",
+         bad ? "FAIL" : "ok  ", cases, skipped);
 }
 
 static void testElementwise() {
@@ -405,6 +511,7 @@ int main() {
   testGemm();
   testNorms();
   testElementwise();
+  testPick();
   testGathers();
   testRoPE();
   testDenseAttention();

@@ -4,8 +4,9 @@
 # golden checkpoint on the CPU and on "CUDA", captions testdata/images/
 # shapes.png through each with `pancap caption --json`, and fails unless the
 # two captions and every stage's text equal each other and the authors'
-# reference run (testdata/golden/chain-tiny-shapes.json); serves it on
-# "CUDA" with --kv-cache-dtype float16 too, which must caption all four
+# reference run (testdata/golden/chain-tiny-shapes.json), and unless a
+# seeded sampled caption (temperature, top-k, top-p) is the same on both;
+# serves it on "CUDA" with --kv-cache-dtype float16 too, which must caption all four
 # stages (rounded keys and values may change tokens). Then two faults:
 # a device too small for the model (PANCAP_CUEMU_MEM) must end serve with a
 # clear out-of-memory error, not a panic; a sticky error mid-chain
@@ -52,8 +53,11 @@ ended() {
 }
 
 caption() {
-	"$bin" caption --addr "127.0.0.1:$port" --json --max-new-tokens "$maxnew" testdata/images/shapes.png
+	"$bin" caption --addr "127.0.0.1:$port" --json --max-new-tokens "$maxnew" "$@" testdata/images/shapes.png
 }
+# sampled: a seeded caption at temperature, top-k and top-p, picked on the
+# device on "CUDA" (the pick kernel) and by sample.Picker on the CPU.
+sampled=(--temperature 1.5 --top-k 40 --top-p 0.95 --seed 7)
 
 for name in cpu cuda cuda-f16; do
 	dev=${name%-f16}
@@ -66,6 +70,7 @@ for name in cpu cuda cuda-f16; do
 		exit 1
 	fi
 	caption >"$tmp/$name.json"
+	[[ $name == *-f16 ]] || caption "${sampled[@]}" >"$tmp/$name-sampled.json"
 	kill -TERM "$pid"
 	ended
 	if [[ $rc != 0 ]]; then
@@ -105,10 +110,11 @@ if [[ $rc != 3 ]]; then
 fi
 echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with UNAVAILABLE naming the lost device, exit 3"
 
-python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" "$tmp/cuda-f16.json" <<'PY'
+python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" "$tmp/cuda-f16.json" \
+	"$tmp/cpu-sampled.json" "$tmp/cuda-sampled.json" <<'PY'
 import json, sys
 golden, cpu, gpu = (json.load(open(p)) for p in sys.argv[1:4])
-f16 = json.load(open(sys.argv[5]))
+f16, cpu_s, gpu_s = (json.load(open(p)) for p in sys.argv[5:8])
 want = [s["text"] for s in golden["stages"]]
 ok = True
 for name, got in (("cpu", cpu), ("cuda", gpu)):
@@ -122,6 +128,14 @@ if len(f16_texts) != 4 or not all(f16_texts) or not f16["caption"]:
     ok = False
 else:
     print(f"serve-check: cuda --kv-cache-dtype float16 captioned all four stages ({'the reference' if f16_texts == want else 'not the reference'}'s texts)")
+# Seeded sampling agrees token for token unless a draw falls within ~1e-6 of
+# a boundary (docs/cuda.md, "pick"); this seed has no such draw.
+sampled = [[s["text"] for s in r["stages"]] for r in (cpu_s, gpu_s)]
+if sampled[0] != sampled[1] or len(sampled[0]) != 4 or not all(sampled[0]):
+    print(f"serve-check: seeded sampling: cpu {sampled[0]!r}\n cuda {sampled[1]!r}", file=sys.stderr)
+    ok = False
+else:
+    print(f"serve-check: seeded sampling (temperature 1.5, top-k 40, top-p 0.95) gave the same four stages on cuda as on the cpu ({'equal to' if sampled[0] == want else 'unlike'} the greedy texts)")
 stats = json.load(open(sys.argv[4]))
 print(f"serve-check: pancap serve --device cuda (emulated) captioned {golden['image']} as the reference and the CPU did; driver calls: {stats}")
 sys.exit(0 if ok else 1)

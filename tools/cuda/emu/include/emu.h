@@ -177,6 +177,9 @@ inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline uint32_t __float_as_uint(float f) { return emu_bits(f); }
+inline float __uint_as_float(uint32_t u) { return emu_float(u); }
 
 // emu_launch runs f for every thread of every block of grid (2-D grids and
 // blocks; z is 1).
