@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/pancap-serve/pancap/kernels/cpu"
 	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/llava"
+	"github.com/pancap-serve/pancap/sample"
 )
 
 // tinyCase is the golden case of the tiny fp32 model on shapes.png; the
@@ -98,6 +100,20 @@ func TestForwardRejectsBadChunks(t *testing.T) {
 		"token out of vocab": {Blocks: []int32{0}, Tokens: []int32{5000}},
 		"image without rows": {Blocks: []int32{0}, Tokens: []int32{1, engine.ImageToken}},
 		"past max context":   {Blocks: []int32{0}, Pos: 1 << 20, Tokens: []int32{1}},
+		"sample without logits": {Blocks: []int32{0}, Tokens: []int32{1},
+			Sample: &engine.Sampling{Temperature: 1, U: 0.5}},
+		"sample of all logits": {Blocks: []int32{0}, Tokens: []int32{1}, AllLogits: true,
+			Sample: &engine.Sampling{Temperature: 1, U: 0.5}},
+		"sample and greedy": {Blocks: []int32{0}, Tokens: []int32{1}, Logits: true, Greedy: true,
+			Sample: &engine.Sampling{Temperature: 1, U: 0.5}},
+		"sample at temperature 0": {Blocks: []int32{0}, Tokens: []int32{1}, Logits: true,
+			Sample: &engine.Sampling{U: 0.5}},
+		"sample's top-p above 1": {Blocks: []int32{0}, Tokens: []int32{1}, Logits: true,
+			Sample: &engine.Sampling{Temperature: 1, TopP: 2, U: 0.5}},
+		"sample's number 1": {Blocks: []int32{0}, Tokens: []int32{1}, Logits: true,
+			Sample: &engine.Sampling{Temperature: 1, U: 1}},
+		"sample's number NaN": {Blocks: []int32{0}, Tokens: []int32{1}, Logits: true,
+			Sample: &engine.Sampling{Temperature: 1, U: math.NaN()}},
 	} {
 		if _, err := m.Forward([]engine.Chunk{ch}); err == nil {
 			t.Errorf("%s: Forward accepted the chunk", name)
@@ -105,6 +121,35 @@ func TestForwardRejectsBadChunks(t *testing.T) {
 	}
 	if _, err := m.EncodeImages([]engine.Image{{Pixels: make([]float32, 10)}}); err == nil {
 		t.Error("EncodeImages accepted a wrong-sized image")
+	}
+}
+
+// TestSamplePicks: a Sample chunk's token is sample.Picker's pick of the
+// logits the same chunk returns without Sample (the CPU backend picks on
+// the host), and Output.Tokens holds the picked chunks' ids in batch order
+// (Greedy and Sample alike) while Logits holds the other rows.
+func TestSamplePicks(t *testing.T) {
+	c := tinyCase(t)
+	m := openCase(t, c, "llava")
+	batch := []engine.Chunk{
+		{Blocks: []int32{0}, Tokens: []int32{1, 5, 9}, Logits: true},
+		{Blocks: []int32{1}, Tokens: []int32{1, 7}, Logits: true},
+		{Blocks: []int32{2}, Tokens: []int32{1, 2, 3}, Logits: true},
+	}
+	out, err := m.Forward(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := [][]float32{slices.Clone(out.Logits[0]), slices.Clone(out.Logits[1]), slices.Clone(out.Logits[2])}
+	s := engine.Sampling{Temperature: 1.5, TopK: 30, TopP: 0.9, U: 0.62}
+	batch[0].Sample, batch[2].Greedy = &s, true
+	if out, err = m.Forward(batch); err != nil {
+		t.Fatal(err)
+	}
+	var picker sample.Picker
+	want := []int32{picker.Pick(rows[0], sample.Params{Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP}, s.U), sample.Argmax(rows[2])}
+	if !slices.Equal(out.Tokens, want) || len(out.Logits) != 1 || !slices.Equal(out.Logits[0], rows[1]) {
+		t.Errorf("tokens %v, want %v; %d logit rows, want the middle chunk's", out.Tokens, want, len(out.Logits))
 	}
 }
 
