@@ -151,13 +151,10 @@ func (b *Backend) runAttention(p *attnPlan, out, q, k, v *buffer, dt kernels.DTy
 	if nWork == 0 {
 		return
 	}
-	seqs, work := b.stage.put(b, p.seqs), b.stage.put(b, p.work)
-	blocks := b.stage.put(b, p.blocks)
+	seqs, work, blocks, rows := b.stagePlan(p)
 	var part cu.DevicePtr
-	var rows uint64
 	if nRows > 0 {
 		part = b.attnBuf.get(b, int64(4*nWork*attnRows*heads*(headDim+2)))
-		rows = b.stage.put(b, p.rows) // staged with the rest of the plan: one upload
 	}
 	c := int64(0)
 	if causal {
@@ -170,6 +167,16 @@ func (b *Backend) runAttention(p *attnPlan, out, q, k, v *buffer, dt kernels.DTy
 		b.launch(b.fn.attnCombine, nRows, heads, min(128, (headDim+31)&^31), 1, ptr(out.p), ptr(part),
 			rows, i64(heads), i64(headDim))
 	}
+}
+
+// stagePlan stages p's arrays (attn_combine's rows only when some row has
+// several partitions) and returns their device addresses.
+func (b *Backend) stagePlan(p *attnPlan) (seqs, work, blocks, rows uint64) {
+	seqs, work, blocks = b.stage.put(b, p.seqs), b.stage.put(b, p.work), b.stage.put(b, p.blocks)
+	if len(p.rows) > 0 {
+		rows = b.stage.put(b, p.rows)
+	}
+	return seqs, work, blocks, rows
 }
 
 // Attention computes dense, non-causal attention for seqs sequences of
@@ -246,9 +253,6 @@ func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.S
 	kb, vb := kvCaches("PagedAttention", kc, vc)
 	width := heads * headDim
 	slots := min(kb.n, vb.n) / (blockSize * width)
-	p := &b.plan
-	p.reset()
-	g := attnGeom{heads: heads, align: blockSize, sms: b.sms}
 	for _, s := range seqs {
 		checkRange("PagedAttention q", s.Row*width, s.Rows*width, min(qb.n, o.n))
 		need := s.Pos + s.Rows
@@ -260,9 +264,36 @@ func (b *Backend) PagedAttention(out, q, kc, vc kernels.Buffer, seqs []kernels.S
 				panic(fmt.Sprintf("cuda: PagedAttention: block %d outside a cache of %d", blk, slots))
 			}
 		}
-		p.add(s.Row, s.Rows, s.Pos, need, s.Blocks, 0, true, g)
 	}
-	b.runAttention(p, o, qb, kb, vb, kb.cacheType(), heads, headDim, blockSize, true)
+	b.runAttention(b.pagedPlan(seqs, heads, blockSize), o, qb, kb, vb, kb.cacheType(), heads, headDim, blockSize, true)
+}
+
+// pagedPlan is the plan of a PagedAttention call over seqs, in b.plan.
+func (b *Backend) pagedPlan(seqs []kernels.Seq, heads, blockSize int) *attnPlan {
+	p := &b.plan
+	p.reset()
+	g := attnGeom{heads: heads, align: blockSize, sms: b.sms}
+	for _, s := range seqs {
+		p.add(s.Row, s.Rows, s.Pos, s.Pos+s.Rows, s.Blocks, 0, true, g)
+	}
+	return p
+}
+
+// StageStep stages a decoder step's arrays (the token ids, positions and
+// KV slots, the attention plan of seqs and, when not nil, the draws of its
+// Pick) so that they go up in one copy before the step's first kernel: the
+// step's Embed, RoPEStore, PagedAttention and Pick calls find the same
+// arrays staged (staging.put) instead of each uploading its own.
+func (b *Backend) StageStep(ids, pos, slots []int32, seqs []kernels.Seq, heads, blockSize int, draws []kernels.Draw) {
+	b.enter()
+	defer b.leave()
+	for _, v := range [][]int32{ids, pos, slots} {
+		b.stage.put(b, v)
+	}
+	b.stagePlan(b.pagedPlan(seqs, heads, blockSize))
+	if draws != nil {
+		b.stage.put(b, drawWords(draws))
+	}
 }
 
 // cuPtr converts a device address back to a cu.DevicePtr.

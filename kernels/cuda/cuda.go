@@ -1211,12 +1211,17 @@ func (b *Backend) Pick(ids []int32, x kernels.Buffer, width int, draws []kernels
 	out := b.argOut.get(b, int64(4*len(ids)))
 	var params uint64 // null: greedy rows only
 	if draws != nil {
-		params = b.stage.put(b, unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(draws))), len(draws)*int(unsafe.Sizeof(draws[0]))/4))
+		params = b.stage.put(b, drawWords(draws))
 	}
 	b.launch(b.fn.pick, len(ids), 1, pickThreads, 1, ptr(out), ptr(xb.p), i64(width), params)
 	b.must("cuMemcpyDtoH", cu.MemcpyDtoHAsync(unsafe.Pointer(unsafe.SliceData(ids)), out, int64(4*len(ids)), b.stream))
 	b.must("synchronize", b.stream.Synchronize())
 	b.stage.rewind()
+}
+
+// drawWords is draws as the int32 words the pick kernel reads.
+func drawWords(draws []kernels.Draw) []int32 {
+	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(draws))), len(draws)*int(unsafe.Sizeof(kernels.Draw{}))/4)
 }
 
 func (b *Backend) moveRows(dst, src kernels.Buffer, rows []int32, width, scatter int) {

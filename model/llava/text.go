@@ -150,6 +150,9 @@ func (m *Model) Forward(batch []engine.Chunk) (_ engine.Output, err error) {
 	grow(be, &st.gateUp, 2*T*tc.FFN)
 	grow(be, &st.act, T*tc.FFN)
 
+	if s, ok := be.(stepStager); ok {
+		s.StageStep(st.ids, st.pos, st.slots, st.seqs, tc.Heads, bs, st.pickDraws())
+	}
 	// Embeddings: token rows from the table, image rows from the chunks'
 	// features.
 	be.Embed(st.x, m.w.Embed, st.ids)
@@ -196,6 +199,24 @@ func (m *Model) Forward(batch []engine.Chunk) (_ engine.Output, err error) {
 	return m.readOut(P, C), nil
 }
 
+// stepStager is a backend that uploads a step's arrays (token ids,
+// positions, KV slots, the attention plan of its sequences and the picks'
+// draws) in one copy
+// before the step's first kernel (the CUDA backend's StageStep); the
+// step's calls that take them then upload nothing.
+type stepStager interface {
+	StageStep(ids, pos, slots []int32, seqs []kernels.Seq, heads, blockSize int, draws []kernels.Draw)
+}
+
+// pickDraws are the draws of the step's picked rows for a picker: nil when
+// every one is greedy (nothing to upload).
+func (st *textState) pickDraws() []kernels.Draw {
+	if !st.sampling {
+		return nil
+	}
+	return st.draws
+}
+
 // picker is a backend that picks tokens on its device and reads back the
 // ids alone (the CUDA backend's Pick): with draws nil every row's argmax
 // (sample.Argmax's rule), else each row by its Draw (temperature 0 greedy,
@@ -223,11 +244,7 @@ func (m *Model) readOut(P, C int) engine.Output {
 	}
 	st.picked = st.picked[:P]
 	if pk, ok := m.be.(picker); ok {
-		draws := st.draws
-		if !st.sampling {
-			draws = nil // greedy rows only: nothing to upload
-		}
-		pk.Pick(st.picked, st.logits, V, draws)
+		pk.Pick(st.picked, st.logits, V, st.pickDraws())
 		if C > P {
 			m.be.Read(flat[P*V:], st.logits, P*V)
 		}
