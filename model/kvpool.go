@@ -100,7 +100,8 @@ func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, av
 	}
 	blockBytes := kvBlockBytes(t, blockSize, elem)
 	sizedBytes := blockBytes + int64(blockSize)*int64(t.Hidden)*4 // with featBytes
-	var budget string                                             // what a budget-sized pool came from, for its error
+	// budget is what a pool sized from bytes came from, for its error.
+	var budget string
 	switch {
 	case opts.KVBlocks > 0:
 		blocks = opts.KVBlocks
@@ -122,7 +123,7 @@ func kvPool(opts Options, blockSize int, t llava.TextConfig, imageTokens int, av
 			reserve, rule = max(minKVReserve, avail/kvReserveDivisor), "the default, max(2 GiB, 10% of free)"
 		}
 		if reserve >= avail {
-			return 0, 0, fmt.Errorf("%w: the device has %s free after the weights, not more than the %s reserve for activations (%s)", ErrKVCache, formatBytes(avail), formatBytes(reserve), rule)
+			return 0, 0, fmt.Errorf("%w: the device has %s free after the weights, no more than the %s reserve for activations (%s)", ErrKVCache, formatBytes(avail), formatBytes(reserve), rule)
 		}
 		blocks = int((avail - reserve) / sizedBytes)
 		budget = fmt.Sprintf("the device's free memory %s less the %s reserve (%s)", formatBytes(avail), formatBytes(reserve), rule)

@@ -494,7 +494,7 @@ func TestDeviceMemoryBoundsPool(t *testing.T) {
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("default reserve over the device's free memory: %v", err)
 	}
-	wantIn(t, err, "the device has 8.0 MiB free after the weights, not more than the 2.0 GiB reserve")
+	wantIn(t, err, "the device has 8.0 MiB free after the weights, no more than the 2.0 GiB reserve")
 	_, _, err = model.Open(context.Background(), dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("budget over the device's free memory: %v", err)

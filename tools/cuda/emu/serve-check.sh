@@ -94,7 +94,7 @@ fi
 serve cuda reserve PANCAP_CUEMU_MEM=$((1 << 30))
 ended
 limit=
-if [[ $rc != 1 ]] || ! grep -q 'KV cache does not fit: the device has .* free after the weights, not more than the 2.0 GiB reserve' "$tmp/reserve.log" ||
+if [[ $rc != 1 ]] || ! grep -q 'KV cache does not fit: the device has .* free after the weights, no more than the 2.0 GiB reserve' "$tmp/reserve.log" ||
 	grep -q '^panic:\|^goroutine ' "$tmp/reserve.log"; then
 	echo "serve-check: a device under the KV pool's reserve: exit status $rc (want 1), log:" >&2
 	cat "$tmp/reserve.log" >&2
