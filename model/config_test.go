@@ -129,7 +129,7 @@ func FuzzConfig(f *testing.F) {
 		}
 		// Sizing the pool from it never allocates, and never overflows
 		// into a pool over the memory given.
-		blocks, ctx, err := kvPool(Options{}, 16, cfg.Text, cfg.Vision.Patches(), 1<<30, true)
+		blocks, ctx, err := kvPool(Options{}, 16, cfg.Text, cfg.Vision.Patches(), 1<<30, hostResident)
 		if err == nil && (ctx > cfg.Text.MaxPos || ctx > blocks*16 || int64(blocks)*kvBlockBytes(cfg.Text, 16, 4) > 1<<29) {
 			t.Fatalf("pool of %d blocks, context %d for %+v", blocks, ctx, cfg.Text)
 		}

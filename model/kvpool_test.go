@@ -12,42 +12,67 @@ import (
 )
 
 // TestKVPool checks the pool's sizing: exact blocks, a byte budget (F32 and
-// BF16), free memory, a context cut to what the pool holds, and the errors
-// of a budget too small for one sequence or over the memory available.
+// BF16), host memory (8 contexts, or half of it), a device's free memory
+// less a reserve, a context cut to what the pool holds, and the errors of a
+// budget too small for one sequence, over the memory available, a reserve
+// over the free memory, and a reserve where it does not apply.
 func TestKVPool(t *testing.T) {
 	tc := llava.TextConfig{Hidden: 64, Layers: 2, MaxPos: 4096}
 	const bs = 16
 	blockBytes := int64(2 * 2 * bs * 64 * 4)
+	sizedBytes := blockBytes + bs*64*4 // with a feature row per position
 	const gib = int64(1) << 30
 	for _, c := range []struct {
 		name         string
 		opts         Options
 		avail        int64
-		bounded      bool
+		mem          poolMemory
 		blocks, ctx  int
 		errFragments []string
 	}{
-		{name: "exact blocks", opts: Options{KVBlocks: 7}, avail: gib, bounded: true, blocks: 7, ctx: 7 * bs},
+		{name: "exact blocks", opts: Options{KVBlocks: 7}, avail: gib, mem: hostResident, blocks: 7, ctx: 7 * bs},
 		{name: "exact blocks, unbounded", opts: Options{KVBlocks: 7}, avail: 0, blocks: 7, ctx: 7 * bs},
-		{name: "bytes", opts: Options{KVBytes: 1000*blockBytes + 5}, avail: gib, bounded: true, blocks: 1000, ctx: 4096},
-		{name: "bf16 bytes", opts: Options{KVBytes: 100*blockBytes + 5, KVDType: kernels.BF16}, avail: gib, bounded: true, blocks: 200, ctx: 200 * bs},
-		{name: "free memory: 8 contexts", avail: gib, bounded: true, blocks: 8 * 256, ctx: 4096},
+		{name: "exact blocks, device", opts: Options{KVBlocks: 7}, avail: gib, mem: deviceFree, blocks: 7, ctx: 7 * bs},
+		{name: "bytes", opts: Options{KVBytes: 1000*blockBytes + 5}, avail: gib, mem: hostResident, blocks: 1000, ctx: 4096},
+		{name: "bytes, device: no reserve", opts: Options{KVBytes: gib}, avail: gib, mem: deviceFree, blocks: int(gib / blockBytes), ctx: 4096},
+		{name: "bf16 bytes", opts: Options{KVBytes: 100*blockBytes + 5, KVDType: kernels.BF16}, avail: gib, mem: hostResident, blocks: 200, ctx: 200 * bs},
+		{name: "free memory: 8 contexts", avail: gib, mem: hostResident, blocks: 8 * 256, ctx: 4096},
+		{name: "free memory: 8 contexts, mapped", avail: gib, blocks: 8 * 256, ctx: 4096},
 		// Half the memory holds 150 blocks of KV alone, 120 with a feature
 		// row per position (64 × 4 bytes beside 2 layers × keys and values).
-		{name: "free memory: half of it", avail: 300 * blockBytes, bounded: true, blocks: 120, ctx: 120 * bs},
-		{name: "bytes below one sequence", opts: Options{KVBytes: 10 * blockBytes}, avail: gib, bounded: true,
+		{name: "free memory: half of it", avail: 300 * blockBytes, mem: hostResident, blocks: 120, ctx: 120 * bs},
+		// A device: all of it but 2 GiB (10% is less), no 8-context cap.
+		{name: "device: default reserve", avail: 3 * gib, mem: deviceFree, blocks: int(gib / sizedBytes), ctx: 4096},
+		{name: "device: 10% reserve", avail: 30 * gib, mem: deviceFree, blocks: int((30*gib - 3*gib) / sizedBytes), ctx: 4096},
+		{name: "device: reserve set", opts: Options{KVReserveBytes: gib - 200*sizedBytes}, avail: gib, mem: deviceFree, blocks: 200, ctx: 200 * bs},
+		{name: "device: bf16", opts: Options{KVReserveBytes: gib - 200*sizedBytes, KVDType: kernels.BF16}, avail: gib, mem: deviceFree,
+			blocks: int(200 * sizedBytes / (blockBytes/2 + bs*64*4)), ctx: 4096},
+		{name: "bytes below one sequence", opts: Options{KVBytes: 10 * blockBytes}, avail: gib, mem: hostResident,
 			errFragments: []string{"--kv-cache-bytes 163840 holds 160 positions", "at least 528 (16 image tokens + 512)"}},
-		{name: "free memory below one sequence", avail: 40 * blockBytes, bounded: true,
+		{name: "free memory below one sequence", avail: 40 * blockBytes, mem: hostResident,
 			errFragments: []string{"half the free memory, 320.0 KiB", "holds 256 positions"}},
-		{name: "bytes over the memory available", opts: Options{KVBytes: 2 * gib}, avail: gib, bounded: true,
+		{name: "device below one sequence", opts: Options{KVReserveBytes: gib - 20*sizedBytes}, avail: gib, mem: deviceFree,
+			errFragments: []string{"the device's free memory 1.0 GiB less the 1023.6 MiB reserve (--kv-cache-reserve-bytes 1073332224) holds 320 positions", "at least 528"}},
+		{name: "default reserve over the free memory", avail: gib, mem: deviceFree,
+			errFragments: []string{"the device has 1.0 GiB free after the weights, no more than the 2.0 GiB reserve", "max(2 GiB, 10% of free)"}},
+		{name: "reserve set below 10% of the free memory", opts: Options{KVReserveBytes: 2 * gib}, avail: 30 * gib, mem: deviceFree, blocks: int(28 * gib / sizedBytes), ctx: 4096},
+		{name: "reserve set at the free memory", opts: Options{KVReserveBytes: gib}, avail: gib, mem: deviceFree,
+			errFragments: []string{"no more than the 1.0 GiB reserve for activations (--kv-cache-reserve-bytes 1073741824)"}},
+		{name: "reserve on the host", opts: Options{KVReserveBytes: gib}, avail: 8 * gib, mem: hostResident,
+			errFragments: []string{"--kv-cache-reserve-bytes 1073741824 applies to a pool sized from a device's free memory"}},
+		{name: "reserve with bytes", opts: Options{KVReserveBytes: gib, KVBytes: gib}, avail: 8 * gib, mem: deviceFree,
+			errFragments: []string{"without --kv-cache-bytes"}},
+		{name: "bytes over the memory available", opts: Options{KVBytes: 2 * gib}, avail: gib, mem: hostResident,
+			errFragments: []string{"--kv-cache-bytes 2147483648 (2.0 GiB) exceeds the 1.0 GiB"}},
+		{name: "bytes over the device's memory", opts: Options{KVBytes: 2 * gib}, avail: gib, mem: deviceFree,
 			errFragments: []string{"--kv-cache-bytes 2147483648 (2.0 GiB) exceeds the 1.0 GiB"}},
 		{name: "bytes over the memory, unbounded", opts: Options{KVBytes: 2 * gib}, avail: gib, blocks: int(2 * gib / blockBytes), ctx: 4096},
-		{name: "blocks over the memory available", opts: Options{KVBlocks: 1 << 40}, avail: gib, bounded: true,
+		{name: "blocks over the memory available", opts: Options{KVBlocks: 1 << 40}, avail: gib, mem: hostResident,
 			errFragments: []string{"1099511627776 blocks of 16384 bytes exceed the 1.0 GiB available"}},
 		{name: "blocks overflowing int64", opts: Options{KVBlocks: 1 << 62}, avail: 0,
 			errFragments: []string{"4611686018427387904 blocks of 16384 bytes overflow"}},
 	} {
-		blocks, ctx, err := kvPool(c.opts, bs, tc, 16, c.avail, c.bounded)
+		blocks, ctx, err := kvPool(c.opts, bs, tc, 16, c.avail, c.mem)
 		if c.errFragments != nil {
 			if !errors.Is(err, ErrKVCache) {
 				t.Errorf("%s: error %v, want ErrKVCache", c.name, err)
@@ -65,8 +90,47 @@ func TestKVPool(t *testing.T) {
 		}
 	}
 	for _, bs := range []int{0, MaxKVBlockSize + 1} {
-		if _, _, err := kvPool(Options{}, bs, tc, 16, gib, true); !errors.Is(err, ErrKVCache) || !strings.Contains(err.Error(), "block size") {
+		if _, _, err := kvPool(Options{}, bs, tc, 16, gib, hostResident); !errors.Is(err, ErrKVCache) || !strings.Contains(err.Error(), "block size") {
 			t.Errorf("block size %d: %v", bs, err)
+		}
+	}
+}
+
+// TestKVPool13B checks the pools docs/cuda.md "Concurrent chains per card"
+// states for LLaVA-1.5-13B (40 layers, hidden 5120, 576 image tokens) on
+// 141 GB and 80 GB cards (113 GB and 52 GB free after the weights): a
+// device's default pool takes the free memory less max(2 GiB, 10%), and
+// holds 32 chains at their 86-block peak except in float32 on 80 GB; the
+// host rule still gives min(8 contexts, half the memory).
+func TestKVPool13B(t *testing.T) {
+	tc := llava.TextConfig{Hidden: 5120, Layers: 40, MaxPos: 4096}
+	const peak32 = 32 * 86
+	for _, c := range []struct {
+		name   string
+		opts   Options
+		avail  int64
+		mem    poolMemory
+		blocks int
+	}{
+		// (113 GB − 11.3 GB) / (26,214,400 + 327,680 bytes a block).
+		{name: "141 GB, float32", avail: 113e9, mem: deviceFree, blocks: 3831},
+		{name: "141 GB, float16", opts: Options{KVDType: kernels.F16}, avail: 113e9, mem: deviceFree, blocks: 7569},
+		{name: "141 GB, bfloat16", opts: Options{KVDType: kernels.BF16}, avail: 113e9, mem: deviceFree, blocks: 7569},
+		{name: "141 GB, float32, 4 GB reserve", opts: Options{KVReserveBytes: 4e9}, avail: 113e9, mem: deviceFree, blocks: 4106},
+		{name: "80 GB, float32", avail: 52e9, mem: deviceFree, blocks: 1763},
+		{name: "80 GB, float16", opts: Options{KVDType: kernels.F16}, avail: 52e9, mem: deviceFree, blocks: 3483},
+		// The host's rule is unchanged: 8 contexts of 256 blocks, or half
+		// the memory.
+		{name: "host, 113 GB", avail: 113e9, mem: hostResident, blocks: 2048},
+		{name: "host, 52 GB", avail: 52e9, mem: hostResident, blocks: 979},
+		{name: "host, 52 GB, float16", opts: Options{KVDType: kernels.F16}, avail: 52e9, mem: hostResident, blocks: 1935},
+	} {
+		blocks, ctx, err := kvPool(c.opts, 16, tc, 576, c.avail, c.mem)
+		if err != nil || blocks != c.blocks || ctx != 4096 {
+			t.Errorf("%s: %d blocks, context %d, %v; want %d, 4096", c.name, blocks, ctx, err, c.blocks)
+		}
+		if fits := blocks >= peak32; c.mem == deviceFree && fits != (c.name != "80 GB, float32") {
+			t.Errorf("%s: %d blocks; 32 chains at 86 blocks fit: %v", c.name, blocks, fits)
 		}
 	}
 }
@@ -78,7 +142,7 @@ func TestKVPool(t *testing.T) {
 func TestKVPoolHugeContext(t *testing.T) {
 	tc := llava.TextConfig{Hidden: 5120, Layers: 40, MaxPos: MaxPositions}
 	const avail = int64(16) << 30
-	blocks, ctx, err := kvPool(Options{}, 16, tc, 576, avail, true)
+	blocks, ctx, err := kvPool(Options{}, 16, tc, 576, avail, hostResident)
 	if err != nil {
 		t.Fatal(err)
 	}

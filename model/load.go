@@ -48,21 +48,23 @@ const MaxTokenizerBytes = 64 << 20
 
 // Options tune loading.
 type Options struct {
-	LoRA        string          // PEFT LoRA adapter directory to merge, or ""
-	VisionTower string          // CLIP tower directory overriding mm_vision_tower (authors' layout), or ""
-	KVBlocks    int             // KV cache blocks, exactly (0: from KVBytes)
-	KVBytes     int64           // KV cache pool in bytes when KVBlocks is 0 (0: enough for 8 full contexts within half the available memory)
-	KVBlockSize int             // positions per KV block (0: 16; at most MaxKVBlockSize)
-	KVDType     kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
-	Backend     kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
-	Name        string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
+	LoRA           string          // PEFT LoRA adapter directory to merge, or ""
+	VisionTower    string          // CLIP tower directory overriding mm_vision_tower (authors' layout), or ""
+	KVBlocks       int             // KV cache blocks, exactly (0: from KVBytes)
+	KVBytes        int64           // KV cache pool in bytes when KVBlocks is 0 (0: a device's free memory less KVReserveBytes; on the host, min(8 full contexts, half the available memory))
+	KVReserveBytes int64           // device memory a pool sized from a device's free memory leaves for activations when KVBlocks and KVBytes are 0 (0: max(2 GiB, 10% of the free memory); must be 0 on the host)
+	KVBlockSize    int             // positions per KV block (0: 16; at most MaxKVBlockSize)
+	KVDType        kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
+	Backend        kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
+	Name           string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
 	// ImageLimits bound image decoding (zero fields: imageproc.DefaultLimits).
 	ImageLimits imageproc.Limits
 }
 
 // DeviceMemory is implemented by a backend whose memory is its own (a
 // GPU's): the KV pool is then sized from, and bounded by, the device's free
-// memory (after the weights are uploaded) instead of the host's.
+// memory (after the weights are uploaded, less a reserve for activations)
+// instead of the host's.
 type DeviceMemory interface {
 	// FreeMemory is the device memory free now, in bytes.
 	FreeMemory() (int64, error)
@@ -370,14 +372,17 @@ func (r *LoadReport) countUnused(ss stores, layout Layout, cfg llava.Config) {
 // sets the context to what the pool can hold.
 func (r *LoadReport) sizeKV(opts Options, be kernels.Backend, blockSize int, cfg llava.Config, resident bool) (err error) {
 	r.MaxPositions, r.KVBlockSize = cfg.Text.MaxPos, blockSize
-	avail, bounded := availableMemory(), resident
+	avail, mem := availableMemory(), hostMapped
+	if resident {
+		mem = hostResident
+	}
 	if dm, ok := be.(DeviceMemory); ok {
 		if avail, err = dm.FreeMemory(); err != nil {
 			return fmt.Errorf("%w: free device memory: %w", ErrKVCache, err)
 		}
-		bounded = true
+		mem = deviceFree
 	}
-	r.KVBlocks, r.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), avail, bounded)
+	r.KVBlocks, r.Context, err = kvPool(opts, blockSize, cfg.Text, cfg.Vision.Patches(), avail, mem)
 	return err
 }
 

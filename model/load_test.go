@@ -474,14 +474,15 @@ type deviceBackend struct {
 func (d deviceBackend) FreeMemory() (int64, error) { return d.free, d.err }
 
 // TestDeviceMemoryBoundsPool checks that a backend reporting its free
-// memory sizes the pool from it: half of it by default, a budget over it
-// refused, an error reading it refused.
+// memory sizes the pool from it: all of it but the reserve by default, a
+// budget over it refused, a default reserve (2 GiB) over it refused, an
+// error reading it refused.
 func TestDeviceMemoryBoundsPool(t *testing.T) {
 	dir := hostileCopy(t, nil)
-	// Half, 4 MiB, by default: 204 blocks of tiny's 16 KiB of KV and 4 KiB
-	// of image feature rows (model.kvPool).
+	// 8 MiB less a 4 MiB reserve: 204 blocks of tiny's 16 KiB of KV and
+	// 4 KiB of image feature rows (model.kvPool).
 	const free = 8 << 20
-	m, rep, err := model.Open(context.Background(), dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	m, rep, err := model.Open(context.Background(), dir, model.Options{KVReserveBytes: 4 << 20, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,6 +490,11 @@ func TestDeviceMemoryBoundsPool(t *testing.T) {
 	if rep.KVBlocks != 204 || rep.Context != 204*16 {
 		t.Errorf("%d blocks, context %d; want 204 and %d", rep.KVBlocks, rep.Context, 204*16)
 	}
+	_, _, err = model.Open(context.Background(), dir, model.Options{Backend: deviceBackend{Backend: cpu.New(1), free: free}})
+	if !errors.Is(err, model.ErrKVCache) {
+		t.Fatalf("default reserve over the device's free memory: %v", err)
+	}
+	wantIn(t, err, "the device has 8.0 MiB free after the weights, no more than the 2.0 GiB reserve")
 	_, _, err = model.Open(context.Background(), dir, model.Options{KVBytes: free + 1, Backend: deviceBackend{Backend: cpu.New(1), free: free}})
 	if !errors.Is(err, model.ErrKVCache) {
 		t.Fatalf("budget over the device's free memory: %v", err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/pancap-serve/pancap/internal/app"
+	"github.com/pancap-serve/pancap/model"
 	"github.com/pancap-serve/pancap/model/embedded"
 	"github.com/pancap-serve/pancap/model/presets"
 	"github.com/pancap-serve/pancap/model/weights"
@@ -111,10 +112,16 @@ func TestGenerateDeviceFlags(t *testing.T) {
 		{[]string{"--device", "tpu"}, "--device: want cpu, cuda or cuda:N"},
 		{[]string{"--kv-cache-dtype", "int8"}, "--kv-cache-dtype"},
 		{[]string{"--kv-cache-bytes", "-5"}, "--kv-cache-bytes"},
+		{[]string{"--kv-cache-reserve-bytes", "-5"}, "--kv-cache-reserve-bytes"},
 	} {
 		_, _, err := run(t, append([]string{"generate", "--prompt", "hi"}, tt.args...)...)
 		if !errors.Is(err, app.ErrBadFlag) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: %v, want app.ErrBadFlag naming %q", tt.args, err, tt.want)
 		}
+	}
+	// A reserve reaches the model, which refuses it on the host.
+	_, _, err := run(t, "generate", "--prompt", "hi", "--kv-cache-reserve-bytes", "1000000")
+	if !errors.Is(err, model.ErrKVCache) || !strings.Contains(err.Error(), "--kv-cache-reserve-bytes 1000000 applies to a pool sized from a device's free memory") {
+		t.Errorf("--kv-cache-reserve-bytes on the CPU: %v, want model.ErrKVCache naming it", err)
 	}
 }

@@ -174,6 +174,7 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		{"--max-queue", "0"},
 		{"--max-queue", "-1"},
 		{"--kv-cache-bytes", "-1"},
+		{"--kv-cache-reserve-bytes", "-1"},
 		{"--decode-budget-bytes", "0"},
 	} {
 		_, _, err := run(t, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)

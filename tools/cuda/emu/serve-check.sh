@@ -9,7 +9,8 @@
 # serves it on "CUDA" with --kv-cache-dtype float16 too, which must caption all four
 # stages (rounded keys and values may change tokens). Then two faults:
 # a device too small for the model (PANCAP_CUEMU_MEM) must end serve with a
-# clear out-of-memory error, not a panic; a sticky error mid-chain
+# clear out-of-memory error, not a panic, and one too small for the KV
+# pool's reserve with a clear KV-cache error; a sticky error mid-chain
 # (PANCAP_CUEMU_FAIL=sticky:N) must fail the call in flight with UNAVAILABLE
 # naming the failed accelerator and the lost device, and end serve with
 # status 3. PANCAP is a build with -tags cuda. Run by tools/cuda/check.sh.
@@ -33,13 +34,15 @@ port=
 
 # serve DEV NAME [VAR=VALUE…]: start pancap serve on the tiny checkpoint in
 # the background (pid, port; stderr in $tmp/NAME.log), with the flags of
-# the array extra.
+# the array extra; killed after limit seconds when limit is set (a server
+# that should fail to load must not hang the check by serving).
 extra=()
+limit=
 serve() {
 	local dev=$1 name=$2
 	shift 2
 	port=$((20000 + RANDOM % 20000))
-	env "$@" "$bin" serve --addr "127.0.0.1:$port" --model testdata/checkpoints/tiny/llava --device "$dev" \
+	env "$@" ${limit:+timeout "$limit"} "$bin" serve --addr "127.0.0.1:$port" --model testdata/checkpoints/tiny/llava --device "$dev" \
 		--log-level error "${extra[@]}" 2>"$tmp/$name.log" &
 	pid=$!
 }
@@ -82,11 +85,24 @@ done
 extra=()
 
 # A device too small for the weights: a clear error, exit status 1.
+limit=120
 serve cuda oom PANCAP_CUEMU_MEM=400000
 ended
 if [[ $rc != 1 ]] || ! grep -q 'cuMemAlloc.*OutOfMemory' "$tmp/oom.log" || grep -q '^panic:\|^goroutine ' "$tmp/oom.log"; then
 	echo "serve-check: out of device memory at load: exit status $rc (want 1), log:" >&2
 	cat "$tmp/oom.log" >&2
+	exit 1
+fi
+
+# A device with the weights' room but not the KV pool's reserve (the
+# default, 2 GiB): a clear KV-cache error naming the sizes, exit status 1.
+serve cuda reserve PANCAP_CUEMU_MEM=$((1 << 30))
+ended
+limit=
+if [[ $rc != 1 ]] || ! grep -q 'KV cache does not fit: the device has .* free after the weights, no more than the 2.0 GiB reserve' "$tmp/reserve.log" ||
+	grep -q '^panic:\|^goroutine ' "$tmp/reserve.log"; then
+	echo "serve-check: a device under the KV pool's reserve: exit status $rc (want 1), log:" >&2
+	cat "$tmp/reserve.log" >&2
 	exit 1
 fi
 
@@ -108,7 +124,7 @@ if [[ $rc != 3 ]]; then
 	cat "$tmp/sticky.log" >&2
 	exit 1
 fi
-echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; sticky error: the call failed with UNAVAILABLE naming the lost device, exit 3"
+echo "serve-check: out of device memory at load: exit 1 naming cuMemAlloc; under the KV reserve: exit 1 naming it; sticky error: the call failed with UNAVAILABLE naming the lost device, exit 3"
 
 python3 - "$golden" "$tmp/cpu.json" "$tmp/cuda.json" "$tmp/cuda-stats.json" "$tmp/cuda-f16.json" \
 	"$tmp/cpu-sampled.json" "$tmp/cuda-sampled.json" <<'PY'
