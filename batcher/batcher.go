@@ -848,15 +848,15 @@ func (b *Batcher) sharedPrefill(r *request) (wait, rematch bool) {
 // has one, picked by the engine (Greedy, or a Sample at the next number of
 // s's stream).
 func (b *Batcher) chunk(s *seq, n int) engine.Chunk {
+	p := s.sampler.Params()
 	c := engine.Chunk{
 		Blocks: s.kv.Blocks(),
 		Pos:    s.computed,
 		Tokens: s.tokens[s.computed : s.computed+n],
 		Logits: s.computed+n == len(s.tokens),
-		Greedy: s.sampler.Params().Greedy(),
+		Greedy: p.Greedy(),
 	}
 	if c.Logits && !c.Greedy {
-		p := s.sampler.Params()
 		s.draw = engine.Sampling{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, U: s.sampler.Uniform()}
 		c.Sample = &s.draw
 	}

@@ -107,6 +107,21 @@ func newStopped(t *testing.T, blocks int, cfg Config, encodeSteps ...int64) (*Ba
 	return b, eng
 }
 
+// submitChains submits n chains, over images prefix0, prefix1, …, and
+// returns their streams.
+func submitChains(t *testing.T, b *Batcher, prefix string, n int) []<-chan Event {
+	t.Helper()
+	var chans []<-chan Event
+	for i := range n {
+		ch, err := b.SubmitChain(context.Background(), chainReq(fmt.Sprint(prefix, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chans = append(chans, ch)
+	}
+	return chans
+}
+
 // chainReq is a small chain over image name.
 func chainReq(name string) ChainRequest {
 	return ChainRequest{RequestID: name, Image: []byte("img:" + name), MaxNewTokens: [4]int{24, 24, 16, 32}}
@@ -360,14 +375,7 @@ func TestPanicRecovery(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b, eng := newTest(t, 1024, Config{ChainReuse: true, Metrics: reg, Logger: quietLogger()})
 	eng.panicAt.Store(3)
-	var chans []<-chan Event
-	for i := range 4 {
-		ch, err := b.SubmitChain(context.Background(), chainReq(fmt.Sprint("p", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		chans = append(chans, ch)
-	}
+	chans := submitChains(t, b, "p", 4)
 	// The requests in flight at the panic fail with ErrInternal; one still
 	// queued then (the step loop may have started before all four were
 	// submitted) is served by the restarted loop. None may hang or end

@@ -33,14 +33,7 @@ func TestDeviceLost(t *testing.T) {
 			eng.lostPanics = panics
 			b := New(eng, Config{ChainReuse: true, Logger: quietLogger()})
 			defer b.Shutdown(context.Background())
-			var chans []<-chan Event
-			for i := range 6 {
-				ch, err := b.SubmitChain(context.Background(), chainReq(fmt.Sprint("l", i)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				chans = append(chans, ch)
-			}
+			chans := submitChains(t, b, "l", 6)
 			b.Start()
 			running, queued := 0, 0
 			for i, ch := range chans {

@@ -54,7 +54,7 @@ type Options struct {
 	KVBytes        int64           // KV cache pool in bytes when KVBlocks is 0 (0: a device's free memory less KVReserveBytes; on the host, min(8 full contexts, half the available memory))
 	KVReserveBytes int64           // device memory a pool sized from a device's free memory leaves for activations when KVBlocks and KVBytes are 0 (0: max(2 GiB, 10% of the free memory); must be 0 on the host)
 	KVBlockSize    int             // positions per KV block (0: 16; at most MaxKVBlockSize)
-	KVDType        kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (CPU only; half the bytes per block)
+	KVDType        kernels.DType   // KV-cache storage: F32 (also 0), BF16 or F16 (half the bytes per block)
 	Backend        kernels.Backend // compute backend, owned by the model from then on (nil: the CPU backend on all cores)
 	Name           string          // model name for engine.Spec ("": config's _name_or_path, else the directory name)
 	// ImageLimits bound image decoding (zero fields: imageproc.DefaultLimits).
